@@ -1,0 +1,21 @@
+"""One exception root for mergefront, with a few precise children.
+
+Messages name the object and the fix; the CLI prints them as one line and exits 2 for
+``ConfigError`` (bad input, detected before any work starts).
+"""
+
+
+class MergefrontError(Exception):
+    """Root of every error mergefront raises on purpose."""
+
+
+class ConfigError(MergefrontError):
+    """Bad user input: a YAML file, a CLI argument or a checkpoint that cannot be used."""
+
+
+class PoolError(ConfigError):
+    """The checkpoint pool is inconsistent or unreadable (missing files, shape mismatch, ...)."""
+
+
+class EvaluationError(MergefrontError):
+    """Scoring one trial failed; the trial is marked failed and the search goes on."""

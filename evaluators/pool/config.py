@@ -1,0 +1,157 @@
+"""Schema of ``checkpoints.yaml``: named bases and the pool's members, one kind each.
+
+Kinds (the ``kind`` key, default ``checkpoint``):
+- ``checkpoint``: a full model directory (safetensors, single file or sharded).
+- ``base``: one of the named bases, itself a member of the merge.
+- ``finetune``: a full fine-tuned directory of a named base; merged through its task vector.
+- ``transfer``: a diff (source fine-tune minus source base) applied to a named target base.
+- ``lora``: a PEFT LoRA adapter directory on a named base.
+
+Paths are relative to the YAML file. Member names become column names and file names,
+so they are restricted to a safe alphabet (no path separators).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+
+from evaluators.config import ExistingDir, Frozen, load_config
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+MemberName = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class BaseModelEntry(Frozen):
+    """A base model directory that fine-tune, transfer and LoRA members refer to by name."""
+
+    path: ExistingDir
+    trust_remote_code: bool = False
+
+
+class _MemberCommon(Frozen):
+    name: MemberName
+    trust_remote_code: bool = False
+
+
+class CheckpointMember(_MemberCommon):
+    kind: Literal["checkpoint"] = "checkpoint"
+    path: ExistingDir
+
+
+class BaseMember(_MemberCommon):
+    kind: Literal["base"]
+    base: str
+
+
+class FinetuneMember(_MemberCommon):
+    kind: Literal["finetune"]
+    path: ExistingDir
+    base: str
+
+
+class TransferMember(_MemberCommon):
+    kind: Literal["transfer"]
+    source_finetune: ExistingDir
+    source_base: ExistingDir
+    target_base: str
+    scale: float = 1.0
+
+
+class LoraMember(_MemberCommon):
+    kind: Literal["lora"]
+    path: ExistingDir
+    base: str
+
+
+KINDS = ("checkpoint", "base", "finetune", "transfer", "lora")
+
+
+def _kind_of(value: Any) -> str:
+    """The member's kind tag; a plain mapping without ``kind`` is a full checkpoint."""
+    return value.get("kind", "checkpoint") if isinstance(value, dict) else getattr(value, "kind", "")
+
+
+Member = Annotated[
+    Annotated[CheckpointMember, Tag("checkpoint")]
+    | Annotated[BaseMember, Tag("base")]
+    | Annotated[FinetuneMember, Tag("finetune")]
+    | Annotated[TransferMember, Tag("transfer")]
+    | Annotated[LoraMember, Tag("lora")],
+    Discriminator(
+        _kind_of,
+        custom_error_type="unknown_kind",
+        custom_error_message=f"unknown member kind; use one of: {', '.join(KINDS)}",
+    ),
+]
+
+
+class Pool(Frozen):
+    """A validated pool: bases by name and members in order (the order of weight columns)."""
+
+    name: str = "pool"
+    bases: dict[str, BaseModelEntry] = {}
+    members: list[Member]
+    tokenizer: str | None = Field(
+        default=None, description="member or base whose tokenizer and config the worker uses"
+    )
+
+    @field_validator("members")
+    @classmethod
+    def _non_empty_unique(cls, members: list[Member]) -> list[Member]:
+        if not members:
+            raise ValueError("the pool has no members; list at least one checkpoint under 'members'")
+        seen: set[str] = set()
+        for m in members:
+            if m.name in seen:
+                raise ValueError(f"member name '{m.name}' is used twice; give each member its own name")
+            seen.add(m.name)
+        return members
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> Pool:
+        for m in self.members:
+            for ref in _base_refs(m):
+                if ref not in self.bases:
+                    known = ", ".join(sorted(self.bases)) or "none declared"
+                    raise ValueError(
+                        f"member '{m.name}' refers to base '{ref}', which is not under 'bases' "
+                        f"(declared: {known}); add it there"
+                    )
+        if self.tokenizer is not None and self.tokenizer not in self.names and self.tokenizer not in self.bases:
+            raise ValueError(f"tokenizer '{self.tokenizer}' is neither a member nor a base")
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.members]
+
+    def model_dir(self) -> Path:
+        """Directory whose config.json and tokenizer the worker's model is built from."""
+        if self.tokenizer in self.bases:
+            return self.bases[self.tokenizer].path
+        chosen = next((m for m in self.members if m.name == self.tokenizer), self.members[0])
+        if isinstance(chosen, CheckpointMember | FinetuneMember):
+            return chosen.path
+        if isinstance(chosen, BaseMember):
+            return self.bases[chosen.base].path
+        if isinstance(chosen, TransferMember):
+            return self.bases[chosen.target_base].path
+        return self.bases[chosen.base].path
+
+
+def _base_refs(member: Member) -> list[str]:
+    if isinstance(member, TransferMember):
+        return [member.target_base]
+    if isinstance(member, BaseMember | FinetuneMember | LoraMember):
+        return [member.base]
+    return []
+
+
+def load_pool(path: Path) -> Pool:
+    """Read and validate ``checkpoints.yaml``."""
+    return load_config(Pool, path)

@@ -1,0 +1,104 @@
+"""Task specs and the task library: lm-eval task YAMLs from a directory an experiment names.
+
+lm-eval resolves ``dataset_kwargs.data_files`` against the process's working directory, so
+the library rewrites them to absolute paths against each YAML's own folder at load time.
+YAML tags that execute code (``!function``) are refused: task files come from other people.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field
+
+from evaluators.config import Frozen
+from evaluators.errors import ConfigError
+from evaluators.registry import did_you_mean
+
+
+class TaskSpec(Frozen):
+    """What to score: an lm-eval task, the metric (and filter) to read, and how much of it."""
+
+    task: str
+    metric: str = "acc"
+    filter: str = "none"
+    num_fewshot: int | None = Field(default=None, ge=0)
+    limit: int | None = Field(default=None, gt=0, description="score only the first N examples")
+
+    @property
+    def result_key(self) -> str:
+        return f"{self.metric},{self.filter}"
+
+
+class _SafeTaskLoader(yaml.SafeLoader):
+    """Safe loader that turns code-executing tags into a clear refusal instead of a crash."""
+
+
+def _refuse_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    raise ConfigError(
+        f"{loader.name}: the tag !{suffix} runs code from the task file, which mergefront does not do; "
+        "use a task without it"
+    )
+
+
+_SafeTaskLoader.add_multi_constructor("!", _refuse_tag)
+
+
+def _absolute(value: Any, folder: Path) -> Any:
+    if isinstance(value, str):
+        return value if "://" in value or Path(value).is_absolute() else str((folder / value).resolve())
+    if isinstance(value, list):
+        return [_absolute(v, folder) for v in value]
+    if isinstance(value, dict):
+        return {k: _absolute(v, folder) for k, v in value.items()}
+    return value
+
+
+def _load_task_yaml(path: Path) -> dict[str, Any]:
+    with path.open() as fh:
+        loader = _SafeTaskLoader(fh)
+        loader.name = str(path)
+        try:
+            data = loader.get_single_data()
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: malformed task YAML ({exc}); fix the syntax") from None
+        finally:
+            loader.dispose()
+    if not isinstance(data, dict):
+        return {}
+    if "include" in data:
+        base = _load_task_yaml(path.parent / str(data.pop("include")))
+        data = {**base, **data}
+    files = data.get("dataset_kwargs", {}).get("data_files")
+    if files is not None:
+        data["dataset_kwargs"] = {**data["dataset_kwargs"], "data_files": _absolute(files, path.parent)}
+    return data
+
+
+class TaskLibrary:
+    """Index of the individual tasks defined by YAML files under one directory."""
+
+    def __init__(self, directory: Path) -> None:
+        if not directory.is_dir():
+            raise ConfigError(f"tasks directory {directory} does not exist; fix 'tasks_dir' in the experiment")
+        self.directory = directory
+        self._configs: dict[str, dict[str, Any]] = {}
+        for path in sorted(directory.rglob("*.yaml")):
+            data = _load_task_yaml(path)
+            if isinstance(data.get("task"), str):
+                self._configs[data["task"]] = data
+
+    def names(self) -> list[str]:
+        return sorted(self._configs)
+
+    def config(self, name: str) -> dict[str, Any]:
+        """A private copy of the task's lm-eval config, ready for ``get_task_dict``."""
+        if name not in self._configs:
+            raise ConfigError(
+                f"task '{name}' is not defined under {self.directory}{did_you_mean(name, self.names())}; "
+                f"available: {', '.join(self.names()) or 'none'}"
+            )
+        return copy.deepcopy(self._configs[name])

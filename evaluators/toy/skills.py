@@ -1,0 +1,70 @@
+"""Synthetic skills the toy models learn: each maps a random draw to (prompt, target).
+
+Prompts carry a short skill tag so one model can learn them all; targets are what a
+greedy model must produce after the prompt (scored by lm-eval's loglikelihood ``acc``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+LETTERS = "abcdefghij"
+ALPHABET = "0123456789" + LETTERS + "RSC+=:"
+
+
+def _word(rng: random.Random) -> str:
+    return "".join(rng.choice(LETTERS) for _ in range(rng.randint(4, 8)))
+
+
+def _add(rng: random.Random) -> tuple[str, str]:
+    a, b = rng.randint(0, 99), rng.randint(0, 99)
+    return f"{a}+{b}=", str(a + b)
+
+
+def _reverse(rng: random.Random) -> tuple[str, str]:
+    w = _word(rng)
+    return f"R:{w}=", w[::-1]
+
+
+def _sort(rng: random.Random) -> tuple[str, str]:
+    w = _word(rng)
+    return f"S:{w}=", "".join(sorted(w))
+
+
+def _shift(rng: random.Random) -> tuple[str, str]:
+    w = _word(rng)
+    shifted = "".join(LETTERS[(LETTERS.index(c) + 1) % len(LETTERS)] for c in w)
+    return f"C:{w}=", shifted
+
+
+@dataclass(frozen=True)
+class Skill:
+    name: str
+    draw: Callable[[random.Random], tuple[str, str]]
+
+
+SKILLS: dict[str, Skill] = {
+    s.name: s
+    for s in (
+        Skill("add", _add),
+        Skill("reverse", _reverse),
+        Skill("sort", _sort),
+        Skill("shift", _shift),
+    )
+}
+
+
+def sample_unique(
+    skill: Skill, rng: random.Random, count: int, exclude: set[str]
+) -> list[tuple[str, str]]:
+    """Draw ``count`` examples whose prompts are distinct and not in ``exclude``."""
+    seen = set(exclude)
+    out: list[tuple[str, str]] = []
+    while len(out) < count:
+        prompt, target = skill.draw(rng)
+        if prompt not in seen:
+            seen.add(prompt)
+            out.append((prompt, target))
+    return out

@@ -1,0 +1,130 @@
+"""The ``mergefront`` command line. Heavy libraries are imported inside commands so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from evaluators.environment import apply_offline_quiet
+from evaluators.errors import ConfigError, MergefrontError
+
+log = logging.getLogger("mergefront")
+DEFAULT_EXPERIMENT = Path("experiments/toy.yaml")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _search(args: argparse.Namespace) -> int:
+    from optimizer.driver import Search, create_run_dir
+    from optimizer.experiment import load_experiment
+    from optimizer.preflight import preflight
+    from optimizer.store import FRONT, read_table, sort_front
+    from optimizer.table import format_table
+
+    experiment, pool = load_experiment(args.experiment)
+    updates = {"name": args.name} if args.name else {}
+    if args.trials:
+        updates["budget"] = experiment.budget.model_copy(update={"trials": args.trials})
+    if args.workers:
+        updates["workers"] = experiment.workers.model_copy(update={"count": args.workers})
+    experiment = experiment.model_copy(update=updates)
+    preflight(experiment, pool, args.experiment)
+    run_dir = create_run_dir(args.runs_dir, experiment.name, args.overwrite)
+    log.info("run directory: %s", run_dir)
+    summary = Search(experiment, pool, run_dir).run(args.ray_address, progress=not args.no_progress)
+    columns, front = read_table(run_dir, FRONT)
+    print(f"\nPareto front of {run_dir} ({len(front)} of {summary.complete} complete trials, {summary.failed} failed):")
+    print(format_table(columns, sort_front(front, columns, None)))
+    print(f"\nwall time {summary.wall_seconds:.1f} s; {summary.timing_line()}")
+    return 0
+
+
+def _front(args: argparse.Namespace) -> int:
+    from optimizer.store import FRONT, TRIALS, read_table, sort_front
+    from optimizer.table import format_table, front_json
+
+    columns, frame = read_table(args.run_dir, TRIALS if args.all else FRONT)
+    frame = sort_front(frame, columns, args.sort)
+    print(front_json(columns, frame) if args.json else format_table(columns, frame))
+    return 0
+
+
+def _toy_build(args: argparse.Namespace) -> int:
+    from evaluators.toy.build import ToyRecipe, build_toy_pool
+    from evaluators.toy.scores import score_report
+
+    recipe = ToyRecipe(seed=args.seed)
+    if build_toy_pool(args.out, args.tasks_out, recipe, force=args.force):
+        log.info("toy pool written to %s", args.out)
+    else:
+        log.info("toy pool at %s is up to date (recipe %s); --force rebuilds it", args.out, recipe.fingerprint())
+    print(score_report(args.out, args.tasks_out))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mergefront",
+        description="Find the Pareto-optimal linear merges of a pool of LLM checkpoints.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    search = sub.add_parser("search", help="run a multi-objective merge search", description="Run a search; the run goes to RUNS_DIR/NAME.")
+    search.add_argument("experiment", nargs="?", type=Path, default=DEFAULT_EXPERIMENT, help=f"experiment YAML (default {DEFAULT_EXPERIMENT})")
+    search.add_argument("--trials", type=_positive, help="override the experiment's trial budget")
+    search.add_argument("--workers", type=_positive, help="override the experiment's worker count")
+    search.add_argument("--name", help="run name (default: the experiment's name)")
+    search.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs/)")
+    search.add_argument("--overwrite", action="store_true", help="replace an existing run directory of the same name")
+    search.add_argument("--ray-address", help="connect to this Ray cluster instead of starting a local one")
+    search.add_argument("--no-progress", action="store_true", help="no progress bar")
+    search.set_defaults(func=_search)
+
+    front = sub.add_parser("front", help="print the Pareto front of a run", description="Print a run's Pareto front.")
+    front.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    front.add_argument("--json", action="store_true", help="JSON array of {trial, weights, scores}")
+    front.add_argument("--all", action="store_true", help="every trial, not only the front")
+    front.add_argument("--sort", metavar="OBJECTIVE", help="sort by this objective, best first (default: the first)")
+    front.set_defaults(func=_front)
+
+    toy = sub.add_parser("toy", help="the embedded toy pool").add_subparsers(dest="toy_command", required=True, metavar="ACTION")
+    build = toy.add_parser("build", help="train the toy pool (cached) and print its score table", description="Train the toy pool locally and print each member's scores.")
+    build.add_argument("--out", type=Path, default=Path("toy"), help="pool directory (default toy/)")
+    build.add_argument("--tasks-out", type=Path, default=Path("experiments/tasks/toy"), help="task YAML and data directory")
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--force", action="store_true", help="rebuild even when an identical build exists")
+    build.set_defaults(func=_toy_build)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    apply_offline_quiet()
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"mergefront: error: {exc}", file=sys.stderr)
+        return 2
+    except MergefrontError as exc:
+        print(f"mergefront: failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mergefront: interrupted", file=sys.stderr)
+        return 130
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Schema of an experiment file (``experiments/*.yaml``), validated once at the edge.
+
+An objective is a task spec (what lm-eval scores) plus a direction and a name; a bare
+string is shorthand for ``{task: NAME}`` (metric ``acc``, maximised).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from evaluators.backends import BACKENDS, BackendSpec
+from evaluators.config import ExistingDir, ExistingFile, Frozen, load_config, registered
+from evaluators.merge import OPERATORS, MergeSpec
+from evaluators.pool import Pool, load_pool
+from evaluators.tasks import TaskSpec
+from evaluators.worker import WorkerSpec
+from optimizer.samplers import SAMPLERS
+
+Direction = Literal["maximize", "minimize"]
+RUN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class Objective(TaskSpec):
+    direction: Direction = "maximize"
+    name: str | None = Field(default=None, description="column name; default '<task>/<metric>'")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"task": data} if isinstance(data, str) else data
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.task}/{self.metric}"
+
+    def task_spec(self) -> TaskSpec:
+        return TaskSpec(**self.model_dump(include=set(TaskSpec.model_fields)))
+
+
+class SpaceSpec(Frozen):
+    """The weight space searched; only the simplex exists so far."""
+
+    kind: Literal["simplex"] = "simplex"
+
+
+class SamplerSpec(Frozen):
+    name: str = "tpe"
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        return registered(SAMPLERS, name)
+
+
+class BudgetSpec(Frozen):
+    trials: int = Field(default=40, ge=1, description="trials in total, baselines included")
+
+
+class WorkersSpec(BackendSpec):
+    count: int = Field(default=1, ge=1)
+
+
+class EvaluationSpec(Frozen):
+    bootstrap_iters: int = Field(default=100, ge=0, description="lm-eval bootstrap draws for stderr (0: none)")
+
+
+class Experiment(Frozen):
+    name: Annotated[str, Field(pattern=RUN_NAME)]
+    pool: ExistingFile = Path("../checkpoints.yaml")
+    tasks_dir: ExistingDir
+    objectives: list[Objective] = Field(min_length=1)
+    merge: MergeSpec = MergeSpec()
+    space: SpaceSpec = SpaceSpec()
+    sampler: SamplerSpec = SamplerSpec()
+    budget: BudgetSpec = BudgetSpec()
+    workers: WorkersSpec = WorkersSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
+    seed: int = 0
+
+    @field_validator("objectives")
+    @classmethod
+    def _unique_labels(cls, objectives: list[Objective]) -> list[Objective]:
+        labels = [o.label for o in objectives]
+        dup = next((label for label in labels if labels.count(label) > 1), None)
+        if dup is not None:
+            raise ValueError(f"objective '{dup}' appears twice; give one of them a distinct 'name'")
+        return objectives
+
+    @field_validator("merge")
+    @classmethod
+    def _known_method(cls, merge: MergeSpec) -> MergeSpec:
+        registered(OPERATORS, merge.method)
+        return merge
+
+    @field_validator("workers")
+    @classmethod
+    def _known_backend(cls, workers: WorkersSpec) -> WorkersSpec:
+        registered(BACKENDS, workers.name)
+        return workers
+
+    @property
+    def directions(self) -> list[Direction]:
+        return [o.direction for o in self.objectives]
+
+    @property
+    def labels(self) -> list[str]:
+        return [o.label for o in self.objectives]
+
+    def worker_spec(self, pool: Pool) -> WorkerSpec:
+        backend = BackendSpec(**self.workers.model_dump(exclude={"count"}))
+        return WorkerSpec(
+            pool=pool,
+            objectives={o.label: o.task_spec() for o in self.objectives},
+            tasks_dir=self.tasks_dir,
+            backend=backend,
+            merge=self.merge,
+            bootstrap_iters=self.evaluation.bootstrap_iters,
+            seed=self.seed,
+        )
+
+
+def load_experiment(path: Path) -> tuple[Experiment, Pool]:
+    """Validate the experiment file and the pool file it names."""
+    experiment = load_config(Experiment, path)
+    return experiment, load_pool(experiment.pool)

@@ -1,0 +1,45 @@
+"""Text and JSON views of a front (or of all trials) read from the Parquet store."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+
+from optimizer.store import SCORE, STDERR, WEIGHT, Columns
+
+
+def _score(value: float, stderr: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if stderr is None or (isinstance(stderr, float) and math.isnan(stderr)):
+        return f"{value:.4g}"
+    return f"{value:.4g}±{stderr:.2g}"
+
+
+def format_table(columns: Columns, frame: pd.DataFrame) -> str:
+    """One row per trial: number, source, weights (3 decimals), scores with stderr."""
+    rows = []
+    for _, r in frame.iterrows():
+        row = {"trial": int(r["trial"]), "source": r["source"]}
+        row.update({m: f"{r[WEIGHT + m]:.3f}" for m in columns.members})
+        row.update({o: _score(r[SCORE + o], r[STDERR + o]) for o in columns.objectives})
+        rows.append(row)
+    if not rows:
+        return "(no complete trials)"
+    arrows = {o: f"{o} {'↑' if d == 'maximize' else '↓'}" for o, d in zip(columns.objectives, columns.directions, strict=True)}
+    return pd.DataFrame(rows).rename(columns=arrows).to_string(index=False)
+
+
+def front_json(columns: Columns, frame: pd.DataFrame) -> str:
+    """JSON array of {trial, weights: {member: w}, scores: {objective: value}}."""
+    out = [
+        {
+            "trial": int(r["trial"]),
+            "weights": {m: float(r[WEIGHT + m]) for m in columns.members},
+            "scores": {o: float(r[SCORE + o]) for o in columns.objectives},
+        }
+        for _, r in frame.iterrows()
+    ]
+    return json.dumps(out, indent=2)
