@@ -1,4 +1,4 @@
-"""Process environment for mergefront: offline (nothing reaches a model hub) and quiet.
+"""Process environment for mergefront: offline (nothing reaches a model hub), quiet and fork-free.
 
 tqdm reads ``TQDM_*`` variables when it is imported, so this is applied before anything
 heavy is imported: by the CLI at start-up and by Ray for each worker process. Our own
@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import os
 
-OFFLINE_QUIET = {
+PROCESS_ENV = {
     "HF_HUB_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
     "TQDM_DISABLE": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "TRANSFORMERS_VERBOSITY": "error",
+    # lm-eval bootstraps some stderrs in a forked multiprocessing pool; forking inside a
+    # threaded Ray actor can deadlock (seen here: a worker hung on its second trial).
+    "DISABLE_MULTIPROC": "1",
 }
 
 
-def apply_offline_quiet() -> None:
+def apply_process_env() -> None:
     """Set the defaults above where the user has not set them."""
-    for key, value in OFFLINE_QUIET.items():
+    for key, value in PROCESS_ENV.items():
         os.environ.setdefault(key, value)

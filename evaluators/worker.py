@@ -16,7 +16,7 @@ import torch
 
 from evaluators.backends import BACKENDS, BackendSpec
 from evaluators.config import Frozen
-from evaluators.environment import OFFLINE_QUIET, apply_offline_quiet
+from evaluators.environment import PROCESS_ENV, apply_process_env
 from evaluators.lmeval import Score, Scorer
 from evaluators.merge import OPERATORS, MergeSpec
 from evaluators.pool import Pool
@@ -33,7 +33,7 @@ class WorkerSpec(Frozen):
     pool: Pool
     objectives: dict[str, TaskSpec]
     tasks_dir: Path
-    backend: BackendSpec = BackendSpec()
+    runtime: BackendSpec = BackendSpec()
     merge: MergeSpec = MergeSpec()
     bootstrap_iters: int = 100
     seed: int = 0
@@ -54,12 +54,12 @@ class Worker:
     """Loads the pool once, builds one model once, then evaluates weight vectors."""
 
     def __init__(self, spec: WorkerSpec, worker_id: str = "worker-0") -> None:
-        apply_offline_quiet()
-        if spec.backend.threads:
-            torch.set_num_threads(spec.backend.threads)
+        apply_process_env()
+        if spec.runtime.threads:
+            torch.set_num_threads(spec.runtime.threads)
         self.worker_id = worker_id
         layout = inspect_pool(spec.pool)
-        self.backend = BACKENDS.get(spec.backend.name)(spec.backend, spec.pool.model_dir())
+        self.backend = BACKENDS.get(spec.runtime.backend)(spec.runtime, spec.pool.model_dir())
         self.pool = ResidentPool(spec.pool, layout, self.backend.device)
         self.pool.bind(self.backend.tensors())
         self.operator = OPERATORS.get(spec.merge.method)
@@ -90,10 +90,10 @@ def start_workers(spec: WorkerSpec, count: int) -> list:  # list[ray.actor.Actor
     """Start ``count`` Ray actors (one GPU each on CUDA, ``threads`` CPUs each otherwise)."""
     import ray
 
-    on_gpu = spec.backend.device.startswith("cuda")
+    on_gpu = spec.runtime.device.startswith("cuda")
     remote = ray.remote(Worker).options(
-        num_cpus=0 if on_gpu else (spec.backend.threads or 1),
+        num_cpus=0 if on_gpu else (spec.runtime.threads or 1),
         num_gpus=1 if on_gpu else 0,
-        runtime_env={"env_vars": OFFLINE_QUIET},
+        runtime_env={"env_vars": PROCESS_ENV},
     )
     return [remote.remote(spec, f"worker-{i}") for i in range(count)]

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from evaluators.environment import apply_offline_quiet
+from evaluators.environment import apply_process_env
 from evaluators.errors import ConfigError, MergefrontError
 
 log = logging.getLogger("mergefront")
@@ -28,6 +28,9 @@ def _search(args: argparse.Namespace) -> int:
     from optimizer.store import FRONT, read_table, sort_front
     from optimizer.table import format_table
 
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.DEBUG if args.verbose else optuna.logging.WARNING)
     experiment, pool = load_experiment(args.experiment)
     updates = {"name": args.name} if args.name else {}
     if args.trials:
@@ -112,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    apply_offline_quiet()
+    apply_process_env()
+    # Ray's note that a local cluster uses token authentication would interleave with the progress bar.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
         return int(args.func(args))
     except ConfigError as exc:

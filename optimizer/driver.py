@@ -13,6 +13,7 @@ import os
 import shutil
 import statistics
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,7 +129,9 @@ class Search:
             directions=experiment.directions,
             sampler=SAMPLERS.get(experiment.sampler.name)(experiment.seed),
         )
-        self.study.set_metric_names(self.labels)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.study.set_metric_names(self.labels)
         for source, params in self.space.baselines()[: experiment.budget.trials]:
             self.study.enqueue_trial(params, user_attrs={"source": source})
         self.store = TrialStore(

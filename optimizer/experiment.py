@@ -60,6 +60,8 @@ class BudgetSpec(Frozen):
 
 
 class WorkersSpec(BackendSpec):
+    """The backend each worker runs, plus how many workers."""
+
     count: int = Field(default=1, ge=1)
 
 
@@ -98,7 +100,7 @@ class Experiment(Frozen):
     @field_validator("workers")
     @classmethod
     def _known_backend(cls, workers: WorkersSpec) -> WorkersSpec:
-        registered(BACKENDS, workers.name)
+        registered(BACKENDS, workers.backend)
         return workers
 
     @property
@@ -110,12 +112,11 @@ class Experiment(Frozen):
         return [o.label for o in self.objectives]
 
     def worker_spec(self, pool: Pool) -> WorkerSpec:
-        backend = BackendSpec(**self.workers.model_dump(exclude={"count"}))
         return WorkerSpec(
             pool=pool,
             objectives={o.label: o.task_spec() for o in self.objectives},
             tasks_dir=self.tasks_dir,
-            backend=backend,
+            runtime=BackendSpec(**self.workers.model_dump(exclude={"count"})),
             merge=self.merge,
             bootstrap_iters=self.evaluation.bootstrap_iters,
             seed=self.seed,

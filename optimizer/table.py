@@ -19,11 +19,11 @@ def _score(value: float, stderr: float | None) -> str:
 
 
 def format_table(columns: Columns, frame: pd.DataFrame) -> str:
-    """One row per trial: number, source, weights (3 decimals), scores with stderr."""
+    """One row per trial: number, source, weights ``w.<member>`` (3 decimals), scores ± stderr."""
     rows = []
     for _, r in frame.iterrows():
         row = {"trial": int(r["trial"]), "source": r["source"]}
-        row.update({m: f"{r[WEIGHT + m]:.3f}" for m in columns.members})
+        row.update({f"w.{m}": f"{r[WEIGHT + m]:.3f}" for m in columns.members})
         row.update({o: _score(r[SCORE + o], r[STDERR + o]) for o in columns.objectives})
         rows.append(row)
     if not rows:

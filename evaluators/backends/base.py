@@ -17,7 +17,7 @@ from evaluators.registry import Registry
 class BackendSpec(Frozen):
     """How a worker holds and runs its model."""
 
-    name: str = "hf"
+    backend: str = "hf"
     device: str = Field(default="cpu", description="'cpu', 'cuda' or 'cuda:N'")
     batch_size: int | Literal["auto"] = 64
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads per worker")

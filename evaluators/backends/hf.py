@@ -13,6 +13,19 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from evaluators.backends.base import BACKENDS, BackendSpec
 
 
+class QuietHFLM(HFLM):
+    """HFLM without its per-request progress bars (one trial would print several)."""
+
+    def loglikelihood(self, requests, disable_tqdm: bool = True):  # type: ignore[no-untyped-def,override]
+        return super().loglikelihood(requests, disable_tqdm=True)
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = True):  # type: ignore[no-untyped-def,override]
+        return super().loglikelihood_rolling(requests, disable_tqdm=True)
+
+    def generate_until(self, requests, disable_tqdm: bool = True):  # type: ignore[no-untyped-def,override]
+        return super().generate_until(requests, disable_tqdm=True)
+
+
 class HFBackend:
     """Builds the model skeleton once from ``config.json`` (weights come from the first merge)."""
 
@@ -22,7 +35,7 @@ class HFBackend:
         config = AutoConfig.from_pretrained(model_dir, local_files_only=True, trust_remote_code=remote)
         self.model = AutoModelForCausalLM.from_config(config, trust_remote_code=remote).to(self.device).eval()
         tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=remote)
-        self._lm = HFLM(pretrained=self.model, tokenizer=tokenizer, batch_size=spec.batch_size, device=str(self.device))
+        self._lm = QuietHFLM(pretrained=self.model, tokenizer=tokenizer, batch_size=spec.batch_size, device=str(self.device))
         saved = self.model.state_dict(keep_vars=True)
         persistent_buffers = {k: v for k, v in self.model.named_buffers() if k in saved}
         # named_parameters() lists a tied tensor once, so tied weights are written once and stay tied
