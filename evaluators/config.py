@@ -7,7 +7,8 @@ Relative paths in a file are resolved against that file's folder (passed as cont
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo
@@ -65,20 +66,55 @@ def registered(registry: Registry[Any], name: str) -> str:
     return name
 
 
-def _location(loc: tuple[Any, ...]) -> str:
-    out = ""
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (through Annotated, unions and Optional)."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    if get_origin(annotation) in (Union, UnionType):
+        return [m for arg in get_args(annotation) for m in _models(arg)]
+    return []
+
+
+def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, Any]:
+    """Render an error location as the user wrote it, and return the annotation found there.
+
+    Pydantic puts the chosen tag of a tagged union into the location (``members.0.checkpoint``);
+    that tag is not in the file, so it is skipped.
+    """
+    current: Any = model
+    text = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
+        while get_origin(current) is Annotated:
+            current = get_args(current)[0]
+        origin = get_origin(current)
+        if origin in (list, tuple):
+            text, current = f"{text}[{part}]", get_args(current)[0]
+            continue
+        if origin is dict:
+            text, current = f"{text}.{part}", get_args(current)[1]
+            continue
+        options = _models(current)
+        if len(options) > 1:
+            current = next((m for m in options if getattr(m.model_fields.get("kind"), "default", None) == part), None)
+            continue
+        field = options[0].model_fields.get(str(part)) if options else None
+        text = f"{text}[{part}]" if isinstance(part, int) else f"{text}.{part}"
+        current = field.annotation if field else None
+    return text.lstrip(".") or "(top level)", current
 
 
 def format_validation_error(source: str, model: type[BaseModel], exc: ValidationError) -> str:
     """The first error as one line: file, field path, problem, and a hint; then how many more."""
-    errors = exc.errors()
+    # a misspelt key shows up as "unknown key" plus "missing key": the first explains both
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
     first = errors[0]
     loc = first["loc"]
+    where, _ = _walk(model, loc)
     if first["type"] == "extra_forbidden":
-        owner = _owner_fields(model, loc[:-1])
+        where, owner_type = _walk(model, loc[:-1])
+        owner = sorted(m for options in _models(owner_type)[:1] for m in options.model_fields)
         hint = did_you_mean(str(loc[-1]), owner) or (f"; allowed: {', '.join(owner)}" if owner else "")
         message = f"unknown key '{loc[-1]}'{hint}"
     elif first["type"] == "missing":
@@ -86,33 +122,7 @@ def format_validation_error(source: str, model: type[BaseModel], exc: Validation
     else:
         message = first["msg"].removeprefix("Value error, ")
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-    return f"{source}: {_location(loc)}: {message}{more}"
-
-
-def _owner_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the (nested) model that holds the key at ``loc``, for did-you-mean hints."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
-            continue
-        field = current.model_fields.get(str(part))
-        if field is None:
-            return []
-        current = _model_in(field.annotation)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return sorted(current.model_fields)
-    return []
-
-
-def _model_in(annotation: Any) -> Any:
-    """The pydantic model inside an annotation such as ``list[Model]`` or ``Model | None``."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
+    return f"{source}: {where}: {message}{more}"
 
 
 def validate(model: type[M], data: Any, source: str, base_dir: Path | None = None) -> M:

@@ -159,8 +159,8 @@ class Search:
                 merge_seconds=result.merge_seconds, eval_seconds=result.eval_seconds,
                 worker=result.worker, device=result.device, started_at=job.started_at, finished_at=now,
             )
-        self.study.tell(job.trial, state=TrialState.FAIL)
         job.trial.set_user_attr("error", error)
+        self.study.tell(job.trial, state=TrialState.FAIL)
         return TrialRecord(
             trial=job.trial.number, state="FAIL", source=job.source, weights=job.weights, scores={}, stderr={},
             merge_seconds=None, eval_seconds=None, worker=None, device=None,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from evaluators.pool import load_pool
 from evaluators.tasks import TaskSpec
-from evaluators.toy.build import task_name
+from evaluators.toy.build import MANIFEST, task_name
 from evaluators.toy.skills import SKILLS
 from evaluators.worker import Worker, WorkerSpec
 
@@ -31,8 +32,19 @@ def trade_offs(scores: dict[str, dict[str, float]]) -> tuple[bool, bool]:
     return all(wins.values()), not any(len(w) == len(best) for w in wins.values())
 
 
+def cached_scores(pool_dir: Path, tasks_dir: Path) -> dict[str, dict[str, float]]:
+    """Member scores stored in the build's manifest, computed once after each build."""
+    manifest_path = pool_dir / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    if "scores" not in manifest:
+        manifest["scores"] = member_scores(pool_dir / "checkpoints.yaml", tasks_dir)
+        manifest_path.write_text(json.dumps(manifest, indent=2))
+    return manifest["scores"]
+
+
 def score_report(pool_dir: Path, tasks_dir: Path) -> str:
-    scores = member_scores(pool_dir / "checkpoints.yaml", tasks_dir)
+    """The score table of the toy pool and whether it shows genuine trade-offs."""
+    scores = cached_scores(pool_dir, tasks_dir)
     skills = list(next(iter(scores.values())))
     lines = ["member    " + "".join(f"{s:>9}" for s in skills)]
     lines += [f"{m:<10}" + "".join(f"{row[s]:>9.3f}" for s in skills) for m, row in scores.items()]

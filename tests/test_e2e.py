@@ -1,0 +1,94 @@
+"""End-to-end searches on the tiny pool with real Ray, real lm-eval and a real Optuna journal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+from optimizer.cli import main
+from tests.conftest import write_experiment
+
+pytestmark = pytest.mark.e2e
+OBJECTIVES = ["toy_add/perplexity", "toy_reverse/acc"]
+SIGNS = np.array([-1.0, 1.0])  # perplexity is minimised, accuracy maximised
+
+
+def dominates(a: np.ndarray, b: np.ndarray) -> bool:
+    """a dominates b, written out independently of optimizer.front (both in maximise form)."""
+    return all(x >= y for x, y in zip(a, b, strict=True)) and any(x > y for x, y in zip(a, b, strict=True))
+
+
+def test_search_writes_trials_front_and_journal(
+    tiny_pool: Path, tmp_path: Path, ray_session: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=8)
+    assert main(["search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    run = tmp_path / "runs" / "tiny"
+    trials = pd.read_parquet(run / "trials.parquet").sort_values("trial")
+    front = pd.read_parquet(run / "front.parquet")
+
+    assert trials["trial"].tolist() == list(range(8))
+    assert (trials["state"] == "COMPLETE").all()
+    assert trials["source"].tolist()[:4] == ["single:add", "single:reverse", "single:sort", "uniform"]
+    weights = trials[["weight.add", "weight.reverse", "weight.sort"]].to_numpy()
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0)
+    np.testing.assert_allclose(weights[0], [1, 0, 0])
+    np.testing.assert_allclose(weights[3], [1 / 3, 1 / 3, 1 / 3])
+    assert (trials["merge_seconds"] > 0).all() and (trials["eval_seconds"] > 0).all()
+    assert set(trials["worker"]) == {"worker-0", "worker-1"}, "both workers must get trials"
+    assert trials["stderr.toy_reverse/acc"].notna().all()
+
+    scores = trials[[f"score.{o}" for o in OBJECTIVES]].to_numpy() * SIGNS
+    on_front = trials["trial"].isin(front["trial"]).to_numpy()
+    assert on_front.any()
+    for i, row in enumerate(scores):
+        beaten = any(dominates(other, row) for j, other in enumerate(scores) if j != i)
+        assert beaten != on_front[i], f"trial {i}: on front={on_front[i]} but dominated={beaten}"
+
+    storage = JournalStorage(JournalFileBackend(str(run / "study.journal")))
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    done = sorted(study.get_trials(states=[optuna.trial.TrialState.COMPLETE]), key=lambda t: t.number)
+    assert [t.number for t in done] == trials["trial"].tolist()
+    np.testing.assert_allclose([t.values for t in done], trials[[f"score.{o}" for o in OBJECTIVES]].to_numpy())
+    assert study.metric_names == OBJECTIVES
+    assert f"({len(front)} of 8 complete trials, 0 failed)" in printed
+
+    assert main(["front", str(run), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert sorted(r["trial"] for r in rows) == sorted(front["trial"].tolist())
+    for r in rows:
+        assert set(r) == {"trial", "weights", "scores"}
+        assert set(r["weights"]) == {"add", "reverse", "sort"} and set(r["scores"]) == set(OBJECTIVES)
+        assert isinstance(r["trial"], int) and abs(sum(r["weights"].values()) - 1) < 1e-9
+
+
+def test_failed_evaluations_are_recorded_and_the_search_goes_on(
+    tiny_pool: Path, tmp_path: Path, ray_session: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=3)
+    exp.write_text(exp.read_text().replace("metric: acc,", "metric: acc, filter: strict-match,"))
+    assert main(["search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]) == 0
+    trials = pd.read_parquet(tmp_path / "runs" / "tiny" / "trials.parquet")
+    assert len(trials) == 3 and (trials["state"] == "FAIL").all()
+    assert trials["error"].str.contains("lm-eval gave no 'acc,strict-match'").all()
+    assert len(pd.read_parquet(tmp_path / "runs" / "tiny" / "front.parquet")) == 0
+    assert "0 of 0 complete trials, 3 failed" in capsys.readouterr().out
+
+
+def test_existing_run_directory_is_kept_without_overwrite(
+    tiny_pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks")
+    (tmp_path / "runs" / "tiny").mkdir(parents=True)
+    (tmp_path / "runs" / "tiny" / "keep").write_text("x")
+    assert main(["search", str(exp), "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "runs" / "tiny" / "keep").read_text() == "x"

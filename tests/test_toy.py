@@ -1,0 +1,54 @@
+"""The toy pool: shipped task data matches its generator, splits are disjoint, builds are deterministic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from evaluators.toy.build import ToyRecipe, build_toy_pool, write_tasks
+from evaluators.toy.scores import trade_offs
+from evaluators.toy.skills import SKILLS
+from tests.conftest import TINY
+
+SHIPPED = Path(__file__).resolve().parents[1] / "experiments" / "tasks" / "toy"
+
+
+def test_shipped_tasks_are_what_the_default_recipe_generates(tmp_path: Path) -> None:
+    recipe = ToyRecipe()
+    write_tasks(tmp_path, recipe.seed, recipe.eval_examples)
+    generated = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert generated == sorted(p.relative_to(SHIPPED) for p in SHIPPED.rglob("*") if p.is_file())
+    for rel in generated:
+        assert (tmp_path / rel).read_text() == (SHIPPED / rel).read_text(), rel
+
+
+def test_search_and_report_splits_are_disjoint_and_correct() -> None:
+    for skill in SKILLS:
+        rows = {
+            split: [json.loads(line) for line in (SHIPPED / "data" / f"{skill}_{split}.jsonl").read_text().splitlines()]
+            for split in ("search", "report")
+        }
+        prompts = {split: {r["prompt"] for r in split_rows} for split, split_rows in rows.items()}
+        assert len(prompts["search"]) == len(rows["search"]) == 200
+        assert not prompts["search"] & prompts["report"]
+    add = json.loads((SHIPPED / "data" / "add_search.jsonl").read_text().splitlines()[0])
+    a, b = add["prompt"].rstrip("=").split("+")
+    assert int(add["target"]) == int(a) + int(b)
+
+
+def test_build_is_deterministic_and_cached(tiny_pool: Path, tmp_path: Path) -> None:
+    assert build_toy_pool(tmp_path / "pool", tmp_path / "tasks", TINY, progress=False)
+    for member in ["base", *TINY.members]:
+        ours = load_file(tmp_path / "pool" / member / "model.safetensors")
+        theirs = load_file(tiny_pool / "pool" / member / "model.safetensors")
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours), member
+    assert not build_toy_pool(tmp_path / "pool", tmp_path / "tasks", TINY, progress=False)
+
+
+def test_trade_off_verdict() -> None:
+    assert trade_offs({"a": {"x": 1.0, "y": 0.0}, "b": {"x": 0.0, "y": 1.0}}) == (True, True)
+    assert trade_offs({"a": {"x": 1.0, "y": 1.0}, "b": {"x": 0.0, "y": 0.5}}) == (False, False)
