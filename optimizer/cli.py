@@ -25,8 +25,8 @@ def _search(args: argparse.Namespace) -> int:
     from optimizer.driver import Search, create_run_dir
     from optimizer.experiment import load_experiment
     from optimizer.preflight import preflight
-    from optimizer.store import FRONT, read_table, sort_front
-    from optimizer.table import format_table
+    from optimizer.store import FRONT, TRIALS, read_table, sort_front
+    from optimizer.table import format_table, merge_verdict
 
     import optuna
 
@@ -45,6 +45,7 @@ def _search(args: argparse.Namespace) -> int:
     columns, front = read_table(run_dir, FRONT)
     print(f"\nPareto front of {run_dir} ({len(front)} of {summary.complete} complete trials, {summary.failed} failed):")
     print(format_table(columns, sort_front(front, columns, None)))
+    print(merge_verdict(columns, read_table(run_dir, TRIALS)[1], front))
     print(f"\nwall time {summary.wall_seconds:.1f} s; {summary.timing_line()}")
     return 0
 

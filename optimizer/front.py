@@ -21,3 +21,8 @@ def pareto_mask(values: np.ndarray, maximize: Sequence[bool]) -> np.ndarray:
     better = (v[:, None, :] > v[None, :, :]).any(axis=2)
     dominated_by = at_least & better  # [a, b]: a dominates b
     return ~dominated_by.any(axis=0)
+
+
+def is_dominated(row: np.ndarray, others: np.ndarray, maximize: Sequence[bool]) -> bool:
+    """Whether any row of ``others`` dominates ``row``."""
+    return len(others) > 0 and not pareto_mask(np.vstack([row[None, :], others]), maximize)[0]

@@ -7,6 +7,7 @@ import math
 
 import pandas as pd
 
+from optimizer.front import is_dominated
 from optimizer.store import SCORE, STDERR, WEIGHT, Columns
 
 
@@ -43,3 +44,22 @@ def front_json(columns: Columns, frame: pd.DataFrame) -> str:
         for _, r in frame.iterrows()
     ]
     return json.dumps(out, indent=2)
+
+
+def merge_verdict(columns: Columns, trials: pd.DataFrame, front: pd.DataFrame) -> str:
+    """How the searched merges compare with the single checkpoints, in one line."""
+    complete = trials[trials["state"] == "COMPLETE"]
+    singles = complete[complete["source"].str.startswith("single:")]
+    merges = complete[~complete["source"].str.startswith("single:")]
+    merges_on_front = int((~front["source"].str.startswith("single:")).sum())
+    scores = [SCORE + o for o in columns.objectives]
+    maximize = [d == "maximize" for d in columns.directions]
+    beaten = [
+        s["source"].removeprefix("single:")
+        for _, s in singles.iterrows()
+        if is_dominated(s[scores].to_numpy(float), merges[scores].to_numpy(float), maximize)
+    ]
+    return (
+        f"{merges_on_front} of {len(front)} front points are merges that no single checkpoint dominates; "
+        f"single checkpoints dominated by a merge: {', '.join(beaten) or 'none'}"
+    )

@@ -60,6 +60,7 @@ def test_search_writes_trials_front_and_journal(
     np.testing.assert_allclose([t.values for t in done], trials[[f"score.{o}" for o in OBJECTIVES]].to_numpy())
     assert study.metric_names == OBJECTIVES
     assert f"({len(front)} of 8 complete trials, 0 failed)" in printed
+    assert "front points are merges that no single checkpoint dominates" in printed
 
     assert main(["front", str(run), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)

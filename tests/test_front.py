@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from optimizer.front import pareto_mask
+from optimizer.front import is_dominated, pareto_mask
 
 
 def test_maximize_both() -> None:
@@ -24,3 +24,11 @@ def test_single_objective_keeps_only_the_best_and_ties() -> None:
 
 def test_empty() -> None:
     assert pareto_mask(np.zeros((0, 2)), [True, True]).tolist() == []
+
+
+def test_is_dominated() -> None:
+    others = np.array([[0.5, 0.5], [1.0, 0.0]])
+    assert is_dominated(np.array([0.4, 0.5]), others, [True, True])
+    assert not is_dominated(np.array([0.6, 0.1]), others, [True, True])
+    assert not is_dominated(np.array([0.5, 0.5]), others, [True, True])  # a tie is not domination
+    assert not is_dominated(np.array([0.0, 0.0]), np.zeros((0, 2)), [True, True])
