@@ -73,7 +73,6 @@ class Scorer:
                 numpy_random_seed=self.seed,
                 torch_random_seed=self.seed,
                 fewshot_random_seed=self.seed,
-                verbosity="ERROR",
             )
             if out is None:
                 raise EvaluationError("lm-eval returned no results")

@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     apply_process_env()
-    # Ray's note that a local cluster uses token authentication would interleave with the progress bar.
+    # lm-eval's per-call notes and Ray's note on local token authentication would bury our output.
+    logging.getLogger("lm_eval").setLevel(logging.INFO if args.verbose else logging.ERROR)
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
         return int(args.func(args))
