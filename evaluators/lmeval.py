@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from collections import defaultdict
 from collections.abc import Mapping
@@ -15,8 +14,6 @@ from lm_eval.tasks import TaskManager, get_task_dict
 
 from evaluators.errors import EvaluationError
 from evaluators.tasks import TaskLibrary, TaskSpec
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

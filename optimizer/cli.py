@@ -22,13 +22,13 @@ def _positive(text: str) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
+    import optuna
+
     from optimizer.driver import Search, create_run_dir
     from optimizer.experiment import load_experiment
     from optimizer.preflight import preflight
     from optimizer.store import FRONT, TRIALS, read_table, sort_front
     from optimizer.table import format_table, merge_verdict
-
-    import optuna
 
     optuna.logging.set_verbosity(optuna.logging.DEBUG if args.verbose else optuna.logging.WARNING)
     experiment, pool = load_experiment(args.experiment)
