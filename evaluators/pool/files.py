@@ -1,7 +1,6 @@
-"""Read one checkpoint directory's safetensors lazily: headers without data, one tensor at a time.
+"""One model directory's weights: a single ``model.safetensors`` or shards listed in an index.
 
-Handles a single ``model.safetensors`` or shards listed in ``model.safetensors.index.json``.
-Pickle files are never opened.
+Pickle weights (``*.bin``, ``*.pt``) are never opened: a directory holding only those is refused.
 """
 
 from __future__ import annotations
@@ -11,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 
 from evaluators.errors import PoolError
+from evaluators.pool.safetensors_io import SafetensorsFile
 
 SINGLE = "model.safetensors"
 INDEX = "model.safetensors.index.json"
+PICKLES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt")
 
 
 @dataclass(frozen=True)
@@ -26,53 +26,57 @@ class TensorInfo:
 
 
 class CheckpointFiles:
-    """The safetensors files of one model directory, opened memory-mapped on first use."""
+    """The safetensors files of one model directory, read one tensor at a time."""
 
-    def __init__(self, directory: Path, owner: str) -> None:
+    def __init__(self, directory: Path, owner: str, single: str = SINGLE, index: str = INDEX) -> None:
         self.directory = directory
         self.owner = owner
-        self._handles: dict[Path, object] = {}
-        self._file_of = self._map_keys()
+        self._file_of: dict[str, SafetensorsFile] = {}
+        index_path, single_path = directory / index, directory / single
+        if index_path.is_file():
+            self._load_index(index_path)
+        elif single_path.is_file():
+            handle = SafetensorsFile(single_path, owner)
+            self._file_of = {key: handle for key in handle.entries}
+        else:
+            self._refuse(single, index)
 
-    def _map_keys(self) -> dict[str, Path]:
-        index = self.directory / INDEX
-        if index.is_file():
-            try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise PoolError(f"member '{self.owner}': {index} is not a valid safetensors index ({exc})") from None
-            files = {key: self.directory / shard for key, shard in weight_map.items()}
-            for shard in sorted(set(files.values())):
-                if not shard.is_file():
+    def _load_index(self, index_path: Path) -> None:
+        try:
+            weight_map = json.loads(index_path.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise PoolError(f"member '{self.owner}': {index_path} is not a valid safetensors index ({exc})") from None
+        handles: dict[str, SafetensorsFile] = {}
+        for key, shard in weight_map.items():
+            if shard not in handles:
+                path = self.directory / shard
+                if not path.is_file():
                     raise PoolError(
-                        f"member '{self.owner}': shard {shard.name} listed in {INDEX} is missing from {self.directory}"
+                        f"member '{self.owner}': shard {shard} listed in {index_path.name} is missing from {self.directory}"
                     )
-            return files
-        single = self.directory / SINGLE
-        if not single.is_file():
-            raise PoolError(
-                f"member '{self.owner}': no {SINGLE} or {INDEX} in {self.directory}; "
-                "save the model with save_pretrained (safetensors)"
-            )
-        return {key: single for key in self._open(single).keys()}
+                handles[shard] = SafetensorsFile(path, self.owner)
+            if key not in handles[shard].entries:
+                raise PoolError(f"member '{self.owner}': {shard} lacks tensor '{key}' that {index_path.name} lists")
+            self._file_of[key] = handles[shard]
 
-    def _open(self, path: Path):  # type: ignore[no-untyped-def]
-        if path not in self._handles:
-            try:
-                self._handles[path] = safe_open(str(path), framework="pt", device="cpu")
-            except (SafetensorError, OSError, ValueError) as exc:
-                raise PoolError(f"member '{self.owner}': cannot read {path} ({exc}); the file is corrupt or truncated") from None
-        return self._handles[path]
+    def _refuse(self, single: str, index: str) -> None:
+        pickles = [p for p in PICKLES if (self.directory / p).exists()]
+        if pickles:
+            raise PoolError(
+                f"member '{self.owner}': {self.directory} holds only pickle weights ({pickles[0]}), which can run code "
+                "when loaded; convert them to safetensors (save_pretrained does) and try again"
+            )
+        raise PoolError(
+            f"member '{self.owner}': no {single} or {index} in {self.directory}; "
+            "save the model with save_pretrained (safetensors)"
+        )
 
     def keys(self) -> list[str]:
         return sorted(self._file_of)
 
     def info(self, key: str) -> TensorInfo:
-        piece = self._open(self._file_of[key]).get_slice(key)
-        return TensorInfo(tuple(piece.get_shape()), str(piece.get_dtype()))
+        entry = self._file_of[key].entries[key]
+        return TensorInfo(entry.shape, str(entry.dtype).removeprefix("torch."))
 
     def tensor(self, key: str) -> torch.Tensor:
-        try:
-            return self._open(self._file_of[key]).get_tensor(key)
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise PoolError(f"member '{self.owner}': cannot read tensor '{key}' ({exc})") from None
+        return self._file_of[key].read(key)
