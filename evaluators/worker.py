@@ -18,9 +18,9 @@ from evaluators.backends import BACKENDS, BackendSpec
 from evaluators.config import Frozen
 from evaluators.environment import PROCESS_ENV, apply_process_env
 from evaluators.lmeval import Score, Scorer
-from evaluators.merge import OPERATORS, MergeSpec
+from evaluators.merge import MergeSpec
+from evaluators.merge.engine import plan_for
 from evaluators.pool import Pool
-from evaluators.pool.layout import inspect_pool
 from evaluators.resident import ResidentPool
 from evaluators.tasks import TaskLibrary, TaskSpec
 
@@ -58,11 +58,10 @@ class Worker:
         if spec.runtime.threads:
             torch.set_num_threads(spec.runtime.threads)
         self.worker_id = worker_id
-        layout = inspect_pool(spec.pool)
-        self.backend = BACKENDS.get(spec.runtime.backend)(spec.runtime, spec.pool.model_dir())
-        self.pool = ResidentPool(spec.pool, layout, self.backend.device)
+        plan = plan_for(spec.pool, spec.merge)
+        self.backend = BACKENDS.get(spec.runtime.backend)(spec.runtime, plan.model_dir())
+        self.pool = ResidentPool(plan, spec.merge, self.backend.device)
         self.pool.bind(self.backend.tensors())
-        self.operator = OPERATORS.get(spec.merge.method)
         self.scorer = Scorer(spec.objectives, TaskLibrary(spec.tasks_dir), spec.bootstrap_iters, spec.seed)
         log.info("%s ready on %s", worker_id, self.backend.device)
 
@@ -72,7 +71,7 @@ class Worker:
 
     def evaluate(self, weights: Mapping[str, float]) -> TrialResult:
         start = time.perf_counter()
-        self.pool.merge_into(self.operator, weights)
+        self.pool.merge_into(weights)
         if self.backend.device.type == "cuda":
             torch.cuda.synchronize(self.backend.device)
         merged = time.perf_counter()

@@ -13,7 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from evaluators.backends import BACKENDS, BackendSpec
 from evaluators.config import ExistingDir, ExistingFile, Frozen, load_config, registered
-from evaluators.merge import OPERATORS, MergeSpec
+from evaluators.merge import MergeSpec
 from evaluators.pool import Pool, load_pool
 from evaluators.tasks import TaskSpec
 from evaluators.worker import WorkerSpec
@@ -90,12 +90,6 @@ class Experiment(Frozen):
         if dup is not None:
             raise ValueError(f"objective '{dup}' appears twice; give one of them a distinct 'name'")
         return objectives
-
-    @field_validator("merge")
-    @classmethod
-    def _known_method(cls, merge: MergeSpec) -> MergeSpec:
-        registered(OPERATORS, merge.method)
-        return merge
 
     @field_validator("workers")
     @classmethod

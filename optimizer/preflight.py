@@ -6,7 +6,8 @@ from pathlib import Path
 
 from evaluators.errors import ConfigError
 from evaluators.pool import Pool
-from evaluators.pool.layout import PoolLayout, inspect_pool
+from evaluators.merge.engine import plan_for
+from evaluators.pool.plan import PoolPlan
 from evaluators.tasks import TaskLibrary
 from optimizer.experiment import Experiment
 
@@ -27,8 +28,8 @@ def check_objectives(experiment: Experiment, source: Path) -> None:
             )
 
 
-def preflight(experiment: Experiment, pool: Pool, source: Path) -> PoolLayout:
-    """Validate the pool's files and the objectives; returns the pool layout."""
-    layout = inspect_pool(pool)
+def preflight(experiment: Experiment, pool: Pool, source: Path) -> PoolPlan:
+    """Validate the pool's files against the merge method, and the objectives; returns the plan."""
+    plan = plan_for(pool, experiment.merge)
     check_objectives(experiment, source)
-    return layout
+    return plan

@@ -48,7 +48,7 @@ MEMBERS = "members:\n  - {name: add, path: add}\n  - {name: reverse, path: rever
         ("members:\n  - {name: x, kind: finetune, path: add, base: b1}\n", "refers to base 'b1', which is not under 'bases'"),
         ("members:\n  - {name: ../up, path: add}\n", r"members\[0\]\.name: String should match pattern"),
         ("members: [\n", "malformed YAML"),
-        ("bases: {b: {path: base}}\nmembers:\n  - {name: x, kind: lora, path: add, base: b}\n", "cannot merge yet"),
+        ("bases: {b: {path: base}}\nmembers:\n  - {name: x, kind: lora, path: add, base: b}\n", "adapter_config.json is missing; is this a PEFT LoRA adapter"),
     ],
 )
 def test_bad_pool(pool_copy: Path, capsys: pytest.CaptureFixture[str], pool_yaml: str, expected: str) -> None:
@@ -64,7 +64,7 @@ def test_shape_mismatch_is_caught_before_any_trial(pool_copy: Path, capsys: pyte
     tensors[key] = np.zeros((tensors[key].shape[0] + 1, tensors[key].shape[1]), dtype=tensors[key].dtype)
     save_file(tensors, path)
     err = search_error(pool_copy, MEMBERS, capsys)
-    assert f"tensor '{key}' has shape" in err and "member 'reverse'" in err
+    assert f"tensor '{key}' has shape" in err and "in 'reverse'" in err
 
 
 def test_truncated_safetensors(pool_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -78,7 +78,9 @@ def test_truncated_safetensors(pool_copy: Path, capsys: pytest.CaptureFixture[st
     ("extra", "expected"),
     [
         ("sampler: {name: tpee}", r"sampler\.name: unknown sampler 'tpee' \(did you mean 'tpe'\?\)"),
-        ("merge: {method: ties}", "unknown merge method 'ties'"),
+        ("merge: {method: slerp}", "unknown merge method 'slerp'"),
+        ("merge: {method: linear, density: 0.5}", r"knob 'density' does not apply to method 'linear' \(its knobs: none\)"),
+        ("merge: {method: ties, drop: 0.2}", r"knob 'drop' does not apply to method 'ties' \(its knobs: density, scale\)"),
         ("budget: {trials: 0}", r"budget\.trials: Input should be greater than or equal to 1"),
         ("seeed: 1", r"unknown key 'seeed' \(did you mean 'seed'\?\)"),
     ],

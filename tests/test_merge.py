@@ -13,13 +13,6 @@ from evaluators.tasks import TaskSpec
 from evaluators.worker import Worker, WorkerSpec
 
 
-def test_linear_by_hand() -> None:
-    stack = torch.tensor([[[1.0, 2.0]], [[3.0, 4.0]], [[-1.0, 0.0]]])  # K=3, shape [1, 2]
-    w = torch.tensor([0.5, 0.25, 0.25])
-    # 0.5*[1,2] + 0.25*[3,4] + 0.25*[-1,0] = [0.5+0.75-0.25, 1+1+0] = [1.0, 2.0]
-    assert torch.equal(OPERATORS.get("linear")(stack, w), torch.tensor([[1.0, 2.0]]))
-
-
 def test_unknown_operator_suggests_a_name() -> None:
     from evaluators.errors import ConfigError
 

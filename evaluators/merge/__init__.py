@@ -1,6 +1,7 @@
 """Merge operators, one module each; importing this package registers them all."""
 
-from evaluators.merge import linear  # noqa: F401  (registers "linear")
-from evaluators.merge.base import OPERATORS, MergeOperator, MergeSpec
+from evaluators.merge import dare, linear, lora_factorwise, task_arithmetic, ties  # noqa: F401  (registration)
+from evaluators.merge.base import OPERATORS, MergeSpec, Operator
+from evaluators.merge.inputs import TensorInputs, read_inputs
 
-__all__ = ["OPERATORS", "MergeOperator", "MergeSpec"]
+__all__ = ["OPERATORS", "MergeSpec", "Operator", "TensorInputs", "read_inputs"]

@@ -1,28 +1,69 @@
-"""The merge-operator plug point: a pure function over one tensor's stacked pool values."""
+"""The merge-operator plug point: a pure function of one tensor's pool data, weights and knobs."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
+from pydantic import Field, model_validator
 
-from evaluators.config import Frozen
+from evaluators.config import Frozen, registered
+from evaluators.merge.inputs import TensorInputs
 from evaluators.registry import Registry
 
 
-class MergeOperator(Protocol):
-    """Merge one tensor: ``stack`` is [K, *shape] float32 (one slice per member), ``weights`` is [K].
+class MergeSpec(Frozen):
+    """Which operator an experiment merges with, and its knobs.
 
-    Returns the merged float32 tensor of ``shape``; the caller casts to the pool dtype.
+    ``scale`` is the global λ of task-vector methods; ``density`` the share of entries TIES keeps;
+    ``drop`` the probability p with which DARE drops an entry; ``seed`` makes DARE reproducible.
     """
 
-    def __call__(self, stack: torch.Tensor, weights: torch.Tensor) -> torch.Tensor: ...
-
-
-OPERATORS: Registry[MergeOperator] = Registry("merge method")
-
-
-class MergeSpec(Frozen):
-    """Which operator an experiment merges with."""
-
     method: str = "linear"
+    scale: float | None = None
+    density: float | None = Field(default=None, gt=0.0, le=1.0)
+    drop: float | None = Field(default=None, ge=0.0, lt=1.0)
+    seed: int | None = None
+
+    @model_validator(mode="after")
+    def _knobs_fit_the_method(self) -> MergeSpec:
+        registered(OPERATORS, self.method)
+        info = OPERATORS.get(self.method)
+        for knob in ("scale", "density", "drop", "seed"):
+            if getattr(self, knob) is not None and knob not in info.knobs:
+                allowed = ", ".join(sorted(info.knobs)) or "none"
+                raise ValueError(f"knob '{knob}' does not apply to method '{self.method}' (its knobs: {allowed})")
+        return self
+
+    def knob(self, name: str) -> Any:
+        """The knob's value, or the operator's default for it."""
+        value = getattr(self, name)
+        return OPERATORS.get(self.method).knobs[name] if value is None else value
+
+
+OperatorFn = Callable[[TensorInputs, torch.Tensor, MergeSpec], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Operator:
+    """A merge function with what it needs: its knobs (with defaults) and whether it needs θ₀."""
+
+    fn: OperatorFn
+    knobs: dict[str, Any]
+    needs_base: bool = False
+    adapters_only: bool = False
+
+
+OPERATORS: Registry[Operator] = Registry("merge method")
+
+
+def operator(name: str, knobs: dict[str, Any] | None = None, needs_base: bool = False, adapters_only: bool = False) -> Callable[[OperatorFn], OperatorFn]:
+    """Register ``fn`` as merge method ``name``."""
+
+    def add(fn: OperatorFn) -> OperatorFn:
+        OPERATORS.register(name)(Operator(fn, knobs or {}, needs_base, adapters_only))
+        return fn
+
+    return add

@@ -1,12 +1,14 @@
-"""Linear merge (model soup): θ = Σ_i w_i θ_i. Weights come from the search space as given."""
+"""Linear merge (model soup): θ = Σ_i w_i θ_i. For LoRA members this is the exact weighted sum
+of their B·A deltas on the base (Σ w_i s_i B_i A_i), computed without densifying K adapters."""
 
 from __future__ import annotations
 
 import torch
 
-from evaluators.merge.base import OPERATORS
+from evaluators.merge.base import MergeSpec, operator
+from evaluators.merge.inputs import TensorInputs
 
 
-@OPERATORS.register("linear")
-def linear(stack: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    return torch.tensordot(weights, stack, dims=1)
+@operator("linear")
+def linear(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> torch.Tensor:
+    return x.weighted_sum(w)

@@ -95,6 +95,10 @@ class Pool(Frozen):
 
     name: str = "pool"
     bases: dict[str, BaseModelEntry] = {}
+    base: str | None = Field(
+        default=None,
+        description="the merge base θ₀ of task-vector methods; default: the only entry of 'bases'",
+    )
     members: list[Member]
     tokenizer: str | None = Field(
         default=None, description="member or base whose tokenizer and config the worker uses"
@@ -124,7 +128,16 @@ class Pool(Frozen):
                     )
         if self.tokenizer is not None and self.tokenizer not in self.names and self.tokenizer not in self.bases:
             raise ValueError(f"tokenizer '{self.tokenizer}' is neither a member nor a base")
+        if self.base is not None and self.base not in self.bases:
+            raise ValueError(f"base '{self.base}' is not under 'bases'; add it there or fix the name")
         return self
+
+    @property
+    def merge_base(self) -> str | None:
+        """The base θ₀ that task vectors are taken against (None: no base, values only)."""
+        if self.base is not None:
+            return self.base
+        return next(iter(self.bases)) if len(self.bases) == 1 else None
 
     @property
     def names(self) -> list[str]:

@@ -1,0 +1,41 @@
+"""DARE: drop each task-vector entry with probability p and rescale survivors by 1/(1−p), then
+combine linearly (``dare_linear``: θ₀ + λ Σ w_i τ̃_i) or with TIES sign consensus (``dare_ties``).
+
+The drop mask depends only on (seed, tensor name, member index), so streaming and resident
+merges, on CPU or GPU, drop the same entries.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import torch
+
+from evaluators.merge.base import MergeSpec, operator
+from evaluators.merge.inputs import TensorInputs
+from evaluators.merge.ties import disjoint_mean
+
+
+def drop_and_rescale(deltas: torch.Tensor, p: float, seed: int, key: str) -> torch.Tensor:
+    if p == 0.0:
+        return deltas
+    out = torch.empty_like(deltas)
+    for i in range(deltas.shape[0]):
+        gen = torch.Generator().manual_seed(zlib.crc32(f"{seed}:{key}:{i}".encode()))
+        keep = torch.rand(deltas.shape[1:], generator=gen) >= p
+        out[i] = deltas[i] * keep.to(deltas.device) / (1.0 - p)
+    return out
+
+
+def _dropped(x: TensorInputs, spec: MergeSpec) -> torch.Tensor:
+    return drop_and_rescale(x.deltas(), spec.knob("drop"), spec.knob("seed"), x.key)
+
+
+@operator("dare_linear", knobs={"scale": 1.0, "drop": 0.5, "seed": 0}, needs_base=True)
+def dare_linear(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> torch.Tensor:
+    return x.base + spec.knob("scale") * torch.tensordot(w, _dropped(x, spec), dims=1)
+
+
+@operator("dare_ties", knobs={"scale": 1.0, "drop": 0.5, "seed": 0}, needs_base=True)
+def dare_ties(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> torch.Tensor:
+    return x.base + spec.knob("scale") * disjoint_mean(_dropped(x, spec), w)

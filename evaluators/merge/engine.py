@@ -1,0 +1,74 @@
+"""The merge engine: one code path, two modes.
+
+- Streaming (``stream_merge``): tensor by tensor from the pool's files into sharded
+  safetensors; peak memory is a few tensors plus one output shard, whatever K is.
+- Resident (``evaluators.resident``): the same operators over tensors kept in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from evaluators.errors import ConfigError, PoolError
+from evaluators.merge.base import OPERATORS, MergeSpec
+from evaluators.merge.inputs import read_inputs
+from evaluators.pool import LoraMember, Pool
+from evaluators.pool.plan import PoolPlan
+from evaluators.pool.safetensors_io import ShardedWriter
+
+# Files copied next to the merged weights so the directory loads like any HF model.
+COMPANIONS = (
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+)
+
+
+def plan_for(pool: Pool, spec: MergeSpec) -> PoolPlan:
+    """Check that ``spec``'s method can merge ``pool``, and plan it."""
+    op = OPERATORS.get(spec.method)
+    if op.adapters_only and not all(isinstance(m, LoraMember) for m in pool.members):
+        raise PoolError(f"merge method '{spec.method}' needs a pool of LoRA members only")
+    return PoolPlan(pool, need_base=op.needs_base)
+
+
+def weight_vector(members: list[str], weights: Mapping[str, float]) -> torch.Tensor:
+    unknown = sorted(set(weights) - set(members))
+    if unknown:
+        raise PoolError(f"weights name unknown members {unknown}; members are {members}")
+    return torch.tensor([float(weights.get(m, 0.0)) for m in members], dtype=torch.float32)
+
+
+def stream_merge(
+    plan: PoolPlan,
+    spec: MergeSpec,
+    weights: Mapping[str, float],
+    out_dir: Path,
+    max_shard_bytes: int = 2 * 1024**3,
+    progress: bool = False,
+) -> Path:
+    """Write the merge into a new model directory ``out_dir`` (weights, config, tokenizer)."""
+    if out_dir.exists():
+        raise ConfigError(f"output directory {out_dir} already exists; choose a new one")
+    fn = OPERATORS.get(spec.method).fn
+    w = weight_vector(plan.members, weights)
+    writer = ShardedWriter(out_dir, max_shard_bytes)
+    try:
+        for key in tqdm(list(plan.tensors), desc="merge", unit="tensor", disable=not progress):
+            writer.add(key, fn(read_inputs(plan, key), w, spec).to(plan.dtype(key)))
+        writer.write_file("config.json", json.dumps(plan.output_config(), indent=2))
+        for name in COMPANIONS:
+            if (plan.model_dir() / name).is_file():
+                writer.copy_file(plan.model_dir() / name)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return out_dir

@@ -1,0 +1,26 @@
+"""Factor-wise LoRA averaging (AdaMix style): A = Σ w_i A_i, B = Σ w_i B_i, ΔW = s·B A.
+
+Cheap and rank-preserving; equal to the exact mix (``linear``) only when one factor is shared.
+Needs an all-LoRA pool on one base with equal rank and scale.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from evaluators.errors import PoolError
+from evaluators.merge.base import MergeSpec, operator
+from evaluators.merge.inputs import TensorInputs
+
+
+@operator("lora_factorwise", adapters_only=True)
+def lora_factorwise(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> torch.Tensor:
+    out = torch.tensordot(w @ x.mix, x.sources, dims=1)
+    factors = [lr for lr in x.lowrank if lr is not None]
+    if not factors:
+        return out
+    if len(factors) != len(x.lowrank) or len({(lr.a.shape, lr.scale) for lr in factors}) > 1:
+        raise PoolError(f"lora_factorwise needs every member to adapt '{x.key}' with the same rank and scale")
+    a = torch.tensordot(w, torch.stack([lr.a for lr in factors]), dims=1)
+    b = torch.tensordot(w, torch.stack([lr.b for lr in factors]), dims=1)
+    return out.addmm_(b, a, alpha=factors[0].scale)

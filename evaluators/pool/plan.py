@@ -1,0 +1,163 @@
+"""How each member's weights are built from the pool's directories, checked once before any work.
+
+Every member's value for a tensor is a fixed linear mix of unique *source* directories
+(full checkpoints and bases) plus, for LoRA members, a low-rank term:
+
+    checkpoint  θ_i                     base      θ_b
+    finetune    θ_i                     transfer  θ_tb + s·(θ_sft − θ_sb)
+    lora        θ_b + s·B·A
+
+so merge operators, streaming and resident modes all share one representation: the sources
+stacked [U, ...], a mixing matrix [K, U], and the low-rank factors. Vocabulary tensors
+(embedding and head rows) of sources with a smaller vocabulary are zero-padded to the largest.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from evaluators.errors import PoolError
+from evaluators.pool.adapters import Adapter, LowRank
+from evaluators.pool.config import (
+    BaseMember,
+    CheckpointMember,
+    FinetuneMember,
+    LoraMember,
+    Member,
+    Pool,
+    TransferMember,
+)
+from evaluators.pool.files import CheckpointFiles, TensorInfo
+
+SHOWN = 3  # how many offending tensor names an error lists
+
+
+@dataclass(frozen=True)
+class Source:
+    label: str  # the member or base that introduced this directory, for messages
+    directory: Path
+    files: CheckpointFiles
+    architecture: str
+    vocab: int
+
+
+def _config(directory: Path, owner: str) -> dict:
+    path = directory / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PoolError(f"member '{owner}': {path} is missing; a model directory needs its config.json") from None
+    except json.JSONDecodeError as exc:
+        raise PoolError(f"member '{owner}': {path} is not valid JSON ({exc})") from None
+
+
+class PoolPlan:
+    """The checked pool: sources, mixing matrix, adapters, merge base and output tensor shapes."""
+
+    def __init__(self, pool: Pool, need_base: bool = False) -> None:
+        self.pool = pool
+        self.members = list(pool.names)
+        self.sources: list[Source] = []
+        self._index: dict[Path, int] = {}
+        rows = [self._row(m) for m in pool.members]
+        self.base_index: int | None = None
+        if need_base:
+            if pool.merge_base is None:
+                raise PoolError("this merge method needs a base θ₀: declare one under 'bases' (and 'base:' if several)")
+            self.base_index = self._source(pool.bases[pool.merge_base].path, pool.merge_base)
+        self.mix = torch.zeros(len(rows), len(self.sources), dtype=torch.float64)
+        for i, row in enumerate(rows):
+            for u, coef in row.items():
+                self.mix[i, u] += coef
+        self.adapters = {
+            i: Adapter(m.path, m.name) for i, m in enumerate(pool.members) if isinstance(m, LoraMember)
+        }
+        self.vocab = max(s.vocab for s in self.sources)
+        self.tensors = self._check_sources()
+        for i, adapter in self.adapters.items():
+            adapter.check_against({k: v.shape for k, v in self.tensors.items()}, pool.members[i].base)  # type: ignore[union-attr]
+
+    def _source(self, directory: Path, label: str) -> int:
+        if directory not in self._index:
+            config = _config(directory, label)
+            arch = f"{config.get('model_type', '?')}:{','.join(config.get('architectures') or ['?'])}"
+            files = CheckpointFiles(directory, label)
+            self._index[directory] = len(self.sources)
+            self.sources.append(Source(label, directory, files, arch, int(config.get("vocab_size") or 0)))
+        return self._index[directory]
+
+    def _row(self, m: Member) -> dict[int, float]:
+        """The member's value as {source index: coefficient}."""
+        bases = self.pool.bases
+        if isinstance(m, CheckpointMember | FinetuneMember):
+            return {self._source(m.path, m.name): 1.0}
+        if isinstance(m, BaseMember | LoraMember):
+            return {self._source(bases[m.base].path, m.base): 1.0}
+        assert isinstance(m, TransferMember)
+        row: dict[int, float] = {}
+        for directory, coef, label in (
+            (bases[m.target_base].path, 1.0, m.target_base),
+            (m.source_finetune, m.scale, m.name),
+            (m.source_base, -m.scale, m.name),
+        ):
+            u = self._source(directory, label)
+            row[u] = row.get(u, 0.0) + coef
+        return row
+
+    def _check_sources(self) -> dict[str, TensorInfo]:
+        first = self.sources[0]
+        ref = {k: first.files.info(k) for k in first.files.keys()}
+        out = {k: TensorInfo(self._padded(first, v.shape), v.dtype) for k, v in ref.items()}
+        for src in self.sources[1:]:
+            if src.architecture != first.architecture:
+                raise PoolError(
+                    f"'{src.label}' is a {src.architecture} model but '{first.label}' is {first.architecture}; "
+                    "a pool holds one architecture"
+                )
+            keys = src.files.keys()
+            missing, extra = sorted(set(ref) - set(keys)), sorted(set(keys) - set(ref))
+            if missing or extra:
+                what = f"lacks {missing[:SHOWN]}" if missing else f"has extra {extra[:SHOWN]}"
+                raise PoolError(f"'{src.label}' {what} compared with '{first.label}'; all members must have the same tensor names")
+            for key in keys:
+                shape = src.files.info(key).shape
+                if self._padded(src, shape) != out[key].shape:
+                    raise PoolError(
+                        f"tensor '{key}' has shape {list(shape)} in '{src.label}' but {list(ref[key].shape)} in "
+                        f"'{first.label}'; members must share one architecture and size"
+                    )
+        return out
+
+    def _padded(self, src: Source, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape after zero-padding vocabulary rows to the pool's largest vocabulary."""
+        if len(shape) == 2 and src.vocab and shape[0] == src.vocab:
+            return (max(s.vocab for s in self.sources), shape[1])
+        return shape
+
+    def dtype(self, key: str) -> torch.dtype:
+        return getattr(torch, self.tensors[key].dtype)
+
+    def source_tensor(self, u: int, key: str) -> torch.Tensor:
+        """Source ``u``'s tensor in float32, vocabulary rows zero-padded."""
+        t = self.sources[u].files.tensor(key).float()
+        rows = self.tensors[key].shape
+        if t.shape != rows:
+            t = torch.cat([t, t.new_zeros((rows[0] - t.shape[0], *t.shape[1:]))])
+        return t
+
+    def lowrank(self, key: str) -> list[LowRank | None]:
+        return [self.adapters[i].factors(key) if i in self.adapters else None for i in range(len(self.members))]
+
+    def model_dir(self) -> Path:
+        return self.pool.model_dir()
+
+    def output_config(self) -> dict:
+        """The model config of the merge: the model directory's, with the pool's vocabulary size."""
+        config = _config(self.model_dir(), "output")
+        if config.get("vocab_size") and config["vocab_size"] != self.vocab:
+            config["vocab_size"] = self.vocab
+        return config
