@@ -27,7 +27,7 @@ class ResidentPool:
         self.fixed: dict[str, torch.Tensor] = {}
         for key in plan.tensors:
             if plan.dtype(key).is_floating_point:
-                self.inputs[key] = read_inputs(plan, key).to(device)
+                self.inputs[key] = read_inputs(plan, key).resident(device)
             else:  # integer buffers are bookkeeping, the same in every member: taken from the first source
                 self.fixed[key] = plan.sources[0].files.tensor(key).to(device)
         self._targets: Mapping[str, torch.Tensor] = {}

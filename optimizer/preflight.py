@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from evaluators.errors import ConfigError
-from evaluators.pool import Pool
 from evaluators.merge.engine import plan_for
+from evaluators.pool import Pool
 from evaluators.pool.plan import PoolPlan
 from evaluators.tasks import TaskLibrary
 from optimizer.experiment import Experiment

@@ -15,7 +15,7 @@ from evaluators.merge.inputs import TensorInputs
 
 @operator("lora_factorwise", adapters_only=True)
 def lora_factorwise(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> torch.Tensor:
-    out = torch.tensordot(w @ x.mix, x.sources, dims=1)
+    out = x.mixed(w @ x.mix)
     factors = [lr for lr in x.lowrank if lr is not None]
     if not factors:
         return out

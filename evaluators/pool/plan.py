@@ -142,8 +142,8 @@ class PoolPlan:
         return getattr(torch, self.tensors[key].dtype)
 
     def source_tensor(self, u: int, key: str) -> torch.Tensor:
-        """Source ``u``'s tensor in float32, vocabulary rows zero-padded."""
-        t = self.sources[u].files.tensor(key).float()
+        """Source ``u``'s tensor in its file's dtype, vocabulary rows zero-padded."""
+        t = self.sources[u].files.tensor(key)
         rows = self.tensors[key].shape
         if t.shape != rows:
             t = torch.cat([t, t.new_zeros((rows[0] - t.shape[0], *t.shape[1:]))])
