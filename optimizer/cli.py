@@ -73,6 +73,20 @@ def _toy_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pool_check(args: argparse.Namespace) -> int:
+    from evaluators.config import validate
+    from evaluators.merge import MergeSpec
+    from evaluators.merge.engine import plan_for
+    from evaluators.pool import load_pool
+    from evaluators.pool.inspect import format_reports, inspect_members
+
+    pool = load_pool(args.pool)
+    method = args.method or ("task_arithmetic" if pool.merge_base else "linear")
+    plan = plan_for(pool, validate(MergeSpec, {"method": method}, "--method"))
+    print(format_reports(plan, inspect_members(plan)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mergefront",
@@ -98,6 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     front.add_argument("--all", action="store_true", help="every trial, not only the front")
     front.add_argument("--sort", metavar="OBJECTIVE", help="sort by this objective, best first (default: the first)")
     front.set_defaults(func=_front)
+
+    pool = sub.add_parser("pool", help="inspect a checkpoint pool").add_subparsers(dest="pool_command", required=True, metavar="ACTION")
+    check = pool.add_parser(
+        "check",
+        help="check a pool can be merged and print its members",
+        description="Check members' files, architecture, tensor names and shapes, and adapters; print size, "
+        "dtype, distance to the merge base, and for transfer members the connectivity of their bases.",
+    )
+    check.add_argument("pool", nargs="?", type=Path, default=Path("checkpoints.yaml"), help="pool YAML (default checkpoints.yaml)")
+    check.add_argument("--method", help="also check the pool suits this merge method")
+    check.set_defaults(func=_pool_check)
 
     toy = sub.add_parser("toy", help="the embedded toy pool").add_subparsers(dest="toy_command", required=True, metavar="ACTION")
     build = toy.add_parser("build", help="train the toy pool (cached) and print its score table", description="Train the toy pool locally and print each member's scores.")

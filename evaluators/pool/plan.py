@@ -138,6 +138,9 @@ class PoolPlan:
             return (max(s.vocab for s in self.sources), shape[1])
         return shape
 
+    def source_index(self, directory: Path) -> int:
+        return self._index[directory]
+
     def dtype(self, key: str) -> torch.dtype:
         return getattr(torch, self.tensors[key].dtype)
 

@@ -1,0 +1,90 @@
+"""``mergefront pool check``: what each member is, how far it sits from the merge base, and
+whether a transfer member's two bases are close enough for its diff vector to carry over.
+
+Everything is accumulated one tensor at a time, so any pool size fits in memory.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from evaluators.merge.inputs import read_inputs
+from evaluators.pool.config import TransferMember
+from evaluators.pool.plan import PoolPlan
+
+# Heuristic thresholds for the transfer warning (Lin et al. 2025: transfer works between linearly
+# connected versions and can collapse from a distant early checkpoint). Calibrated on the toy pool only.
+FAR = 0.25  # ‖θ_target_base − θ_source_base‖ / ‖θ_source_base‖
+
+
+@dataclass
+class TransferSignal:
+    cosine: float  # cos(θ_target_base − θ_source_base, θ_source_ft − θ_source_base)
+    relative_distance: float  # ‖θ_target_base − θ_source_base‖ / ‖θ_source_base‖
+
+    @property
+    def warning(self) -> str | None:
+        if self.relative_distance > FAR:
+            return f"target base is far from the source base (relative distance {self.relative_distance:.2f} > {FAR}); the transfer is unlikely to work"
+        if self.cosine < 0:
+            return "the bases moved against the fine-tuning direction (negative cosine); check the transfer on held-out tasks"
+        return None
+
+
+@dataclass
+class MemberReport:
+    name: str
+    kind: str
+    params: int
+    dtype: str
+    distance: float | None  # ‖value − θ₀‖ / ‖θ₀‖
+    transfer: TransferSignal | None
+
+
+def inspect_members(plan: PoolPlan) -> list[MemberReport]:
+    members = plan.pool.members
+    k = len(members)
+    dist2 = torch.zeros(k, dtype=torch.float64)
+    base2 = 0.0
+    transfers = {i: m for i, m in enumerate(members) if isinstance(m, TransferMember)}
+    sums = {i: torch.zeros(4, dtype=torch.float64) for i in transfers}  # dot, ‖d_base‖², ‖diff‖², ‖θ_sb‖²
+    params = 0
+    for key in plan.tensors:
+        if not plan.dtype(key).is_floating_point:
+            continue
+        x = read_inputs(plan, key)
+        params += math.prod(plan.tensors[key].shape)
+        if plan.base_index is not None:
+            base = x.base.double()
+            dist2 += ((x.values().double() - base) ** 2).reshape(k, -1).sum(dim=1)
+            base2 += float((base**2).sum())
+        for i, m in transfers.items():
+            tb, sft, sb = (x.sources[plan.source_index(p)].double() for p in (plan.pool.bases[m.target_base].path, m.source_finetune, m.source_base))
+            d_base, diff = tb - sb, sft - sb
+            sums[i] += torch.tensor([(d_base * diff).sum(), (d_base**2).sum(), (diff**2).sum(), (sb**2).sum()])
+    reports = []
+    for i, m in enumerate(members):
+        distance = math.sqrt(dist2[i] / base2) if plan.base_index is not None and base2 > 0 else None
+        signal = None
+        if i in transfers:
+            dot, nb, nd, ns = sums[i].tolist()
+            signal = TransferSignal(dot / math.sqrt(nb * nd) if nb > 0 and nd > 0 else 0.0, math.sqrt(nb / ns) if ns else 0.0)
+        reports.append(MemberReport(m.name, m.kind, params, plan.tensors[next(iter(plan.tensors))].dtype, distance, signal))
+    return reports
+
+
+def format_reports(plan: PoolPlan, reports: list[MemberReport]) -> str:
+    base = plan.pool.merge_base or "(none)"
+    lines = [f"pool '{plan.pool.name}': {len(reports)} members, merge base {base}, vocabulary {plan.vocab}", ""]
+    lines.append(f"{'member':<16}{'kind':<12}{'params':>12}  {'dtype':<10}{'dist. to base':>14}  transfer signal")
+    warnings = []
+    for r in reports:
+        dist = f"{r.distance:.4f}" if r.distance is not None else "-"
+        signal = f"cos {r.transfer.cosine:+.3f}, rel. dist {r.transfer.relative_distance:.3f}" if r.transfer else "-"
+        lines.append(f"{r.name:<16}{r.kind:<12}{r.params:>12,}  {r.dtype:<10}{dist:>14}  {signal}")
+        if r.transfer and r.transfer.warning:
+            warnings.append(f"warning: member '{r.name}': {r.transfer.warning}")
+    return "\n".join(lines + ([""] + warnings if warnings else []))

@@ -1,0 +1,199 @@
+"""The merge engine on real model directories: every member kind, streaming vs resident, bad files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+from evaluators.merge import MergeSpec
+from evaluators.merge.engine import plan_for, stream_merge
+from evaluators.pool import load_pool
+from evaluators.pool.inspect import inspect_members
+from evaluators.resident import ResidentPool
+from optimizer.cli import main
+
+
+def tiny_llama(directory: Path, seed: int, vocab: int = 40, tied: bool = False, positions: int = 64) -> Path:
+    config = LlamaConfig(
+        vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=positions, tie_word_embeddings=tied,
+    )
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(directory)
+    return directory
+
+
+def write_pool(directory: Path, text: str) -> Path:
+    path = directory / "pool.yaml"
+    path.write_text(text)
+    return path
+
+
+def merged(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(out / "model.safetensors")
+
+
+def resident_state(pool_file: Path, spec: MergeSpec, weights: dict[str, float], tied: bool = False) -> dict[str, torch.Tensor]:
+    plan = plan_for(load_pool(pool_file), spec)
+    model = AutoModelForCausalLM.from_config(LlamaConfig.from_pretrained(plan.model_dir()))
+    resident = ResidentPool(plan, spec, torch.device("cpu"))
+    resident.bind(dict(model.named_parameters()))
+    resident.merge_into(weights)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_streaming_sharded_output_matches_formula_resident_and_loads(tiny_pool: Path, tmp_path: Path) -> None:
+    pool_file = tiny_pool / "pool" / "checkpoints.yaml"
+    weights = {"add": 0.2, "reverse": 0.3, "sort": 0.5}
+    spec = MergeSpec()
+    out = stream_merge(plan_for(load_pool(pool_file), spec), spec, weights, tmp_path / "out", max_shard_bytes=100_000)
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 1, "expected several shards"
+    model = AutoModelForCausalLM.from_pretrained(out)
+    files = {n: load_file(tiny_pool / "pool" / n / "model.safetensors") for n in weights}
+    resident = resident_state(pool_file, spec, weights)
+    for key, value in model.state_dict().items():
+        expected = sum(w * files[n][key].double() for n, w in weights.items())
+        torch.testing.assert_close(value.double(), expected, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(resident[key], value, rtol=1e-6, atol=1e-6)
+    # the sharded output is itself a valid full-checkpoint member
+    again = write_pool(tmp_path, f"members:\n  - {{name: m, path: {out}}}\n")
+    single = stream_merge(plan_for(load_pool(again), spec), spec, {"m": 1.0}, tmp_path / "again")
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in merged(single).items())
+    assert (out / "tokenizer.json").is_file() and not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_finetune_members_and_task_arithmetic(tmp_path: Path) -> None:
+    base, ft1, ft2 = (tiny_llama(tmp_path / n, s) for n, s in (("base", 0), ("ft1", 1), ("ft2", 2)))
+    pool_file = write_pool(
+        tmp_path,
+        f"bases: {{b: {{path: {base}}}}}\nmembers:\n  - {{name: f1, kind: finetune, path: {ft1}, base: b}}\n"
+        f"  - {{name: f2, kind: finetune, path: {ft2}, base: b}}\n",
+    )
+    spec = MergeSpec(method="task_arithmetic", scale=0.8)
+    out = stream_merge(plan_for(load_pool(pool_file), spec), spec, {"f1": 0.6, "f2": -0.3}, tmp_path / "out")
+    b, t1, t2 = (load_file(d / "model.safetensors") for d in (base, ft1, ft2))
+    got = merged(out)
+    for key in b:
+        expected = b[key] + 0.8 * (0.6 * (t1[key] - b[key]) - 0.3 * (t2[key] - b[key]))
+        torch.testing.assert_close(got[key], expected, rtol=1e-5, atol=1e-6)
+    resident = resident_state(pool_file, spec, {"f1": 0.6, "f2": -0.3})
+    assert all(torch.allclose(resident[k], got[k], atol=1e-6) for k in got)
+
+
+def test_transfer_pads_the_larger_vocabulary_and_keeps_the_target_config(tmp_path: Path) -> None:
+    source_base = tiny_llama(tmp_path / "v1", 0, vocab=40)
+    source_ft = tiny_llama(tmp_path / "v1-ft", 1, vocab=44)  # fine-tune added 4 tokens
+    target = tiny_llama(tmp_path / "v2", 2, vocab=40, positions=96)
+    pool_file = write_pool(
+        tmp_path,
+        f"bases: {{v2: {{path: {target}}}}}\nmembers:\n  - {{name: it, kind: transfer, source_finetune: {source_ft}, "
+        f"source_base: {source_base}, target_base: v2}}\n",
+    )
+    spec = MergeSpec()
+    out = stream_merge(plan_for(load_pool(pool_file), spec), spec, {"it": 1.0}, tmp_path / "out")
+    sb, sft, tb = (load_file(d / "model.safetensors") for d in (source_base, source_ft, target))
+    got = merged(out)
+
+    def pad(t: torch.Tensor) -> torch.Tensor:
+        return torch.cat([t, torch.zeros(44 - t.shape[0], *t.shape[1:])]) if t.shape[0] == 40 and t.dim() == 2 else t
+
+    for key in tb:
+        torch.testing.assert_close(got[key], pad(tb[key]) + sft[key] - pad(sb[key]), rtol=1e-5, atol=1e-6)
+    assert got["model.embed_tokens.weight"].shape == (44, 32)
+    torch.testing.assert_close(got["lm_head.weight"][40:], sft["lm_head.weight"][40:])
+    config = json.loads((out / "config.json").read_text())
+    assert config["vocab_size"] == 44 and config["max_position_embeddings"] == 96
+    signal = inspect_members(plan_for(load_pool(pool_file), spec))[0].transfer
+    assert signal is not None and -1.0 <= signal.cosine <= 1.0 and signal.relative_distance > 0
+
+
+def test_tied_weights_stay_tied(tmp_path: Path) -> None:
+    a, b = tiny_llama(tmp_path / "a", 0, tied=True), tiny_llama(tmp_path / "b", 1, tied=True)
+    assert "lm_head.weight" not in load_file(a / "model.safetensors")
+    pool_file = write_pool(tmp_path, f"members:\n  - {{name: a, path: {a}}}\n  - {{name: b, path: {b}}}\n")
+    spec = MergeSpec()
+    out = stream_merge(plan_for(load_pool(pool_file), spec), spec, {"a": 0.5, "b": 0.5}, tmp_path / "out")
+    assert "lm_head.weight" not in merged(out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    state = resident_state(pool_file, spec, {"a": 0.5, "b": 0.5})
+    ea, eb = (load_file(d / "model.safetensors")["model.embed_tokens.weight"] for d in (a, b))
+    torch.testing.assert_close(state["lm_head.weight"], 0.5 * ea + 0.5 * eb)
+
+
+def test_lora_members_against_peft(tmp_path: Path) -> None:
+    peft = pytest.importorskip("peft")
+    base_dir = tiny_llama(tmp_path / "base", 0)
+    adapters = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        model = peft.get_peft_model(
+            AutoModelForCausalLM.from_pretrained(base_dir),
+            peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+        )
+        model.save_pretrained(tmp_path / f"lora{seed}")
+        adapters.append(model.merge_and_unload().state_dict())
+    pool_file = write_pool(
+        tmp_path,
+        f"bases: {{b: {{path: {base_dir}}}}}\nmembers:\n  - {{name: l1, kind: lora, path: {tmp_path / 'lora1'}, base: b}}\n"
+        f"  - {{name: l2, kind: lora, path: {tmp_path / 'lora2'}, base: b}}\n",
+    )
+    spec = MergeSpec()
+    single = merged(stream_merge(plan_for(load_pool(pool_file), spec), spec, {"l1": 1.0}, tmp_path / "o1"))
+    for key, value in adapters[0].items():
+        torch.testing.assert_close(single[key], value, rtol=1e-5, atol=1e-6)
+    mix = merged(stream_merge(plan_for(load_pool(pool_file), spec), spec, {"l1": 0.5, "l2": 0.5}, tmp_path / "o2"))
+    for key, value in adapters[0].items():  # exact: the average of the two merged models
+        torch.testing.assert_close(mix[key], 0.5 * value + 0.5 * adapters[1][key], rtol=1e-5, atol=1e-6)
+    resident = resident_state(pool_file, spec, {"l1": 0.5, "l2": 0.5})
+    assert all(torch.allclose(resident[k], mix[k], atol=1e-6) for k in mix)
+    factorwise = MergeSpec(method="lora_factorwise")
+    fw = merged(stream_merge(plan_for(load_pool(pool_file), factorwise), factorwise, {"l1": 0.5, "l2": 0.5}, tmp_path / "o3"))
+    key = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.allclose(fw[key], mix[key], atol=1e-4)
+    assert torch.equal(fw["model.layers.0.mlp.up_proj.weight"], mix["model.layers.0.mlp.up_proj.weight"])
+
+
+def check_error(pool_file: Path, expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["pool", "check", str(pool_file)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err, err
+
+
+def test_bad_pool_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = tiny_llama(tmp_path / "a", 0), tiny_llama(tmp_path / "b", 1)
+    pool_file = write_pool(tmp_path, f"members:\n  - {{name: a, path: {a}}}\n  - {{name: b, path: {b}}}\n")
+    config = json.loads((b / "config.json").read_text())
+    (b / "config.json").write_text(json.dumps({**config, "model_type": "mistral", "architectures": ["MistralForCausalLM"]}))
+    check_error(pool_file, "'b' is a mistral:MistralForCausalLM model but 'a' is llama:LlamaForCausalLM", capsys)
+    (b / "config.json").write_text(json.dumps(config))
+
+    weights = (b / "model.safetensors").read_bytes()
+    (b / "model.safetensors").write_bytes(weights[:8] + b"{not json" + weights[17:])
+    check_error(pool_file, "has a header that is not valid JSON; the file is corrupt or truncated", capsys)
+    (b / "model.safetensors").rename(b / "pytorch_model.bin")
+    check_error(pool_file, "holds only pickle weights (pytorch_model.bin)", capsys)
+    (b / "pytorch_model.bin").unlink()
+
+    (b / "model.safetensors").write_bytes(weights)
+    (b / "model.safetensors").rename(b / "model-00001-of-00002.safetensors")
+    index = {"weight_map": {"model.norm.weight": "model-00002-of-00002.safetensors"}}
+    (b / "model.safetensors.index.json").write_text(json.dumps(index))
+    check_error(pool_file, "shard model-00002-of-00002.safetensors listed in model.safetensors.index.json is missing", capsys)
+
+
+def test_adapter_for_another_base(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    peft = pytest.importorskip("peft")
+    small = tiny_llama(tmp_path / "small", 0)
+    config = LlamaConfig(vocab_size=40, hidden_size=48, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "wide")
+    model = peft.get_peft_model(AutoModelForCausalLM.from_pretrained(tmp_path / "wide"), peft.LoraConfig(r=2, target_modules=["q_proj"]))
+    model.save_pretrained(tmp_path / "lora")
+    pool_file = write_pool(tmp_path, f"bases: {{b: {{path: {small}}}}}\nmembers:\n  - {{name: l, kind: lora, path: {tmp_path / 'lora'}, base: b}}\n")
+    check_error(pool_file, "the adapter was trained on another base", capsys)
