@@ -72,7 +72,7 @@ def inspect_members(plan: PoolPlan) -> list[MemberReport]:
         if i in transfers:
             dot, nb, nd, ns = sums[i].tolist()
             signal = TransferSignal(dot / math.sqrt(nb * nd) if nb > 0 and nd > 0 else 0.0, math.sqrt(nb / ns) if ns else 0.0)
-        reports.append(MemberReport(m.name, m.kind, params, plan.tensors[next(iter(plan.tensors))].dtype, distance, signal))
+        reports.append(MemberReport(m.name, m.kind, params, plan.member_dtype(i), distance, signal))
     return reports
 
 

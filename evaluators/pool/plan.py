@@ -138,6 +138,11 @@ class PoolPlan:
             return (max(s.vocab for s in self.sources), shape[1])
         return shape
 
+    def member_dtype(self, i: int) -> str:
+        """The dtype of member ``i``'s main source (the one with the largest coefficient)."""
+        files = self.sources[int(self.mix[i].abs().argmax())].files
+        return files.info(files.keys()[0]).dtype
+
     def source_index(self, directory: Path) -> int:
         return self._index[directory]
 

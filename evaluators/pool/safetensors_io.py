@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from evaluators.errors import PoolError
 
@@ -35,6 +34,25 @@ DTYPES: dict[str, torch.dtype] = {
     "F8_E5M2": torch.float8_e5m2,
 }
 MAX_HEADER = 100 * 1024 * 1024
+NAMES = {dtype: name for name, dtype in DTYPES.items()}
+
+
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write a safetensors file straight from the tensors' memory (no serialised copy of the shard)."""
+    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for key, t in tensors.items():
+        size = t.numel() * t.element_size()
+        header[key] = {"dtype": NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # keep the data 8-byte aligned, as the format recommends
+    with path.open("wb") as fh:
+        fh.write(len(raw).to_bytes(8, "little"))
+        fh.write(raw)
+        for t in tensors.values():
+            if t.numel():
+                fh.write(memoryview(t.contiguous().view(-1).view(torch.uint8).numpy()))
 
 
 @dataclass(frozen=True)
@@ -125,7 +143,7 @@ class ShardedWriter:
         self.total_bytes += size
 
     def _flush(self) -> None:
-        save_file(self._shard, str(self.tmp / f"shard-{len(self._files):05d}"), metadata={"format": "pt"})
+        write_safetensors(self.tmp / f"shard-{len(self._files):05d}", self._shard)
         self._files.append(list(self._shard))
         self._shard, self._shard_bytes = {}, 0
 
