@@ -13,6 +13,7 @@ import argparse
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -62,18 +63,23 @@ def peak_rss_gb() -> float:
     return int(line.split()[1]) * 1024 / GB
 
 
-def memcpy_gbps(nbytes: int, device: torch.device) -> float:
-    """Bytes read + written per second by a plain copy of ``nbytes`` (best of 5)."""
-    src = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
-    dst = torch.empty_like(src)
+def best_seconds(fn: Callable[[], object], device: torch.device, repeats: int = 5) -> float:
+    """The fastest of ``repeats`` timed calls (device work included)."""
     best = float("inf")
-    for _ in range(5):
+    for _ in range(repeats):
         sync(device)
         start = time.perf_counter()
-        dst.copy_(src)
+        fn()
         sync(device)
         best = min(best, time.perf_counter() - start)
-    return 2 * nbytes / best / GB
+    return best
+
+
+def memcpy_gbps(nbytes: int, device: torch.device) -> float:
+    """Bytes read + written per second by a plain copy of ``nbytes``."""
+    src = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    return 2 * nbytes / best_seconds(lambda: dst.copy_(src), device) / GB
 
 
 def sync(device: torch.device) -> None:
@@ -101,14 +107,7 @@ def resident(pool_file: Path, device: torch.device) -> tuple[float, float]:
     pool.bind(targets)
     weights = {m: 1.0 / len(plan.members) for m in plan.members}
     reset_peak_rss()
-    best = float("inf")
-    for _ in range(5):
-        sync(device)
-        start = time.perf_counter()
-        pool.merge_into(weights)
-        sync(device)
-        best = min(best, time.perf_counter() - start)
-    return best, peak_rss_gb()
+    return best_seconds(lambda: pool.merge_into(weights), device), peak_rss_gb()
 
 
 def main() -> None:
