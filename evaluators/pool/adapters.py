@@ -25,9 +25,6 @@ class LowRank:
     b: torch.Tensor
     scale: float
 
-    def dense(self) -> torch.Tensor:
-        return self.scale * (self.b.float() @ self.a.float())
-
 
 class Adapter:
     """A LoRA adapter directory: its scale and the factor names for each targeted base tensor."""
