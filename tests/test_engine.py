@@ -197,3 +197,20 @@ def test_adapter_for_another_base(tmp_path: Path, capsys: pytest.CaptureFixture[
     model.save_pretrained(tmp_path / "lora")
     pool_file = write_pool(tmp_path, f"bases: {{b: {{path: {small}}}}}\nmembers:\n  - {{name: l, kind: lora, path: {tmp_path / 'lora'}, base: b}}\n")
     check_error(pool_file, "the adapter was trained on another base", capsys)
+
+
+def test_pool_check_distances_match_an_independent_computation(
+    tiny_pool: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pool_file = tiny_pool / "pool" / "checkpoints.yaml"
+    reports = inspect_members(plan_for(load_pool(pool_file), MergeSpec(method="task_arithmetic")))
+    base = load_file(tiny_pool / "pool" / "base" / "model.safetensors")
+    for report in reports:
+        member = load_file(tiny_pool / "pool" / report.name / "model.safetensors")
+        num = sum(float(((member[k].double() - base[k].double()) ** 2).sum()) for k in base)
+        den = sum(float((base[k].double() ** 2).sum()) for k in base)
+        assert report.distance == pytest.approx((num / den) ** 0.5, rel=1e-9)
+        assert report.kind == "checkpoint" and report.dtype == "float32" and report.transfer is None
+    assert main(["pool", "check", str(pool_file)]) == 0
+    out = capsys.readouterr().out
+    assert "merge base toy-base" in out and all(r.name in out for r in reports)
