@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -23,8 +24,6 @@ class DiskSources:
         return self.plan.source_tensor(u, self.key)
 
 
-
-
 @dataclass(frozen=True)
 class TensorInputs:
     """Member i's value is Σ_u mix[i, u]·sources[u] (+ its low-rank term); all float32.
@@ -39,8 +38,9 @@ class TensorInputs:
     lowrank: tuple[LowRank | None, ...]  # per member
     base_index: int | None
 
-    @property
+    @cached_property
     def base(self) -> torch.Tensor:
+        """θ₀, read once per tensor even in streaming mode (operators use it more than once)."""
         if self.base_index is None:
             raise ValueError("this operator needs a merge base")
         return self.sources[self.base_index].float()

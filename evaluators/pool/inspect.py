@@ -55,7 +55,7 @@ def inspect_members(plan: PoolPlan) -> list[MemberReport]:
     for key in plan.tensors:
         if not plan.dtype(key).is_floating_point:
             continue
-        x = read_inputs(plan, key)
+        x = read_inputs(plan, key).resident(torch.device("cpu"))  # each source read once per tensor
         params += math.prod(plan.tensors[key].shape)
         if plan.base_index is not None:
             base = x.base.double()

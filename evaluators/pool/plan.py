@@ -135,7 +135,7 @@ class PoolPlan:
     def _padded(self, src: Source, shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape after zero-padding vocabulary rows to the pool's largest vocabulary."""
         if len(shape) == 2 and src.vocab and shape[0] == src.vocab:
-            return (max(s.vocab for s in self.sources), shape[1])
+            return (self.vocab, shape[1])
         return shape
 
     def member_dtype(self, i: int) -> str:
