@@ -21,6 +21,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.utils import logging as hf_logging
 
 from evaluators.merge import MergeSpec
+from evaluators.merge.point import MergePoint
 from evaluators.merge.engine import plan_for, stream_merge
 from evaluators.pool import load_pool
 from evaluators.resident import ResidentPool
@@ -95,7 +96,7 @@ def streaming(pool_file: Path, out: Path) -> tuple[float, float, float]:
     reset_peak_rss()
     before = rss_gb()
     start = time.perf_counter()
-    stream_merge(plan, spec, weights, out)
+    stream_merge(plan, spec, MergePoint(weights), out)
     return time.perf_counter() - start, before, peak_rss_gb()
 
 
@@ -107,7 +108,7 @@ def resident(pool_file: Path, device: torch.device) -> tuple[float, float]:
     pool.bind(targets)
     weights = {m: 1.0 / len(plan.members) for m in plan.members}
     reset_peak_rss()
-    return best_seconds(lambda: pool.merge_into(weights), device), peak_rss_gb()
+    return best_seconds(lambda: pool.merge_into(MergePoint(weights)), device), peak_rss_gb()
 
 
 def main() -> None:

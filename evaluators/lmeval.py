@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,16 +38,23 @@ class Scorer:
     """Scores a model on a fixed set of named task specs with lm-eval's ``simple_evaluate``.
 
     Task objects (datasets included) are built once; runs are grouped by (limit, few-shot)
-    because those are per-call settings in lm-eval.
+    because those are per-call settings in lm-eval. With ``subset`` (screening), each task is
+    scored on the same seeded random ``subset`` of its examples in every trial instead.
     """
 
-    def __init__(self, specs: Mapping[str, TaskSpec], library: TaskLibrary, bootstrap_iters: int, seed: int) -> None:
+    def __init__(
+        self, specs: Mapping[str, TaskSpec], library: TaskLibrary, bootstrap_iters: int, seed: int, subset: int | None = None
+    ) -> None:
         self.specs = dict(specs)
         self.bootstrap_iters = bootstrap_iters
         self.seed = seed
         self._manager = TaskManager(include_defaults=False)
         names = sorted({s.task for s in self.specs.values()})
         self._tasks = get_task_dict([library.config(n) for n in names], self._manager)
+        self._subsets: dict[str, list[int]] | None = None
+        if subset is not None:
+            sizes = {n: len(self._tasks[n].eval_docs) for n in names}
+            self._subsets = {n: sorted(random.Random(f"{seed}:{n}").sample(range(k), min(subset, k))) for n, k in sizes.items()}
         self._groups: dict[tuple[int | None, int | None], list[str]] = defaultdict(list)
         for spec in self.specs.values():
             group = self._groups[(spec.limit, spec.num_fewshot)]
@@ -62,7 +70,8 @@ class Scorer:
                 model=lm,
                 tasks=[self._tasks[t] for t in tasks],
                 num_fewshot=fewshot,
-                limit=limit,
+                limit=None if self._subsets else limit,
+                samples={t: self._subsets[t] for t in tasks} if self._subsets else None,
                 bootstrap_iters=self.bootstrap_iters,
                 log_samples=False,
                 task_manager=self._manager,

@@ -13,13 +13,14 @@ import torch
 
 from evaluators.errors import PoolError
 from evaluators.merge import OPERATORS, MergeSpec, TensorInputs, read_inputs
-from evaluators.merge.engine import weight_vector
+from evaluators.merge.point import MergePoint, ResolvedPoint, assign_groups
 from evaluators.pool.plan import PoolPlan
 
 
 class ResidentPool:
-    def __init__(self, plan: PoolPlan, spec: MergeSpec, device: torch.device) -> None:
+    def __init__(self, plan: PoolPlan, spec: MergeSpec, device: torch.device, groups: Mapping[str, str] | None = None) -> None:
         self.members = plan.members
+        self.group_of = assign_groups(plan.tensors, groups or {})
         self.spec = spec
         self.fn = OPERATORS.get(spec.method).fn
         self.device = device
@@ -49,10 +50,10 @@ class ResidentPool:
         self._targets = targets
 
     @torch.no_grad()
-    def merge_into(self, weights: Mapping[str, float]) -> None:
-        """Write the merge for ``weights`` into the bound model's tensors, in their dtype."""
-        w = weight_vector(self.members, weights).to(self.device)
+    def merge_into(self, point: MergePoint) -> None:
+        """Write the merge for ``point`` into the bound model's tensors, in their dtype."""
+        resolved = ResolvedPoint(point, self.members, self.spec, self.group_of, self.device)
         for key, x in self.inputs.items():
-            self._targets[key].copy_(self.fn(x, w, self.spec))
+            self._targets[key].copy_(self.fn(x, resolved.vector(key), resolved.spec))
         for key, value in self.fixed.items():
             self._targets[key].copy_(value)

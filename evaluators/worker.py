@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from evaluators.backends import BACKENDS, BackendSpec
 from evaluators.config import Frozen
 from evaluators.environment import PROCESS_ENV, apply_process_env
 from evaluators.lmeval import Score, Scorer
-from evaluators.merge import MergeSpec
+from evaluators.merge import MergePoint, MergeSpec
 from evaluators.merge.engine import plan_for
 from evaluators.pool import Pool
 from evaluators.resident import ResidentPool
@@ -35,19 +34,40 @@ class WorkerSpec(Frozen):
     tasks_dir: Path
     runtime: BackendSpec = BackendSpec()
     merge: MergeSpec = MergeSpec()
+    groups: dict[str, str] = {}
+    report: dict[str, TaskSpec] = {}
+    screen: int | None = None
     bootstrap_iters: int = 100
     seed: int = 0
 
 
 @dataclass(frozen=True)
+class Promotion:
+    """Screening rule: promote to full fidelity unless the front beats the screen scores by ``margin``."""
+
+    front: list[list[float]]  # full-fidelity front, signed so that larger is better
+    signs: list[float]
+    margin: float
+
+    def promotes(self, scores: list[float]) -> bool:
+        signed = [s * sign + self.margin for s, sign in zip(scores, self.signs, strict=True)]
+        return not any(all(f >= x for f, x in zip(row, signed, strict=True)) and row != signed for row in self.front)
+
+
+@dataclass(frozen=True)
 class TrialResult:
-    """Per-objective scores of one merge, with where and how long it took."""
+    """Per-objective scores of one merge, with where and how long it took and on how many examples."""
 
     scores: dict[str, Score]
     merge_seconds: float
     eval_seconds: float
     worker: str
     device: str
+    fidelity: str = "full"
+
+    @property
+    def samples(self) -> int:
+        return sum(s.samples for s in self.scores.values())
 
 
 class Worker:
@@ -60,28 +80,53 @@ class Worker:
         self.worker_id = worker_id
         plan = plan_for(spec.pool, spec.merge)
         self.backend = BACKENDS.get(spec.runtime.backend)(spec.runtime, plan.model_dir())
-        self.pool = ResidentPool(plan, spec.merge, self.backend.device)
+        self.pool = ResidentPool(plan, spec.merge, self.backend.device, spec.groups)
         self.pool.bind(self.backend.tensors())
-        self.scorer = Scorer(spec.objectives, TaskLibrary(spec.tasks_dir), spec.bootstrap_iters, spec.seed)
+        library = TaskLibrary(spec.tasks_dir)
+        self.scorer = Scorer(spec.objectives, library, spec.bootstrap_iters, spec.seed)
+        self.screen_size = spec.screen
+        self.screener = Scorer(spec.objectives, library, spec.bootstrap_iters, spec.seed, spec.screen) if spec.screen else None
+        self.reporter = Scorer(spec.report, library, spec.bootstrap_iters, spec.seed) if spec.report else None
         log.info("%s ready on %s", worker_id, self.backend.device)
 
     def ready(self) -> str:
         """Returns once construction finished (Ray calls this to surface start-up errors)."""
         return self.worker_id
 
-    def evaluate(self, weights: Mapping[str, float]) -> TrialResult:
+    def evaluate(self, point: MergePoint, promotion: Promotion | None = None) -> TrialResult:
+        """Merge ``point`` and score the objectives; with ``promotion`` (and a screen size), screen on
+        the seeded subset first and go on to the full sets only when the rule promotes the point."""
         start = time.perf_counter()
-        self.pool.merge_into(weights)
+        self._merge(point)
+        merged = time.perf_counter()
+        if promotion is not None and self.screener is not None:
+            screened = self.screener.score(self.backend.lm())
+            if not promotion.promotes([s.value for s in screened.values()]):
+                return self._result(screened, start, merged, f"screen:{self.screen_size}")
+        return self._result(self.scorer.score(self.backend.lm()), start, merged, "full")
+
+    def report(self, point: MergePoint) -> TrialResult:
+        """Merge ``point`` and score the held-out report tasks (never seen by the sampler)."""
+        if self.reporter is None:
+            raise ValueError("this worker has no report tasks")
+        start = time.perf_counter()
+        self._merge(point)
+        merged = time.perf_counter()
+        return self._result(self.reporter.score(self.backend.lm()), start, merged, "full")
+
+    def _merge(self, point: MergePoint) -> None:
+        self.pool.merge_into(point)
         if self.backend.device.type == "cuda":
             torch.cuda.synchronize(self.backend.device)
-        merged = time.perf_counter()
-        scores = self.scorer.score(self.backend.lm())
+
+    def _result(self, scores: dict[str, Score], start: float, merged: float, fidelity: str) -> TrialResult:
         return TrialResult(
             scores=scores,
             merge_seconds=merged - start,
             eval_seconds=time.perf_counter() - merged,
             worker=self.worker_id,
             device=str(self.backend.device),
+            fidelity=fidelity,
         )
 
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evaluators.environment import apply_process_env
 from evaluators.errors import ConfigError, MergefrontError
+
+if TYPE_CHECKING:
+    from optimizer.driver import Search
 
 log = logging.getLogger("mergefront")
 DEFAULT_EXPERIMENT = Path("experiments/toy.yaml")
@@ -21,16 +26,39 @@ def _positive(text: str) -> int:
     return value
 
 
-def _search(args: argparse.Namespace) -> int:
+def _quiet_optuna(verbose: bool) -> None:
     import optuna
 
-    from optimizer.driver import Search, create_run_dir
-    from optimizer.experiment import load_experiment
-    from optimizer.preflight import preflight
+    optuna.logging.set_verbosity(optuna.logging.DEBUG if verbose else optuna.logging.WARNING)
+
+
+def _run_and_report(search: Search, args: argparse.Namespace) -> int:
+    """Run a created or resumed search, then print its front, verdict, cost and idle time."""
     from optimizer.store import FRONT, TRIALS, read_table, sort_front
     from optimizer.table import format_table, merge_verdict
 
-    optuna.logging.set_verbosity(optuna.logging.DEBUG if args.verbose else optuna.logging.WARNING)
+    summary = search.run(args.ray_address, progress=not args.no_progress)
+    run_dir = search.run_dir
+    columns, front = read_table(run_dir, FRONT)
+    trials = read_table(run_dir, TRIALS)[1]
+    complete = int((trials["state"] == "COMPLETE").sum())
+    print(f"\nPareto front of {run_dir} ({len(front)} of {complete} complete trials, {int((trials['state'] == 'FAIL').sum())} failed):")
+    print(format_table(columns, sort_front(front, columns, None)))
+    print(merge_verdict(columns, trials, front))
+    print(f"\nstopped: {summary.stop_reason}; this call: {summary.complete} trials complete ({summary.screened} screened only), {summary.failed} failed")
+    print(f"wall time {summary.wall_seconds:.1f} s; {summary.timing_line()}; worker-hours so far {search.worker_hours():.3f}")
+    print(summary.idle_line())
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from optimizer.driver import Search, create_run_dir, read_meta
+    from optimizer.experiment import load_experiment
+    from optimizer.preflight import preflight
+
+    _quiet_optuna(args.verbose)
+    if args.warm_start is not None:
+        read_meta(args.warm_start)  # fails early, before the run directory exists
     experiment, pool = load_experiment(args.experiment)
     updates = {"name": args.name} if args.name else {}
     if args.trials:
@@ -41,13 +69,24 @@ def _search(args: argparse.Namespace) -> int:
     preflight(experiment, pool, args.experiment)
     run_dir = create_run_dir(args.runs_dir, experiment.name, args.overwrite)
     log.info("run directory: %s", run_dir)
-    summary = Search(experiment, pool, run_dir).run(args.ray_address, progress=not args.no_progress)
-    columns, front = read_table(run_dir, FRONT)
-    print(f"\nPareto front of {run_dir} ({len(front)} of {summary.complete} complete trials, {summary.failed} failed):")
-    print(format_table(columns, sort_front(front, columns, None)))
-    print(merge_verdict(columns, read_table(run_dir, TRIALS)[1], front))
-    print(f"\nwall time {summary.wall_seconds:.1f} s; {summary.timing_line()}")
-    return 0
+    try:
+        search = Search.create(experiment, pool, run_dir, args.warm_start)
+    except ConfigError:
+        shutil.rmtree(run_dir)  # refused warm start: leave nothing half-written
+        raise
+    return _run_and_report(search, args)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from optimizer.driver import Search
+
+    _quiet_optuna(args.verbose)
+    search = Search.resume(args.run_dir)
+    if args.trials:
+        budget = search.experiment.budget.model_copy(update={"trials": args.trials})
+        search.experiment = search.experiment.model_copy(update={"budget": budget})
+    log.info("resuming %s: %d of %d trials evaluated", args.run_dir, search.evaluated(), search.experiment.budget.trials)
+    return _run_and_report(search, args)
 
 
 def _front(args: argparse.Namespace) -> int:
@@ -102,9 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--name", help="run name (default: the experiment's name)")
     search.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs/)")
     search.add_argument("--overwrite", action="store_true", help="replace an existing run directory of the same name")
+    search.add_argument("--warm-start", type=Path, metavar="RUN_DIR", help="import the finished trials of an earlier run on a subset of this pool")
     search.add_argument("--ray-address", help="connect to this Ray cluster instead of starting a local one")
     search.add_argument("--no-progress", action="store_true", help="no progress bar")
     search.set_defaults(func=_search)
+
+    resume = sub.add_parser(
+        "resume", help="continue a stopped or killed search", description="Continue a run from its storage: trials left running are "
+        "settled from Parquet or re-queued; the budget counts the trials already evaluated.",
+    )
+    resume.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    resume.add_argument("--trials", type=_positive, help="raise (or set) the trial budget")
+    resume.add_argument("--ray-address", help="connect to this Ray cluster instead of starting a local one")
+    resume.add_argument("--no-progress", action="store_true", help="no progress bar")
+    resume.set_defaults(func=_resume)
 
     front = sub.add_parser("front", help="print the Pareto front of a run", description="Print a run's Pareto front.")
     front.add_argument("run_dir", type=Path, metavar="RUN_DIR")

@@ -1,8 +1,10 @@
 """The search driver: an asynchronous ask/tell loop of an Optuna study over Ray worker actors.
 
 A new trial is proposed as soon as any worker is free (no generation barrier). The first
-trials are the baselines (each single checkpoint, then the uniform average). Every finished
-trial goes to Optuna's journal file and to the Parquet store, which rewrites the front.
+trials are the baselines (each single checkpoint, then the uniform average). A finished trial
+is written to Parquet first and told to Optuna second, so after a crash ``resume`` can tell
+Optuna what Parquet already holds, and re-queue what neither finished: no trial is lost or
+stored twice. Held-out report tasks are scored for the front trials when the search stops.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pyarrow as pa
@@ -28,24 +31,29 @@ from ray.exceptions import RayActorError, RayTaskError
 from tqdm import tqdm
 
 from evaluators.errors import ConfigError, MergefrontError
+from evaluators.merge.engine import plan_for
 from evaluators.pool import Pool
-from evaluators.worker import TrialResult, start_workers
+from evaluators.worker import Promotion, TrialResult, start_workers
 from optimizer.experiment import Experiment
-from optimizer.samplers import SAMPLERS
-from optimizer.space import SimplexSpace
-from optimizer.store import Columns, TrialRecord, TrialStore
+from optimizer.fingerprint import fingerprint
+from optimizer.samplers import SAMPLERS, SamplerContext
+from optimizer.space import WeightSpace, space_for
+from optimizer.store import FULL, KNOB, REPORT, SCORE, WEIGHT, Columns, TrialRecord, TrialStore
 
 log = logging.getLogger(__name__)
 JOURNAL = "study.journal"
 RUN_META = "run.json"
+WARM = "warm:"
 
 
 @dataclass
 class _InFlight:
     trial: Trial
-    actor: object
+    actor: Any
     source: str
     weights: dict[str, float]
+    knobs: dict[str, float]
+    predicted: dict[str, float]
     started_at: datetime
 
 
@@ -54,18 +62,33 @@ class SearchSummary:
     run_dir: Path
     complete: int = 0
     failed: int = 0
+    screened: int = 0
     wall_seconds: float = 0.0
-    merge_seconds: list[float] = field(default_factory=list)
-    eval_seconds: list[float] = field(default_factory=list)
+    stop_reason: str = ""
+    records: list[TrialRecord] = field(default_factory=list)
     front: pa.Table | None = None
 
     def timing_line(self) -> str:
-        if not self.eval_seconds:
+        done = [r for r in self.records if r.state == "COMPLETE"]
+        if not done:
             return "no trial completed"
-        return (
-            f"median trial: merge {statistics.median(self.merge_seconds):.3f} s, "
-            f"eval {statistics.median(self.eval_seconds):.2f} s"
-        )
+        merge = statistics.median(r.merge_seconds or 0.0 for r in done)
+        evaluation = statistics.median(r.eval_seconds or 0.0 for r in done)
+        return f"median trial: merge {merge:.3f} s, eval {evaluation:.2f} s"
+
+    def idle_line(self) -> str:
+        """Worker idle time between consecutive trials of this call, from the trials' timestamps."""
+        by_worker: dict[str, list[TrialRecord]] = {}
+        for r in self.records:
+            if r.worker:
+                by_worker.setdefault(r.worker, []).append(r)
+        idle = busy = 0.0
+        for runs in by_worker.values():
+            runs.sort(key=lambda r: r.started_at)
+            busy += sum((r.finished_at - r.started_at).total_seconds() for r in runs)
+            idle += sum(max(0.0, (b.started_at - a.finished_at).total_seconds()) for a, b in zip(runs, runs[1:]))
+        share = idle / (idle + busy) if idle + busy else 0.0
+        return f"worker idle between trials: {idle:.1f} s in total, {share:.1%} of worker time"
 
 
 def create_run_dir(runs_dir: Path, name: str, overwrite: bool) -> Path:
@@ -73,7 +96,7 @@ def create_run_dir(runs_dir: Path, name: str, overwrite: bool) -> Path:
     run_dir = runs_dir / name
     if run_dir.exists():
         if not overwrite:
-            raise ConfigError(f"run directory {run_dir} already exists; pass --overwrite to replace it or --name to pick another")
+            raise ConfigError(f"run directory {run_dir} already exists; pass --overwrite to replace it, --name to pick another, or `mergefront resume {run_dir}`")
         shutil.rmtree(run_dir)
     try:
         run_dir.mkdir(parents=True)
@@ -82,15 +105,11 @@ def create_run_dir(runs_dir: Path, name: str, overwrite: bool) -> Path:
     return run_dir
 
 
-def _write_meta(run_dir: Path, experiment: Experiment, pool: Pool) -> None:
-    meta = {
-        "experiment": experiment.model_dump(mode="json"),
-        "pool": pool.model_dump(mode="json"),
-        "study_name": experiment.name,
-        "storage": JOURNAL,
-        "started_at": datetime.now(UTC).isoformat(),
-    }
-    (run_dir / RUN_META).write_text(json.dumps(meta, indent=2))
+def read_meta(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / RUN_META
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist; is {run_dir} a run directory written by `mergefront search`?")
+    return json.loads(path.read_text())
 
 
 def _start_ray(address: str | None, cpus_needed: int) -> bool:
@@ -114,73 +133,159 @@ def _cause(exc: Exception) -> str:
 
 
 class Search:
-    """One search run: study, workers, store and progress, driven by ``run``."""
+    """One search run: study, workers, store and progress. Build with ``create`` or ``resume``."""
 
-    def __init__(self, experiment: Experiment, pool: Pool, run_dir: Path) -> None:
+    def __init__(self, experiment: Experiment, pool: Pool, run_dir: Path, space: WeightSpace) -> None:
         self.experiment = experiment
         self.pool = pool
         self.run_dir = run_dir
-        self.space = SimplexSpace(pool.names)
+        self.space = space
         self.labels = experiment.labels
-        storage = JournalStorage(JournalFileBackend(str(run_dir / JOURNAL)))
+        self.signs = [1.0 if d == "maximize" else -1.0 for d in experiment.directions]
+        context = SamplerContext(
+            list(experiment.directions), lambda p: [*space.weights(p).values(), *space.knob_values(p).values()]
+        )
+        self.sampler = SAMPLERS.get(experiment.sampler.name)(experiment.seed, context)
         self.study = optuna.create_study(
-            storage=storage,
+            storage=JournalStorage(JournalFileBackend(str(run_dir / JOURNAL))),
             study_name=experiment.name,
             directions=experiment.directions,
-            sampler=SAMPLERS.get(experiment.sampler.name)(experiment.seed),
+            sampler=self.sampler,
+            load_if_exists=True,
         )
+        columns = Columns(tuple(space.labels), tuple(self.labels), tuple(experiment.directions), tuple(space.knobs), tuple(o.label for o in experiment.report))
+        self.store = TrialStore(run_dir, columns)
+
+    @classmethod
+    def create(cls, experiment: Experiment, pool: Pool, run_dir: Path, warm_from: Path | None = None) -> Search:
+        """A new run in the (new, empty) ``run_dir``; with ``warm_from``, import that run's trials first."""
+        space = space_for(experiment.space, experiment.merge, plan_for(pool, experiment.merge))
+        meta = {
+            "experiment": experiment.model_dump(mode="json"),
+            "pool": pool.model_dump(mode="json"),
+            "study_name": experiment.name,
+            "storage": JOURNAL,
+            "fingerprint": fingerprint(experiment, pool),
+            "started_at": datetime.now(UTC).isoformat(),
+        }
+        (run_dir / RUN_META).write_text(json.dumps(meta, indent=2))
+        search = cls(experiment, pool, run_dir, space)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            self.study.set_metric_names(self.labels)
-        for source, params in self.space.baselines()[: experiment.budget.trials]:
-            self.study.enqueue_trial(params, user_attrs={"source": source})
-        self.store = TrialStore(
-            run_dir, Columns(tuple(pool.names), tuple(self.labels), tuple(experiment.directions))
-        )
-        _write_meta(run_dir, experiment, pool)
+            search.study.set_metric_names(search.labels)
+        imported: list[dict[str, float]] = []
+        if warm_from is not None:
+            from optimizer.warmstart import import_trials
 
-    def _submit(self, actor: object) -> tuple[object, _InFlight]:
+            imported = import_trials(search, warm_from, meta["fingerprint"])
+        for source, params in space.baselines()[: experiment.budget.trials]:
+            if params not in imported:
+                search.study.enqueue_trial(params, user_attrs={"source": source})
+        return search
+
+    @classmethod
+    def resume(cls, run_dir: Path) -> Search:
+        """Reopen a stopped or killed run; trials it left running are settled from Parquet or re-queued."""
+        meta = read_meta(run_dir)
+        experiment = Experiment.model_validate(meta["experiment"])
+        pool = Pool.model_validate(meta["pool"])
+        if fingerprint(experiment, pool)["members"] != meta["fingerprint"]["members"]:
+            raise ConfigError(f"the pool's files changed since {run_dir} started; start a new run (optionally --warm-start {run_dir})")
+        search = cls(experiment, pool, run_dir, space_for(experiment.space, experiment.merge, plan_for(pool, experiment.merge)))
+        search._settle_orphans()
+        return search
+
+    def _settle_orphans(self) -> None:
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            row = self.store.find(trial.number)
+            if row is not None and row["state"] == "COMPLETE":
+                self.study.tell(trial.number, [row[SCORE + o] for o in self.labels])
+                continue
+            if row is None:
+                now = datetime.now(UTC)
+                weights = self.space.weights(trial.params)
+                self.store.append(TrialRecord(
+                    trial=trial.number, state="FAIL", source=str(trial.user_attrs.get("source", "sampler")),
+                    weights=weights, scores={}, stderr={}, merge_seconds=None, eval_seconds=None, worker=None,
+                    device=None, started_at=trial.datetime_start or now, finished_at=now,
+                    error="the driver stopped before this trial finished; re-queued", knobs=self.space.knob_values(trial.params),
+                ))
+                self.study.enqueue_trial(trial.params, user_attrs={"source": trial.user_attrs.get("source", "sampler"), "requeued_from": trial.number})
+            self.study.tell(trial.number, state=TrialState.FAIL)
+
+    # ----- the loop -----
+
+    def evaluated(self) -> int:
+        """Complete trials this run evaluated itself (imported warm-start trials excluded)."""
+        return sum(1 for r in self.store.rows if r["state"] == "COMPLETE" and not str(r["source"]).startswith(WARM))
+
+    def worker_hours(self) -> float:
+        return sum((r["merge_seconds"] or 0.0) + (r["eval_seconds"] or 0.0) for r in self.store.rows) / 3600
+
+    def _promotion(self, source: str) -> Promotion | None:
+        if self.experiment.evaluation.screen is None or source != "sampler":
+            return None
+        front = self.store.front().to_pylist()
+        rows = [[float(r[SCORE + o]) * s for o, s in zip(self.labels, self.signs, strict=True)] for r in front]
+        return Promotion(rows, self.signs, self.experiment.evaluation.margin)
+
+    def _submit(self, actor: Any) -> tuple[Any, _InFlight]:
         trial = self.study.ask(self.space.distributions())
-        weights = self.space.weights(trial.params)
-        trial.set_user_attr("weights", weights)
+        weights, knobs = self.space.weights(trial.params), self.space.knob_values(trial.params)
         source = str(trial.user_attrs.get("source", "sampler"))
-        ref = actor.evaluate.remote(weights)  # type: ignore[attr-defined]
-        return ref, _InFlight(trial, actor, source, weights, datetime.now(UTC))
+        prediction = getattr(self.sampler, "predictions", {}).get(trial.number)
+        predicted = dict(zip(self.labels, prediction, strict=True)) if prediction else {}
+        ref = actor.evaluate.remote(self.space.point(weights, knobs), self._promotion(source))
+        return ref, _InFlight(trial, actor, source, weights, knobs, predicted, datetime.now(UTC))
 
     def _finish(self, job: _InFlight, result: TrialResult | None, error: str | None) -> TrialRecord:
-        now = datetime.now(UTC)
-        if result is not None:
-            values = [result.scores[label].value for label in self.labels]
-            self.study.tell(job.trial, values)
-            return TrialRecord(
-                trial=job.trial.number, state="COMPLETE", source=job.source, weights=job.weights,
-                scores={k: s.value for k, s in result.scores.items()},
-                stderr={k: s.stderr for k, s in result.scores.items()},
-                merge_seconds=result.merge_seconds, eval_seconds=result.eval_seconds,
-                worker=result.worker, device=result.device, started_at=job.started_at, finished_at=now,
-            )
-        job.trial.set_user_attr("error", error)
-        self.study.tell(job.trial, state=TrialState.FAIL)
-        return TrialRecord(
-            trial=job.trial.number, state="FAIL", source=job.source, weights=job.weights, scores={}, stderr={},
-            merge_seconds=None, eval_seconds=None, worker=None, device=None,
-            started_at=job.started_at, finished_at=now, error=error,
+        """Parquet first, then Optuna (see the module docstring)."""
+        common = dict(
+            trial=job.trial.number, source=job.source, weights=job.weights, knobs=job.knobs, predicted=job.predicted,
+            started_at=job.started_at, finished_at=datetime.now(UTC),
         )
+        if result is None:
+            record = TrialRecord(state="FAIL", scores={}, stderr={}, merge_seconds=None, eval_seconds=None, worker=None, device=None, error=error, **common)  # type: ignore[arg-type]
+            self.store.append(record)
+            job.trial.set_user_attr("error", error)
+            self.study.tell(job.trial, state=TrialState.FAIL)
+            return record
+        record = TrialRecord(
+            state="COMPLETE", scores={k: s.value for k, s in result.scores.items()}, stderr={k: s.stderr for k, s in result.scores.items()},
+            merge_seconds=result.merge_seconds, eval_seconds=result.eval_seconds, worker=result.worker, device=result.device,
+            fidelity=result.fidelity, samples=result.samples, **common,  # type: ignore[arg-type]
+        )
+        self.store.append(record)
+        job.trial.set_user_attr("fidelity", result.fidelity)
+        self.study.tell(job.trial, [result.scores[label].value for label in self.labels])
+        return record
+
+    def _budget_left(self, started: float, in_flight: int) -> str | None:
+        """Why no further trial may start, or None."""
+        budget = self.experiment.budget
+        if self.evaluated() + in_flight >= budget.trials:
+            return f"{budget.trials} trials evaluated"
+        if budget.wall_minutes is not None and time.perf_counter() - started >= 60 * budget.wall_minutes:
+            return f"wall time of {budget.wall_minutes} min reached"
+        if budget.worker_hours is not None and self.worker_hours() >= budget.worker_hours:
+            return f"{budget.worker_hours} worker-hours used"
+        return None
 
     def run(self, ray_address: str | None = None, progress: bool = True) -> SearchSummary:
         workers = self.experiment.workers
         started = time.perf_counter()
         owns_ray = _start_ray(ray_address, workers.count * (workers.threads or 1))
         summary = SearchSummary(self.run_dir)
-        actors: list[object] = []
+        actors: list[Any] = []
         try:
             log.info("starting %d worker(s): loading the pool and building the model", workers.count)
             actors = start_workers(self.experiment.worker_spec(self.pool), workers.count)
             try:
-                ray.get([a.ready.remote() for a in actors])  # type: ignore[attr-defined]
+                ray.get([a.ready.remote() for a in actors])
             except RayActorError as exc:
                 raise MergefrontError(f"a worker failed to start: {_cause(exc)}") from None
-            self._loop(actors, summary, progress)
+            self._loop(actors, summary, progress, started)
+            summary.front = self._report(actors)
         finally:
             for actor in actors:
                 ray.kill(actor)
@@ -189,16 +294,19 @@ class Search:
         summary.wall_seconds = time.perf_counter() - started
         return summary
 
-    def _loop(self, actors: list[object], summary: SearchSummary, progress: bool) -> None:
-        budget = self.experiment.budget.trials
-        idle, in_flight, asked = list(actors), {}, 0
-        bar = tqdm(total=budget, unit="trial", desc="search", disable=not progress, dynamic_ncols=True)
+    def _loop(self, actors: list[Any], summary: SearchSummary, progress: bool, started: float) -> None:
+        idle: list[Any] = list(actors)
+        in_flight: dict[Any, _InFlight] = {}
+        failures_in_a_row, limit = 0, max(3, len(actors))
+        bar = tqdm(total=self.experiment.budget.trials, initial=self.evaluated(), unit="trial", desc="search", disable=not progress, dynamic_ncols=True)
         try:
-            while asked < budget or in_flight:
-                while idle and asked < budget:
+            while True:
+                while idle and (stop := self._budget_left(started, len(in_flight))) is None:
                     ref, job = self._submit(idle.pop())
                     in_flight[ref] = job
-                    asked += 1
+                if not in_flight:
+                    summary.stop_reason = stop or "no trial left"
+                    return
                 [done], _ = ray.wait(list(in_flight), num_returns=1)
                 job = in_flight.pop(done)
                 result, error = None, None
@@ -210,23 +318,48 @@ class Search:
                     idle.append(job.actor)
                 except RayActorError as exc:
                     error = f"worker died: {_cause(exc)}"
-                    if not idle and not in_flight:
-                        raise MergefrontError(f"every worker died; last error: {error}") from None
                 record = self._finish(job, result, error)
-                summary.front = self.store.append(record)
-                if result is not None:
-                    summary.complete += 1
-                    summary.merge_seconds.append(result.merge_seconds)
-                    summary.eval_seconds.append(result.eval_seconds)
-                else:
+                summary.records.append(record)
+                if result is None:
                     summary.failed += 1
+                    failures_in_a_row += 1
                     log.warning("trial %d failed: %s", job.trial.number, error)
-                bar.set_postfix(front=summary.front.num_rows, failed=summary.failed)
-                bar.update(1)
+                    if failures_in_a_row >= limit or not (idle or in_flight):
+                        self._drain(in_flight, summary)
+                        raise MergefrontError(f"stopped after {failures_in_a_row} failed trials in a row; last error: {error}")
+                else:
+                    failures_in_a_row = 0
+                    summary.complete += 1
+                    summary.screened += result.fidelity != FULL
+                    bar.update(1)
+                bar.set_postfix(front=self.store.front().num_rows, failed=summary.failed)
         except KeyboardInterrupt:
-            for job in in_flight.values():
-                summary.front = self.store.append(self._finish(job, None, "interrupted"))
-                summary.failed += 1
+            self._drain(in_flight, summary)
             raise
         finally:
             bar.close()
+
+    def _drain(self, in_flight: dict[Any, _InFlight], summary: SearchSummary) -> None:
+        """Mark trials still running as failed (interrupted) so the storage is consistent."""
+        for job in in_flight.values():
+            summary.records.append(self._finish(job, None, "interrupted"))
+            summary.failed += 1
+        in_flight.clear()
+
+    def _report(self, actors: list[Any]) -> pa.Table:
+        """Score the held-out report tasks for front trials that have none yet."""
+        front = self.store.front()
+        report = self.store.columns.report
+        if not report:
+            return front
+        todo = [r for r in front.to_pylist() if r[REPORT + report[0]] is None]
+        log.info("scoring %d front trial(s) on the report tasks %s", len(todo), ", ".join(report))
+        refs = {}
+        for i, row in enumerate(todo):
+            weights = {m: row[WEIGHT + m] for m in self.space.labels}
+            knobs = {k: row[KNOB + k] for k in self.space.knobs}
+            refs[actors[i % len(actors)].report.remote(self.space.point(weights, knobs))] = row["trial"]
+        for ref, trial in refs.items():
+            result: TrialResult = ray.get(ref)
+            front = self.store.set_report(trial, {k: s.value for k, s in result.scores.items()}, {k: s.stderr for k, s in result.scores.items()})
+        return front

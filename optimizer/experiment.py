@@ -13,11 +13,12 @@ from pydantic import Field, field_validator, model_validator
 
 from evaluators.backends import BACKENDS, BackendSpec
 from evaluators.config import ExistingDir, ExistingFile, Frozen, load_config, registered
-from evaluators.merge import MergeSpec
+from evaluators.merge import OPERATORS, MergeSpec
 from evaluators.pool import Pool, load_pool
 from evaluators.tasks import TaskSpec
 from evaluators.worker import WorkerSpec
 from optimizer.samplers import SAMPLERS
+from optimizer.space import SpaceSpec
 
 Direction = Literal["maximize", "minimize"]
 RUN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -40,14 +41,8 @@ class Objective(TaskSpec):
         return TaskSpec(**self.model_dump(include=set(TaskSpec.model_fields)))
 
 
-class SpaceSpec(Frozen):
-    """The weight space searched; only the simplex exists so far."""
-
-    kind: Literal["simplex"] = "simplex"
-
-
 class SamplerSpec(Frozen):
-    name: str = "tpe"
+    name: str = "gp"
 
     @field_validator("name")
     @classmethod
@@ -56,7 +51,11 @@ class SamplerSpec(Frozen):
 
 
 class BudgetSpec(Frozen):
-    trials: int = Field(default=40, ge=1, description="trials in total, baselines included")
+    """When to stop proposing trials: whichever limit is reached first (running trials finish)."""
+
+    trials: int = Field(default=40, ge=1, description="trials evaluated in total, baselines included")
+    wall_minutes: float | None = Field(default=None, gt=0, description="wall time of one search or resume call")
+    worker_hours: float | None = Field(default=None, gt=0, description="summed trial time of all workers, over the run")
 
 
 class WorkersSpec(BackendSpec):
@@ -67,6 +66,8 @@ class WorkersSpec(BackendSpec):
 
 class EvaluationSpec(Frozen):
     bootstrap_iters: int = Field(default=100, ge=0, description="lm-eval bootstrap draws for stderr (0: none)")
+    screen: int | None = Field(default=None, ge=1, description="screen sampler proposals on this many seeded examples per task first")
+    margin: float = Field(default=0.02, ge=0, description="promote a screened trial unless the front beats it by this much everywhere")
 
 
 class Experiment(Frozen):
@@ -74,6 +75,7 @@ class Experiment(Frozen):
     pool: ExistingFile = Path("../checkpoints.yaml")
     tasks_dir: ExistingDir
     objectives: list[Objective] = Field(min_length=1)
+    report: list[Objective] = Field(default=[], description="held-out tasks, scored for front trials only")
     merge: MergeSpec = MergeSpec()
     space: SpaceSpec = SpaceSpec()
     sampler: SamplerSpec = SamplerSpec()
@@ -82,14 +84,25 @@ class Experiment(Frozen):
     evaluation: EvaluationSpec = EvaluationSpec()
     seed: int = 0
 
-    @field_validator("objectives")
-    @classmethod
-    def _unique_labels(cls, objectives: list[Objective]) -> list[Objective]:
-        labels = [o.label for o in objectives]
+    @model_validator(mode="after")
+    def _unique_labels(self) -> Experiment:
+        labels = [o.label for o in [*self.objectives, *self.report]]
         dup = next((label for label in labels if labels.count(label) > 1), None)
         if dup is not None:
-            raise ValueError(f"objective '{dup}' appears twice; give one of them a distinct 'name'")
-        return objectives
+            raise ValueError(f"objective or report task '{dup}' appears twice; give one of them a distinct 'name'")
+        return self
+
+    @model_validator(mode="after")
+    def _searched_knobs_fit_the_method(self) -> Experiment:
+        knobs = OPERATORS.get(self.merge.method).knobs
+        for name, (low, high) in self.space.knobs.items():
+            if name not in knobs:
+                raise ValueError(f"space.knobs: '{name}' is not a knob of merge method '{self.merge.method}' (its knobs: {', '.join(sorted(knobs)) or 'none'})")
+            if getattr(self.merge, name) is not None:
+                raise ValueError(f"space.knobs: '{name}' is searched, so do not also fix it under merge")
+            for value in (low, high):
+                MergeSpec(method=self.merge.method, **{name: value})  # the knob's own range check
+        return self
 
     @field_validator("workers")
     @classmethod
@@ -112,6 +125,9 @@ class Experiment(Frozen):
             tasks_dir=self.tasks_dir,
             runtime=BackendSpec(**self.workers.model_dump(exclude={"count"})),
             merge=self.merge,
+            groups=self.space.groups,
+            report={o.label: o.task_spec() for o in self.report},
+            screen=self.evaluation.screen,
             bootstrap_iters=self.evaluation.bootstrap_iters,
             seed=self.seed,
         )

@@ -4,17 +4,21 @@ Optuna's storage holds the study state; this is a derived, flat, analysis-friend
 Each write goes to a temporary file that is fsynced and renamed over the old one, so a
 reader never sees a partial file. Column layout (one flat column per weight and objective):
 
-    trial, state, source, weight.<member>..., score.<objective>..., stderr.<objective>...,
-    merge_seconds, eval_seconds, worker, device, started_at, finished_at, error
+    trial, state, source, weight.<label>..., knob.<knob>..., fidelity, score.<objective>...,
+    stderr.<objective>..., predicted.<objective>..., report.<task>..., report_stderr.<task>...,
+    samples, merge_seconds, eval_seconds, worker, device, started_at, finished_at, error
 
-Objective names and directions are kept in the Parquet schema metadata under ``mergefront``.
+``fidelity`` is ``full`` or ``screen:<n>`` (scores on a seeded subset of n examples per task);
+the front holds full-fidelity trials only. ``predicted.*`` are a surrogate's predictions for
+the trial, never measurements. ``report.*`` are held-out tasks, scored for front trials only.
+Names and directions are kept in the Parquet schema metadata under ``mergefront``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -30,25 +34,35 @@ from optimizer.front import pareto_mask
 TRIALS = "trials.parquet"
 FRONT = "front.parquet"
 META_KEY = b"mergefront"
-WEIGHT, SCORE, STDERR = "weight.", "score.", "stderr."
+WEIGHT, KNOB, SCORE, STDERR, PREDICTED = "weight.", "knob.", "score.", "stderr.", "predicted."
+REPORT, REPORT_STDERR = "report.", "report_stderr."
+FULL = "full"
 
 
 @dataclass(frozen=True)
 class Columns:
-    """The run-specific part of the schema: members and objectives (with directions)."""
+    """The run-specific part of the schema: weight labels, knobs, objectives (with directions), report tasks."""
 
-    members: tuple[str, ...]
+    weights: tuple[str, ...]
     objectives: tuple[str, ...]
     directions: tuple[str, ...]
+    knobs: tuple[str, ...] = ()
+    report: tuple[str, ...] = ()
 
     def schema(self) -> pa.Schema:
         fields = [
             pa.field("trial", pa.int64(), nullable=False),
             pa.field("state", pa.string(), nullable=False),
             pa.field("source", pa.string()),
-            *(pa.field(WEIGHT + m, pa.float64()) for m in self.members),
+            *(pa.field(WEIGHT + m, pa.float64()) for m in self.weights),
+            *(pa.field(KNOB + k, pa.float64()) for k in self.knobs),
+            pa.field("fidelity", pa.string()),
             *(pa.field(SCORE + o, pa.float64()) for o in self.objectives),
             *(pa.field(STDERR + o, pa.float64()) for o in self.objectives),
+            *(pa.field(PREDICTED + o, pa.float64()) for o in self.objectives),
+            *(pa.field(REPORT + r, pa.float64()) for r in self.report),
+            *(pa.field(REPORT_STDERR + r, pa.float64()) for r in self.report),
+            pa.field("samples", pa.int64()),
             pa.field("merge_seconds", pa.float64()),
             pa.field("eval_seconds", pa.float64()),
             pa.field("worker", pa.string()),
@@ -57,18 +71,18 @@ class Columns:
             pa.field("finished_at", pa.timestamp("us", tz="UTC")),
             pa.field("error", pa.string()),
         ]
-        meta = {"members": self.members, "objectives": self.objectives, "directions": self.directions}
+        meta = {name: getattr(self, name) for name in ("weights", "objectives", "directions", "knobs", "report")}
         return pa.schema(fields, metadata={META_KEY: json.dumps(meta).encode()})
 
     @classmethod
     def from_schema(cls, schema: pa.Schema) -> Columns:
         meta = json.loads((schema.metadata or {})[META_KEY])
-        return cls(tuple(meta["members"]), tuple(meta["objectives"]), tuple(meta["directions"]))
+        return cls(**{name: tuple(value) for name, value in meta.items()})
 
 
 @dataclass(frozen=True)
 class TrialRecord:
-    """One finished trial as it is stored; scores are None when the trial failed."""
+    """One finished trial as it is stored; scores are empty when the trial failed."""
 
     trial: int
     state: str
@@ -83,12 +97,22 @@ class TrialRecord:
     started_at: datetime
     finished_at: datetime
     error: str | None = None
+    knobs: dict[str, float] = field(default_factory=dict)
+    fidelity: str | None = FULL
+    predicted: dict[str, float] = field(default_factory=dict)
+    samples: int | None = None
 
     def row(self, columns: Columns) -> dict[str, object]:
         out: dict[str, object] = {"trial": self.trial, "state": self.state, "source": self.source}
-        out.update({WEIGHT + m: self.weights.get(m) for m in columns.members})
+        out.update({WEIGHT + m: self.weights.get(m) for m in columns.weights})
+        out.update({KNOB + k: self.knobs.get(k) for k in columns.knobs})
+        out["fidelity"] = self.fidelity if self.state == "COMPLETE" else None
         out.update({SCORE + o: self.scores.get(o) for o in columns.objectives})
         out.update({STDERR + o: self.stderr.get(o) for o in columns.objectives})
+        out.update({PREDICTED + o: self.predicted.get(o) for o in columns.objectives})
+        out.update({REPORT + r: None for r in columns.report})
+        out.update({REPORT_STDERR + r: None for r in columns.report})
+        out["samples"] = self.samples
         out.update(
             merge_seconds=self.merge_seconds,
             eval_seconds=self.eval_seconds,
@@ -110,8 +134,8 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
 
 
 def front_of(table: pa.Table, columns: Columns) -> pa.Table:
-    """Rows of complete trials that no other complete trial dominates."""
-    complete = table.filter(pc.equal(table["state"], "COMPLETE"))
+    """Rows of complete full-fidelity trials that no other such trial dominates."""
+    complete = table.filter(pc.and_(pc.equal(table["state"], "COMPLETE"), pc.equal(table["fidelity"], FULL)))
     if complete.num_rows == 0:
         return complete
     values = np.column_stack([complete[SCORE + o].to_numpy(zero_copy_only=False) for o in columns.objectives])
@@ -120,18 +144,49 @@ def front_of(table: pa.Table, columns: Columns) -> pa.Table:
 
 
 class TrialStore:
-    """Appends trials and rewrites the front after each one; rows are kept in memory too."""
+    """Appends trials and rewrites the front after each one; rows are kept in memory too.
+
+    A store opened on a run that already has ``trials.parquet`` (resume) starts from its rows.
+    """
 
     def __init__(self, run_dir: Path, columns: Columns) -> None:
         self.run_dir = run_dir
         self.columns = columns
         self._schema = columns.schema()
-        self._rows: list[dict[str, object]] = []
+        path = run_dir / TRIALS
+        self._rows: list[dict[str, object]] = pq.read_table(path).to_pylist() if path.is_file() else []
+
+    @property
+    def rows(self) -> list[dict[str, object]]:
+        return self._rows
+
+    def table(self) -> pa.Table:
+        return pa.Table.from_pylist(self._rows, schema=self._schema)
+
+    def front(self) -> pa.Table:
+        return front_of(self.table(), self.columns)
+
+    def find(self, trial: int) -> dict[str, object] | None:
+        return next((r for r in self._rows if r["trial"] == trial), None)
 
     def append(self, record: TrialRecord) -> pa.Table:
-        """Store one trial and return the new front."""
+        """Store one trial and return the new front; a trial number is stored once only."""
+        if self.find(record.trial) is not None:
+            raise ValueError(f"trial {record.trial} is already stored")
         self._rows.append(record.row(self.columns))
-        table = pa.Table.from_pylist(self._rows, schema=self._schema)
+        return self._write()
+
+    def set_report(self, trial: int, scores: dict[str, float], stderr: dict[str, float | None]) -> pa.Table:
+        """Add held-out report scores to a stored trial."""
+        row = self.find(trial)
+        if row is None:
+            raise ValueError(f"trial {trial} is not stored")
+        row.update({REPORT + r: scores[r] for r in self.columns.report})
+        row.update({REPORT_STDERR + r: stderr.get(r) for r in self.columns.report})
+        return self._write()
+
+    def _write(self) -> pa.Table:
+        table = self.table()
         _write_atomic(table, self.run_dir / TRIALS)
         front = front_of(table, self.columns)
         _write_atomic(front, self.run_dir / FRONT)

@@ -8,24 +8,33 @@ import math
 import pandas as pd
 
 from optimizer.front import is_dominated
-from optimizer.store import SCORE, STDERR, WEIGHT, Columns
+from optimizer.store import KNOB, REPORT, REPORT_STDERR, SCORE, STDERR, WEIGHT, Columns
 
 
 def _score(value: float, stderr: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _number(value) is None:
         return "-"
     if stderr is None or (isinstance(stderr, float) and math.isnan(stderr)):
         return f"{value:.4g}"
     return f"{value:.4g}±{stderr:.2g}"
 
 
+def _number(value: float | None) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
 def format_table(columns: Columns, frame: pd.DataFrame) -> str:
-    """One row per trial: number, source, weights ``w.<member>`` (3 decimals), scores ± stderr."""
+    """One row per trial: number, source, weights ``w.<label>`` and knobs (3 decimals), fidelity when
+    not full, scores ± stderr, then held-out report scores (``report:<task>``)."""
     rows = []
     for _, r in frame.iterrows():
         row = {"trial": int(r["trial"]), "source": r["source"]}
-        row.update({f"w.{m}": f"{r[WEIGHT + m]:.3f}" for m in columns.members})
+        row.update({f"w.{m}": f"{r[WEIGHT + m]:.3f}" for m in columns.weights})
+        row.update({k: f"{r[KNOB + k]:.3f}" for k in columns.knobs})
+        if (frame["fidelity"].fillna("full") != "full").any():
+            row["fidelity"] = r["fidelity"]
         row.update({o: _score(r[SCORE + o], r[STDERR + o]) for o in columns.objectives})
+        row.update({f"report:{t}": _score(r[REPORT + t], r[REPORT_STDERR + t]) for t in columns.report})
         rows.append(row)
     if not rows:
         return "(no complete trials)"
@@ -34,12 +43,14 @@ def format_table(columns: Columns, frame: pd.DataFrame) -> str:
 
 
 def front_json(columns: Columns, frame: pd.DataFrame) -> str:
-    """JSON array of {trial, weights: {member: w}, scores: {objective: value}}."""
+    """JSON array of {trial, weights: {label: w}, knobs, scores: {objective: value}, report: {task: value}}."""
     out = [
         {
             "trial": int(r["trial"]),
-            "weights": {m: float(r[WEIGHT + m]) for m in columns.members},
+            "weights": {m: float(r[WEIGHT + m]) for m in columns.weights},
+            "knobs": {k: float(r[KNOB + k]) for k in columns.knobs},
             "scores": {o: float(r[SCORE + o]) for o in columns.objectives},
+            "report": {t: _number(r[REPORT + t]) for t in columns.report},
         }
         for _, r in frame.iterrows()
     ]

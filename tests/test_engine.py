@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from evaluators.merge import MergeSpec
 from evaluators.merge.engine import plan_for, stream_merge
+from evaluators.merge.point import MergePoint
 from evaluators.pool import load_pool
 from evaluators.pool.inspect import inspect_members
 from evaluators.resident import ResidentPool
@@ -43,7 +44,7 @@ def resident_state(pool_file: Path, spec: MergeSpec, weights: dict[str, float], 
     model = AutoModelForCausalLM.from_config(LlamaConfig.from_pretrained(plan.model_dir()))
     resident = ResidentPool(plan, spec, torch.device("cpu"))
     resident.bind(dict(model.named_parameters()))
-    resident.merge_into(weights)
+    resident.merge_into(MergePoint(weights))
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -51,7 +52,7 @@ def test_streaming_sharded_output_matches_formula_resident_and_loads(tiny_pool: 
     pool_file = tiny_pool / "pool" / "checkpoints.yaml"
     weights = {"add": 0.2, "reverse": 0.3, "sort": 0.5}
     spec = MergeSpec()
-    out = stream_merge(plan_for(load_pool(pool_file), spec), spec, weights, tmp_path / "out", max_shard_bytes=100_000)
+    out = stream_merge(plan_for(load_pool(pool_file), spec), spec, MergePoint(weights), tmp_path / "out", max_shard_bytes=100_000)
     index = json.loads((out / "model.safetensors.index.json").read_text())
     assert len(set(index["weight_map"].values())) > 1, "expected several shards"
     model = AutoModelForCausalLM.from_pretrained(out)
@@ -63,7 +64,7 @@ def test_streaming_sharded_output_matches_formula_resident_and_loads(tiny_pool: 
         torch.testing.assert_close(resident[key], value, rtol=1e-6, atol=1e-6)
     # the sharded output is itself a valid full-checkpoint member
     again = write_pool(tmp_path, f"members:\n  - {{name: m, path: {out}}}\n")
-    single = stream_merge(plan_for(load_pool(again), spec), spec, {"m": 1.0}, tmp_path / "again")
+    single = stream_merge(plan_for(load_pool(again), spec), spec, MergePoint({"m": 1.0}), tmp_path / "again")
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in merged(single).items())
     assert (out / "tokenizer.json").is_file() and not any(p.name.startswith(".") for p in tmp_path.iterdir())
 
@@ -76,7 +77,7 @@ def test_finetune_members_and_task_arithmetic(tmp_path: Path) -> None:
         f"  - {{name: f2, kind: finetune, path: {ft2}, base: b}}\n",
     )
     spec = MergeSpec(method="task_arithmetic", scale=0.8)
-    out = stream_merge(plan_for(load_pool(pool_file), spec), spec, {"f1": 0.6, "f2": -0.3}, tmp_path / "out")
+    out = stream_merge(plan_for(load_pool(pool_file), spec), spec, MergePoint({"f1": 0.6, "f2": -0.3}), tmp_path / "out")
     b, t1, t2 = (load_file(d / "model.safetensors") for d in (base, ft1, ft2))
     got = merged(out)
     for key in b:
@@ -96,7 +97,7 @@ def test_transfer_pads_the_larger_vocabulary_and_keeps_the_target_config(tmp_pat
         f"source_base: {source_base}, target_base: v2}}\n",
     )
     spec = MergeSpec()
-    out = stream_merge(plan_for(load_pool(pool_file), spec), spec, {"it": 1.0}, tmp_path / "out")
+    out = stream_merge(plan_for(load_pool(pool_file), spec), spec, MergePoint({"it": 1.0}), tmp_path / "out")
     sb, sft, tb = (load_file(d / "model.safetensors") for d in (source_base, source_ft, target))
     got = merged(out)
 
@@ -118,7 +119,7 @@ def test_tied_weights_stay_tied(tmp_path: Path) -> None:
     assert "lm_head.weight" not in load_file(a / "model.safetensors")
     pool_file = write_pool(tmp_path, f"members:\n  - {{name: a, path: {a}}}\n  - {{name: b, path: {b}}}\n")
     spec = MergeSpec()
-    out = stream_merge(plan_for(load_pool(pool_file), spec), spec, {"a": 0.5, "b": 0.5}, tmp_path / "out")
+    out = stream_merge(plan_for(load_pool(pool_file), spec), spec, MergePoint({"a": 0.5, "b": 0.5}), tmp_path / "out")
     assert "lm_head.weight" not in merged(out)
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
@@ -145,16 +146,16 @@ def test_lora_members_against_peft(tmp_path: Path) -> None:
         f"  - {{name: l2, kind: lora, path: {tmp_path / 'lora2'}, base: b}}\n",
     )
     spec = MergeSpec()
-    single = merged(stream_merge(plan_for(load_pool(pool_file), spec), spec, {"l1": 1.0}, tmp_path / "o1"))
+    single = merged(stream_merge(plan_for(load_pool(pool_file), spec), spec, MergePoint({"l1": 1.0}), tmp_path / "o1"))
     for key, value in adapters[0].items():
         torch.testing.assert_close(single[key], value, rtol=1e-5, atol=1e-6)
-    mix = merged(stream_merge(plan_for(load_pool(pool_file), spec), spec, {"l1": 0.5, "l2": 0.5}, tmp_path / "o2"))
+    mix = merged(stream_merge(plan_for(load_pool(pool_file), spec), spec, MergePoint({"l1": 0.5, "l2": 0.5}), tmp_path / "o2"))
     for key, value in adapters[0].items():  # exact: the average of the two merged models
         torch.testing.assert_close(mix[key], 0.5 * value + 0.5 * adapters[1][key], rtol=1e-5, atol=1e-6)
     resident = resident_state(pool_file, spec, {"l1": 0.5, "l2": 0.5})
     assert all(torch.allclose(resident[k], mix[k], atol=1e-6) for k in mix)
     factorwise = MergeSpec(method="lora_factorwise")
-    fw = merged(stream_merge(plan_for(load_pool(pool_file), factorwise), factorwise, {"l1": 0.5, "l2": 0.5}, tmp_path / "o3"))
+    fw = merged(stream_merge(plan_for(load_pool(pool_file), factorwise), factorwise, MergePoint({"l1": 0.5, "l2": 0.5}), tmp_path / "o3"))
     key = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.allclose(fw[key], mix[key], atol=1e-4)
     assert torch.equal(fw["model.layers.0.mlp.up_proj.weight"], mix["model.layers.0.mlp.up_proj.weight"])

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from evaluators.lmeval import Score
-from evaluators.merge import OPERATORS
+from evaluators.merge import OPERATORS, MergePoint
 from evaluators.pool import load_pool
 from evaluators.tasks import TaskSpec
 from evaluators.worker import Worker, WorkerSpec
@@ -38,7 +38,7 @@ def test_in_place_merge_equals_the_formula(worker: Worker, tiny_pool: Path) -> N
     weights = {"add": 0.2, "reverse": 0.5, "sort": 0.3}
     model = worker.backend.model
     before = {k: v.data_ptr() for k, v in model.state_dict().items()}
-    worker.evaluate(weights)
+    worker.evaluate(MergePoint(weights))
     state = model.state_dict()
     assert worker.backend.model is model
     assert {k: v.data_ptr() for k, v in state.items()} == before  # written in place, same storage
@@ -48,7 +48,7 @@ def test_in_place_merge_equals_the_formula(worker: Worker, tiny_pool: Path) -> N
 
 
 def test_swapping_back_restores_scores_exactly(worker: Worker) -> None:
-    first = worker.evaluate({"reverse": 1.0}).scores["rev"]
-    worker.evaluate({"add": 0.5, "sort": 0.5})
-    again = worker.evaluate({"reverse": 1.0}).scores["rev"]
+    first = worker.evaluate(MergePoint({"reverse": 1.0})).scores["rev"]
+    worker.evaluate(MergePoint({"add": 0.5, "sort": 0.5}))
+    again = worker.evaluate(MergePoint({"reverse": 1.0})).scores["rev"]
     assert isinstance(first, Score) and first == again and first.samples == 8

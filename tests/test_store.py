@@ -8,7 +8,7 @@ import pytest
 
 from optimizer.store import FRONT, TRIALS, Columns, TrialRecord, TrialStore, read_table, sort_front
 
-COLUMNS = Columns(members=("m1", "m2"), objectives=("task/acc", "ppl"), directions=("maximize", "minimize"))
+COLUMNS = Columns(weights=("m1", "m2"), objectives=("task/acc", "ppl"), directions=("maximize", "minimize"))
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 

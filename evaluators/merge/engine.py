@@ -17,6 +17,7 @@ from tqdm import tqdm
 from evaluators.errors import ConfigError, PoolError
 from evaluators.merge.base import OPERATORS, MergeSpec
 from evaluators.merge.inputs import read_inputs
+from evaluators.merge.point import MergePoint, ResolvedPoint, assign_groups
 from evaluators.pool import LoraMember, Pool
 from evaluators.pool.plan import PoolPlan
 from evaluators.pool.safetensors_io import ShardedWriter
@@ -39,30 +40,24 @@ def plan_for(pool: Pool, spec: MergeSpec) -> PoolPlan:
     return PoolPlan(pool, need_base=op.needs_base)
 
 
-def weight_vector(members: list[str], weights: Mapping[str, float]) -> torch.Tensor:
-    unknown = sorted(set(weights) - set(members))
-    if unknown:
-        raise PoolError(f"weights name unknown members {unknown}; members are {members}")
-    return torch.tensor([float(weights.get(m, 0.0)) for m in members], dtype=torch.float32)
-
-
 def stream_merge(
     plan: PoolPlan,
     spec: MergeSpec,
-    weights: Mapping[str, float],
+    point: MergePoint,
     out_dir: Path,
+    groups: Mapping[str, str] | None = None,
     max_shard_bytes: int = 2 * 1024**3,
     progress: bool = False,
 ) -> Path:
     """Write the merge into a new model directory ``out_dir`` (weights, config, tokenizer)."""
     if out_dir.exists():
         raise ConfigError(f"output directory {out_dir} already exists; choose a new one")
+    resolved = ResolvedPoint(point, plan.members, spec, assign_groups(plan.tensors, groups or {}))
     fn = OPERATORS.get(spec.method).fn
-    w = weight_vector(plan.members, weights)
     writer = ShardedWriter(out_dir, max_shard_bytes)
     try:
         for key in tqdm(list(plan.tensors), desc="merge", unit="tensor", disable=not progress):
-            writer.add(key, fn(read_inputs(plan, key), w, spec).to(plan.dtype(key)))
+            writer.add(key, fn(read_inputs(plan, key), resolved.vector(key), resolved.spec).to(plan.dtype(key)))
         writer.write_file("config.json", json.dumps(plan.output_config(), indent=2))
         for name in COMPANIONS:
             if (plan.model_dir() / name).is_file():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from evaluators.merge import MergePoint
 from evaluators.pool import load_pool
 from evaluators.tasks import TaskSpec
 from evaluators.toy.build import MANIFEST, task_name
@@ -19,7 +20,7 @@ def member_scores(pool_file: Path, tasks_dir: Path) -> dict[str, dict[str, float
     worker = Worker(WorkerSpec(pool=pool, objectives=objectives, tasks_dir=tasks_dir, bootstrap_iters=0))
     out = {}
     for member in pool.names:
-        result = worker.evaluate({member: 1.0})
+        result = worker.evaluate(MergePoint({member: 1.0}))
         out[member] = {skill: score.value for skill, score in result.scores.items()}
     return out
 
