@@ -25,13 +25,14 @@ TINY = ToyRecipe(
         "add": Stage(focus("add", 0.9), steps=25, lr=3e-3, batch_size=32),
         "reverse": Stage(focus("reverse", 0.9), steps=25, lr=3e-3, batch_size=32),
         "sort": Stage(focus("sort", 0.9), steps=25, lr=3e-3, batch_size=32),
+        "shift": Stage(focus("shift", 0.9), steps=25, lr=3e-3, batch_size=32),
     },
 )
 
 
 @pytest.fixture(scope="session")
 def tiny_pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 3-member toy pool (plus its tasks under ``tasks/``); returns its directory."""
+    """A 4-member toy pool (plus its tasks under ``tasks/``); returns its directory."""
     root = tmp_path_factory.mktemp("tiny")
     build_toy_pool(root / "pool", root / "tasks", TINY, progress=False)
     return root

@@ -37,11 +37,11 @@ def test_search_writes_trials_front_and_journal(
 
     assert trials["trial"].tolist() == list(range(8))
     assert (trials["state"] == "COMPLETE").all()
-    assert trials["source"].tolist()[:4] == ["single:add", "single:reverse", "single:sort", "uniform"]
-    weights = trials[["weight.add", "weight.reverse", "weight.sort"]].to_numpy()
+    assert trials["source"].tolist()[:5] == ["single:add", "single:reverse", "single:sort", "single:shift", "uniform"]
+    weights = trials[["weight.add", "weight.reverse", "weight.sort", "weight.shift"]].to_numpy()
     np.testing.assert_allclose(weights.sum(axis=1), 1.0)
-    np.testing.assert_allclose(weights[0], [1, 0, 0])
-    np.testing.assert_allclose(weights[3], [1 / 3, 1 / 3, 1 / 3])
+    np.testing.assert_allclose(weights[0], [1, 0, 0, 0])
+    np.testing.assert_allclose(weights[4], [0.25, 0.25, 0.25, 0.25])
     assert (trials["merge_seconds"] > 0).all() and (trials["eval_seconds"] > 0).all()
     assert set(trials["worker"]) == {"worker-0", "worker-1"}, "both workers must get trials"
     assert trials["stderr.toy_reverse/acc"].notna().all()
@@ -67,7 +67,7 @@ def test_search_writes_trials_front_and_journal(
     assert sorted(r["trial"] for r in rows) == sorted(front["trial"].tolist())
     for r in rows:
         assert set(r) == {"trial", "weights", "knobs", "scores", "report"}
-        assert set(r["weights"]) == {"add", "reverse", "sort"} and set(r["scores"]) == set(OBJECTIVES)
+        assert set(r["weights"]) == {"add", "reverse", "sort", "shift"} and set(r["scores"]) == set(OBJECTIVES)
         assert isinstance(r["trial"], int) and abs(sum(r["weights"].values()) - 1) < 1e-9
 
 

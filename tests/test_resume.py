@@ -1,0 +1,67 @@
+"""Crash and continue: SIGKILL the driver mid-search, then `mergefront resume` completes the budget."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+from optimizer.cli import main
+from tests.conftest import write_experiment
+
+pytestmark = pytest.mark.e2e
+BUDGET = 9
+
+
+def wait_for_rows(path: Path, rows: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the search ended before it could be killed:\n{proc.stderr.read() if proc.stderr else ''}"
+        if path.is_file() and len(pd.read_parquet(path)) >= rows:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{path} did not reach {rows} rows in {timeout} s")
+
+
+def test_sigkilled_search_resumes_to_exactly_the_budget(tiny_pool: Path, tmp_path: Path, ray_session, capsys: pytest.CaptureFixture[str]) -> None:
+    exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=BUDGET, extra="sampler: {name: tpe}\n")
+    run = tmp_path / "runs" / "tiny"
+    address = ray_session.get_runtime_context().gcs_address
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mergefront")), "search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--ray-address", address],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for_rows(run / "trials.parquet", 3, proc)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    before = pd.read_parquet(run / "trials.parquet")
+    assert 3 <= (before["state"] == "COMPLETE").sum() < BUDGET
+
+    assert main(["resume", str(run), "--no-progress"]) == 0
+    assert f"{BUDGET} trials evaluated" in capsys.readouterr().out
+    trials = pd.read_parquet(run / "trials.parquet")
+    assert trials["trial"].is_unique
+    assert trials["error"].fillna("").str.contains("re-queued").any(), "the kill should have caught a trial in flight"
+    assert (trials["state"] == "COMPLETE").sum() == BUDGET
+    after = dict(zip(trials["trial"], trials["state"], strict=True))
+    assert all(after[n] == state for n, state in zip(before["trial"], before["state"], strict=True))  # nothing rewritten
+
+    study = optuna.load_study(study_name="tiny", storage=JournalStorage(JournalFileBackend(str(run / "study.journal"))))
+    states = {t.number: t.state for t in study.get_trials()}
+    assert optuna.trial.TrialState.RUNNING not in states.values()
+    complete = sorted(n for n, s in states.items() if s == optuna.trial.TrialState.COMPLETE)
+    assert complete == sorted(trials.loc[trials["state"] == "COMPLETE", "trial"])
+    for t in study.get_trials():  # every trial the killed driver left running was re-queued with its parameters
+        if t.state == optuna.trial.TrialState.FAIL and "requeued" in str(trials.set_index("trial").loc[t.number, "error"]):
+            again = [u for u in study.get_trials() if u.user_attrs.get("requeued_from") == t.number]
+            assert len(again) == 1 and again[0].params == t.params and again[0].state == optuna.trial.TrialState.COMPLETE
