@@ -215,3 +215,36 @@ def test_pool_check_distances_match_an_independent_computation(
     assert main(["pool", "check", str(pool_file)]) == 0
     out = capsys.readouterr().out
     assert "merge base toy-base" in out and all(r.name in out for r in reports)
+
+
+def test_grouped_weights_and_knobs_apply_per_tensor_in_both_modes(tiny_pool: Path, tmp_path: Path) -> None:
+    pool_file = tiny_pool / "pool" / "checkpoints.yaml"
+    spec = MergeSpec(method="task_arithmetic")
+    groups = {"attn": r"self_attn\."}
+    point = MergePoint(weights={"add": 1.0, "sort": 0.5}, groups={"attn": {"reverse": -0.5}}, knobs={"scale": 0.8})
+    plan = plan_for(load_pool(pool_file), spec)
+    model = AutoModelForCausalLM.from_config(LlamaConfig.from_pretrained(plan.model_dir()))
+    resident = ResidentPool(plan, spec, torch.device("cpu"), groups)
+    resident.bind(dict(model.named_parameters()))
+    resident.merge_into(point)
+    out = merged(stream_merge(plan, spec, point, tmp_path / "out", groups=groups))
+    files = {n: load_file(tiny_pool / "pool" / n / "model.safetensors") for n in ["base", "add", "reverse", "sort"]}
+    state = model.state_dict()
+    attn = [k for k in out if "self_attn." in k]
+    assert attn and len(attn) < len(out)
+    for key in out:
+        base = files["base"][key].float()
+        if key in attn:
+            expected = base + 0.8 * (-0.5) * (files["reverse"][key].float() - base)
+        else:
+            expected = base + 0.8 * ((files["add"][key].float() - base) + 0.5 * (files["sort"][key].float() - base))
+        torch.testing.assert_close(out[key].float(), expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(state[key].float(), out[key].float())
+
+
+def test_a_group_that_matches_no_tensor_is_refused(tiny_pool: Path) -> None:
+    from evaluators.errors import ConfigError
+
+    plan = plan_for(load_pool(tiny_pool / "pool" / "checkpoints.yaml"), MergeSpec())
+    with pytest.raises(ConfigError, match=r"weight group\(s\) \['vision'\] match no tensor"):
+        ResidentPool(plan, MergeSpec(), torch.device("cpu"), {"vision": "vision_tower"})
