@@ -21,8 +21,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.utils import logging as hf_logging
 
 from evaluators.merge import MergeSpec
-from evaluators.merge.point import MergePoint
 from evaluators.merge.engine import plan_for, stream_merge
+from evaluators.merge.point import MergePoint
 from evaluators.pool import load_pool
 from evaluators.resident import ResidentPool
 

@@ -24,15 +24,15 @@ from evaluators.environment import apply_process_env
 
 apply_process_env()  # before lm-eval and tqdm are imported: they read the environment once
 
-import numpy as np  # noqa: E402
-import optuna  # noqa: E402
+import numpy as np
+import optuna
 
-from evaluators.merge.engine import plan_for  # noqa: E402
-from evaluators.worker import Worker  # noqa: E402
-from optimizer.experiment import load_experiment  # noqa: E402
-from optimizer.hypervolume import hypervolume  # noqa: E402
-from optimizer.samplers import SAMPLERS, SamplerContext  # noqa: E402
-from optimizer.space import space_for  # noqa: E402
+from evaluators.merge.engine import plan_for
+from evaluators.worker import Worker
+from optimizer.experiment import load_experiment
+from optimizer.hypervolume import hypervolume
+from optimizer.samplers import SAMPLERS, SamplerContext
+from optimizer.space import space_for
 
 
 class MemoWorker:

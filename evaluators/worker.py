@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from pydantic import Field
 
 from evaluators.backends import BACKENDS, BackendSpec
 from evaluators.config import Frozen
@@ -34,8 +35,8 @@ class WorkerSpec(Frozen):
     tasks_dir: Path
     runtime: BackendSpec = BackendSpec()
     merge: MergeSpec = MergeSpec()
-    groups: dict[str, str] = {}
-    report: dict[str, TaskSpec] = {}
+    groups: dict[str, str] = Field(default_factory=dict)
+    report: dict[str, TaskSpec] = Field(default_factory=dict)
     screen: int | None = None
     bootstrap_iters: int = 100
     seed: int = 0

@@ -9,6 +9,7 @@ stored twice. Held-out report tasks are scored for the front trials when the sea
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -86,7 +87,7 @@ class SearchSummary:
         for runs in by_worker.values():
             runs.sort(key=lambda r: r.started_at)
             busy += sum((r.finished_at - r.started_at).total_seconds() for r in runs)
-            idle += sum(max(0.0, (b.started_at - a.finished_at).total_seconds()) for a, b in zip(runs, runs[1:]))
+            idle += sum(max(0.0, (b.started_at - a.finished_at).total_seconds()) for a, b in itertools.pairwise(runs))
         share = idle / (idle + busy) if idle + busy else 0.0
         return f"worker idle between trials: {idle:.1f} s in total, {share:.1%} of worker time"
 
@@ -240,12 +241,12 @@ class Search:
 
     def _finish(self, job: _InFlight, result: TrialResult | None, error: str | None) -> TrialRecord:
         """Parquet first, then Optuna (see the module docstring)."""
-        common = dict(
-            trial=job.trial.number, source=job.source, weights=job.weights, knobs=job.knobs, predicted=job.predicted,
-            started_at=job.started_at, finished_at=datetime.now(UTC),
-        )
+        common: dict[str, Any] = {
+            "trial": job.trial.number, "source": job.source, "weights": job.weights, "knobs": job.knobs,
+            "predicted": job.predicted, "started_at": job.started_at, "finished_at": datetime.now(UTC),
+        }
         if result is None:
-            record = TrialRecord(state="FAIL", scores={}, stderr={}, merge_seconds=None, eval_seconds=None, worker=None, device=None, error=error, **common)  # type: ignore[arg-type]
+            record = TrialRecord(state="FAIL", scores={}, stderr={}, merge_seconds=None, eval_seconds=None, worker=None, device=None, error=error, **common)
             self.store.append(record)
             job.trial.set_user_attr("error", error)
             self.study.tell(job.trial, state=TrialState.FAIL)
@@ -253,7 +254,7 @@ class Search:
         record = TrialRecord(
             state="COMPLETE", scores={k: s.value for k, s in result.scores.items()}, stderr={k: s.stderr for k, s in result.scores.items()},
             merge_seconds=result.merge_seconds, eval_seconds=result.eval_seconds, worker=result.worker, device=result.device,
-            fidelity=result.fidelity, samples=result.samples, **common,  # type: ignore[arg-type]
+            fidelity=result.fidelity, samples=result.samples, **common,
         )
         self.store.append(record)
         job.trial.set_user_attr("fidelity", result.fidelity)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from evaluators.backends import BACKENDS, BackendSpec
 from evaluators.config import ExistingDir, ExistingFile, Frozen, load_config, registered
@@ -42,7 +42,9 @@ class Objective(TaskSpec):
 
 
 class SamplerSpec(Frozen):
-    name: str = "gp"
+    """Default multivariate TPE: best hypervolume per evaluation in ``bench/search.py`` (see README)."""
+
+    name: str = "tpe"
 
     @field_validator("name")
     @classmethod
@@ -101,7 +103,10 @@ class Experiment(Frozen):
             if getattr(self.merge, name) is not None:
                 raise ValueError(f"space.knobs: '{name}' is searched, so do not also fix it under merge")
             for value in (low, high):
-                MergeSpec(method=self.merge.method, **{name: value})  # the knob's own range check
+                try:
+                    MergeSpec(method=self.merge.method, **{name: value})  # the knob's own range check
+                except ValidationError as exc:
+                    raise ValueError(f"space.knobs: {name} = {value}: {exc.errors()[0]['msg']}") from None
         return self
 
     @field_validator("workers")

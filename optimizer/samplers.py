@@ -7,6 +7,7 @@ the objectives' directions and the recorded weights of a parameter set.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -27,13 +28,14 @@ SAMPLERS: Registry[SamplerFactory] = Registry("sampler")
 
 @SAMPLERS.register("gp")
 def _gp(seed: int, context: SamplerContext) -> optuna.samplers.BaseSampler:
-    """Gaussian process with log expected hypervolume improvement: the most sample-efficient (default)."""
+    """Gaussian process with log expected hypervolume improvement; each proposal costs seconds with
+    3+ objectives (the acquisition is optimised over a box decomposition of the front)."""
     return optuna.samplers.GPSampler(seed=seed)
 
 
 @SAMPLERS.register("tpe")
 def _tpe(seed: int, context: SamplerContext) -> optuna.samplers.BaseSampler:
-    """Multivariate TPE: cheap per proposal, models the correlation between member weights."""
+    """Multivariate TPE (default): cheap per proposal, models the correlation between member weights."""
     return optuna.samplers.TPESampler(seed=seed, multivariate=True)
 
 
@@ -49,7 +51,9 @@ def _random(seed: int, context: SamplerContext) -> optuna.samplers.BaseSampler:
 
 @SAMPLERS.register("qmc")
 def _qmc(seed: int, context: SamplerContext) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.QMCSampler(seed=seed, scramble=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.QMCSampler(seed=seed, scramble=True)
 
 
 @SAMPLERS.register("cmaes")

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from optuna.distributions import BaseDistribution, FloatDistribution
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from evaluators.config import Frozen
 from evaluators.errors import ConfigError
@@ -37,8 +37,8 @@ class SpaceSpec(Frozen):
     kind: Literal["simplex", "box"] = "simplex"
     low: float | None = None
     high: float | None = None
-    groups: dict[str, str] = {}
-    knobs: dict[str, tuple[float, float]] = {}
+    groups: dict[str, str] = Field(default_factory=dict)
+    knobs: dict[str, tuple[float, float]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _bounds(self) -> SpaceSpec:

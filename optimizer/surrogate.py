@@ -12,6 +12,8 @@ proposed.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution
@@ -67,7 +69,9 @@ class QuadraticSurrogate(BaseSampler):
         self._signs = np.array([1.0 if d == "maximize" else -1.0 for d in context.directions])
         self._candidates = candidates
         self._mc_samples = mc_samples
-        self._startup = QMCSampler(seed=seed, scramble=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._startup = QMCSampler(seed=seed, scramble=True)
         self.predictions: dict[int, list[float]] = {}
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:

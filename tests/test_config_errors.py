@@ -83,6 +83,15 @@ def test_truncated_safetensors(pool_copy: Path, capsys: pytest.CaptureFixture[st
         ("merge: {method: ties, drop: 0.2}", r"knob 'drop' does not apply to method 'ties' \(its knobs: density, scale\)"),
         ("budget: {trials: 0}", r"budget\.trials: Input should be greater than or equal to 1"),
         ("seeed: 1", r"unknown key 'seeed' \(did you mean 'seed'\?\)"),
+        ("space: {knobs: {scale: [0.5, 1.5]}}", r"'scale' is not a knob of merge method 'linear'"),
+        ("merge: {method: ties}\nspace: {knobs: {density: [0.0, 0.5]}}", r"space.knobs: density = 0.0: Input should be greater than 0"),
+        ("merge: {method: ties, scale: 1.0}\nspace: {knobs: {scale: [0.5, 1.5]}}", r"'scale' is searched, so do not also fix it under merge"),
+        ("space: {groups: {vision: vision_tower}}", r"weight group\(s\) \['vision'\] match no tensor"),
+        ("space: {kind: simplex, high: 2}", r"'low'/'high' apply to kind 'box' only"),
+        ("report: [toy_sortt_report]", r"report\[0\]: task 'toy_sortt_report' is not defined"),
+        ("report: [toy_reverse]\nobjectives: [toy_reverse]", r"'toy_reverse/acc' appears twice"),
+        ("evaluation: {screen: 0}", r"evaluation\.screen: Input should be greater than or equal to 1"),
+        ("budget: {wall_minutes: -1}", r"budget\.wall_minutes: Input should be greater than 0"),
     ],
 )
 def test_bad_experiment(pool_copy: Path, capsys: pytest.CaptureFixture[str], extra: str, expected: str) -> None:
@@ -121,3 +130,12 @@ def test_real_process_exit_code_and_single_line(tmp_path: Path) -> None:
         "fix the path, which is relative to the YAML file"
     ]
     assert not (tmp_path / "runs").exists()
+
+
+def test_resume_and_warm_start_need_a_run_directory(pool_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run_cli(["resume", str(pool_copy / "nowhere")], capsys)
+    assert code == 2 and "run.json does not exist; is" in err and "a run directory written by `mergefront search`" in err
+    exp = write_experiment(pool_copy, pool_copy / "pool" / "checkpoints.yaml", pool_copy / "tasks")
+    code, err = run_cli(["search", str(exp), "--runs-dir", str(pool_copy / "runs"), "--warm-start", str(pool_copy / "nowhere")], capsys)
+    assert code == 2 and "run.json does not exist" in err
+    assert not (pool_copy / "runs").exists()

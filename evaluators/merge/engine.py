@@ -11,7 +11,6 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from evaluators.errors import ConfigError, PoolError
