@@ -211,7 +211,7 @@ class Search:
                     device=None, started_at=trial.datetime_start or now, finished_at=now,
                     error="the driver stopped before this trial finished; re-queued", knobs=self.space.knob_values(trial.params),
                 ))
-                self.study.enqueue_trial(trial.params, user_attrs={"source": trial.user_attrs.get("source", "sampler"), "requeued_from": trial.number})
+                self._requeue(trial.params, str(trial.user_attrs.get("source", "sampler")), trial.number)
             self.study.tell(trial.number, state=TrialState.FAIL)
 
     # ----- the loop -----
@@ -341,11 +341,15 @@ class Search:
             bar.close()
 
     def _drain(self, in_flight: dict[Any, _InFlight], summary: SearchSummary) -> None:
-        """Mark trials still running as failed (interrupted) so the storage is consistent."""
+        """Mark trials still running as failed and queue their weights again, for ``resume``."""
         for job in in_flight.values():
-            summary.records.append(self._finish(job, None, "interrupted"))
+            summary.records.append(self._finish(job, None, "interrupted; re-queued"))
+            self._requeue(job.trial.params, job.source, job.trial.number)
             summary.failed += 1
         in_flight.clear()
+
+    def _requeue(self, params: dict[str, Any], source: str, number: int) -> None:
+        self.study.enqueue_trial(params, user_attrs={"source": source, "requeued_from": number})
 
     def _report(self, actors: list[Any]) -> pa.Table:
         """Score the held-out report tasks for front trials that have none yet."""

@@ -61,6 +61,7 @@ def test_search_writes_trials_front_and_journal(
     assert study.metric_names == OBJECTIVES
     assert f"({len(front)} of 8 complete trials, 0 failed)" in printed
     assert "front points are merges that no single checkpoint dominates" in printed
+    assert "stopped: 8 trials evaluated" in printed and "worker idle between trials: " in printed
 
     assert main(["front", str(run), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -80,7 +81,7 @@ def test_failed_evaluations_are_recorded_and_repeated_failures_stop_the_search(
     trials = pd.read_parquet(tmp_path / "runs" / "tiny" / "trials.parquet")
     assert (trials["state"] == "FAIL").all()
     assert trials["error"].str.contains("lm-eval gave no 'acc,strict-match'").sum() == 3
-    assert set(trials["error"][~trials["error"].str.contains("strict-match")]) <= {"interrupted"}  # in flight at the stop
+    assert set(trials["error"][~trials["error"].str.contains("strict-match")]) <= {"interrupted; re-queued"}  # in flight at the stop
     assert len(pd.read_parquet(tmp_path / "runs" / "tiny" / "front.parquet")) == 0
     assert "stopped after 3 failed trials in a row; last error:" in capsys.readouterr().err
 

@@ -1,4 +1,4 @@
-"""Crash and continue: SIGKILL the driver mid-search, then `mergefront resume` completes the budget."""
+"""Crash and continue: SIGKILL (or Ctrl-C) the driver mid-search, then `mergefront resume` completes the budget."""
 
 from __future__ import annotations
 
@@ -31,7 +31,10 @@ def wait_for_rows(path: Path, rows: int, proc: subprocess.Popen, timeout: float 
     raise AssertionError(f"{path} did not reach {rows} rows in {timeout} s")
 
 
-def test_sigkilled_search_resumes_to_exactly_the_budget(tiny_pool: Path, tmp_path: Path, ray_session, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGINT, 130)])
+def test_stopped_search_resumes_to_exactly_the_budget(
+    tiny_pool: Path, tmp_path: Path, ray_session, capsys: pytest.CaptureFixture[str], sig: signal.Signals, code: int
+) -> None:
     exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=BUDGET, extra="sampler: {name: tpe}\n")
     run = tmp_path / "runs" / "tiny"
     address = ray_session.get_runtime_context().gcs_address
@@ -42,8 +45,9 @@ def test_sigkilled_search_resumes_to_exactly_the_budget(tiny_pool: Path, tmp_pat
     try:
         wait_for_rows(run / "trials.parquet", 3, proc)
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+    assert proc.returncode == code
     before = pd.read_parquet(run / "trials.parquet")
     assert 3 <= (before["state"] == "COMPLETE").sum() < BUDGET
 
@@ -51,7 +55,7 @@ def test_sigkilled_search_resumes_to_exactly_the_budget(tiny_pool: Path, tmp_pat
     assert f"{BUDGET} trials evaluated" in capsys.readouterr().out
     trials = pd.read_parquet(run / "trials.parquet")
     assert trials["trial"].is_unique
-    assert trials["error"].fillna("").str.contains("re-queued").any(), "the kill should have caught a trial in flight"
+    assert trials["error"].fillna("").str.contains("re-queued").any(), "the stop should have caught a trial in flight"
     assert (trials["state"] == "COMPLETE").sum() == BUDGET
     after = dict(zip(trials["trial"], trials["state"], strict=True))
     assert all(after[n] == state for n, state in zip(before["trial"], before["state"], strict=True))  # nothing rewritten
@@ -61,7 +65,7 @@ def test_sigkilled_search_resumes_to_exactly_the_budget(tiny_pool: Path, tmp_pat
     assert optuna.trial.TrialState.RUNNING not in states.values()
     complete = sorted(n for n, s in states.items() if s == optuna.trial.TrialState.COMPLETE)
     assert complete == sorted(trials.loc[trials["state"] == "COMPLETE", "trial"])
-    for t in study.get_trials():  # every trial the killed driver left running was re-queued with its parameters
-        if t.state == optuna.trial.TrialState.FAIL and "requeued" in str(trials.set_index("trial").loc[t.number, "error"]):
+    for t in study.get_trials():  # every trial the stopped driver left running was re-queued with its parameters
+        if t.state == optuna.trial.TrialState.FAIL and "re-queued" in str(trials.set_index("trial").loc[t.number, "error"]):
             again = [u for u in study.get_trials() if u.user_attrs.get("requeued_from") == t.number]
             assert len(again) == 1 and again[0].params == t.params and again[0].state == optuna.trial.TrialState.COMPLETE
