@@ -83,8 +83,7 @@ def _resume(args: argparse.Namespace) -> int:
     _quiet_optuna(args.verbose)
     search = Search.resume(args.run_dir)
     if args.trials:
-        budget = search.experiment.budget.model_copy(update={"trials": args.trials})
-        search.experiment = search.experiment.model_copy(update={"budget": budget})
+        search.set_trials(args.trials)
     log.info("resuming %s: %d of %d trials evaluated", args.run_dir, search.evaluated(), search.experiment.budget.trials)
     return _run_and_report(search, args)
 

@@ -196,6 +196,15 @@ class Search:
         search._settle_orphans()
         return search
 
+    def set_trials(self, trials: int) -> None:
+        """Change the trial budget, in ``run.json`` too so a later resume keeps it."""
+        self.experiment = self.experiment.model_copy(update={"budget": self.experiment.budget.model_copy(update={"trials": trials})})
+        meta = read_meta(self.run_dir)
+        meta["experiment"] = self.experiment.model_dump(mode="json")
+        tmp = self.run_dir / f".{RUN_META}.tmp"
+        tmp.write_text(json.dumps(meta, indent=2))
+        os.replace(tmp, self.run_dir / RUN_META)
+
     def _settle_orphans(self) -> None:
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             row = self.store.find(trial.number)

@@ -69,3 +69,9 @@ def test_stopped_search_resumes_to_exactly_the_budget(
         if t.state == optuna.trial.TrialState.FAIL and "re-queued" in str(trials.set_index("trial").loc[t.number, "error"]):
             again = [u for u in study.get_trials() if u.user_attrs.get("requeued_from") == t.number]
             assert len(again) == 1 and again[0].params == t.params and again[0].state == optuna.trial.TrialState.COMPLETE
+
+    # a larger budget given to resume is kept for later resumes
+    assert main(["resume", str(run), "--trials", str(BUDGET + 2), "--no-progress"]) == 0
+    assert main(["resume", str(run), "--no-progress"]) == 0
+    assert f"{BUDGET + 2} trials evaluated" in capsys.readouterr().out
+    assert (pd.read_parquet(run / "trials.parquet")["state"] == "COMPLETE").sum() == BUDGET + 2
