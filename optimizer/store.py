@@ -155,6 +155,8 @@ class TrialStore:
         self._schema = columns.schema()
         path = run_dir / TRIALS
         self._rows: list[dict[str, object]] = pq.read_table(path).to_pylist() if path.is_file() else []
+        if not path.is_file():
+            self._write()  # a run that stops before its first trial still has (empty) tables
 
     @property
     def rows(self) -> list[dict[str, object]]:

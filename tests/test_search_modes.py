@@ -63,3 +63,18 @@ def test_surrogate_predictions_are_stored_beside_measurements(tiny_pool: Path, t
     assert (trials.loc[trials["source"] != "sampler", "predicted.toy_reverse/acc"].isna()).all()
     assert predicted["predicted.toy_reverse/acc"].between(0, 1).all()
     assert not np.allclose(predicted["predicted.toy_reverse/acc"], predicted["score.toy_reverse/acc"])
+
+
+@pytest.mark.parametrize(
+    ("budget", "reason"),
+    [("{trials: 200, worker_hours: 0.0003}", "0.0003 worker-hours used"), ("{trials: 200, wall_minutes: 0.4}", "wall time of 0.4 min reached")],
+)
+def test_time_budgets_stop_the_search(
+    tiny_pool: Path, tmp_path: Path, ray_session: object, capsys: pytest.CaptureFixture[str], budget: str, reason: str
+) -> None:
+    exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", extra="sampler: {name: random}\n")
+    exp.write_text(exp.read_text().replace("budget: {trials: 6}", f"budget: {budget}"))
+    assert main(["search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]) == 0
+    assert f"stopped: {reason}" in capsys.readouterr().out
+    trials = pd.read_parquet(tmp_path / "runs" / "tiny" / "trials.parquet")
+    assert 1 <= (trials["state"] == "COMPLETE").sum() < 200
