@@ -11,16 +11,16 @@ from optimizer.front import is_dominated
 from optimizer.store import KNOB, REPORT, REPORT_STDERR, SCORE, STDERR, WEIGHT, Columns
 
 
-def _score(value: float, stderr: float | None) -> str:
-    if _number(value) is None:
-        return "-"
-    if stderr is None or (isinstance(stderr, float) and math.isnan(stderr)):
-        return f"{value:.4g}"
-    return f"{value:.4g}±{stderr:.2g}"
-
-
 def _number(value: float | None) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def _score(value: float | None, stderr: float | None) -> str:
+    if _number(value) is None:
+        return "-"
+    if _number(stderr) is None:
+        return f"{value:.4g}"
+    return f"{value:.4g}±{stderr:.2g}"
 
 
 def format_table(columns: Columns, frame: pd.DataFrame) -> str:
