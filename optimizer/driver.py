@@ -213,12 +213,10 @@ class Search:
                 continue
             if row is None:
                 now = datetime.now(UTC)
-                weights = self.space.weights(trial.params)
-                self.store.append(TrialRecord(
-                    trial=trial.number, state="FAIL", source=str(trial.user_attrs.get("source", "sampler")),
-                    weights=weights, scores={}, stderr={}, merge_seconds=None, eval_seconds=None, worker=None,
-                    device=None, started_at=trial.datetime_start or now, finished_at=now,
-                    error="the driver stopped before this trial finished; re-queued", knobs=self.space.knob_values(trial.params),
+                self.store.append(TrialRecord.failure(
+                    "the driver stopped before this trial finished; re-queued", trial=trial.number,
+                    source=str(trial.user_attrs.get("source", "sampler")), weights=self.space.weights(trial.params),
+                    knobs=self.space.knob_values(trial.params), started_at=trial.datetime_start or now, finished_at=now,
                 ))
                 self._requeue(trial.params, str(trial.user_attrs.get("source", "sampler")), trial.number)
             self.study.tell(trial.number, state=TrialState.FAIL)
@@ -255,7 +253,7 @@ class Search:
             "predicted": job.predicted, "started_at": job.started_at, "finished_at": datetime.now(UTC),
         }
         if result is None:
-            record = TrialRecord(state="FAIL", scores={}, stderr={}, merge_seconds=None, eval_seconds=None, worker=None, device=None, error=error, **common)
+            record = TrialRecord.failure(error or "failed", **common)
             self.store.append(record)
             job.trial.set_user_attr("error", error)
             self.study.tell(job.trial, state=TrialState.FAIL)

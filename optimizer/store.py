@@ -102,6 +102,12 @@ class TrialRecord:
     predicted: dict[str, float] = field(default_factory=dict)
     samples: int | None = None
 
+    @classmethod
+    def failure(cls, error: str, **fields: object) -> TrialRecord:
+        """A failed trial: no scores, timings or worker."""
+        empty = {"scores": {}, "stderr": {}, "merge_seconds": None, "eval_seconds": None, "worker": None, "device": None}
+        return cls(state="FAIL", error=error, **empty, **fields)  # type: ignore[arg-type]
+
     def row(self, columns: Columns) -> dict[str, object]:
         out: dict[str, object] = {"trial": self.trial, "state": self.state, "source": self.source}
         out.update({WEIGHT + m: self.weights.get(m) for m in columns.weights})
@@ -154,8 +160,11 @@ class TrialStore:
         self.columns = columns
         self._schema = columns.schema()
         path = run_dir / TRIALS
-        self._rows: list[dict[str, object]] = pq.read_table(path).to_pylist() if path.is_file() else []
-        if not path.is_file():
+        if path.is_file():
+            self._rows: list[dict[str, object]] = pq.read_table(path).to_pylist()
+            self._front = front_of(self.table(), columns)
+        else:
+            self._rows = []
             self._write()  # a run that stops before its first trial still has (empty) tables
 
     @property
@@ -166,7 +175,8 @@ class TrialStore:
         return pa.Table.from_pylist(self._rows, schema=self._schema)
 
     def front(self) -> pa.Table:
-        return front_of(self.table(), self.columns)
+        """The current front (kept from the last write, not recomputed)."""
+        return self._front
 
     def find(self, trial: int) -> dict[str, object] | None:
         return next((r for r in self._rows if r["trial"] == trial), None)
@@ -190,9 +200,9 @@ class TrialStore:
     def _write(self) -> pa.Table:
         table = self.table()
         _write_atomic(table, self.run_dir / TRIALS)
-        front = front_of(table, self.columns)
-        _write_atomic(front, self.run_dir / FRONT)
-        return front
+        self._front = front_of(table, self.columns)
+        _write_atomic(self._front, self.run_dir / FRONT)
+        return self._front
 
 
 def read_table(run_dir: Path, name: str = FRONT) -> tuple[Columns, pd.DataFrame]:
