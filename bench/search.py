@@ -58,7 +58,7 @@ class MemoWorker:
 
 def run_one(sampler_name: str, seed: int, budget: int, experiment, space, evaluate: MemoWorker) -> tuple[list[list[float]], float]:
     """Values of each evaluation in order, and seconds spent proposing."""
-    context = SamplerContext(list(experiment.directions), lambda p: [*space.weights(p).values(), *space.knob_values(p).values()])
+    context = SamplerContext(list(experiment.directions), space.features)
     study = optuna.create_study(directions=experiment.directions, sampler=SAMPLERS.get(sampler_name)(seed, context))
     for source, params in space.baselines():
         study.enqueue_trial(params, user_attrs={"source": source})

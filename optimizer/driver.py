@@ -27,7 +27,7 @@ import pyarrow as pa
 import ray
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
-from optuna.trial import Trial, TrialState
+from optuna.trial import FrozenTrial, Trial, TrialState
 from ray.exceptions import RayActorError, RayTaskError
 from tqdm import tqdm
 
@@ -36,9 +36,9 @@ from evaluators.merge.engine import plan_for
 from evaluators.pool import Pool
 from evaluators.worker import Promotion, TrialResult, start_workers
 from optimizer.experiment import Experiment
-from optimizer.fingerprint import fingerprint
+from optimizer.fingerprint import fingerprint, member_digests
 from optimizer.samplers import SAMPLERS, SamplerContext
-from optimizer.space import WeightSpace, space_for
+from optimizer.space import space_for
 from optimizer.store import FULL, KNOB, REPORT, SCORE, WEIGHT, Columns, TrialRecord, TrialStore
 
 log = logging.getLogger(__name__)
@@ -133,19 +133,22 @@ def _cause(exc: Exception) -> str:
     return text[-1] if text else type(exc).__name__
 
 
+def _source(trial: Trial | FrozenTrial) -> str:
+    """Where a trial's weights came from: a baseline label, ``sampler``, or ``warm:...``."""
+    return str(trial.user_attrs.get("source", "sampler"))
+
+
 class Search:
     """One search run: study, workers, store and progress. Build with ``create`` or ``resume``."""
 
-    def __init__(self, experiment: Experiment, pool: Pool, run_dir: Path, space: WeightSpace) -> None:
+    def __init__(self, experiment: Experiment, pool: Pool, run_dir: Path) -> None:
         self.experiment = experiment
         self.pool = pool
         self.run_dir = run_dir
-        self.space = space
+        self.space = space = space_for(experiment.space, experiment.merge, plan_for(pool, experiment.merge))
         self.labels = experiment.labels
         self.signs = [1.0 if d == "maximize" else -1.0 for d in experiment.directions]
-        context = SamplerContext(
-            list(experiment.directions), lambda p: [*space.weights(p).values(), *space.knob_values(p).values()]
-        )
+        context = SamplerContext(list(experiment.directions), self.space.features)
         self.sampler = SAMPLERS.get(experiment.sampler.name)(experiment.seed, context)
         self.study = optuna.create_study(
             storage=JournalStorage(JournalFileBackend(str(run_dir / JOURNAL))),
@@ -160,7 +163,6 @@ class Search:
     @classmethod
     def create(cls, experiment: Experiment, pool: Pool, run_dir: Path, warm_from: Path | None = None) -> Search:
         """A new run in the (new, empty) ``run_dir``; with ``warm_from``, import that run's trials first."""
-        space = space_for(experiment.space, experiment.merge, plan_for(pool, experiment.merge))
         meta = {
             "experiment": experiment.model_dump(mode="json"),
             "pool": pool.model_dump(mode="json"),
@@ -170,7 +172,7 @@ class Search:
             "started_at": datetime.now(UTC).isoformat(),
         }
         (run_dir / RUN_META).write_text(json.dumps(meta, indent=2))
-        search = cls(experiment, pool, run_dir, space)
+        search = cls(experiment, pool, run_dir)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             search.study.set_metric_names(search.labels)
@@ -179,7 +181,7 @@ class Search:
             from optimizer.warmstart import import_trials
 
             imported = import_trials(search, warm_from, meta["fingerprint"])
-        for source, params in space.baselines()[: experiment.budget.trials]:
+        for source, params in search.space.baselines()[: experiment.budget.trials]:
             if params not in imported:
                 search.study.enqueue_trial(params, user_attrs={"source": source})
         return search
@@ -190,9 +192,9 @@ class Search:
         meta = read_meta(run_dir)
         experiment = Experiment.model_validate(meta["experiment"])
         pool = Pool.model_validate(meta["pool"])
-        if fingerprint(experiment, pool)["members"] != meta["fingerprint"]["members"]:
+        if member_digests(pool) != meta["fingerprint"]["members"]:
             raise ConfigError(f"the pool's files changed since {run_dir} started; start a new run (optionally --warm-start {run_dir})")
-        search = cls(experiment, pool, run_dir, space_for(experiment.space, experiment.merge, plan_for(pool, experiment.merge)))
+        search = cls(experiment, pool, run_dir)
         search._settle_orphans()
         return search
 
@@ -215,10 +217,10 @@ class Search:
                 now = datetime.now(UTC)
                 self.store.append(TrialRecord.failure(
                     "the driver stopped before this trial finished; re-queued", trial=trial.number,
-                    source=str(trial.user_attrs.get("source", "sampler")), weights=self.space.weights(trial.params),
+                    source=_source(trial), weights=self.space.weights(trial.params),
                     knobs=self.space.knob_values(trial.params), started_at=trial.datetime_start or now, finished_at=now,
                 ))
-                self._requeue(trial.params, str(trial.user_attrs.get("source", "sampler")), trial.number)
+                self._requeue(trial.params, _source(trial), trial.number)
             self.study.tell(trial.number, state=TrialState.FAIL)
 
     # ----- the loop -----
@@ -240,7 +242,7 @@ class Search:
     def _submit(self, actor: Any) -> tuple[Any, _InFlight]:
         trial = self.study.ask(self.space.distributions())
         weights, knobs = self.space.weights(trial.params), self.space.knob_values(trial.params)
-        source = str(trial.user_attrs.get("source", "sampler"))
+        source = _source(trial)
         prediction = getattr(self.sampler, "predictions", {}).get(trial.number)
         predicted = dict(zip(self.labels, prediction, strict=True)) if prediction else {}
         ref = actor.evaluate.remote(self.space.point(weights, knobs), self._promotion(source))

@@ -76,10 +76,15 @@ def fingerprint(experiment: Experiment, pool: Pool) -> dict[str, Any]:
             "merge_base": files_digest([pool.bases[merge_base].path]) if merge_base else None,
         },
         "space": experiment.space.model_dump(mode="json", exclude={"knobs"}),
-        "members": {
-            m.name: _digest(json.dumps(m.model_dump(mode="json", exclude={"name"}), sort_keys=True)) + files_digest(_member_dirs(pool, m))
-            for m in pool.members
-        },
+        "members": member_digests(pool),
+    }
+
+
+def member_digests(pool: Pool) -> dict[str, str]:
+    """Each member's definition and files, hashed: what a resume or warm start needs unchanged."""
+    return {
+        m.name: _digest(json.dumps(m.model_dump(mode="json", exclude={"name"}), sort_keys=True)) + files_digest(_member_dirs(pool, m))
+        for m in pool.members
     }
 
 

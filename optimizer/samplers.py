@@ -12,6 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import optuna
+from optuna.distributions import FloatDistribution
+from optuna.search_space import intersection_search_space
+from optuna.trial import TrialState
 
 from evaluators.registry import Registry
 
@@ -70,6 +73,12 @@ def _surrogate(seed: int, context: SamplerContext) -> optuna.samplers.BaseSample
     from optimizer.surrogate import QuadraticSurrogate
 
     return QuadraticSurrogate(seed, context)
+
+
+def finished_float_space(study: optuna.Study) -> dict[str, FloatDistribution]:
+    """The float parameters every finished trial shares: the space the custom samplers model."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return {k: d for k, d in intersection_search_space(done).items() if isinstance(d, FloatDistribution)}
 
 
 def is_fixed(trial: optuna.trial.FrozenTrial) -> bool:

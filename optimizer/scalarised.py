@@ -15,12 +15,11 @@ from collections.abc import Sequence
 import numpy as np
 import optuna
 from cmaes import CMA
-from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler
-from optuna.search_space import intersection_search_space
 from optuna.trial import FrozenTrial, TrialState
 
-from optimizer.samplers import is_fixed
+from optimizer.samplers import finished_float_space, is_fixed
 
 GENERATION = "cmaes:generation"
 
@@ -34,8 +33,7 @@ class ScalarisedCmaEs(BaseSampler):
         self._random = RandomSampler(seed=seed)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        return {k: d for k, d in intersection_search_space(done).items() if isinstance(d, FloatDistribution)}
+        return dict(finished_float_space(study))
 
     def macro_average(self, values: Sequence[float]) -> float:
         return float(np.mean(np.asarray(values) * self._signs))

@@ -120,6 +120,10 @@ class WeightSpace:
     def knob_values(self, params: Mapping[str, float]) -> dict[str, float]:
         return {k: float(params[KNOB_PREFIX + k]) for k in self.knobs}
 
+    def features(self, params: Mapping[str, float]) -> list[float]:
+        """Recorded weights then knob values: what surrogates model the objectives in."""
+        return [*self.weights(params).values(), *self.knob_values(params).values()]
+
     def point(self, weights: Mapping[str, float], knobs: Mapping[str, float]) -> MergePoint:
         """The merge the worker builds for recorded ``weights`` (by label) and knob values."""
         if not self.groups:

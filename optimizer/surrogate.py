@@ -16,13 +16,12 @@ import warnings
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, QMCSampler
-from optuna.search_space import intersection_search_space
 from optuna.trial import FrozenTrial, TrialState
 
 from optimizer.front import pareto_mask
-from optimizer.samplers import SamplerContext, is_fixed
+from optimizer.samplers import SamplerContext, finished_float_space, is_fixed
 
 EPS = 1e-3
 
@@ -75,8 +74,7 @@ class QuadraticSurrogate(BaseSampler):
         self.predictions: dict[int, list[float]] = {}
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        return {k: d for k, d in intersection_search_space(done).items() if isinstance(d, FloatDistribution)}
+        return dict(finished_float_space(study))
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, float]:
         if not search_space or is_fixed(trial):
