@@ -25,8 +25,6 @@ from typing import Any
 import optuna
 import pyarrow as pa
 import ray
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, Trial, TrialState
 from ray.exceptions import RayActorError, RayTaskError
 from tqdm import tqdm
@@ -37,6 +35,7 @@ from evaluators.pool import Pool
 from evaluators.worker import Promotion, TrialResult, start_workers
 from optimizer.experiment import Experiment
 from optimizer.fingerprint import fingerprint, member_digests
+from optimizer.journal import journal_storage
 from optimizer.samplers import SAMPLERS, SamplerContext
 from optimizer.space import space_for
 from optimizer.store import FULL, KNOB, REPORT, SCORE, WEIGHT, Columns, TrialRecord, TrialStore
@@ -151,7 +150,7 @@ class Search:
         context = SamplerContext(list(experiment.directions), self.space.features)
         self.sampler = SAMPLERS.get(experiment.sampler.name)(experiment.seed, context)
         self.study = optuna.create_study(
-            storage=JournalStorage(JournalFileBackend(str(run_dir / JOURNAL))),
+            storage=journal_storage(run_dir / JOURNAL),
             study_name=experiment.name,
             directions=experiment.directions,
             sampler=self.sampler,
@@ -214,14 +213,26 @@ class Search:
                 self.study.tell(trial.number, [row[SCORE + o] for o in self.labels])
                 continue
             if row is None:
-                now = datetime.now(UTC)
-                self.store.append(TrialRecord.failure(
-                    "the driver stopped before this trial finished; re-queued", trial=trial.number,
-                    source=_source(trial), weights=self.space.weights(trial.params),
-                    knobs=self.space.knob_values(trial.params), started_at=trial.datetime_start or now, finished_at=now,
-                ))
-                self._requeue(trial.params, _source(trial), trial.number)
+                self._record_orphan(trial)
             self.study.tell(trial.number, state=TrialState.FAIL)
+
+    def _record_orphan(self, trial: FrozenTrial) -> None:
+        """Store a trial the stopped driver left running and re-queue its parameters.
+
+        A kill while the sampler was still proposing leaves some parameters unset: an enqueued
+        trial is re-queued from its fixed parameters, a sampler's half proposal is dropped.
+        """
+        params = trial.params if self.space.is_complete(trial.params) else trial.system_attrs.get("fixed_params")
+        fields: dict[str, Any] = {"trial": trial.number, "source": _source(trial), "finished_at": datetime.now(UTC)}
+        fields["started_at"] = trial.datetime_start or fields["finished_at"]
+        if params is None:
+            error = "the driver stopped while the sampler was proposing this trial; dropped"
+            self.store.append(TrialRecord.failure(error, weights={}, **fields))
+            return
+        error = "the driver stopped before this trial finished; re-queued"
+        weights, knobs = self.space.weights(params), self.space.knob_values(params)
+        self.store.append(TrialRecord.failure(error, weights=weights, knobs=knobs, **fields))
+        self._requeue(params, _source(trial), trial.number)
 
     # ----- the loop -----
 

@@ -92,6 +92,10 @@ class WeightSpace:
         out.update({KNOB_PREFIX + k: FloatDistribution(*self.spec.knobs[k]) for k in self.knobs})
         return out
 
+    def is_complete(self, params: Mapping[str, float]) -> bool:
+        """Whether every parameter has a value (a proposal cut short by a kill has not)."""
+        return set(self.distributions()) <= set(params)
+
     def check(self, params: Mapping[str, float]) -> None:
         """Refuse missing or out-of-range values (Optuna only warns on enqueued ones)."""
         for name, dist in self.distributions().items():

@@ -9,10 +9,9 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 
 from optimizer.cli import main
+from optimizer.journal import journal_storage
 from tests.conftest import write_experiment
 
 pytestmark = pytest.mark.e2e
@@ -53,7 +52,7 @@ def test_search_writes_trials_front_and_journal(
         beaten = any(dominates(other, row) for j, other in enumerate(scores) if j != i)
         assert beaten != on_front[i], f"trial {i}: on front={on_front[i]} but dominated={beaten}"
 
-    storage = JournalStorage(JournalFileBackend(str(run / "study.journal")))
+    storage = journal_storage(run / "study.journal")
     study = optuna.load_study(study_name="tiny", storage=storage)
     done = sorted(study.get_trials(states=[optuna.trial.TrialState.COMPLETE]), key=lambda t: t.number)
     assert [t.number for t in done] == trials["trial"].tolist()

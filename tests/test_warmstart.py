@@ -8,10 +8,9 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 
 from optimizer.cli import main
+from optimizer.journal import journal_storage
 from tests.conftest import write_experiment
 
 pytestmark = pytest.mark.e2e
@@ -63,7 +62,7 @@ def test_warm_start_reuses_old_trials_without_re_evaluating(tiny_pool: Path, tmp
     assert set(front["trial"]) == expected
     assert front["source"].str.startswith("warm:").any()
 
-    study = optuna.load_study(study_name="tiny5", storage=JournalStorage(JournalFileBackend(str(runs / "tiny5" / "study.journal"))))
+    study = optuna.load_study(study_name="tiny5", storage=journal_storage(runs / "tiny5" / "study.journal"))
     done = {t.number: t.values for t in study.get_trials(states=[optuna.trial.TrialState.COMPLETE])}
     assert set(done) == set(new["trial"])
     assert all(t.params["x.base"] == 0.0 for t in study.get_trials() if str(t.user_attrs.get("source")).startswith("warm:"))

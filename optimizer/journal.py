@@ -1,0 +1,70 @@
+"""The run's Optuna journal file, opened so that a killed driver never blocks or corrupts the next one.
+
+Optuna's default journal lock is a symlink that a SIGKILLed process leaves behind; the next
+writer then waits 30 s before it breaks the lock. An ``flock`` is released by the kernel when
+its holder dies, so resume starts at once. A write cut short by a kill leaves a line without
+its newline; the next append would glue onto it and make the whole journal unreadable, so that
+torn tail is cut off before the journal is opened (the trial it belonged to was never told).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from pathlib import Path
+
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal._file import BaseJournalFileLock
+
+
+class FlockLock(BaseJournalFileLock):
+    """An exclusive ``flock`` on ``<journal>.flock``, one descriptor per holding thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._held = threading.local()
+
+    def acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._held.fd = fd
+        return True
+
+    def release(self) -> None:
+        fd = self._held.fd
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def trim_torn_tail(path: Path) -> int:
+    """Cut bytes after the last newline (a write interrupted by a kill); returns how many were cut."""
+    if not path.is_file():
+        return 0
+    with path.open("rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        keep = size
+        while keep > 0:
+            step = min(4096, keep)
+            f.seek(keep - step)
+            newline = f.read(step).rfind(b"\n")
+            if newline >= 0:
+                keep = keep - step + newline + 1
+                break
+            keep -= step
+        if keep < size:
+            f.truncate(keep)
+            os.fsync(f.fileno())
+        return size - keep
+
+
+def journal_storage(path: Path) -> JournalStorage:
+    """Optuna storage on the journal at ``path``, locked with ``flock`` and free of a torn tail."""
+    lock = FlockLock(path.with_name(path.name + ".flock"))
+    lock.acquire()
+    try:
+        trim_torn_tail(path)
+    finally:
+        lock.release()
+    return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
