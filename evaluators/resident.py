@@ -7,14 +7,34 @@ their low-rank factors, so K adapters on one base cost one base plus K small fac
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import torch
+from pydantic import Field
 
+from evaluators.config import Frozen
 from evaluators.errors import PoolError
 from evaluators.merge import OPERATORS, MergeSpec, TensorInputs, read_inputs
+from evaluators.merge.engine import plan_for
 from evaluators.merge.point import MergePoint, ResolvedPoint, assign_groups
+from evaluators.pool import Pool
 from evaluators.pool.plan import PoolPlan
+
+
+class MergeSource(Frozen):
+    """What a resident merge is built from; plain data, so it can cross into a vLLM engine process."""
+
+    pool: Pool
+    merge: MergeSpec = MergeSpec()
+    groups: dict[str, str] = Field(default_factory=dict)
+
+    def model_dir(self) -> Path:
+        """The folder whose config and tokenizer the live model is built from."""
+        return self.pool.model_dir()
+
+    def resident(self, device: torch.device) -> ResidentPool:
+        return ResidentPool(plan_for(self.pool, self.merge), self.merge, device, self.groups)
 
 
 class ResidentPool:
@@ -50,10 +70,15 @@ class ResidentPool:
         self._targets = targets
 
     @torch.no_grad()
-    def merge_into(self, point: MergePoint) -> None:
-        """Write the merge for ``point`` into the bound model's tensors, in their dtype."""
+    def merged(self, point: MergePoint) -> Iterator[tuple[str, torch.Tensor]]:
+        """The merge for ``point``, one tensor at a time (float32 for floating tensors), by safetensors name."""
         resolved = ResolvedPoint(point, self.members, self.spec, self.group_of, self.device)
         for key, x in self.inputs.items():
-            self._targets[key].copy_(self.fn(x, resolved.vector(key), resolved.spec))
-        for key, value in self.fixed.items():
+            yield key, self.fn(x, resolved.vector(key), resolved.spec)
+        yield from self.fixed.items()
+
+    @torch.no_grad()
+    def merge_into(self, point: MergePoint) -> None:
+        """Write the merge for ``point`` into the bound model's tensors, in their dtype."""
+        for key, value in self.merged(point):
             self._targets[key].copy_(value)

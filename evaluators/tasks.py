@@ -8,6 +8,8 @@ YAML tags that execute code (``!function``) are refused: task files come from ot
 from __future__ import annotations
 
 import copy
+import json
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +22,26 @@ from evaluators.registry import did_you_mean
 
 
 class TaskSpec(Frozen):
-    """What to score: an lm-eval task, the metric (and filter) to read, and how much of it."""
+    """What to score: an lm-eval task, the metric (and filter) to read, and how to prompt and run it."""
 
     task: str
     metric: str = "acc"
     filter: str = "none"
-    num_fewshot: int | None = Field(default=None, ge=0)
+    num_fewshot: int | None = Field(default=None, ge=0, description="default: the task's own")
     limit: int | None = Field(default=None, gt=0, description="score only the first N examples")
+    apply_chat_template: bool = Field(default=False, description="wrap prompts in the tokenizer's chat template")
+    gen_kwargs: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="generation settings for generate_until tasks (over the task's own)"
+    )
 
     @property
     def result_key(self) -> str:
         return f"{self.metric},{self.filter}"
+
+    @property
+    def run_key(self) -> tuple[int | None, int | None, bool, str]:
+        """Settings lm-eval takes per call, not per task: specs that share them are scored in one call."""
+        return (self.limit, self.num_fewshot, self.apply_chat_template, json.dumps(self.gen_kwargs, sort_keys=True))
 
 
 class _SafeTaskLoader(yaml.SafeLoader):
@@ -79,12 +90,14 @@ def _load_task_yaml(path: Path) -> dict[str, Any]:
 
 
 class TaskLibrary:
-    """Index of the individual tasks defined by YAML files under one directory."""
+    """Index of the individual tasks defined by YAML files under one directory; with ``builtin``,
+    names not found there fall back to lm-eval's own tasks (their datasets must be in the local cache)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, builtin: bool = False) -> None:
         if not directory.is_dir():
             raise ConfigError(f"tasks directory {directory} does not exist; fix 'tasks_dir' in the experiment")
         self.directory = directory
+        self.use_builtin = builtin
         self._configs: dict[str, dict[str, Any]] = {}
         for path in sorted(directory.rglob("*.yaml")):
             data = _load_task_yaml(path)
@@ -94,11 +107,21 @@ class TaskLibrary:
     def names(self) -> list[str]:
         return sorted(self._configs)
 
-    def config(self, name: str) -> dict[str, Any]:
-        """A private copy of the task's lm-eval config, ready for ``get_task_dict``."""
-        if name not in self._configs:
-            raise ConfigError(
-                f"task '{name}' is not defined under {self.directory}{did_you_mean(name, self.names())}; "
-                f"available: {', '.join(self.names()) or 'none'}"
-            )
-        return copy.deepcopy(self._configs[name])
+    @cached_property
+    def builtin(self) -> frozenset[str]:
+        """lm-eval's built-in task names (indexing them takes seconds, so only when asked)."""
+        from lm_eval.tasks import TaskManager
+
+        return frozenset(TaskManager(include_defaults=True).all_tasks)
+
+    def config(self, name: str) -> dict[str, Any] | str:
+        """A private copy of the task's lm-eval config, or the name of a built-in task; ready for ``get_task_dict``."""
+        if name in self._configs:
+            return copy.deepcopy(self._configs[name])
+        if self.use_builtin and name in self.builtin:
+            return name
+        elsewhere = "nor known to lm-eval" if self.use_builtin else "(set builtin_tasks: true to use lm-eval's own tasks)"
+        raise ConfigError(
+            f"task '{name}' is not defined under {self.directory}{did_you_mean(name, self.names())} {elsewhere}; "
+            f"tasks there: {', '.join(self.names()) or 'none'}"
+        )

@@ -14,14 +14,13 @@ from pathlib import Path
 import torch
 from pydantic import Field
 
-from evaluators.backends import BACKENDS, BackendSpec
+from evaluators.backends import BACKENDS, BackendSpec, SwapTimes
 from evaluators.config import Frozen
 from evaluators.environment import PROCESS_ENV, apply_process_env
 from evaluators.lmeval import Score, Scorer
 from evaluators.merge import MergePoint, MergeSpec
-from evaluators.merge.engine import plan_for
 from evaluators.pool import Pool
-from evaluators.resident import ResidentPool
+from evaluators.resident import MergeSource
 from evaluators.tasks import TaskLibrary, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -33,6 +32,7 @@ class WorkerSpec(Frozen):
     pool: Pool
     objectives: dict[str, TaskSpec]
     tasks_dir: Path
+    builtin_tasks: bool = False
     runtime: BackendSpec = BackendSpec()
     merge: MergeSpec = MergeSpec()
     groups: dict[str, str] = Field(default_factory=dict)
@@ -40,6 +40,10 @@ class WorkerSpec(Frozen):
     screen: int | None = None
     bootstrap_iters: int = 100
     seed: int = 0
+
+    @property
+    def source(self) -> MergeSource:
+        return MergeSource(pool=self.pool, merge=self.merge, groups=self.groups)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class TrialResult:
 
     scores: dict[str, Score]
     merge_seconds: float
+    swap_seconds: float
     eval_seconds: float
     worker: str
     device: str
@@ -79,11 +84,8 @@ class Worker:
         if spec.runtime.threads:
             torch.set_num_threads(spec.runtime.threads)
         self.worker_id = worker_id
-        plan = plan_for(spec.pool, spec.merge)
-        self.backend = BACKENDS.get(spec.runtime.backend)(spec.runtime, plan.model_dir())
-        self.pool = ResidentPool(plan, spec.merge, self.backend.device, spec.groups)
-        self.pool.bind(self.backend.tensors())
-        library = TaskLibrary(spec.tasks_dir)
+        self.backend = BACKENDS.get(spec.runtime.backend)(spec.runtime, spec.source)
+        library = TaskLibrary(spec.tasks_dir, spec.builtin_tasks)
         self.scorer = Scorer(spec.objectives, library, spec.bootstrap_iters, spec.seed)
         self.screen_size = spec.screen
         self.screener = Scorer(spec.objectives, library, spec.bootstrap_iters, spec.seed, spec.screen) if spec.screen else None
@@ -97,48 +99,43 @@ class Worker:
     def evaluate(self, point: MergePoint, promotion: Promotion | None = None) -> TrialResult:
         """Merge ``point`` and score the objectives; with ``promotion`` (and a screen size), screen on
         the seeded subset first and go on to the full sets only when the rule promotes the point."""
+        swap = self.backend.swap(point)
         start = time.perf_counter()
-        self._merge(point)
-        merged = time.perf_counter()
         if promotion is not None and self.screener is not None:
             screened = self.screener.score(self.backend.lm())
             if not promotion.promotes([s.value for s in screened.values()]):
-                return self._result(screened, start, merged, f"screen:{self.screen_size}")
-        return self._result(self.scorer.score(self.backend.lm()), start, merged, "full")
+                return self._result(screened, swap, start, f"screen:{self.screen_size}")
+        return self._result(self.scorer.score(self.backend.lm()), swap, start, "full")
 
     def report(self, point: MergePoint) -> TrialResult:
         """Merge ``point`` and score the held-out report tasks (never seen by the sampler)."""
         if self.reporter is None:
             raise ValueError("this worker has no report tasks")
+        swap = self.backend.swap(point)
         start = time.perf_counter()
-        self._merge(point)
-        merged = time.perf_counter()
-        return self._result(self.reporter.score(self.backend.lm()), start, merged, "full")
+        return self._result(self.reporter.score(self.backend.lm()), swap, start, "full")
 
-    def _merge(self, point: MergePoint) -> None:
-        self.pool.merge_into(point)
-        if self.backend.device.type == "cuda":
-            torch.cuda.synchronize(self.backend.device)
-
-    def _result(self, scores: dict[str, Score], start: float, merged: float, fidelity: str) -> TrialResult:
+    def _result(self, scores: dict[str, Score], swap: SwapTimes, eval_start: float, fidelity: str) -> TrialResult:
         return TrialResult(
             scores=scores,
-            merge_seconds=merged - start,
-            eval_seconds=time.perf_counter() - merged,
+            merge_seconds=swap.merge_seconds,
+            swap_seconds=swap.swap_seconds,
+            eval_seconds=time.perf_counter() - eval_start,
             worker=self.worker_id,
-            device=str(self.backend.device),
+            device=self.backend.device,
             fidelity=fidelity,
         )
 
 
 def start_workers(spec: WorkerSpec, count: int) -> list:  # list[ray.actor.ActorHandle]
-    """Start ``count`` Ray actors (one GPU each on CUDA, ``threads`` CPUs each otherwise)."""
+    """Start ``count`` Ray actors: on CUDA one per GPU, or per tensor-parallel group under vLLM;
+    on CPU ``threads`` CPUs each."""
     import ray
 
-    on_gpu = spec.runtime.device.startswith("cuda")
+    gpus = spec.runtime.gpus_per_worker
     remote = ray.remote(Worker).options(
-        num_cpus=0 if on_gpu else (spec.runtime.threads or 1),
-        num_gpus=1 if on_gpu else 0,
+        num_cpus=0 if gpus else (spec.runtime.threads or 1),
+        num_gpus=gpus,
         runtime_env={"env_vars": PROCESS_ENV},
     )
     return [remote.remote(spec, f"worker-{i}") for i in range(count)]

@@ -73,8 +73,9 @@ class SearchSummary:
         if not done:
             return "no trial completed"
         merge = statistics.median(r.merge_seconds or 0.0 for r in done)
+        swap = statistics.median(r.swap_seconds or 0.0 for r in done)
         evaluation = statistics.median(r.eval_seconds or 0.0 for r in done)
-        return f"median trial: merge {merge:.3f} s, eval {evaluation:.2f} s"
+        return f"median trial: merge {merge:.3f} s, swap {swap:.3f} s, eval {evaluation:.2f} s"
 
     def idle_line(self) -> str:
         """Worker idle time between consecutive trials of this call, from the trials' timestamps."""
@@ -241,7 +242,7 @@ class Search:
         return sum(1 for r in self.store.rows if r["state"] == "COMPLETE" and not str(r["source"]).startswith(WARM))
 
     def worker_hours(self) -> float:
-        return sum((r["merge_seconds"] or 0.0) + (r["eval_seconds"] or 0.0) for r in self.store.rows) / 3600
+        return sum(sum(r.get(c) or 0.0 for c in ("merge_seconds", "swap_seconds", "eval_seconds")) for r in self.store.rows) / 3600
 
     def _promotion(self, source: str) -> Promotion | None:
         if self.experiment.evaluation.screen is None or source != "sampler":
@@ -273,7 +274,8 @@ class Search:
             return record
         record = TrialRecord(
             state="COMPLETE", scores={k: s.value for k, s in result.scores.items()}, stderr={k: s.stderr for k, s in result.scores.items()},
-            merge_seconds=result.merge_seconds, eval_seconds=result.eval_seconds, worker=result.worker, device=result.device,
+            merge_seconds=result.merge_seconds, swap_seconds=result.swap_seconds, eval_seconds=result.eval_seconds,
+            worker=result.worker, device=result.device,
             fidelity=result.fidelity, samples=result.samples, **common,
         )
         self.store.append(record)

@@ -15,7 +15,7 @@ from evaluators.backends import BACKENDS, BackendSpec
 from evaluators.config import ExistingDir, ExistingFile, Frozen, load_config, registered
 from evaluators.merge import OPERATORS, MergeSpec
 from evaluators.pool import Pool, load_pool
-from evaluators.tasks import TaskSpec
+from evaluators.tasks import TaskLibrary, TaskSpec
 from evaluators.worker import WorkerSpec
 from optimizer.samplers import SAMPLERS
 from optimizer.space import SpaceSpec
@@ -76,6 +76,7 @@ class Experiment(Frozen):
     name: Annotated[str, Field(pattern=RUN_NAME)]
     pool: ExistingFile = Path("../checkpoints.yaml")
     tasks_dir: ExistingDir
+    builtin_tasks: bool = Field(default=False, description="also accept lm-eval's own task names (datasets from the local cache)")
     objectives: list[Objective] = Field(min_length=1)
     report: list[Objective] = Field(default=[], description="held-out tasks, scored for front trials only")
     merge: MergeSpec = MergeSpec()
@@ -123,11 +124,15 @@ class Experiment(Frozen):
     def labels(self) -> list[str]:
         return [o.label for o in self.objectives]
 
+    def task_library(self) -> TaskLibrary:
+        return TaskLibrary(self.tasks_dir, self.builtin_tasks)
+
     def worker_spec(self, pool: Pool) -> WorkerSpec:
         return WorkerSpec(
             pool=pool,
             objectives={o.label: o.task_spec() for o in self.objectives},
             tasks_dir=self.tasks_dir,
+            builtin_tasks=self.builtin_tasks,
             runtime=BackendSpec(**self.workers.model_dump(exclude={"count"})),
             merge=self.merge,
             groups=self.space.groups,

@@ -50,6 +50,8 @@ def files_digest(paths: Iterable[Path]) -> str:
 
 def _task_digest(library: TaskLibrary, task: str) -> str:
     config = library.config(task)
+    if isinstance(config, str):  # an lm-eval built-in: its files live in lm-eval's package and cache
+        return _digest(config)
     data = config.get("dataset_kwargs", {}).get("data_files") or {}
     files = [Path(p) for p in (data.values() if isinstance(data, dict) else [data]) for p in ([p] if isinstance(p, str) else p)]
     return _digest(json.dumps(config, sort_keys=True, default=str)) + files_digest(f for f in files if f.exists())
@@ -63,7 +65,7 @@ def _member_dirs(pool: Pool, member: Any) -> list[Path]:
 
 
 def fingerprint(experiment: Experiment, pool: Pool) -> dict[str, Any]:
-    library = TaskLibrary(experiment.tasks_dir)
+    library = experiment.task_library()
     merge_base = pool.merge_base
     return {
         "objectives": {

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from evaluators.errors import ConfigError
 from evaluators.merge.engine import plan_for
 from evaluators.pool import Pool
 from evaluators.pool.plan import PoolPlan
-from evaluators.tasks import TaskLibrary
 from optimizer.experiment import Experiment
 from optimizer.space import space_for
 
 
 def check_objectives(experiment: Experiment, source: Path) -> None:
     """Every objective and report task names a task in the tasks directory and a metric it declares."""
-    library = TaskLibrary(experiment.tasks_dir)
+    library = experiment.task_library()
     for section, specs in (("objectives", experiment.objectives), ("report", experiment.report)):
         for i, objective in enumerate(specs):
             try:
                 config = library.config(objective.task)
             except ConfigError as exc:
                 raise ConfigError(f"{source}: {section}[{i}]: {exc}") from None
+            if isinstance(config, str):
+                continue  # a built-in task: lm-eval checks its metrics when it runs
             declared = [m.get("metric") for m in config.get("metric_list", []) if isinstance(m, dict)]
             if declared and objective.metric not in declared:
                 raise ConfigError(
@@ -30,9 +32,27 @@ def check_objectives(experiment: Experiment, source: Path) -> None:
                 )
 
 
+def has_chat_template(model_dir: Path) -> bool:
+    """Whether the tokenizer in ``model_dir`` carries a chat template (in its config or a .jinja file)."""
+    if (model_dir / "chat_template.jinja").is_file():
+        return True
+    config = model_dir / "tokenizer_config.json"
+    return config.is_file() and bool(json.loads(config.read_text()).get("chat_template"))
+
+
+def check_chat_template(experiment: Experiment, pool: Pool, source: Path) -> None:
+    chat = [o.label for o in [*experiment.objectives, *experiment.report] if o.apply_chat_template]
+    if chat and not has_chat_template(pool.model_dir()):
+        raise ConfigError(
+            f"{source}: {chat[0]} sets apply_chat_template, but the tokenizer in {pool.model_dir()} has no chat "
+            "template; drop the flag or use a pool whose tokenizer has one"
+        )
+
+
 def preflight(experiment: Experiment, pool: Pool, source: Path) -> PoolPlan:
     """Validate the pool's files against the merge method, the space, and the objectives; returns the plan."""
     plan = plan_for(pool, experiment.merge)
     space_for(experiment.space, experiment.merge, plan)  # groups must match tensors
     check_objectives(experiment, source)
+    check_chat_template(experiment, pool, source)
     return plan

