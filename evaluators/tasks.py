@@ -30,7 +30,7 @@ class TaskSpec(Frozen):
     num_fewshot: int | None = Field(default=None, ge=0, description="default: the task's own")
     limit: int | None = Field(default=None, gt=0, description="score only the first N examples")
     apply_chat_template: bool = Field(default=False, description="wrap prompts in the tokenizer's chat template")
-    gen_kwargs: dict[str, str | int | float | bool] = Field(
+    gen_kwargs: dict[str, str | int | float | bool | list[str]] = Field(
         default_factory=dict, description="generation settings for generate_until tasks (over the task's own)"
     )
 

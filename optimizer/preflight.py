@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -49,10 +50,20 @@ def check_chat_template(experiment: Experiment, pool: Pool, source: Path) -> Non
         )
 
 
+def check_backend(experiment: Experiment, source: Path) -> None:
+    """The vLLM backend needs vLLM on the driver's machine too (workers on a cluster are checked when they start)."""
+    if experiment.workers.backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ConfigError(
+            f"{source}: workers.backend is vllm, but vLLM is not installed; install it with "
+            "pip install -e '.[vllm]' (GPU) or use backend: hf"
+        )
+
+
 def preflight(experiment: Experiment, pool: Pool, source: Path) -> PoolPlan:
     """Validate the pool's files against the merge method, the space, and the objectives; returns the plan."""
     plan = plan_for(pool, experiment.merge)
     space_for(experiment.space, experiment.merge, plan)  # groups must match tensors
     check_objectives(experiment, source)
     check_chat_template(experiment, pool, source)
+    check_backend(experiment, source)
     return plan

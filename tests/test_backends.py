@@ -35,3 +35,30 @@ def test_batch_size_defaults_to_auto_on_gpu_only() -> None:
     assert BackendSpec(device="cuda:1").resolved_batch_size == "auto"
     assert BackendSpec(device="cpu").resolved_batch_size == 64
     assert BackendSpec(device="cuda", batch_size=8).resolved_batch_size == 8
+
+
+def test_objectives_with_and_without_the_chat_template_are_scored_apart(pool_copy: Path) -> None:
+    """Two objectives on one task, one through the tokenizer's chat template: different prompts, different scores."""
+    import json
+
+    from evaluators.pool import load_pool
+    from evaluators.tasks import TaskSpec
+    from evaluators.worker import Worker, WorkerSpec
+
+    pool = load_pool(pool_copy / "pool" / "checkpoints.yaml")
+    config = pool.model_dir() / "tokenizer_config.json"
+    data = json.loads(config.read_text())
+    config.write_text(json.dumps({**data, "chat_template": "{% for m in messages %}0{{ m['content'] }}{% endfor %}"}))
+    spec = WorkerSpec(
+        pool=pool,
+        objectives={
+            "plain": TaskSpec(task="toy_add", metric="perplexity"),
+            "chat": TaskSpec(task="toy_add", metric="perplexity", apply_chat_template=True),
+        },
+        tasks_dir=pool_copy / "tasks",
+        runtime=BackendSpec(batch_size=32),
+        bootstrap_iters=0,
+    )
+    result = Worker(spec).evaluate(one_hot("add"))
+    assert result.scores["plain"].value != result.scores["chat"].value
+    assert result.samples == 2 * 24

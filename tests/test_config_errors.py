@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from importlib.util import find_spec
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,14 @@ def test_truncated_safetensors(pool_copy: Path, capsys: pytest.CaptureFixture[st
         ("report: [toy_reverse]\nobjectives: [toy_reverse]", r"'toy_reverse/acc' appears twice"),
         ("evaluation: {screen: 0}", r"evaluation\.screen: Input should be greater than or equal to 1"),
         ("budget: {wall_minutes: -1}", r"budget\.wall_minutes: Input should be greater than 0"),
+        ("report: [{task: toy_sort_report, apply_chat_template: true}]", r"sets apply_chat_template, but the tokenizer in \S+ has no chat template"),
+        ("report: [{task: toy_sort_report, gen_kwargs: {until: [1, 2]}}]", r"report\[0\]\.gen_kwargs\.until"),
+        ("workers: {vllm: {gpu_memory_utilization: 1.5}}", r"workers\.vllm\.gpu_memory_utilization: Input should be less than or equal to 1"),
+        ("workers: {backend: vlm}", r"unknown model backend 'vlm' \(did you mean 'vllm'\?\)"),
+        pytest.param(
+            "workers: {backend: vllm}", "workers.backend is vllm, but vLLM is not installed",
+            marks=pytest.mark.skipif(find_spec("vllm") is not None, reason="vLLM is installed here"),
+        ),
     ],
 )
 def test_bad_experiment(pool_copy: Path, capsys: pytest.CaptureFixture[str], extra: str, expected: str) -> None:

@@ -1,0 +1,108 @@
+"""What one trial costs beyond lm-eval's evaluation, ours vs the on-disk loop existing tools run.
+
+Ours: a real ``mergefront`` search on the toy pool (Ray worker, Optuna journal, Parquet store),
+one worker so that trials run back to back. Between the first trial's start and the last
+trial's end, everything that is not lm-eval evaluating (merge, swap, Ray calls, asking the
+sampler, Parquet writes, telling Optuna) is overhead.
+
+On-disk baseline, in the same run and for the same weights: merge and write a model directory,
+load a fresh model from it, wrap it for lm-eval and evaluate (task objects built once, which
+favours the baseline). Its scores must equal ours: the same merge, scored the same way.
+
+Prints the overhead share of both and the ratio of their trial wall times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from evaluators.environment import apply_process_env
+
+apply_process_env()  # before lm-eval and tqdm are imported: they read the environment once
+
+import pandas as pd
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from evaluators.backends.hf import QuietHFLM
+from evaluators.lmeval import Scorer
+from evaluators.merge import MergePoint
+from evaluators.merge.engine import plan_for, stream_merge
+from optimizer.driver import Search, create_run_dir
+from optimizer.experiment import load_experiment
+from optimizer.store import SCORE, WEIGHT
+
+
+def our_trials(experiment, pool, runs: Path) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    run_dir = create_run_dir(runs, experiment.name, overwrite=True)
+    Search.create(experiment, pool, run_dir).run(None, progress=False)
+    return pd.read_parquet(run_dir / "trials.parquet").sort_values("started_at")
+
+
+def on_disk_trial(experiment, pool, scorer: Scorer, weights: dict[str, float], scratch: Path) -> tuple[float, float, dict[str, float]]:  # type: ignore[no-untyped-def]
+    """One trial the way a write-then-load tool runs it; returns (wall, eval seconds, scores)."""
+    start = time.perf_counter()
+    out = scratch / "merged"
+    shutil.rmtree(out, ignore_errors=True)
+    plan = plan_for(pool, experiment.merge)
+    stream_merge(plan, experiment.merge, MergePoint(weights=weights), out, experiment.space.groups)
+    model = AutoModelForCausalLM.from_pretrained(out, local_files_only=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out, local_files_only=True)
+    lm = QuietHFLM(pretrained=model, tokenizer=tokenizer, batch_size=experiment.workers.resolved_batch_size, device="cpu")
+    evaluated = time.perf_counter()
+    scores = {k: s.value for k, s in scorer.score(lm).items()}
+    end = time.perf_counter()
+    return end - start, end - evaluated, scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment", type=Path, default=Path("experiments/toy.yaml"))
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--limit", type=int, default=None, help="examples per task (default: the experiment's)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    experiment, pool = load_experiment(args.experiment)
+    objectives = [o.model_copy(update={"limit": args.limit or o.limit}) for o in experiment.objectives]
+    experiment = experiment.model_copy(update={
+        "name": "bench-trial", "objectives": objectives, "report": [],
+        "budget": experiment.budget.model_copy(update={"trials": args.trials}),
+        "workers": experiment.workers.model_copy(update={"count": 1}),
+    })
+    with tempfile.TemporaryDirectory() as tmp:
+        trials = our_trials(experiment, pool, Path(tmp) / "runs")
+        done = trials[trials["state"] == "COMPLETE"]
+        wall = (done["finished_at"].max() - done["started_at"].min()).total_seconds()
+        evaluation = float(done["eval_seconds"].sum())
+        ours_each = wall / len(done)
+
+        spec = experiment.worker_spec(pool)
+        scorer = Scorer(spec.objectives, experiment.task_library(), spec.bootstrap_iters, spec.seed)
+        labels = experiment.labels
+        disk_walls, disk_evals, mismatches = [], [], 0
+        for _, row in done.iterrows():
+            weights = {c.removeprefix(WEIGHT): float(row[c]) for c in done.columns if c.startswith(WEIGHT)}
+            w, e, scores = on_disk_trial(experiment, pool, scorer, weights, Path(tmp))
+            disk_walls.append(w)
+            disk_evals.append(e)
+            mismatches += any(abs(scores[o] - float(row[SCORE + o])) > 1e-9 for o in labels)
+
+    disk_each = statistics.mean(disk_walls)
+    ours_overhead = 1 - evaluation / wall
+    disk_overhead = 1 - sum(disk_evals) / sum(disk_walls)
+    print(f"toy pool, {len(done)} trials, {len(labels)} objectives, one CPU worker")
+    print(f"ours:    {ours_each:.3f} s per trial (median merge {done['merge_seconds'].median() * 1000:.1f} ms, "
+          f"swap {done['swap_seconds'].median() * 1000:.1f} ms, eval {done['eval_seconds'].median():.3f} s); "
+          f"outside evaluation {ours_overhead:.1%}")
+    print(f"on disk: {disk_each:.3f} s per trial (eval {statistics.median(disk_evals):.3f} s); outside evaluation {disk_overhead:.1%}")
+    print(f"ratio on-disk / ours trial wall time: {disk_each / ours_each:.2f}x; trials whose scores differ: {mismatches}")
+
+
+if __name__ == "__main__":
+    main()
