@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from importlib.util import find_spec
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
