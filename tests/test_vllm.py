@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ from evaluators.merge import MergePoint
 from tests.swap_checks import MEMBERS, assert_swaps_change_and_restore, one_hot, scores, tiny_worker
 
 pytest.importorskip("vllm", reason="vLLM is not installed here; `make test-vllm` builds an environment with it")
+# On CPU, vLLM sizes its KV cache as a share of the machine's memory; two engines live at once here
+# (this module's and the Ray worker's), so each gets 1 GiB. Set before the tests start Ray.
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 pytestmark = pytest.mark.vllm
 
 ENGINE = VllmSpec(dtype="float32", enforce_eager=True, max_model_len=64, gpu_memory_utilization=0.5)
