@@ -53,7 +53,8 @@ def _run_and_report(search: Search, args: argparse.Namespace) -> int:
 
 def _search(args: argparse.Namespace) -> int:
     from optimizer.driver import Search, create_run_dir, read_meta
-    from optimizer.experiment import load_experiment
+    from evaluators.config import validate
+    from optimizer.experiment import WorkersSpec, load_experiment
     from optimizer.preflight import preflight
 
     _quiet_optuna(args.verbose)
@@ -63,8 +64,9 @@ def _search(args: argparse.Namespace) -> int:
     updates = {"name": args.name} if args.name else {}
     if args.trials:
         updates["budget"] = experiment.budget.model_copy(update={"trials": args.trials})
-    if args.workers:
-        updates["workers"] = experiment.workers.model_copy(update={"count": args.workers})
+    workers = {k: v for k, v in (("count", args.workers), ("device", args.device), ("threads", args.threads)) if v}
+    if workers:
+        updates["workers"] = validate(WorkersSpec, {**experiment.workers.model_dump(), **workers}, "--workers/--device/--threads")
     experiment = experiment.model_copy(update=updates)
     preflight(experiment, pool, args.experiment)
     run_dir = create_run_dir(args.runs_dir, experiment.name, args.overwrite)
@@ -137,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("experiment", nargs="?", type=Path, default=DEFAULT_EXPERIMENT, help=f"experiment YAML (default {DEFAULT_EXPERIMENT})")
     search.add_argument("--trials", type=_positive, help="override the experiment's trial budget")
     search.add_argument("--workers", type=_positive, help="override the experiment's worker count")
+    search.add_argument("--device", help="override the workers' device: cpu, cuda or cuda:N (one worker per GPU)")
+    search.add_argument("--threads", type=_positive, help="override the torch CPU threads (and Ray CPUs) per worker")
     search.add_argument("--name", help="run name (default: the experiment's name)")
     search.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs/)")
     search.add_argument("--overwrite", action="store_true", help="replace an existing run directory of the same name")

@@ -120,6 +120,13 @@ def test_unknown_task_and_metric(pool_copy: Path, capsys: pytest.CaptureFixture[
     assert not (pool_copy / "runs").exists()
 
 
+def test_worker_overrides_are_validated(pool_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    exp = write_experiment(pool_copy, pool_copy / "pool" / "checkpoints.yaml", pool_copy / "tasks")
+    code, err = run_cli(["search", str(exp), "--runs-dir", str(pool_copy / "runs"), "--device", "gpu"], capsys)
+    assert code == 2 and err.startswith("mergefront: error: --workers/--device/--threads: device: String should match pattern"), err
+    assert len(err.splitlines()) == 1 and not (pool_copy / "runs").exists()
+
+
 def test_front_of_a_missing_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = run_cli(["front", str(tmp_path / "nope")], capsys)
     assert code == 2 and "does not exist" in err

@@ -29,7 +29,7 @@ class BackendSpec(Frozen):
     """How a worker holds and runs its model."""
 
     backend: str = "hf"
-    device: str = Field(default="cpu", description="'cpu', 'cuda' or 'cuda:N'")
+    device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="'cpu', 'cuda' or 'cuda:N'")
     batch_size: int | Literal["auto"] | None = Field(default=None, description="default: 'auto' on GPU, 64 on CPU")
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads per worker")
     trust_remote_code: bool = False
