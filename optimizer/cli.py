@@ -52,8 +52,8 @@ def _run_and_report(search: Search, args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from optimizer.driver import Search, create_run_dir, read_meta
     from evaluators.config import validate
+    from optimizer.driver import Search, create_run_dir, read_meta
     from optimizer.experiment import WorkersSpec, load_experiment
     from optimizer.preflight import preflight
 
@@ -97,6 +97,48 @@ def _front(args: argparse.Namespace) -> int:
     columns, frame = read_table(args.run_dir, TRIALS if args.all else FRONT)
     frame = sort_front(frame, columns, args.sort)
     print(front_json(columns, frame) if args.json else format_table(columns, frame))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from optimizer.export import export_trial
+
+    out = export_trial(args.run_dir, args.trial, args.out, args.force)
+    print(f"exported trial {args.trial} of {args.run_dir} to {out}")
+    return 0
+
+
+def _weights(text: str) -> dict[str, float]:
+    """``name=w,name=w`` into a mapping; malformed pairs are refused by argparse (exit 2)."""
+    out: dict[str, float] = {}
+    for pair in text.split(","):
+        name, sep, value = pair.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(f"'{pair}' is not name=weight (e.g. --weights add=0.6,sort=0.4)")
+    return out
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from evaluators.config import validate
+    from evaluators.merge import MergePoint, MergeSpec
+    from evaluators.pool import load_pool
+    from optimizer.export import write_merge
+    from optimizer.modelcard import Provenance
+
+    pool = load_pool(args.pool)
+    knobs = {k: getattr(args, k) for k in ("scale", "density", "drop", "seed") if getattr(args, k) is not None}
+    spec = validate(MergeSpec, {"method": args.method, **knobs}, "--method and its knobs")
+    unknown = sorted(set(args.weights) - set(pool.names))
+    if unknown:
+        raise ConfigError(f"--weights: {unknown} are not members of {args.pool} (members: {', '.join(pool.names)})")
+    weights = {m: args.weights.get(m, 0.0) for m in pool.names}
+    provenance = Provenance(origin=f"`mergefront merge` on {args.pool}")
+    out = write_merge(pool, spec, MergePoint(weights=weights), weights, args.out, args.force, provenance)
+    print(f"merged {', '.join(f'{m}={w:g}' for m, w in weights.items())} with {spec.method} into {out}")
     return 0
 
 
@@ -165,6 +207,32 @@ def build_parser() -> argparse.ArgumentParser:
     front.add_argument("--all", action="store_true", help="every trial, not only the front")
     front.add_argument("--sort", metavar="OBJECTIVE", help="sort by this objective, best first (default: the first)")
     front.set_defaults(func=_front)
+
+    export = sub.add_parser(
+        "export", help="write a trial's merge as a model directory",
+        description="Stream a trial's merge into a Hugging Face model directory (sharded safetensors, config, tokenizer), "
+        "with a model card (README.md) and, where mergekit computes the same merge, mergekit.yaml.",
+    )
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    export.add_argument("--trial", type=int, required=True, help="trial number (see `mergefront front RUN_DIR`)")
+    export.add_argument("--out", type=Path, required=True, help="new model directory")
+    export.add_argument("--force", action="store_true", help="replace --out if it exists")
+    export.set_defaults(func=_export)
+
+    merge = sub.add_parser(
+        "merge", help="one merge with weights you give, no search",
+        description="Merge a pool with given weights into a model directory, with the same outputs as export.",
+    )
+    merge.add_argument("--pool", type=Path, default=Path("checkpoints.yaml"), help="pool YAML (default checkpoints.yaml)")
+    merge.add_argument("--method", default="linear", help="merge method (default linear)")
+    merge.add_argument("--weights", type=_weights, required=True, help="name=w,name=w (members left out get 0)")
+    merge.add_argument("--scale", type=float, help="λ of task-vector methods")
+    merge.add_argument("--density", type=float, help="share of entries TIES keeps")
+    merge.add_argument("--drop", type=float, help="DARE's drop probability")
+    merge.add_argument("--seed", type=int, help="DARE's seed")
+    merge.add_argument("--out", type=Path, required=True, help="new model directory")
+    merge.add_argument("--force", action="store_true", help="replace --out if it exists")
+    merge.set_defaults(func=_merge)
 
     pool = sub.add_parser("pool", help="inspect a checkpoint pool").add_subparsers(dest="pool_command", required=True, metavar="ACTION")
     check = pool.add_parser(

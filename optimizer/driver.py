@@ -113,6 +113,16 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def read_run(run_dir: Path, fix: str) -> tuple[Experiment, Pool]:
+    """The experiment and pool a run was started with; refused (with ``fix``) if the pool's files changed since."""
+    meta = read_meta(run_dir)
+    experiment = Experiment.model_validate(meta["experiment"])
+    pool = Pool.model_validate(meta["pool"])
+    if member_digests(pool) != meta["fingerprint"]["members"]:
+        raise ConfigError(f"the pool's files changed since {run_dir} started; {fix}")
+    return experiment, pool
+
+
 def _start_ray(address: str | None, cpus_needed: int) -> bool:
     """Connect to ``address`` or start a local Ray; returns whether we started it (and must stop it)."""
     if ray.is_initialized():
@@ -189,11 +199,7 @@ class Search:
     @classmethod
     def resume(cls, run_dir: Path) -> Search:
         """Reopen a stopped or killed run; trials it left running are settled from Parquet or re-queued."""
-        meta = read_meta(run_dir)
-        experiment = Experiment.model_validate(meta["experiment"])
-        pool = Pool.model_validate(meta["pool"])
-        if member_digests(pool) != meta["fingerprint"]["members"]:
-            raise ConfigError(f"the pool's files changed since {run_dir} started; start a new run (optionally --warm-start {run_dir})")
+        experiment, pool = read_run(run_dir, f"start a new run (optionally --warm-start {run_dir})")
         search = cls(experiment, pool, run_dir)
         search._settle_orphans()
         return search

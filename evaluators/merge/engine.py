@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from evaluators.errors import ConfigError, PoolError
@@ -47,8 +48,14 @@ def stream_merge(
     groups: Mapping[str, str] | None = None,
     max_shard_bytes: int = 2 * 1024**3,
     progress: bool = False,
+    stacked: bool = False,
 ) -> Path:
-    """Write the merge into a new model directory ``out_dir`` (weights, config, tokenizer)."""
+    """Write the merge into a new model directory ``out_dir`` (weights, config, tokenizer).
+
+    With ``stacked``, each tensor's sources are stacked in memory as a CPU worker holds them, so the
+    output equals that worker's merge bit for bit (peak memory: the sources of the largest tensor);
+    without, a linear merge adds one source at a time (peak memory independent of the pool size).
+    """
     if out_dir.exists():
         raise ConfigError(f"output directory {out_dir} already exists; choose a new one")
     resolved = ResolvedPoint(point, plan.members, spec, assign_groups(plan.tensors, groups or {}))
@@ -56,7 +63,8 @@ def stream_merge(
     writer = ShardedWriter(out_dir, max_shard_bytes)
     try:
         for key in tqdm(list(plan.tensors), desc="merge", unit="tensor", disable=not progress):
-            writer.add(key, fn(read_inputs(plan, key), resolved.vector(key), resolved.spec).to(plan.dtype(key)))
+            inputs = read_inputs(plan, key).resident(torch.device("cpu")) if stacked else read_inputs(plan, key)
+            writer.add(key, fn(inputs, resolved.vector(key), resolved.spec).to(plan.dtype(key)))
         writer.write_file("config.json", json.dumps(plan.output_config(), indent=2))
         for name in COMPANIONS:
             if (plan.model_dir() / name).is_file():

@@ -1,0 +1,48 @@
+"""The README.md of an exported merge: what went in, with which weights, and how it scored."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from evaluators.merge import MergeSpec
+from evaluators.pool import Pool
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where an exported merge came from: a search trial, or a one-off ``mergefront merge``."""
+
+    origin: str
+    scores: Mapping[str, tuple[float, float | None, str]] = field(default_factory=dict)  # objective: (value, stderr, direction)
+    report: Mapping[str, float] = field(default_factory=dict)
+    front: str = ""
+
+
+def model_card(pool: Pool, spec: MergeSpec, weights: Mapping[str, float], knobs: Mapping[str, float], provenance: Provenance, recipe_note: str) -> str:
+    lines = [
+        "---",
+        "tags: [merge, mergefront]",
+        "---",
+        f"# Merge of {len(pool.members)} checkpoints from pool '{pool.name}'",
+        "",
+        f"Made by mergefront from {provenance.origin}.",
+        "",
+        f"Method: `{spec.method}`" + "".join(f", {k} = {v:g}" for k, v in knobs.items()) + ".",
+        "",
+        "| member | kind | weight |",
+        "|---|---|---|",
+    ]
+    kinds = {m.name: m.kind for m in pool.members}
+    lines += [f"| {label} | {kinds.get(label.rsplit('/', 1)[-1], '')} | {w:.4f} |" for label, w in weights.items()]
+    if provenance.scores:
+        lines += ["", "| objective | score | stderr | direction |", "|---|---|---|---|"]
+        for name, (value, stderr, direction) in provenance.scores.items():
+            lines.append(f"| {name} | {value:.4f} | {'' if stderr is None else f'{stderr:.4f}'} | {direction} |")
+    if provenance.report:
+        lines += ["", "Held-out report tasks (never seen by the search):", ""]
+        lines += [f"- {name}: {value:.4f}" for name, value in provenance.report.items()]
+    if provenance.front:
+        lines += ["", provenance.front]
+    lines += ["", f"mergekit: {recipe_note}.", ""]
+    return "\n".join(lines)

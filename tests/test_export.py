@@ -1,0 +1,132 @@
+"""Export and one-off merges: the exported directory is a normal model that lm-eval's own command line
+scores exactly as the search did, its tensors equal the resident merge, and bad input is refused."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from evaluators.merge import MergePoint, MergeSpec
+from evaluators.pool import load_pool
+from evaluators.resident import MergeSource
+from optimizer.cli import main
+from optimizer.store import TrialRecord, TrialStore, read_table
+from tests.conftest import write_experiment
+
+pytestmark = pytest.mark.e2e
+MEMBERS = ["add", "reverse", "sort", "shift"]
+
+
+@pytest.fixture(scope="module")
+def run(tiny_pool: Path, tmp_path_factory: pytest.TempPathFactory, ray_session) -> Path:  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("export")
+    exp = write_experiment(root, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=7)
+    assert main(["search", str(exp), "--runs-dir", str(root / "runs"), "--no-progress"]) == 0
+    return root / "runs" / "tiny"
+
+
+def resident_merge(tiny_pool: Path, weights: dict[str, float]) -> dict[str, torch.Tensor]:
+    pool = load_pool(tiny_pool / "pool" / "checkpoints.yaml")
+    resident = MergeSource(pool=pool, merge=MergeSpec()).resident(torch.device("cpu"))
+    return dict(resident.merged(MergePoint(weights=weights)))
+
+
+def lm_eval_scores(model_dir: Path, tasks_dir: Path, out: Path) -> dict[str, dict[str, float]]:
+    """Scores from lm-eval's own command line, run as a user would, from the tasks' folder."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    subprocess.run(
+        [str(Path(sys.executable).with_name("lm_eval")), "--model", "hf", "--model_args", f"pretrained={model_dir},dtype=float32",
+         "--tasks", "toy_add,toy_reverse", "--include_path", str(tasks_dir), "--batch_size", "32", "--device", "cpu",
+         "--output_path", str(out)],
+        cwd=tasks_dir, env=env, check=True, capture_output=True, text=True,
+    )
+    return json.loads(next(out.rglob("results_*.json")).read_text())["results"]
+
+
+def test_exported_trials_are_models_lm_eval_scores_as_the_search_did(run: Path, tiny_pool: Path, tmp_path: Path) -> None:
+    _, trials = read_table(run, "trials.parquet")
+    _, front = read_table(run)
+    merge_trial = int(trials[trials["source"] == "sampler"]["trial"].iloc[0])  # weights on several members
+    for trial in (int(front["trial"].iloc[0]), merge_trial):
+        row = trials.set_index("trial").loc[trial]
+        out = tmp_path / f"merged{trial}"
+        assert main(["export", str(run), "--trial", str(trial), "--out", str(out)]) == 0
+
+        assert {"config.json", "tokenizer.json", "README.md", "mergekit.yaml"} <= {p.name for p in out.iterdir()}
+        assert not list(tmp_path.glob(".*partial"))
+        weights = {m: float(row[f"weight.{m}"]) for m in MEMBERS}
+        card = (out / "README.md").read_text()
+        assert f"trial {trial} of run 'tiny'" in card
+        assert ("On the Pareto front" in card) == (trial in set(front["trial"]))
+        assert all(f"| {m} | checkpoint | {w:.4f} |" in card for m, w in weights.items())
+        recipe = yaml.safe_load((out / "mergekit.yaml").read_text())
+        assert recipe["merge_method"] == "linear" and recipe["parameters"] == {"normalize": False}
+        assert {Path(m["model"]).name: m["parameters"]["weight"] for m in recipe["models"]} == {m: w for m, w in weights.items() if w}
+
+        model = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
+        expected = resident_merge(tiny_pool, weights)
+        saved = model.state_dict()
+        assert set(expected) <= set(saved)
+        for key, tensor in expected.items():
+            assert torch.equal(saved[key], tensor.to(saved[key].dtype)), key
+        assert load_file(out / "model.safetensors").keys() == expected.keys()
+
+        scored = lm_eval_scores(out, tiny_pool / "tasks", tmp_path / f"lm_eval{trial}")
+        assert scored["toy_reverse"]["acc,none"] == row["score.toy_reverse/acc"]
+        assert math.isclose(scored["toy_add"]["perplexity,none"], row["score.toy_add/perplexity"], rel_tol=1e-9)
+
+
+def test_one_off_merge_writes_the_same_outputs(tiny_pool: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    pool = tiny_pool / "pool" / "checkpoints.yaml"
+    assert main(["merge", "--pool", str(pool), "--weights", "add=0.7,sort=0.3", "--out", str(out)]) == 0
+    saved = load_file(out / "model.safetensors")
+    for key, tensor in resident_merge(tiny_pool, {"add": 0.7, "reverse": 0.0, "sort": 0.3, "shift": 0.0}).items():
+        assert torch.equal(saved[key], tensor.to(saved[key].dtype)), key
+    assert "`mergefront merge`" in (out / "README.md").read_text()
+    assert len(yaml.safe_load((out / "mergekit.yaml").read_text())["models"]) == 2
+    # a method mergekit computes differently gets no recipe, and the card says why
+    assert main(["merge", "--pool", str(pool), "--method", "ties", "--density", "0.4", "--weights", "add=1,sort=1", "--out", str(tmp_path / "t")]) == 0
+    assert not (tmp_path / "t" / "mergekit.yaml").exists()
+    assert "no exact equivalent of method 'ties'" in (tmp_path / "t" / "README.md").read_text()
+
+
+def test_bad_export_and_merge_inputs(run: Path, tiny_pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    columns, _ = read_table(copy, "trials.parquet")
+    now = pd.Timestamp.now(tz="UTC").to_pydatetime()
+    TrialStore(copy, columns).append(TrialRecord.failure("boom", trial=99, source="sampler", weights={}, started_at=now, finished_at=now))
+    existing = tmp_path / "exists"
+    existing.mkdir()
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    pool = str(tiny_pool / "pool" / "checkpoints.yaml")
+    cases = [
+        (["export", str(tmp_path / "nowhere"), "--trial", "0", "--out", str(tmp_path / "o")], "a run directory written by `mergefront search`"),
+        (["export", str(copy), "--trial", "1000", "--out", str(tmp_path / "o")], "trial 1000 is not in"),
+        (["export", str(copy), "--trial", "99", "--out", str(tmp_path / "o")], "trial 99 of .* failed \\(boom\\); export a complete trial"),
+        (["export", str(copy), "--trial", "0", "--out", str(existing)], "already exists; choose another --out or pass --force"),
+        (["export", str(copy), "--trial", "0", "--out", str(a_file / "o")], "cannot write to"),
+        (["merge", "--pool", pool, "--weights", "ad=1", "--out", str(tmp_path / "o")], r"--weights: \['ad'\] are not members"),
+        (["merge", "--pool", pool, "--method", "linear", "--density", "0.5", "--weights", "add=1", "--out", str(tmp_path / "o")], "knob 'density' does not apply"),
+    ]
+    for args, expected in cases:
+        code = main(args)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and re.search(expected, err), (args, err)
+    assert not (tmp_path / "o").exists() and list(existing.iterdir()) == []
+    assert not list(tmp_path.glob(".*partial"))
