@@ -108,6 +108,20 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    from optimizer.driver import JOURNAL, read_meta
+    from optimizer.journal import journal_storage
+
+    read_meta(args.run_dir)  # a clear error for a directory that is not a run
+    try:
+        from optuna_dashboard import run_server
+    except ModuleNotFoundError:
+        raise ConfigError("the dashboard needs optuna-dashboard; install it with pip install -e '.[dashboard]'") from None
+    print(f"optuna-dashboard for {args.run_dir} at http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
+    run_server(journal_storage(args.run_dir / JOURNAL), host=args.host, port=args.port)
+    return 0
+
+
 def _weights(text: str) -> dict[str, float]:
     """``name=w,name=w`` into a mapping; malformed pairs are refused by argparse (exit 2)."""
     out: dict[str, float] = {}
@@ -207,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     front.add_argument("--all", action="store_true", help="every trial, not only the front")
     front.add_argument("--sort", metavar="OBJECTIVE", help="sort by this objective, best first (default: the first)")
     front.set_defaults(func=_front)
+
+    dashboard = sub.add_parser(
+        "dashboard", help="open a run in optuna-dashboard",
+        description="Serve optuna-dashboard on the run's Optuna journal (objective names included).",
+    )
+    dashboard.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    dashboard.add_argument("--port", type=_positive, default=8080, help="port (default 8080)")
+    dashboard.set_defaults(func=_dashboard)
 
     export = sub.add_parser(
         "export", help="write a trial's merge as a model directory",

@@ -1,0 +1,56 @@
+"""`mergefront dashboard` serves the run's journal in a real optuna-dashboard, objective names included."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from optimizer.driver import Search
+from optimizer.experiment import load_experiment
+from tests.conftest import write_experiment
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_dashboard_serves_the_run_with_objective_names(tiny_pool: Path, tmp_path: Path) -> None:
+    experiment, pool = load_experiment(write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks"))
+    run = tmp_path / "run"
+    run.mkdir()
+    Search.create(experiment, pool, run)
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mergefront")), "dashboard", str(run), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline, study = time.monotonic() + 60, None
+        while study is None and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/0", timeout=5) as response:
+                    study = json.load(response)
+            except OSError:
+                time.sleep(0.3)
+        assert study is not None, "the dashboard did not answer within 60 s"
+        assert study["name"] == "tiny"
+        assert study["objective_names"] == experiment.labels
+        assert study["directions"] == experiment.directions
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_dashboard_of_a_missing_run_is_refused(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from optimizer.cli import main
+
+    assert main(["dashboard", str(tmp_path / "nowhere")]) == 2
+    assert "a run directory written by `mergefront search`" in capsys.readouterr().err
