@@ -103,8 +103,30 @@ def _front(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from optimizer.export import export_trial
 
-    out = export_trial(args.run_dir, args.trial, args.out, args.force)
+    out = export_trial(args.run_dir, args.trial, args.out, args.force, args.as_adapter)
     print(f"exported trial {args.trial} of {args.run_dir} to {out}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from optimizer.plots import check_output_file, front_figure, save_figure
+    from optimizer.store import FRONT, TRIALS, read_table
+
+    check_output_file(args.out, (".png", ".html"))
+    columns, front = read_table(args.run_dir, FRONT)
+    trials = read_table(args.run_dir, TRIALS)[1]
+    save_figure(front_figure(columns, trials, front, args.x, args.y), args.out, f"Pareto front of {args.run_dir}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from optimizer.plots import check_output_file
+    from optimizer.report import write_report
+
+    check_output_file(args.out, (".html",))
+    write_report(args.run_dir, args.out)
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -151,7 +173,7 @@ def _merge(args: argparse.Namespace) -> int:
         raise ConfigError(f"--weights: {unknown} are not members of {args.pool} (members: {', '.join(pool.names)})")
     weights = {m: args.weights.get(m, 0.0) for m in pool.names}
     provenance = Provenance(origin=f"`mergefront merge` on {args.pool}")
-    out = write_merge(pool, spec, MergePoint(weights=weights), weights, args.out, args.force, provenance)
+    out = write_merge(pool, spec, MergePoint(weights=weights), weights, args.out, args.force, provenance, as_adapter=args.as_adapter)
     print(f"merged {', '.join(f'{m}={w:g}' for m, w in weights.items())} with {spec.method} into {out}")
     return 0
 
@@ -222,6 +244,24 @@ def build_parser() -> argparse.ArgumentParser:
     front.add_argument("--sort", metavar="OBJECTIVE", help="sort by this objective, best first (default: the first)")
     front.set_defaults(func=_front)
 
+    plot = sub.add_parser(
+        "plot", help="plot the trials and the front",
+        description="Trials as points, the front as a line, baselines labelled; a scatter matrix for more than two objectives.",
+    )
+    plot.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    plot.add_argument("--x", metavar="OBJECTIVE", help="objective on the x axis (with --y: one scatter of that pair)")
+    plot.add_argument("--y", metavar="OBJECTIVE", help="objective on the y axis")
+    plot.add_argument("--out", type=Path, required=True, help="FILE.png, or FILE.html (self-contained)")
+    plot.set_defaults(func=_plot)
+
+    report = sub.add_parser(
+        "report", help="write a self-contained HTML report of a run",
+        description="One HTML page that works offline: front plot, front table, front weights, baselines, run metadata and cost.",
+    )
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    report.add_argument("--out", type=Path, required=True, help="FILE.html")
+    report.set_defaults(func=_report)
+
     dashboard = sub.add_parser(
         "dashboard", help="open a run in optuna-dashboard",
         description="Serve optuna-dashboard on the run's Optuna journal (objective names included).",
@@ -240,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--trial", type=int, required=True, help="trial number (see `mergefront front RUN_DIR`)")
     export.add_argument("--out", type=Path, required=True, help="new model directory")
     export.add_argument("--force", action="store_true", help="replace --out if it exists")
+    export.add_argument("--as-adapter", action="store_true", help="all-LoRA pools: write one PEFT adapter on their base instead")
     export.set_defaults(func=_export)
 
     merge = sub.add_parser(
@@ -255,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--seed", type=int, help="DARE's seed")
     merge.add_argument("--out", type=Path, required=True, help="new model directory")
     merge.add_argument("--force", action="store_true", help="replace --out if it exists")
+    merge.add_argument("--as-adapter", action="store_true", help="all-LoRA pools: write one PEFT adapter on their base instead")
     merge.set_defaults(func=_merge)
 
     pool = sub.add_parser("pool", help="inspect a checkpoint pool").add_subparsers(dest="pool_command", required=True, metavar="ACTION")

@@ -17,6 +17,7 @@ from evaluators.errors import ConfigError
 from evaluators.merge import MergePoint, MergeSpec
 from evaluators.merge.engine import plan_for, stream_merge
 from evaluators.pool import Pool
+from optimizer.adapter_export import write_adapter
 from optimizer.mergekit import mergekit_recipe
 from optimizer.modelcard import Provenance, model_card
 from optimizer.space import space_for
@@ -44,15 +45,20 @@ def check_output(out: Path, force: bool) -> Path:
 
 def write_merge(
     pool: Pool, spec: MergeSpec, point: MergePoint, weights: Mapping[str, float], out: Path, force: bool,
-    provenance: Provenance, groups: Mapping[str, str] | None = None,
+    provenance: Provenance, groups: Mapping[str, str] | None = None, as_adapter: bool = False,
 ) -> Path:
-    """Stream the merge of ``point`` into ``out`` with README.md and, where it is exact, mergekit.yaml."""
+    """Stream the merge of ``point`` into ``out`` (a model directory, or with ``as_adapter`` a PEFT
+    adapter) with README.md and, where it is exact, mergekit.yaml."""
     partial = check_output(out, force)
     plan = plan_for(pool, spec)
     dtype = next(str(plan.dtype(k)).removeprefix("torch.") for k in plan.tensors if plan.dtype(k).is_floating_point)
     recipe, note = mergekit_recipe(pool, spec, weights, point.knobs, bool(groups), dtype)
     try:
-        stream_merge(plan, spec, point, partial, groups, progress=True, stacked=True)  # bit-equal to what a CPU worker scored
+        if as_adapter:
+            write_adapter(pool, spec, weights, bool(groups), partial)
+            recipe, note = None, "not written for an adapter; load it with peft on the base named in adapter_config.json"
+        else:
+            stream_merge(plan, spec, point, partial, groups, progress=True, stacked=True)  # bit-equal to what a CPU worker scored
         (partial / CARD).write_text(model_card(pool, spec, weights, point.knobs, provenance, note))
         if recipe is not None:
             (partial / RECIPE).write_text(recipe)
@@ -75,7 +81,7 @@ def _front_line(row: pd.Series, front: pd.DataFrame, run: str, objectives: list[
     return f"On the Pareto front of run '{run}' ({len(front)} points); its rank among them: {', '.join(ranks)}."
 
 
-def export_trial(run_dir: Path, trial: int, out: Path, force: bool) -> Path:
+def export_trial(run_dir: Path, trial: int, out: Path, force: bool, as_adapter: bool = False) -> Path:
     """Export trial ``trial`` of the run in ``run_dir`` to ``out``."""
     from optimizer.driver import read_run
 
@@ -102,4 +108,5 @@ def export_trial(run_dir: Path, trial: int, out: Path, force: bool) -> Path:
         report={r: float(row[REPORT + r]) for r in columns.report if not pd.isna(row[REPORT + r])},
         front=_front_line(row, front, experiment.name, list(columns.objectives), list(columns.directions)),
     )
-    return write_merge(pool, experiment.merge, space.point(weights, knobs), weights, out, force, provenance, experiment.space.groups)
+    point = space.point(weights, knobs)
+    return write_merge(pool, experiment.merge, point, weights, out, force, provenance, experiment.space.groups, as_adapter)

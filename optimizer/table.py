@@ -23,7 +23,7 @@ def _score(value: float | None, stderr: float | None) -> str:
     return f"{value:.4g}±{stderr:.2g}"
 
 
-def format_table(columns: Columns, frame: pd.DataFrame) -> str:
+def table_frame(columns: Columns, frame: pd.DataFrame) -> pd.DataFrame:
     """One row per trial: number, source, weights ``w.<label>`` and knobs (3 decimals), fidelity when
     not full, scores ± stderr, then held-out report scores (``report:<task>``)."""
     rows = []
@@ -36,10 +36,13 @@ def format_table(columns: Columns, frame: pd.DataFrame) -> str:
         row.update({o: _score(r[SCORE + o], r[STDERR + o]) for o in columns.objectives})
         row.update({f"report:{t}": _score(r[REPORT + t], r[REPORT_STDERR + t]) for t in columns.report})
         rows.append(row)
-    if not rows:
-        return "(no complete trials)"
     arrows = {o: f"{o} {'↑' if d == 'maximize' else '↓'}" for o, d in zip(columns.objectives, columns.directions, strict=True)}
-    return pd.DataFrame(rows).rename(columns=arrows).to_string(index=False)
+    return pd.DataFrame(rows).rename(columns=arrows)
+
+
+def format_table(columns: Columns, frame: pd.DataFrame) -> str:
+    """``table_frame`` as plain text, for the terminal."""
+    return table_frame(columns, frame).to_string(index=False) if len(frame) else "(no complete trials)"
 
 
 def front_json(columns: Columns, frame: pd.DataFrame) -> str:

@@ -55,6 +55,17 @@ def ray_session():  # type: ignore[no-untyped-def]
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tiny_pool: Path, tmp_path_factory: pytest.TempPathFactory, ray_session) -> Path:  # type: ignore[no-untyped-def]
+    """A finished 7-trial search on the tiny pool, shared read-only by the tests that inspect or export runs."""
+    from optimizer.cli import main
+
+    root = tmp_path_factory.mktemp("run")
+    exp = write_experiment(root, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=7)
+    assert main(["search", str(exp), "--runs-dir", str(root / "runs"), "--no-progress"]) == 0
+    return root / "runs" / "tiny"
+
+
 def write_experiment(directory: Path, pool_file: Path, tasks_dir: Path, extra: str = "", trials: int = 6) -> Path:
     """An experiment YAML for the tiny pool: perplexity on add (min) and accuracy on reverse (max)."""
     path = directory / "exp.yaml"

@@ -24,18 +24,14 @@ from evaluators.pool import load_pool
 from evaluators.resident import MergeSource
 from optimizer.cli import main
 from optimizer.store import TrialRecord, TrialStore, read_table
-from tests.conftest import write_experiment
 
 pytestmark = pytest.mark.e2e
 MEMBERS = ["add", "reverse", "sort", "shift"]
 
 
-@pytest.fixture(scope="module")
-def run(tiny_pool: Path, tmp_path_factory: pytest.TempPathFactory, ray_session) -> Path:  # type: ignore[no-untyped-def]
-    root = tmp_path_factory.mktemp("export")
-    exp = write_experiment(root, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=7)
-    assert main(["search", str(exp), "--runs-dir", str(root / "runs"), "--no-progress"]) == 0
-    return root / "runs" / "tiny"
+@pytest.fixture
+def run(tiny_run: Path) -> Path:
+    return tiny_run
 
 
 def resident_merge(tiny_pool: Path, weights: dict[str, float]) -> dict[str, torch.Tensor]:
@@ -130,3 +126,42 @@ def test_bad_export_and_merge_inputs(run: Path, tiny_pool: Path, tmp_path: Path,
         assert code == 2 and len(err.splitlines()) == 1 and re.search(expected, err), (args, err)
     assert not (tmp_path / "o").exists() and list(existing.iterdir()) == []
     assert not list(tmp_path.glob(".*partial"))
+
+
+@pytest.mark.parametrize("method", ["linear", "lora_factorwise"])
+def test_adapter_pool_merges_export_as_one_peft_adapter(tmp_path: Path, tiny_pool: Path, capsys: pytest.CaptureFixture[str], method: str) -> None:
+    import peft
+
+    from tests.test_engine import resident_state, tiny_llama, write_pool
+
+    base_dir = tiny_llama(tmp_path / "base", 0)
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        model = peft.get_peft_model(
+            AutoModelForCausalLM.from_pretrained(base_dir),
+            peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+        )
+        model.save_pretrained(tmp_path / f"lora{seed}")
+    pool = write_pool(
+        tmp_path,
+        f"bases: {{b: {{path: {base_dir}}}}}\nmembers:\n  - {{name: l1, kind: lora, path: {tmp_path / 'lora1'}, base: b}}\n"
+        f"  - {{name: l2, kind: lora, path: {tmp_path / 'lora2'}, base: b}}\n",
+    )
+    out = tmp_path / "adapter"
+    assert main(["merge", "--pool", str(pool), "--method", method, "--weights", "l1=0.3,l2=0.7", "--as-adapter", "--out", str(out)]) == 0
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["r"] == (8 if method == "linear" else 4) and config["lora_alpha"] == config["r"]
+    loaded = peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), out).merge_and_unload().state_dict()
+    expected = resident_state(pool, MergeSpec(method=method), {"l1": 0.3, "l2": 0.7})
+    for key, tensor in expected.items():
+        torch.testing.assert_close(loaded[key], tensor, rtol=1e-5, atol=1e-6)
+    assert not (out / "mergekit.yaml").exists() and "not written for an adapter" in (out / "README.md").read_text()
+
+    for args, message in [
+        (["--pool", str(pool), "--weights", "l1=0.5,l2=0.7"], "the weights sum to 1.200000"),
+        (["--pool", str(tiny_pool / "pool" / "checkpoints.yaml"), "--weights", "add=1"], "--as-adapter needs a pool of LoRA members only"),
+    ]:
+        assert main(["merge", *args, "--as-adapter", "--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+        assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".*partial"))

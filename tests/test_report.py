@@ -1,0 +1,83 @@
+"""Plots and the HTML report of a real run; the report is rendered in a real headless Chromium."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+
+from optimizer.cli import main
+from optimizer.plots import front_figure
+from optimizer.store import Columns, read_table
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# the flags this machine needs: no sandbox as root, and no background connections to a closed network
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0"]
+
+
+def test_plot_png_and_html(tiny_run: Path, tmp_path: Path) -> None:
+    assert main(["plot", str(tiny_run), "--out", str(tmp_path / "front.png")]) == 0
+    image = matplotlib.image.imread(tmp_path / "front.png")
+    assert image.shape[0] > 300 and image.shape[1] > 400 and image[..., :3].std() > 0.05
+    assert main(["plot", str(tiny_run), "--x", "toy_reverse/acc", "--y", "toy_add/perplexity", "--out", str(tmp_path / "front.html")]) == 0
+    page = (tmp_path / "front.html").read_text()
+    assert "<svg" in page and "<script" not in page
+    labels = re.findall(r"<text[^>]*>([^<]*)</text>", page)
+    assert {"add", "reverse", "sort", "shift", "uniform"} <= set(labels), labels  # every baseline is labelled
+
+
+def test_more_than_two_objectives_give_a_scatter_matrix() -> None:
+    columns = Columns(weights=("a", "b"), objectives=("p", "q", "r"), directions=("maximize", "minimize", "maximize"), knobs=(), report=())
+    rng = np.random.default_rng(0)
+    trials = pd.DataFrame({"state": "COMPLETE", "source": ["single:a", "single:b", "uniform", "sampler", "sampler"],
+                           **{f"score.{o}": rng.random(5) for o in columns.objectives}})
+    figure = front_figure(columns, trials, trials.iloc[:3], None, None)
+    assert len(figure.axes) == 9
+    assert len(front_figure(columns, trials, trials.iloc[:3], "p", "r").axes) == 1
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed here; .ci/run installs Debian's chromium")
+def test_report_renders_in_headless_chromium(tiny_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    assert main(["report", str(tiny_run), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert not re.search(r"""(src|href)=["']?https?:""", page), "the report must not load anything from the network"
+
+    profile = ["--user-data-dir=" + str(tmp_path / "profile")]
+    dom = subprocess.run([CHROMIUM, *FLAGS, *profile, "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120, check=True)
+    _, front = read_table(tiny_run)
+    table = re.search(r'<table[^>]*id="front-table".*?</table>', dom.stdout, re.DOTALL)
+    assert table is not None, "the front table is missing"
+    assert len(re.findall(r"<tr", table.group(0))) == len(front) + 1  # header + one row per front trial
+    plot = re.search(r'<figure id="front-plot">(.*?)</figure>', dom.stdout, re.DOTALL)
+    assert plot is not None and "<svg" in plot.group(1) and plot.group(1).count("<path") > 10, "the front plot is missing"
+    assert "Uncaught" not in dom.stderr and not re.search(r"CONSOLE.*(error|Error)", dom.stderr), dom.stderr
+
+    shot = tmp_path / "report.png"
+    subprocess.run([CHROMIUM, *FLAGS, *profile, "--window-size=1280,2400", f"--screenshot={shot}", out.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    pixels = matplotlib.image.imread(shot)[..., :3]
+    assert (pixels.mean(axis=2) < 0.9).mean() > 0.02, "the page rendered (nearly) blank"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["plot", "{run}", "--x", "toy_revers/acc", "--out", "{tmp}/p.png"], r"--x: 'toy_revers/acc' is not an objective of this run \(did you mean 'toy_reverse/acc'\?\)"),
+        (["plot", "{run}", "--out", "{tmp}/p.jpg"], r"use a \.png or \.html file name"),
+        (["plot", "{run}", "--out", "{tmp}/no/p.png"], "does not exist; create it"),
+        (["report", "{tmp}/nowhere", "--out", "{tmp}/r.html"], "a run directory written by `mergefront search`"),
+    ],
+)
+def test_bad_plot_and_report_inputs(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], expected: str) -> None:
+    code = main([a.format(run=tiny_run, tmp=tmp_path) for a in args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and re.search(expected, err), err
+    assert not list(tmp_path.glob("*.png")) and not list(tmp_path.glob("*.html"))
