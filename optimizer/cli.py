@@ -205,6 +205,13 @@ def _pool_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_output_args(parser: argparse.ArgumentParser) -> None:
+    """The output options export and merge share."""
+    parser.add_argument("--out", type=Path, required=True, help="new model directory")
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--as-adapter", action="store_true", help="all-LoRA pools: write one PEFT adapter on their base instead")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mergefront",
@@ -278,9 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     export.add_argument("--trial", type=int, required=True, help="trial number (see `mergefront front RUN_DIR`)")
-    export.add_argument("--out", type=Path, required=True, help="new model directory")
-    export.add_argument("--force", action="store_true", help="replace --out if it exists")
-    export.add_argument("--as-adapter", action="store_true", help="all-LoRA pools: write one PEFT adapter on their base instead")
+    _model_output_args(export)
     export.set_defaults(func=_export)
 
     merge = sub.add_parser(
@@ -294,9 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--density", type=float, help="share of entries TIES keeps")
     merge.add_argument("--drop", type=float, help="DARE's drop probability")
     merge.add_argument("--seed", type=int, help="DARE's seed")
-    merge.add_argument("--out", type=Path, required=True, help="new model directory")
-    merge.add_argument("--force", action="store_true", help="replace --out if it exists")
-    merge.add_argument("--as-adapter", action="store_true", help="all-LoRA pools: write one PEFT adapter on their base instead")
+    _model_output_args(merge)
     merge.set_defaults(func=_merge)
 
     pool = sub.add_parser("pool", help="inspect a checkpoint pool").add_subparsers(dest="pool_command", required=True, metavar="ACTION")

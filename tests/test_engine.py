@@ -128,8 +128,10 @@ def test_tied_weights_stay_tied(tmp_path: Path) -> None:
     torch.testing.assert_close(state["lm_head.weight"], 0.5 * ea + 0.5 * eb)
 
 
-def test_lora_members_against_peft(tmp_path: Path) -> None:
-    peft = pytest.importorskip("peft")
+def two_lora_pool(tmp_path: Path) -> tuple[Path, Path, list[dict[str, torch.Tensor]]]:
+    """Two random rank-4 PEFT adapters on one tiny base: (base dir, pool file, each adapter merged by peft)."""
+    import peft
+
     base_dir = tiny_llama(tmp_path / "base", 0)
     adapters = []
     for seed in (1, 2):
@@ -145,6 +147,12 @@ def test_lora_members_against_peft(tmp_path: Path) -> None:
         f"bases: {{b: {{path: {base_dir}}}}}\nmembers:\n  - {{name: l1, kind: lora, path: {tmp_path / 'lora1'}, base: b}}\n"
         f"  - {{name: l2, kind: lora, path: {tmp_path / 'lora2'}, base: b}}\n",
     )
+    return base_dir, pool_file, adapters
+
+
+def test_lora_members_against_peft(tmp_path: Path) -> None:
+    pytest.importorskip("peft")
+    _, pool_file, adapters = two_lora_pool(tmp_path)
     spec = MergeSpec()
     single = merged(stream_merge(plan_for(load_pool(pool_file), spec), spec, MergePoint({"l1": 1.0}), tmp_path / "o1"))
     for key, value in adapters[0].items():

@@ -132,21 +132,9 @@ def test_bad_export_and_merge_inputs(run: Path, tiny_pool: Path, tmp_path: Path,
 def test_adapter_pool_merges_export_as_one_peft_adapter(tmp_path: Path, tiny_pool: Path, capsys: pytest.CaptureFixture[str], method: str) -> None:
     import peft
 
-    from tests.test_engine import resident_state, tiny_llama, write_pool
+    from tests.test_engine import resident_state, two_lora_pool
 
-    base_dir = tiny_llama(tmp_path / "base", 0)
-    for seed in (1, 2):
-        torch.manual_seed(seed)
-        model = peft.get_peft_model(
-            AutoModelForCausalLM.from_pretrained(base_dir),
-            peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
-        )
-        model.save_pretrained(tmp_path / f"lora{seed}")
-    pool = write_pool(
-        tmp_path,
-        f"bases: {{b: {{path: {base_dir}}}}}\nmembers:\n  - {{name: l1, kind: lora, path: {tmp_path / 'lora1'}, base: b}}\n"
-        f"  - {{name: l2, kind: lora, path: {tmp_path / 'lora2'}, base: b}}\n",
-    )
+    base_dir, pool, _ = two_lora_pool(tmp_path)
     out = tmp_path / "adapter"
     assert main(["merge", "--pool", str(pool), "--method", method, "--weights", "l1=0.3,l2=0.7", "--as-adapter", "--out", str(out)]) == 0
     config = json.loads((out / "adapter_config.json").read_text())
