@@ -17,9 +17,9 @@ from safetensors.torch import save_file
 
 from evaluators.errors import ConfigError
 from evaluators.merge import MergeSpec
-from evaluators.merge.engine import plan_for
-from evaluators.pool import LoraMember, Pool
+from evaluators.pool import LoraMember
 from evaluators.pool.adapters import CONFIG, PREFIX, WEIGHTS, LowRank
+from evaluators.pool.plan import PoolPlan
 
 METHODS = ("linear", "lora_factorwise")
 
@@ -33,8 +33,9 @@ def _factors(method: str, w: list[float], factors: list[LowRank]) -> tuple[torch
     return a, factors[0].scale * b  # type: ignore[return-value,operator]
 
 
-def write_adapter(pool: Pool, spec: MergeSpec, weights: Mapping[str, float], grouped: bool, out: Path) -> None:
+def write_adapter(plan: PoolPlan, spec: MergeSpec, weights: Mapping[str, float], grouped: bool, out: Path) -> None:
     """Write ``adapter_config.json`` and ``adapter_model.safetensors`` for the merge into ``out``."""
+    pool = plan.pool
     members = pool.members
     if not all(isinstance(m, LoraMember) for m in members):
         raise ConfigError("--as-adapter needs a pool of LoRA members only; export a full model instead")
@@ -47,7 +48,6 @@ def write_adapter(pool: Pool, spec: MergeSpec, weights: Mapping[str, float], gro
     w = [float(weights[m.name]) for m in members]
     if not math.isclose(sum(w), 1.0, abs_tol=1e-6):
         raise ConfigError(f"the weights sum to {sum(w):.6f}, so the merge scales the base too and is no adapter on it; export a full model instead")
-    plan = plan_for(pool, spec)
     tensors: dict[str, torch.Tensor] = {}
     ranks = set()
     for key in plan.tensors:

@@ -51,14 +51,14 @@ def write_merge(
     adapter) with README.md and, where it is exact, mergekit.yaml."""
     partial = check_output(out, force)
     plan = plan_for(pool, spec)
-    dtype = next(str(plan.dtype(k)).removeprefix("torch.") for k in plan.tensors if plan.dtype(k).is_floating_point)
-    recipe, note = mergekit_recipe(pool, spec, weights, point.knobs, bool(groups), dtype)
     try:
         if as_adapter:
-            write_adapter(pool, spec, weights, bool(groups), partial)
+            write_adapter(plan, spec, weights, bool(groups), partial)
             recipe, note = None, "not written for an adapter; load it with peft on the base named in adapter_config.json"
         else:
             stream_merge(plan, spec, point, partial, groups, progress=True, stacked=True)  # bit-equal to what a CPU worker scored
+            dtype = next(str(plan.dtype(k)).removeprefix("torch.") for k in plan.tensors if plan.dtype(k).is_floating_point)
+            recipe, note = mergekit_recipe(pool, spec, weights, point.knobs, bool(groups), dtype)
         (partial / CARD).write_text(model_card(pool, spec, weights, point.knobs, provenance, note))
         if recipe is not None:
             (partial / RECIPE).write_text(recipe)
