@@ -161,6 +161,7 @@ def _weights(text: str) -> dict[str, float]:
 def _merge(args: argparse.Namespace) -> int:
     from evaluators.config import validate
     from evaluators.merge import MergePoint, MergeSpec
+    from evaluators.merge.engine import plan_for
     from evaluators.pool import load_pool
     from optimizer.export import write_merge
     from optimizer.modelcard import Provenance
@@ -173,7 +174,8 @@ def _merge(args: argparse.Namespace) -> int:
         raise ConfigError(f"--weights: {unknown} are not members of {args.pool} (members: {', '.join(pool.names)})")
     weights = {m: args.weights.get(m, 0.0) for m in pool.names}
     provenance = Provenance(origin=f"`mergefront merge` on {args.pool}")
-    out = write_merge(pool, spec, MergePoint(weights=weights), weights, args.out, args.force, provenance, as_adapter=args.as_adapter)
+    point = MergePoint(weights=weights)
+    out = write_merge(plan_for(pool, spec), spec, point, weights, args.out, args.force, provenance, as_adapter=args.as_adapter)
     print(f"merged {', '.join(f'{m}={w:g}' for m, w in weights.items())} with {spec.method} into {out}")
     return 0
 

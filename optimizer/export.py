@@ -16,7 +16,7 @@ import pandas as pd
 from evaluators.errors import ConfigError
 from evaluators.merge import MergePoint, MergeSpec
 from evaluators.merge.engine import plan_for, stream_merge
-from evaluators.pool import Pool
+from evaluators.pool.plan import PoolPlan
 from optimizer.adapter_export import write_adapter
 from optimizer.mergekit import mergekit_recipe
 from optimizer.modelcard import Provenance, model_card
@@ -44,13 +44,13 @@ def check_output(out: Path, force: bool) -> Path:
 
 
 def write_merge(
-    pool: Pool, spec: MergeSpec, point: MergePoint, weights: Mapping[str, float], out: Path, force: bool,
+    plan: PoolPlan, spec: MergeSpec, point: MergePoint, weights: Mapping[str, float], out: Path, force: bool,
     provenance: Provenance, groups: Mapping[str, str] | None = None, as_adapter: bool = False,
 ) -> Path:
-    """Stream the merge of ``point`` into ``out`` (a model directory, or with ``as_adapter`` a PEFT
-    adapter) with README.md and, where it is exact, mergekit.yaml."""
+    """Stream the merge of ``point`` over the planned pool into ``out`` (a model directory, or with
+    ``as_adapter`` a PEFT adapter) with README.md and, where it is exact, mergekit.yaml."""
     partial = check_output(out, force)
-    plan = plan_for(pool, spec)
+    pool = plan.pool
     try:
         if as_adapter:
             write_adapter(plan, spec, weights, bool(groups), partial)
@@ -96,10 +96,10 @@ def export_trial(run_dir: Path, trial: int, out: Path, force: bool, as_adapter: 
     row = rows.iloc[0]
     if row["state"] != "COMPLETE":
         raise ConfigError(f"trial {trial} of {run_dir} failed ({row['error']}); export a complete trial")
-    check_output(out, force)  # before the pool is planned: bad output fails fast
     weights = {label: float(row[WEIGHT + label]) for label in columns.weights}
     knobs = {k: float(row[KNOB + k]) for k in columns.knobs}
-    space = space_for(experiment.space, experiment.merge, plan_for(pool, experiment.merge))
+    plan = plan_for(pool, experiment.merge)
+    space = space_for(experiment.space, experiment.merge, plan)
     _, front = read_table(run_dir, FRONT)
     provenance = Provenance(
         origin=f"trial {trial} of run '{experiment.name}' ({row['source']}, fidelity {row['fidelity']})",
@@ -109,4 +109,4 @@ def export_trial(run_dir: Path, trial: int, out: Path, force: bool, as_adapter: 
         front=_front_line(row, front, experiment.name, list(columns.objectives), list(columns.directions)),
     )
     point = space.point(weights, knobs)
-    return write_merge(pool, experiment.merge, point, weights, out, force, provenance, experiment.space.groups, as_adapter)
+    return write_merge(plan, experiment.merge, point, weights, out, force, provenance, experiment.space.groups, as_adapter)

@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+from evaluators.backends.vllm_engine import INSTALL_HINT
 from evaluators.errors import ConfigError
 from evaluators.merge.engine import plan_for
 from evaluators.pool import Pool
@@ -53,10 +54,7 @@ def check_chat_template(experiment: Experiment, pool: Pool, source: Path) -> Non
 def check_backend(experiment: Experiment, source: Path) -> None:
     """The vLLM backend needs vLLM on the driver's machine too (workers on a cluster are checked when they start)."""
     if experiment.workers.backend == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise ConfigError(
-            f"{source}: workers.backend is vllm, but vLLM is not installed; install it with "
-            "pip install -e '.[vllm]' (GPU) or use backend: hf"
-        )
+        raise ConfigError(f"{source}: workers.backend is vllm, but vLLM is not installed; {INSTALL_HINT}")
 
 
 def preflight(experiment: Experiment, pool: Pool, source: Path) -> PoolPlan:

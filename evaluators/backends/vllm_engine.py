@@ -22,6 +22,7 @@ from evaluators.merge import MergePoint
 from evaluators.resident import MergeSource
 
 EXTENSION = "evaluators.backends.vllm_extension.MergeExtension"
+INSTALL_HINT = "install it with pip install -e '.[vllm]' (GPU), use `make test-vllm`'s CPU environment, or set workers.backend: hf"
 
 
 def _lm_eval_vllm() -> type[LM]:
@@ -31,10 +32,7 @@ def _lm_eval_vllm() -> type[LM]:
     try:
         from vllm.platforms import current_platform
     except ModuleNotFoundError as exc:
-        raise ConfigError(
-            f"the vllm backend needs vLLM ({exc}); install it with pip install 'mergefront[vllm]' (GPU) "
-            "or use `make test-vllm`'s CPU environment, or set workers.backend: hf"
-        ) from None
+        raise ConfigError(f"the vllm backend needs vLLM ({exc}); {INSTALL_HINT}") from None
     current_platform.device_type  # noqa: B018  (resolving the lazy platform is the point)
     real = importlib.metadata.version
 
