@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from evaluators.backends import BackendSpec
 from evaluators.merge import MergePoint
 from evaluators.pool import load_pool
 from evaluators.tasks import TaskSpec
-from evaluators.worker import Worker, WorkerSpec
+from evaluators.worker import TrialResult, Worker, WorkerSpec
 
 MEMBERS = ("add", "reverse", "sort", "shift")
 
@@ -17,23 +18,32 @@ def one_hot(member: str) -> MergePoint:
     return MergePoint(weights={m: float(m == member) for m in MEMBERS})
 
 
-def tiny_worker(tiny_pool: Path, runtime: BackendSpec) -> Worker:
+class Evaluates(Protocol):
+    """A worker, in this process or behind a Ray actor."""
+
+    def evaluate(self, point: MergePoint) -> TrialResult: ...
+
+
+def tiny_spec(tiny_pool: Path, runtime: BackendSpec) -> WorkerSpec:
     """A worker scoring a continuous metric (perplexity on add) and a discrete one (accuracy on sort)."""
-    spec = WorkerSpec(
+    return WorkerSpec(
         pool=load_pool(tiny_pool / "pool" / "checkpoints.yaml"),
         objectives={"add": TaskSpec(task="toy_add", metric="perplexity"), "sort": TaskSpec(task="toy_sort", metric="acc")},
         tasks_dir=tiny_pool / "tasks",
         runtime=runtime,
         bootstrap_iters=0,
     )
-    return Worker(spec)
 
 
-def scores(worker: Worker, point: MergePoint) -> dict[str, float]:
+def tiny_worker(tiny_pool: Path, runtime: BackendSpec) -> Worker:
+    return Worker(tiny_spec(tiny_pool, runtime))
+
+
+def scores(worker: Evaluates, point: MergePoint) -> dict[str, float]:
     return {k: s.value for k, s in worker.evaluate(point).scores.items()}
 
 
-def assert_swaps_change_and_restore(worker: Worker) -> dict[str, dict[str, float]]:
+def assert_swaps_change_and_restore(worker: Evaluates) -> dict[str, dict[str, float]]:
     """Swapping to another member changes the scores; swapping back gives the first scores exactly."""
     first = scores(worker, one_hot("add"))
     other = scores(worker, one_hot("sort"))

@@ -3,7 +3,6 @@ public surface. Runs in the vLLM environment that `make test-vllm` builds; skipp
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from pathlib import Path
@@ -12,7 +11,8 @@ import pytest
 
 from evaluators.backends import BackendSpec, VllmSpec
 from evaluators.merge import MergePoint
-from tests.swap_checks import MEMBERS, assert_swaps_change_and_restore, one_hot, scores, tiny_worker
+from evaluators.worker import TrialResult, start_workers
+from tests.swap_checks import MEMBERS, assert_swaps_change_and_restore, one_hot, scores, tiny_spec, tiny_worker
 
 pytest.importorskip("vllm", reason="vLLM is not installed here; `make test-vllm` builds an environment with it")
 # On CPU, vLLM sizes its KV cache as a share of the machine's memory; two engines live at once here
@@ -23,11 +23,24 @@ pytestmark = pytest.mark.vllm
 ENGINE = VllmSpec(dtype="float32", enforce_eager=True, max_model_len=64, gpu_memory_utilization=0.5)
 
 
+class ActorWorker:
+    """A vLLM worker as the search runs it: a Ray actor. The engine's threads then live and die with the
+    actor's process; in pytest's own process vLLM's output thread could still be freeing tensors while
+    the interpreter exits, which aborts it (seen once in CI)."""
+
+    def __init__(self, actor) -> None:  # type: ignore[no-untyped-def]
+        self._actor = actor
+
+    def evaluate(self, point: MergePoint) -> TrialResult:
+        import ray
+
+        return ray.get(self._actor.evaluate.remote(point))
+
+
 @pytest.fixture(scope="module")
-def vllm_worker(tiny_pool: Path):  # type: ignore[no-untyped-def]
-    worker = tiny_worker(tiny_pool, BackendSpec(backend="vllm", batch_size=32, vllm=ENGINE))
-    yield worker
-    logging.raiseExceptions = False  # vLLM logs its engine shutdown at exit, after pytest closed the streams
+def vllm_worker(tiny_pool: Path, ray_session) -> ActorWorker:  # type: ignore[no-untyped-def]
+    spec = tiny_spec(tiny_pool, BackendSpec(backend="vllm", batch_size=32, vllm=ENGINE, threads=1))
+    return ActorWorker(start_workers(spec, 1)[0])
 
 
 def test_vllm_swap_changes_scores_and_swapping_back_restores_them(vllm_worker) -> None:  # type: ignore[no-untyped-def]
