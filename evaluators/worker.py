@@ -1,7 +1,7 @@
 """The evaluation worker: holds the pool and ONE live model, merges in place, scores with lm-eval.
 
 ``Worker`` is a plain class (usable in-process, e.g. for the toy pool's score table);
-``start_workers`` wraps it as Ray actors, one per CPU slot or GPU.
+``start_worker`` wraps it as a Ray actor, on CPU slots or GPUs.
 """
 
 from __future__ import annotations
@@ -127,9 +127,9 @@ class Worker:
         )
 
 
-def start_workers(spec: WorkerSpec, count: int) -> list:  # list[ray.actor.ActorHandle]
-    """Start ``count`` Ray actors: on CUDA one per GPU, or per tensor-parallel group under vLLM;
-    on CPU ``threads`` CPUs each."""
+def start_worker(spec: WorkerSpec, worker_id: str):  # -> ray.actor.ActorHandle
+    """Start one Ray actor: on CUDA it holds one GPU, or a tensor-parallel group under vLLM; on CPU
+    ``threads`` CPUs."""
     import ray
 
     gpus = spec.runtime.gpus_per_worker
@@ -138,4 +138,4 @@ def start_workers(spec: WorkerSpec, count: int) -> list:  # list[ray.actor.Actor
         num_gpus=gpus,
         runtime_env={"env_vars": PROCESS_ENV},
     )
-    return [remote.remote(spec, f"worker-{i}") for i in range(count)]
+    return remote.remote(spec, worker_id)

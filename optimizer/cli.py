@@ -48,6 +48,7 @@ def _run_and_report(search: Search, args: argparse.Namespace) -> int:
     print(f"\nstopped: {summary.stop_reason}; this call: {summary.complete} trials complete ({summary.screened} screened only), {summary.failed} failed")
     print(f"wall time {summary.wall_seconds:.1f} s; {summary.timing_line()}; worker-hours so far {search.worker_hours():.3f}")
     print(summary.idle_line())
+    print(summary.workers_line())
     return 0
 
 

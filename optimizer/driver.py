@@ -32,13 +32,14 @@ from tqdm import tqdm
 from evaluators.errors import ConfigError, MergefrontError
 from evaluators.merge.engine import plan_for
 from evaluators.pool import Pool
-from evaluators.worker import Promotion, TrialResult, start_workers
+from evaluators.worker import Promotion, TrialResult
 from optimizer.experiment import Experiment
 from optimizer.fingerprint import fingerprint, member_digests
 from optimizer.journal import journal_storage
 from optimizer.samplers import SAMPLERS, SamplerContext
 from optimizer.space import space_for
 from optimizer.store import FULL, KNOB, REPORT, SCORE, WEIGHT, Columns, TrialRecord, TrialStore
+from optimizer.workers import WorkerSet, cause
 
 log = logging.getLogger(__name__)
 JOURNAL = "study.journal"
@@ -65,6 +66,8 @@ class SearchSummary:
     screened: int = 0
     wall_seconds: float = 0.0
     stop_reason: str = ""
+    restarts: int = 0
+    retired: list[str] = field(default_factory=list)
     records: list[TrialRecord] = field(default_factory=list)
     front: pa.Table | None = None
 
@@ -76,6 +79,10 @@ class SearchSummary:
         swap = statistics.median(r.swap_seconds or 0.0 for r in done)
         evaluation = statistics.median(r.eval_seconds or 0.0 for r in done)
         return f"median trial: merge {merge:.3f} s, swap {swap:.3f} s, eval {evaluation:.2f} s"
+
+    def workers_line(self) -> str:
+        retired = ", ".join(self.retired) or "none"
+        return f"workers: {self.restarts} replaced after dying, retired: {retired}"
 
     def idle_line(self) -> str:
         """Worker idle time between consecutive trials of this call, from the trials' timestamps."""
@@ -135,12 +142,6 @@ def _start_ray(address: str | None, cpus_needed: int) -> bool:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ConfigError(f"cannot connect to Ray at '{address}' ({exc}); check --ray-address") from None
     return True
-
-
-def _cause(exc: Exception) -> str:
-    """The last line of a remote traceback: the error type and message that matter."""
-    text = str(getattr(exc, "cause", None) or exc).strip().splitlines()
-    return text[-1] if text else type(exc).__name__
 
 
 def _source(trial: Trial | FrozenTrial) -> str:
@@ -301,59 +302,54 @@ class Search:
         return None
 
     def run(self, ray_address: str | None = None, progress: bool = True) -> SearchSummary:
-        workers = self.experiment.workers
+        spec = self.experiment.workers
         started = time.perf_counter()
-        owns_ray = _start_ray(ray_address, workers.count * (workers.threads or 1))
+        owns_ray = _start_ray(ray_address, spec.count * (spec.threads or 1))
         summary = SearchSummary(self.run_dir)
-        actors: list[Any] = []
+        workers: WorkerSet | None = None
         try:
-            log.info("starting %d worker(s): loading the pool and building the model", workers.count)
-            actors = start_workers(self.experiment.worker_spec(self.pool), workers.count)
-            try:
-                ray.get([a.ready.remote() for a in actors])
-            except RayActorError as exc:
-                raise MergefrontError(f"a worker failed to start: {_cause(exc)}") from None
-            self._loop(actors, summary, progress, started)
-            summary.front = self._report(actors)
+            log.info("starting %d worker(s): loading the pool and building the model", spec.count)
+            workers = WorkerSet(self.experiment.worker_spec(self.pool), spec.count)
+            workers.wait_ready()
+            self._loop(workers, summary, progress, started)
+            summary.restarts, summary.retired = workers.restarts, list(workers.retired)
+            summary.front = self._report(workers.settle())
         finally:
-            for actor in actors:
-                ray.kill(actor)
+            if workers is not None:
+                workers.stop()
             if owns_ray:
                 ray.shutdown()
         summary.wall_seconds = time.perf_counter() - started
         return summary
 
-    def _loop(self, actors: list[Any], summary: SearchSummary, progress: bool, started: float) -> None:
-        idle: list[Any] = list(actors)
+    def _loop(self, workers: WorkerSet, summary: SearchSummary, progress: bool, started: float) -> None:
         in_flight: dict[Any, _InFlight] = {}
-        failures_in_a_row, limit = 0, max(3, len(actors))
+        failures_in_a_row, limit = 0, max(3, workers.alive)
         bar = tqdm(total=self.experiment.budget.trials, initial=self.evaluated(), unit="trial", desc="search", disable=not progress, dynamic_ncols=True)
         try:
             while True:
-                while idle and (stop := self._budget_left(started, len(in_flight))) is None:
-                    ref, job = self._submit(idle.pop())
+                stop = self._budget_left(started, len(in_flight))
+                while workers.idle and stop is None:
+                    ref, job = self._submit(workers.idle.pop())
                     in_flight[ref] = job
-                if not in_flight:
-                    summary.stop_reason = stop or "no trial left"
+                    stop = self._budget_left(started, len(in_flight))
+                if not in_flight and (stop is not None or not workers.starting):
+                    summary.stop_reason = stop or "no worker left"
                     return
-                [done], _ = ray.wait(list(in_flight), num_returns=1)
+                [done], _ = ray.wait([*in_flight, *workers.starting], num_returns=1)
+                if done in workers.starting:
+                    workers.started(done)
+                    continue
                 job = in_flight.pop(done)
-                result, error = None, None
-                try:
-                    result = ray.get(done)
-                    idle.append(job.actor)
-                except RayTaskError as exc:
-                    error = _cause(exc)
-                    idle.append(job.actor)
-                except RayActorError as exc:
-                    error = f"worker died: {_cause(exc)}"
-                record = self._finish(job, result, error)
-                summary.records.append(record)
+                result, error, died = self._collect(done, job, workers)
+                summary.records.append(self._finish(job, result, error))
+                if died:
+                    self._requeue(job.trial.params, job.source, job.trial.number)
                 if result is None:
                     summary.failed += 1
                     failures_in_a_row += 1
                     log.warning("trial %d failed: %s", job.trial.number, error)
-                    if failures_in_a_row >= limit or not (idle or in_flight):
+                    if failures_in_a_row >= limit or not (workers.alive and (workers.idle or workers.starting or in_flight)):
                         self._drain(in_flight, summary)
                         raise MergefrontError(f"stopped after {failures_in_a_row} failed trials in a row; last error: {error}")
                 else:
@@ -367,6 +363,23 @@ class Search:
             raise
         finally:
             bar.close()
+
+    def _collect(self, ref: Any, job: _InFlight, workers: WorkerSet) -> tuple[TrialResult | None, str | None, bool]:
+        """The trial's result, or why it failed and whether its worker died. A trial whose worker died
+        is queued again with the same weights (the death says nothing about them); the worker is
+        replaced, or retired when it keeps failing."""
+        try:
+            result: TrialResult = ray.get(ref)
+        except RayTaskError as exc:
+            error = cause(exc)
+            workers.failed(job.actor, error)
+            return None, error, False
+        except RayActorError as exc:
+            error = f"{workers.name(job.actor)} died ({cause(exc)}); re-queued"
+            workers.died(job.actor, error)
+            return None, error, True
+        workers.succeeded(job.actor)
+        return result, None, False
 
     def _drain(self, in_flight: dict[Any, _InFlight], summary: SearchSummary) -> None:
         """Mark trials still running as failed and queue their weights again, for ``resume``."""

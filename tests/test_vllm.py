@@ -11,7 +11,7 @@ import pytest
 
 from evaluators.backends import BackendSpec, VllmSpec
 from evaluators.merge import MergePoint
-from evaluators.worker import TrialResult, start_workers
+from evaluators.worker import TrialResult, start_worker
 from tests.swap_checks import MEMBERS, assert_swaps_change_and_restore, one_hot, scores, tiny_spec, tiny_worker
 
 pytest.importorskip("vllm", reason="vLLM is not installed here; `make test-vllm` builds an environment with it")
@@ -40,7 +40,7 @@ class ActorWorker:
 @pytest.fixture(scope="module")
 def vllm_worker(tiny_pool: Path, ray_session) -> ActorWorker:  # type: ignore[no-untyped-def]
     spec = tiny_spec(tiny_pool, BackendSpec(backend="vllm", batch_size=32, vllm=ENGINE, threads=1))
-    return ActorWorker(start_workers(spec, 1)[0])
+    return ActorWorker(start_worker(spec, "worker-0"))
 
 
 def test_vllm_swap_changes_scores_and_swapping_back_restores_them(vllm_worker) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,80 @@
+"""Worker faults: a worker killed mid-search is replaced and its trial re-queued (nothing lost, nothing
+counted twice); a worker slot that keeps failing is retired with a log line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import psutil
+import pytest
+
+from evaluators.backends import BackendSpec
+from optimizer.journal import journal_storage
+from optimizer.workers import WorkerSet
+from tests.conftest import write_experiment
+from tests.swap_checks import tiny_spec
+from tests.test_resume import wait_for_rows
+
+pytestmark = pytest.mark.e2e
+BUDGET = 10
+
+
+def busy_worker(timeout: float = 60.0) -> int:
+    """The pid of a worker actor that is evaluating a trial right now (Ray titles it ``ray::Worker.evaluate``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in psutil.process_iter(["cmdline"]):
+            if (proc.info["cmdline"] or [""])[0].startswith("ray::Worker.evaluate"):
+                return proc.pid
+        time.sleep(0.02)
+    raise AssertionError("no worker was seen evaluating a trial")
+
+
+def test_a_worker_killed_mid_trial_is_replaced_and_its_trial_re_queued(tiny_pool: Path, tmp_path: Path, ray_session) -> None:  # type: ignore[no-untyped-def]
+    exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=BUDGET)
+    run = tmp_path / "runs" / "tiny"
+    address = ray_session.get_runtime_context().gcs_address
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mergefront")), "search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--ray-address", address],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    wait_for_rows(run / "trials.parquet", 3, proc)
+    os.kill(busy_worker(), signal.SIGKILL)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+
+    trials = pd.read_parquet(run / "trials.parquet")
+    assert trials["trial"].is_unique
+    assert (trials["state"] == "COMPLETE").sum() == BUDGET
+    died = trials[trials["error"].fillna("").str.contains("died")]
+    assert len(died) == 1 and died["state"].item() == "FAIL" and "re-queued" in died["error"].item()
+    assert "workers: 1 replaced after dying, retired: none" in out
+
+    study = optuna.load_study(study_name="tiny", storage=journal_storage(run / "study.journal"))
+    killed = study.trials[int(died["trial"].item())]
+    again = [t for t in study.trials if t.user_attrs.get("requeued_from") == killed.number]
+    assert len(again) == 1 and again[0].params == killed.params and again[0].state == optuna.trial.TrialState.COMPLETE
+
+
+def test_a_worker_that_keeps_failing_is_retired(tiny_pool: Path, ray_session, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    workers = WorkerSet(tiny_spec(tiny_pool, BackendSpec(batch_size=32, threads=1)), 1, retire_after=2)
+    workers.wait_ready()
+    first = workers.idle.pop()
+    workers.died(first, "killed")
+    assert not workers.idle and len(workers.starting) == 1
+    [second] = workers.settle()
+    assert second is not first and workers.restarts == 1 and workers.name(second) == "worker-0"
+    workers.idle.pop()
+    with caplog.at_level(logging.WARNING, logger="optimizer.workers"):
+        workers.failed(second, "CUDA out of memory")
+    assert workers.retired == ["worker-0"] and workers.alive == 0 and not workers.idle
+    assert "worker-0 retired after 2 failures in a row; last: CUDA out of memory" in caplog.text
+    workers.stop()
