@@ -202,6 +202,7 @@ class Search:
         """Reopen a stopped or killed run; trials it left running are settled from Parquet or re-queued."""
         experiment, pool = read_run(run_dir, f"start a new run (optionally --warm-start {run_dir})")
         search = cls(experiment, pool, run_dir)
+        search._reconcile()
         search._settle_orphans()
         return search
 
@@ -213,6 +214,20 @@ class Search:
         tmp = self.run_dir / f".{RUN_META}.tmp"
         tmp.write_text(json.dumps(meta, indent=2))
         os.replace(tmp, self.run_dir / RUN_META)
+
+    def _reconcile(self) -> None:
+        """Append to Parquet the trials Optuna holds as complete but Parquet lacks. The loop writes
+        Parquet first, so only a warm-start import killed between its two writes leaves such a trial."""
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if self.store.find(trial.number) is not None:
+                continue
+            log.warning("trial %d is complete in the study but missing from Parquet; appending it", trial.number)
+            self.store.append(TrialRecord(
+                trial=trial.number, state="COMPLETE", source=_source(trial), weights=self.space.weights(trial.params),
+                knobs=self.space.knob_values(trial.params), scores=dict(zip(self.labels, trial.values, strict=True)), stderr={},
+                merge_seconds=None, eval_seconds=None, worker=None, device=None, fidelity=str(trial.user_attrs.get("fidelity", FULL)),
+                started_at=trial.datetime_start or trial.datetime_complete, finished_at=trial.datetime_complete,
+            ))
 
     def _settle_orphans(self) -> None:
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

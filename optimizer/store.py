@@ -142,6 +142,13 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _read(path: Path) -> pa.Table:
+    """Read through one open file: a running search replaces the file at any moment, and a reader
+    that opened it twice (footer, then pages) could mix two versions."""
+    with path.open("rb") as fh:
+        return pq.read_table(fh)
+
+
 def front_of(table: pa.Table, columns: Columns) -> pa.Table:
     """Rows of complete full-fidelity trials that no other such trial dominates."""
     complete = table.filter(pc.and_(pc.equal(table["state"], "COMPLETE"), pc.equal(table["fidelity"], FULL)))
@@ -164,7 +171,7 @@ class TrialStore:
         self._schema = columns.schema()
         path = run_dir / TRIALS
         if path.is_file():
-            self._rows: list[dict[str, object]] = pq.read_table(path).to_pylist()
+            self._rows: list[dict[str, object]] = _read(path).to_pylist()
             self._front = front_of(self.table(), columns)
         else:
             self._rows = []
@@ -213,7 +220,7 @@ def read_table(run_dir: Path, name: str = FRONT) -> tuple[Columns, pd.DataFrame]
     path = run_dir / name
     if not path.is_file():
         raise ConfigError(f"{path} does not exist; is {run_dir} a run directory written by `mergefront search`?")
-    table = pq.read_table(path)
+    table = _read(path)
     return Columns.from_schema(table.schema), table.to_pandas()
 
 

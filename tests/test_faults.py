@@ -3,8 +3,10 @@ counted twice); a worker slot that keeps failing is retired with a log line."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,12 +30,14 @@ BUDGET = 10
 
 
 def busy_worker(timeout: float = 60.0) -> int:
-    """The pid of a worker actor that is evaluating a trial right now (Ray titles it ``ray::Worker.evaluate``)."""
+    """The pid of a worker actor that is evaluating a trial right now (Ray titles it ``ray::Worker.evaluate``),
+    among this process's descendants: the test session's Ray, never another one on the machine."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for proc in psutil.process_iter(["cmdline"]):
-            if (proc.info["cmdline"] or [""])[0].startswith("ray::Worker.evaluate"):
-                return proc.pid
+        for proc in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if proc.cmdline()[:1] and proc.cmdline()[0].startswith("ray::Worker.evaluate"):
+                    return proc.pid
         time.sleep(0.02)
     raise AssertionError("no worker was seen evaluating a trial")
 
@@ -78,3 +82,26 @@ def test_a_worker_that_keeps_failing_is_retired(tiny_pool: Path, ray_session, ca
     assert workers.retired == ["worker-0"] and workers.alive == 0 and not workers.idle
     assert "worker-0 retired after 2 failures in a row; last: CUDA out of memory" in caplog.text
     workers.stop()
+
+
+def test_resume_appends_trials_the_study_holds_but_parquet_lacks(tiny_run: Path, tmp_path: Path, ray_session) -> None:  # type: ignore[no-untyped-def]
+    """As after a driver killed between its Optuna write and its Parquet write (a warm-start import)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from optimizer.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    table = pq.read_table(run / "trials.parquet")
+    lost = int(pc.max(table.filter(pc.equal(table["state"], "COMPLETE"))["trial"]).as_py())
+    [original] = table.filter(pc.equal(table["trial"], lost)).to_pylist()
+    pq.write_table(table.filter(pc.not_equal(table["trial"], lost)), run / "trials.parquet")
+
+    assert main(["resume", str(run), "--no-progress"]) == 0
+    trials = pd.read_parquet(run / "trials.parquet")
+    study = optuna.load_study(study_name="tiny", storage=journal_storage(run / "study.journal"))
+    assert trials["trial"].is_unique and (trials["state"] == "COMPLETE").sum() == 7  # nothing re-evaluated
+    row = trials.set_index("trial").loc[lost]
+    assert [row["score.toy_add/perplexity"], row["score.toy_reverse/acc"]] == study.trials[lost].values
+    assert all(row[f"weight.{m}"] == pytest.approx(original[f"weight.{m}"]) for m in ("add", "reverse", "sort", "shift"))

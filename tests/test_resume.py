@@ -14,6 +14,7 @@ import pytest
 
 from optimizer.cli import main
 from optimizer.journal import journal_storage
+from optimizer.store import read_table
 from tests.conftest import write_experiment
 
 pytestmark = pytest.mark.e2e
@@ -24,7 +25,7 @@ def wait_for_rows(path: Path, rows: int, proc: subprocess.Popen, timeout: float 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"the search ended before it could be killed:\n{proc.stderr.read() if proc.stderr else ''}"
-        if path.is_file() and len(pd.read_parquet(path)) >= rows:
+        if path.is_file() and len(read_table(path.parent, path.name)[1]) >= rows:  # one open: the search replaces it meanwhile
             return
         time.sleep(0.2)
     raise AssertionError(f"{path} did not reach {rows} rows in {timeout} s")
