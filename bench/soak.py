@@ -108,9 +108,9 @@ def main() -> int:
             ray.shutdown()
         run = Path(tmp) / "runs" / "soak"
         trials = read_table(run, TRIALS)[1]
-        study = optuna.load_study(study_name="soak", storage=journal_storage(run / "study.journal")).trials  # read before tmp goes
-    states = {t.number: t.state for t in study}
-    requeued = {int(t.user_attrs["requeued_from"]): t.number for t in study if "requeued_from" in t.user_attrs}
+        study_trials = optuna.load_study(study_name="soak", storage=journal_storage(run / "study.journal")).trials  # read before tmp goes
+    states = {t.number: t.state for t in study_trials}
+    requeued = {int(t.user_attrs["requeued_from"]): t.number for t in study_trials if "requeued_from" in t.user_attrs}
     died = trials.loc[trials["error"].fillna("").str.contains("died"), "trial"].astype(int).tolist()
     retried = sum(1 for n in died if states.get(requeued.get(n, -1)) == optuna.trial.TrialState.COMPLETE)
     done = int((trials["state"] == "COMPLETE").sum())
