@@ -328,7 +328,7 @@ class Search:
             workers.wait_ready()
             self._loop(workers, summary, progress, started)
             summary.restarts, summary.retired = workers.restarts, list(workers.retired)
-            summary.front = self._report(workers.settle())
+            summary.front = self._report(workers)
         finally:
             if workers is not None:
                 workers.stop()
@@ -407,13 +407,15 @@ class Search:
     def _requeue(self, params: dict[str, Any], source: str, number: int) -> None:
         self.study.enqueue_trial(params, user_attrs={"source": source, "requeued_from": number})
 
-    def _report(self, actors: list[Any]) -> pa.Table:
-        """Score the held-out report tasks for front trials that have none yet."""
+    def _report(self, workers: WorkerSet) -> pa.Table:
+        """Score the held-out report tasks for front trials that have none yet (on every live worker,
+        replacements still starting included: only then is it worth waiting for them)."""
         front = self.store.front()
         report = self.store.columns.report
         if not report:
             return front
         todo = [r for r in front.to_pylist() if r[REPORT + report[0]] is None]
+        actors = workers.settle() if todo else []
         log.info("scoring %d front trial(s) on the report tasks %s", len(todo), ", ".join(report))
         refs = {}
         for i, row in enumerate(todo):
