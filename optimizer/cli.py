@@ -61,7 +61,7 @@ def _search(args: argparse.Namespace) -> int:
     _quiet_optuna(args.verbose)
     if args.warm_start is not None:
         read_meta(args.warm_start)  # fails early, before the run directory exists
-    experiment, pool = load_experiment(args.experiment)
+    experiment, pool = load_experiment(args.experiment, args.allow_pickle)
     updates = {"name": args.name} if args.name else {}
     if args.trials:
         updates["budget"] = experiment.budget.model_copy(update={"trials": args.trials})
@@ -167,7 +167,7 @@ def _merge(args: argparse.Namespace) -> int:
     from optimizer.export import write_merge
     from optimizer.modelcard import Provenance
 
-    pool = load_pool(args.pool)
+    pool = load_pool(args.pool, args.allow_pickle)
     knobs = {k: getattr(args, k) for k in ("scale", "density", "drop", "seed") if getattr(args, k) is not None}
     spec = validate(MergeSpec, {"method": args.method, **knobs}, "--method and its knobs")
     unknown = sorted(set(args.weights) - set(pool.names))
@@ -201,11 +201,19 @@ def _pool_check(args: argparse.Namespace) -> int:
     from evaluators.pool import load_pool
     from evaluators.pool.inspect import format_reports, inspect_members
 
-    pool = load_pool(args.pool)
+    pool = load_pool(args.pool, args.allow_pickle)
     method = args.method or ("task_arithmetic" if pool.merge_base else "linear")
     plan = plan_for(pool, validate(MergeSpec, {"method": method}, "--method"))
     print(format_reports(plan, inspect_members(plan)))
     return 0
+
+
+def _allow_pickle_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-pickle", action="store_true",
+        help="also read pickle weights (pytorch_model.bin), through torch.load(weights_only=True); off by default: "
+        "unpickling a file from someone else can run their code",
+    )
 
 
 def _model_output_args(parser: argparse.ArgumentParser) -> None:
@@ -235,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--warm-start", type=Path, metavar="RUN_DIR", help="import the finished trials of an earlier run on a subset of this pool")
     search.add_argument("--ray-address", help="connect to this Ray cluster instead of starting a local one")
     search.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _allow_pickle_arg(search)
     search.set_defaults(func=_search)
 
     resume = sub.add_parser(
@@ -303,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--drop", type=float, help="DARE's drop probability")
     merge.add_argument("--seed", type=int, help="DARE's seed")
     _model_output_args(merge)
+    _allow_pickle_arg(merge)
     merge.set_defaults(func=_merge)
 
     pool = sub.add_parser("pool", help="inspect a checkpoint pool").add_subparsers(dest="pool_command", required=True, metavar="ACTION")
@@ -314,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("pool", nargs="?", type=Path, default=Path("checkpoints.yaml"), help="pool YAML (default checkpoints.yaml)")
     check.add_argument("--method", help="also check the pool suits this merge method")
+    _allow_pickle_arg(check)
     check.set_defaults(func=_pool_check)
 
     toy = sub.add_parser("toy", help="the embedded toy pool").add_subparsers(dest="toy_command", required=True, metavar="ACTION")

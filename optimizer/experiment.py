@@ -143,7 +143,7 @@ class Experiment(Frozen):
         )
 
 
-def load_experiment(path: Path) -> tuple[Experiment, Pool]:
+def load_experiment(path: Path, allow_pickle: bool = False) -> tuple[Experiment, Pool]:
     """Validate the experiment file and the pool file it names."""
     experiment = load_config(Experiment, path)
-    return experiment, load_pool(experiment.pool)
+    return experiment, load_pool(experiment.pool, allow_pickle)

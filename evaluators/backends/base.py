@@ -32,7 +32,6 @@ class BackendSpec(Frozen):
     device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="'cpu', 'cuda' or 'cuda:N'")
     batch_size: int | Literal["auto"] | None = Field(default=None, description="default: 'auto' on GPU, 64 on CPU")
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads per worker")
-    trust_remote_code: bool = False
     vllm: VllmSpec = VllmSpec()
 
     @property

@@ -25,7 +25,7 @@ class HFBackend:
     def __init__(self, spec: BackendSpec, source: MergeSource) -> None:
         device = torch.device(spec.device)
         self.device = str(device)
-        remote = spec.trust_remote_code
+        remote = source.pool.trusts_remote_code
         model_dir = source.model_dir()
         config = AutoConfig.from_pretrained(model_dir, local_files_only=True, trust_remote_code=remote)
         self.model = AutoModelForCausalLM.from_config(config, trust_remote_code=remote).to(device).eval()

@@ -63,7 +63,7 @@ class VllmBackend:
             pretrained=model_dir,
             tokenizer=model_dir,
             dtype=engine.dtype,
-            trust_remote_code=spec.trust_remote_code,
+            trust_remote_code=source.pool.trusts_remote_code,
             tensor_parallel_size=engine.tensor_parallel_size,
             max_model_len=engine.max_model_len,
             batch_size=spec.resolved_batch_size,

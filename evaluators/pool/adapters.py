@@ -14,6 +14,7 @@ from evaluators.pool.files import CheckpointFiles
 
 CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
+PICKLED = "adapter_model.bin"
 PREFIX = "base_model.model."
 
 
@@ -29,7 +30,7 @@ class LowRank:
 class Adapter:
     """A LoRA adapter directory: its scale and the factor names for each targeted base tensor."""
 
-    def __init__(self, directory: Path, owner: str) -> None:
+    def __init__(self, directory: Path, owner: str, allow_pickle: bool = False) -> None:
         self.owner = owner
         try:
             config = json.loads((directory / CONFIG).read_text())
@@ -42,7 +43,7 @@ class Adapter:
             raise PoolError(f"member '{owner}': {CONFIG} has no positive rank 'r'")
         self.rank = r
         self.scale = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
-        self.files = CheckpointFiles(directory, owner, single=WEIGHTS, index=WEIGHTS + ".index.json")
+        self.files = CheckpointFiles(directory, owner, single=WEIGHTS, pickled=PICKLED, allow_pickle=allow_pickle)
         self.targets: dict[str, tuple[str, str]] = {}
         for key in self.files.keys():
             if not key.endswith(".lora_A.weight"):

@@ -8,7 +8,9 @@ Kinds (the ``kind`` key, default ``checkpoint``):
 - ``lora``: a PEFT LoRA adapter directory on a named base.
 
 Paths are relative to the YAML file. Member names become column names and file names,
-so they are restricted to a safe alphabet (no path separators).
+so they are restricted to a safe alphabet (no path separators). ``trust_remote_code`` on the
+entry the model is built from (``tokenizer``, default the first member) is the only way to let a
+checkpoint's own Python code run.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from evaluators.config import ExistingDir, Frozen, load_config
+from evaluators.errors import ConfigError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -103,6 +106,7 @@ class Pool(Frozen):
     tokenizer: str | None = Field(
         default=None, description="member or base whose tokenizer and config the worker uses"
     )
+    allow_pickle: bool = Field(default=False, description="set by --allow-pickle only, never in the pool file")
 
     @field_validator("members")
     @classmethod
@@ -145,16 +149,22 @@ class Pool(Frozen):
 
     def model_dir(self) -> Path:
         """Directory whose config.json and tokenizer the worker's model is built from."""
+        return self._model_entry()[0]
+
+    @property
+    def trusts_remote_code(self) -> bool:
+        """Whether the entry the model is built from allows running its own code (off unless it says so)."""
+        return self._model_entry()[1]
+
+    def _model_entry(self) -> tuple[Path, bool]:
         if self.tokenizer in self.bases:
-            return self.bases[self.tokenizer].path
+            base = self.bases[self.tokenizer]
+            return base.path, base.trust_remote_code
         chosen = next((m for m in self.members if m.name == self.tokenizer), self.members[0])
         if isinstance(chosen, CheckpointMember | FinetuneMember):
-            return chosen.path
-        if isinstance(chosen, BaseMember):
-            return self.bases[chosen.base].path
-        if isinstance(chosen, TransferMember):
-            return self.bases[chosen.target_base].path
-        return self.bases[chosen.base].path
+            return chosen.path, chosen.trust_remote_code
+        base = self.bases[chosen.target_base if isinstance(chosen, TransferMember) else chosen.base]
+        return base.path, chosen.trust_remote_code or base.trust_remote_code
 
 
 def _base_refs(member: Member) -> list[str]:
@@ -165,6 +175,10 @@ def _base_refs(member: Member) -> list[str]:
     return []
 
 
-def load_pool(path: Path) -> Pool:
-    """Read and validate ``checkpoints.yaml``."""
-    return load_config(Pool, path)
+def load_pool(path: Path, allow_pickle: bool = False) -> Pool:
+    """Read and validate ``checkpoints.yaml``; ``allow_pickle`` comes from the command line alone, so a
+    pool file from someone else cannot opt its readers into unpickling."""
+    pool = load_config(Pool, path)
+    if pool.allow_pickle:
+        raise ConfigError(f"{path}: 'allow_pickle' cannot be set in a pool file; remove it and pass --allow-pickle to opt in")
+    return pool.model_copy(update={"allow_pickle": allow_pickle})

@@ -1,6 +1,8 @@
 """One model directory's weights: a single ``model.safetensors`` or shards listed in an index.
 
-Pickle weights (``*.bin``, ``*.pt``) are never opened: a directory holding only those is refused.
+Pickle weights (``pytorch_model.bin``, sharded or not) are opened only with ``allow_pickle``
+(the CLI's ``--allow-pickle``), and then with ``torch.load(weights_only=True)``; without it a
+directory holding only those is refused.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from pathlib import Path
 import torch
 
 from evaluators.errors import PoolError
+from evaluators.pool.pickle_io import PickleFile
 from evaluators.pool.safetensors_io import SafetensorsFile
 
 SINGLE = "model.safetensors"
-INDEX = "model.safetensors.index.json"
-PICKLES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt")
+PICKLED = "pytorch_model.bin"
 
 
 @dataclass(frozen=True)
@@ -28,25 +30,33 @@ class TensorInfo:
 class CheckpointFiles:
     """The safetensors files of one model directory, read one tensor at a time."""
 
-    def __init__(self, directory: Path, owner: str, single: str = SINGLE, index: str = INDEX) -> None:
+    def __init__(
+        self, directory: Path, owner: str, single: str = SINGLE, pickled: str = PICKLED, allow_pickle: bool = False
+    ) -> None:
         self.directory = directory
         self.owner = owner
-        self._file_of: dict[str, SafetensorsFile] = {}
-        index_path, single_path = directory / index, directory / single
-        if index_path.is_file():
-            self._load_index(index_path)
-        elif single_path.is_file():
-            handle = SafetensorsFile(single_path, owner)
-            self._file_of = {key: handle for key in handle.entries}
-        else:
-            self._refuse(single, index)
+        self._file_of: dict[str, SafetensorsFile | PickleFile] = {}
+        names = [single, *([pickled] if allow_pickle else [])]
+        for name in names:
+            index_path, single_path = directory / f"{name}.index.json", directory / name
+            if index_path.is_file():
+                self._load_index(index_path)
+                return
+            if single_path.is_file():
+                handle = self._open(single_path)
+                self._file_of = {key: handle for key in handle.entries}
+                return
+        self._refuse(single, pickled)
+
+    def _open(self, path: Path) -> SafetensorsFile | PickleFile:
+        return PickleFile(path, self.owner) if path.suffix == ".bin" else SafetensorsFile(path, self.owner)
 
     def _load_index(self, index_path: Path) -> None:
         try:
             weight_map = json.loads(index_path.read_text())["weight_map"]
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise PoolError(f"member '{self.owner}': {index_path} is not a valid safetensors index ({exc})") from None
-        handles: dict[str, SafetensorsFile] = {}
+        handles: dict[str, SafetensorsFile | PickleFile] = {}
         for key, shard in weight_map.items():
             if shard not in handles:
                 path = self.directory / shard
@@ -54,20 +64,21 @@ class CheckpointFiles:
                     raise PoolError(
                         f"member '{self.owner}': shard {shard} listed in {index_path.name} is missing from {self.directory}"
                     )
-                handles[shard] = SafetensorsFile(path, self.owner)
+                handles[shard] = self._open(path)
             if key not in handles[shard].entries:
                 raise PoolError(f"member '{self.owner}': {shard} lacks tensor '{key}' that {index_path.name} lists")
             self._file_of[key] = handles[shard]
 
-    def _refuse(self, single: str, index: str) -> None:
-        pickles = [p for p in PICKLES if (self.directory / p).exists()]
+    def _refuse(self, single: str, pickled: str) -> None:
+        pickles = [p for p in (pickled, f"{pickled}.index.json") if (self.directory / p).exists()]
         if pickles:
             raise PoolError(
                 f"member '{self.owner}': {self.directory} holds only pickle weights ({pickles[0]}), which can run code "
-                "when loaded; convert them to safetensors (save_pretrained does) and try again"
+                "when loaded; convert them to safetensors (save_pretrained does), or pass --allow-pickle to read "
+                "them with torch.load(weights_only=True)"
             )
         raise PoolError(
-            f"member '{self.owner}': no {single} or {index} in {self.directory}; "
+            f"member '{self.owner}': no {single} or {single}.index.json in {self.directory}; "
             "save the model with save_pretrained (safetensors)"
         )
 

@@ -74,18 +74,31 @@ class PoolPlan:
             for u, coef in row.items():
                 self.mix[i, u] += coef
         self.adapters = {
-            i: Adapter(m.path, m.name) for i, m in enumerate(pool.members) if isinstance(m, LoraMember)
+            i: Adapter(m.path, m.name, pool.allow_pickle) for i, m in enumerate(pool.members) if isinstance(m, LoraMember)
         }
         self.vocab = max(s.vocab for s in self.sources)
+        self._check_remote_code()
         self.tensors = self._check_sources()
         for i, adapter in self.adapters.items():
             adapter.check_against({k: v.shape for k, v in self.tensors.items()}, pool.members[i].base)  # type: ignore[union-attr]
+
+    def _check_remote_code(self) -> None:
+        """The live model is built from one directory's config.json; if that asks to import the checkpoint's
+        own Python code (``auto_map``), its pool entry must say ``trust_remote_code: true``."""
+        directory = self.pool.model_dir()
+        auto_map = _config(directory, self.pool.tokenizer or self.members[0]).get("auto_map")
+        if auto_map and not self.pool.trusts_remote_code:
+            raise PoolError(
+                f"{directory / 'config.json'} asks to run the checkpoint's own Python code (auto_map: "
+                f"{', '.join(sorted(auto_map))}); set 'trust_remote_code: true' on its entry in the pool file "
+                "only if you trust that code"
+            )
 
     def _source(self, directory: Path, label: str) -> int:
         if directory not in self._index:
             config = _config(directory, label)
             arch = f"{config.get('model_type', '?')}:{','.join(config.get('architectures') or ['?'])}"
-            files = CheckpointFiles(directory, label)
+            files = CheckpointFiles(directory, label, allow_pickle=self.pool.allow_pickle)
             self._index[directory] = len(self.sources)
             self.sources.append(Source(label, directory, files, arch, int(config.get("vocab_size") or 0)))
         return self._index[directory]
