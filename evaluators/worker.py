@@ -20,11 +20,11 @@ from evaluators.environment import PROCESS_ENV, apply_process_env
 from evaluators.lmeval import Score, Scorer
 from evaluators.merge import MergePoint, MergeSpec
 from evaluators.pool import Pool
+from evaluators.pool.readable import readable_here
 from evaluators.resident import MergeSource
 from evaluators.tasks import TaskLibrary, TaskSpec
 
 log = logging.getLogger(__name__)
-
 
 class WorkerSpec(Frozen):
     """Everything a worker needs, validated on the driver and shipped to each actor once."""
@@ -84,7 +84,8 @@ class Worker:
         if spec.runtime.threads:
             torch.set_num_threads(spec.runtime.threads)
         self.worker_id = worker_id
-        self.backend = BACKENDS.get(spec.runtime.backend)(spec.runtime, spec.source)
+        with readable_here(spec.pool, worker_id):
+            self.backend = BACKENDS.get(spec.runtime.backend)(spec.runtime, spec.source)
         library = TaskLibrary(spec.tasks_dir, spec.builtin_tasks)
         self.scorer = Scorer(spec.objectives, library, spec.bootstrap_iters, spec.seed)
         self.screen_size = spec.screen

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,13 +53,11 @@ def _run_and_report(search: Search, args: argparse.Namespace) -> int:
 
 def _search(args: argparse.Namespace) -> int:
     from evaluators.config import validate
-    from optimizer.driver import Search, create_run_dir, read_meta
+    from optimizer.driver import start_run
     from optimizer.experiment import WorkersSpec, load_experiment
-    from optimizer.preflight import preflight
+    from optimizer.storage import JOURNAL
 
     _quiet_optuna(args.verbose)
-    if args.warm_start is not None:
-        read_meta(args.warm_start)  # fails early, before the run directory exists
     experiment, pool = load_experiment(args.experiment, args.allow_pickle)
     updates = {"name": args.name} if args.name else {}
     if args.trials:
@@ -69,14 +66,10 @@ def _search(args: argparse.Namespace) -> int:
     if workers:
         updates["workers"] = validate(WorkersSpec, {**experiment.workers.model_dump(), **workers}, "--workers/--device/--threads")
     experiment = experiment.model_copy(update=updates)
-    preflight(experiment, pool, args.experiment)
-    run_dir = create_run_dir(args.runs_dir, experiment.name, args.overwrite)
-    log.info("run directory: %s", run_dir)
-    try:
-        search = Search.create(experiment, pool, run_dir, args.warm_start)
-    except ConfigError:
-        shutil.rmtree(run_dir)  # refused warm start: leave nothing half-written
-        raise
+    search = start_run(
+        experiment, pool, args.experiment, args.runs_dir, overwrite=args.overwrite, warm_from=args.warm_start,
+        storage=args.storage or JOURNAL, ray_address=args.ray_address,
+    )
     return _run_and_report(search, args)
 
 
@@ -89,6 +82,39 @@ def _resume(args: argparse.Namespace) -> int:
         search.set_trials(args.trials)
     log.info("resuming %s: %d of %d trials evaluated", args.run_dir, search.evaluated(), search.experiment.budget.trials)
     return _run_and_report(search, args)
+
+
+def _join(args: argparse.Namespace) -> int:
+    from optimizer.driver import Search, check_ray_address
+
+    _quiet_optuna(args.verbose)
+    search = Search.join(args.run_dir)
+    check_ray_address(args.ray_address)
+    log.info("joining %s as driver %s: %d of %d trials evaluated so far", args.run_dir, search.driver, search.evaluated(), search.experiment.budget.trials)
+    return _run_and_report(search, args)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    import time
+
+    from optimizer.storage import JOURNAL, check_storage_url
+    from optimizer.watch import poll
+
+    _quiet_optuna(args.verbose)
+    storage = check_storage_url(args.storage) if args.storage else JOURNAL
+    while True:
+        try:
+            step = poll(args.experiment, args.runs_dir, args.trials_per_member, allow_pickle=args.allow_pickle, storage=storage, ray_address=args.ray_address)
+            print(step.message, flush=True)
+            if step.search is not None:
+                _run_and_report(step.search, args)
+        except ConfigError as exc:
+            if args.once:
+                raise
+            log.error("%s; next poll in %d s", exc, args.interval)  # a checkpoint still being written, say
+        if args.once:
+            return 0
+        time.sleep(args.interval)
 
 
 def _front(args: argparse.Namespace) -> int:
@@ -132,16 +158,16 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from optimizer.driver import JOURNAL, read_meta
-    from optimizer.journal import journal_storage
+    from optimizer.driver import read_meta
+    from optimizer.storage import JOURNAL, open_storage
 
-    read_meta(args.run_dir)  # a clear error for a directory that is not a run
+    meta = read_meta(args.run_dir)  # a clear error for a directory that is not a run
     try:
         from optuna_dashboard import run_server
     except ModuleNotFoundError:
         raise ConfigError("the dashboard needs optuna-dashboard; install it with pip install -e '.[dashboard]'") from None
     print(f"optuna-dashboard for {args.run_dir} at http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
-    run_server(journal_storage(args.run_dir / JOURNAL), host=args.host, port=args.port)
+    run_server(open_storage(args.run_dir, meta.get("storage", JOURNAL)), host=args.host, port=args.port)
     return 0
 
 
@@ -208,6 +234,14 @@ def _pool_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _storage_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage", metavar="URL",
+        help="Optuna storage shared by several drivers, e.g. postgresql://USER@HOST/DB (password in PGPASSWORD or "
+        "~/.pgpass, never in the URL); default: a journal file in the run directory",
+    )
+
+
 def _allow_pickle_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-pickle", action="store_true",
@@ -242,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--overwrite", action="store_true", help="replace an existing run directory of the same name")
     search.add_argument("--warm-start", type=Path, metavar="RUN_DIR", help="import the finished trials of an earlier run on a subset of this pool")
     search.add_argument("--ray-address", help="connect to this Ray cluster instead of starting a local one")
+    _storage_arg(search)
     search.add_argument("--no-progress", action="store_true", help="no progress bar")
     _allow_pickle_arg(search)
     search.set_defaults(func=_search)
@@ -255,6 +290,34 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--ray-address", help="connect to this Ray cluster instead of starting a local one")
     resume.add_argument("--no-progress", action="store_true", help="no progress bar")
     resume.set_defaults(func=_resume)
+
+    join = sub.add_parser(
+        "join", help="add a driver to a running search",
+        description="Serve a running search's study from one more driver (another machine, more workers): trial numbers "
+        "come from the shared storage, each trial is evaluated once, and both drivers append to the run's Parquet "
+        "store (RUN_DIR must be on a filesystem both see). Use --storage postgresql://... for drivers on several machines.",
+    )
+    join.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    join.add_argument("--ray-address", help="connect to this Ray cluster instead of starting a local one")
+    join.add_argument("--no-progress", action="store_true", help="no progress bar")
+    join.set_defaults(func=_join)
+
+    watch = sub.add_parser(
+        "watch", help="re-run the search when checkpoints land",
+        description="Poll the experiment's pool; when members are added or their files change, run a search warm-started "
+        "from the latest run (RUNS_DIR/NAME, NAME-2, ...): old scores are reused, never re-evaluated, except those "
+        "that used a changed member. With nothing new, print so and wait.",
+    )
+    watch.add_argument("experiment", type=Path, help="experiment YAML")
+    watch.add_argument("--once", action="store_true", help="poll once and exit (for cron or a systemd timer)")
+    watch.add_argument("--interval", type=_positive, default=600, help="seconds between polls (default 600)")
+    watch.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs/)")
+    watch.add_argument("--trials-per-member", type=_positive, default=10, help="new trials per added or changed member (default 10)")
+    watch.add_argument("--ray-address", help="connect to this Ray cluster instead of starting a local one")
+    _storage_arg(watch)
+    watch.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _allow_pickle_arg(watch)
+    watch.set_defaults(func=_watch)
 
     front = sub.add_parser("front", help="print the Pareto front of a run", description="Print a run's Pareto front.")
     front.add_argument("run_dir", type=Path, metavar="RUN_DIR")

@@ -5,6 +5,10 @@ trials are the baselines (each single checkpoint, then the uniform average). A f
 is written to Parquet first and told to Optuna second, so after a crash ``resume`` can tell
 Optuna what Parquet already holds, and re-queue what neither finished: no trial is lost or
 stored twice. Held-out report tasks are scored for the front trials when the search stops.
+
+Several drivers may serve one study on shared storage (``mergefront join``): trial numbers come
+from the storage, the budget counts every driver's trials, and the Parquet store is shared under
+a lock. Two drivers checking the budget at the same moment can overshoot it by one trial each.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import statistics
 import time
 import warnings
@@ -35,14 +40,14 @@ from evaluators.pool import Pool
 from evaluators.worker import Promotion, TrialResult
 from optimizer.experiment import Experiment
 from optimizer.fingerprint import fingerprint, member_digests
-from optimizer.journal import journal_storage
+from optimizer.preflight import preflight
 from optimizer.samplers import SAMPLERS, SamplerContext
 from optimizer.space import space_for
+from optimizer.storage import JOURNAL, check_storage_url, open_storage, study_exists
 from optimizer.store import FULL, KNOB, REPORT, SCORE, WEIGHT, Columns, TrialRecord, TrialStore
 from optimizer.workers import WorkerSet, cause
 
 log = logging.getLogger(__name__)
-JOURNAL = "study.journal"
 RUN_META = "run.json"
 WARM = "warm:"
 
@@ -130,6 +135,47 @@ def read_run(run_dir: Path, fix: str) -> tuple[Experiment, Pool]:
     return experiment, pool
 
 
+def check_ray_address(address: str | None) -> None:
+    """Refuse a cluster address where nothing listens, before any run directory is written."""
+    if address is None or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except ValueError:
+        raise ConfigError(f"--ray-address '{address}' is not HOST:PORT (e.g. 10.0.0.5:6379, the head's GCS port)") from None
+    except OSError as exc:
+        raise ConfigError(f"--ray-address {address}: nothing answers there ({exc.strerror or exc}); start the cluster with `ray start --head` or fix the address") from None
+
+
+def start_run(
+    experiment: Experiment, pool: Pool, source: Path, runs_dir: Path, *, overwrite: bool = False,
+    warm_from: Path | None = None, storage: str = JOURNAL, ray_address: str | None = None,
+) -> Search:
+    """Check everything that can be checked, then create the run directory and its study, so that
+    bad input leaves nothing behind."""
+    if warm_from is not None:
+        read_meta(warm_from)
+    preflight(experiment, pool, source)
+    check_ray_address(ray_address)
+    if storage != JOURNAL:
+        shared = open_storage(runs_dir, check_storage_url(storage))
+        if study_exists(shared, experiment.name):
+            if not overwrite:
+                raise ConfigError(
+                    f"{storage} already holds a study named '{experiment.name}'; pass --name to start another, "
+                    "--overwrite to replace it, or `mergefront join RUN_DIR` to add a driver to its run"
+                )
+            optuna.delete_study(study_name=experiment.name, storage=shared)
+    run_dir = create_run_dir(runs_dir, experiment.name, overwrite)
+    log.info("run directory: %s", run_dir)
+    try:
+        return Search.create(experiment, pool, run_dir, warm_from, storage)
+    except ConfigError:
+        shutil.rmtree(run_dir)  # a refused warm start leaves nothing half-written
+        raise
+
+
 def _start_ray(address: str | None, cpus_needed: int) -> bool:
     """Connect to ``address`` or start a local Ray; returns whether we started it (and must stop it)."""
     if ray.is_initialized():
@@ -152,7 +198,7 @@ def _source(trial: Trial | FrozenTrial) -> str:
 class Search:
     """One search run: study, workers, store and progress. Build with ``create`` or ``resume``."""
 
-    def __init__(self, experiment: Experiment, pool: Pool, run_dir: Path) -> None:
+    def __init__(self, experiment: Experiment, pool: Pool, run_dir: Path, storage: str = JOURNAL) -> None:
         self.experiment = experiment
         self.pool = pool
         self.run_dir = run_dir
@@ -161,8 +207,9 @@ class Search:
         self.signs = [1.0 if d == "maximize" else -1.0 for d in experiment.directions]
         context = SamplerContext(list(experiment.directions), self.space.features)
         self.sampler = SAMPLERS.get(experiment.sampler.name)(experiment.seed, context)
+        self.driver = f"{socket.gethostname()}:{os.getpid()}"
         self.study = optuna.create_study(
-            storage=journal_storage(run_dir / JOURNAL),
+            storage=open_storage(run_dir, storage),
             study_name=experiment.name,
             directions=experiment.directions,
             sampler=self.sampler,
@@ -172,18 +219,18 @@ class Search:
         self.store = TrialStore(run_dir, columns)
 
     @classmethod
-    def create(cls, experiment: Experiment, pool: Pool, run_dir: Path, warm_from: Path | None = None) -> Search:
+    def create(cls, experiment: Experiment, pool: Pool, run_dir: Path, warm_from: Path | None = None, storage: str = JOURNAL) -> Search:
         """A new run in the (new, empty) ``run_dir``; with ``warm_from``, import that run's trials first."""
         meta = {
             "experiment": experiment.model_dump(mode="json"),
             "pool": pool.model_dump(mode="json"),
             "study_name": experiment.name,
-            "storage": JOURNAL,
+            "storage": storage,
             "fingerprint": fingerprint(experiment, pool),
             "started_at": datetime.now(UTC).isoformat(),
         }
         (run_dir / RUN_META).write_text(json.dumps(meta, indent=2))
-        search = cls(experiment, pool, run_dir)
+        search = cls(experiment, pool, run_dir, storage)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             search.study.set_metric_names(search.labels)
@@ -199,12 +246,18 @@ class Search:
 
     @classmethod
     def resume(cls, run_dir: Path) -> Search:
-        """Reopen a stopped or killed run; trials it left running are settled from Parquet or re-queued."""
-        experiment, pool = read_run(run_dir, f"start a new run (optionally --warm-start {run_dir})")
-        search = cls(experiment, pool, run_dir)
+        """Reopen a stopped or killed run; trials it left running are settled from Parquet or re-queued.
+        Only while no other driver serves the study: their running trials would be settled too."""
+        search = cls.join(run_dir)
         search._reconcile()
         search._settle_orphans()
         return search
+
+    @classmethod
+    def join(cls, run_dir: Path) -> Search:
+        """One more driver for a run that others may be serving: same study, same store."""
+        experiment, pool = read_run(run_dir, f"start a new run (optionally --warm-start {run_dir})")
+        return cls(experiment, pool, run_dir, read_meta(run_dir).get("storage", JOURNAL))
 
     def set_trials(self, trials: int) -> None:
         """Change the trial budget, in ``run.json`` too so a later resume keeps it."""
@@ -263,6 +316,11 @@ class Search:
         """Complete trials this run evaluated itself (imported warm-start trials excluded)."""
         return sum(1 for r in self.store.rows if r["state"] == "COMPLETE" and not str(r["source"]).startswith(WARM))
 
+    def _claimed(self) -> int:
+        """Trials evaluated or under evaluation by any driver of the study (imported ones excluded)."""
+        trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+        return sum(1 for t in trials if not _source(t).startswith(WARM))
+
     def worker_hours(self) -> float:
         return sum(sum(r.get(c) or 0.0 for c in ("merge_seconds", "swap_seconds", "eval_seconds")) for r in self.store.rows) / 3600
 
@@ -286,7 +344,7 @@ class Search:
         """Parquet first, then Optuna (see the module docstring)."""
         common: dict[str, Any] = {
             "trial": job.trial.number, "source": job.source, "weights": job.weights, "knobs": job.knobs,
-            "predicted": job.predicted, "started_at": job.started_at, "finished_at": datetime.now(UTC),
+            "predicted": job.predicted, "started_at": job.started_at, "finished_at": datetime.now(UTC), "driver": self.driver,
         }
         if result is None:
             record = TrialRecord.failure(error or "failed", **common)
@@ -305,10 +363,10 @@ class Search:
         self.study.tell(job.trial, [result.scores[label].value for label in self.labels])
         return record
 
-    def _budget_left(self, started: float, in_flight: int) -> str | None:
+    def _budget_left(self, started: float) -> str | None:
         """Why no further trial may start, or None."""
         budget = self.experiment.budget
-        if self.evaluated() + in_flight >= budget.trials:
+        if self._claimed() >= budget.trials:
             return f"{budget.trials} trials evaluated"
         if budget.wall_minutes is not None and time.perf_counter() - started >= 60 * budget.wall_minutes:
             return f"wall time of {budget.wall_minutes} min reached"
@@ -343,11 +401,11 @@ class Search:
         bar = tqdm(total=self.experiment.budget.trials, initial=self.evaluated(), unit="trial", desc="search", disable=not progress, dynamic_ncols=True)
         try:
             while True:
-                stop = self._budget_left(started, len(in_flight))
+                stop = self._budget_left(started)
                 while workers.idle and stop is None:
                     ref, job = self._submit(workers.idle.pop())
                     in_flight[ref] = job
-                    stop = self._budget_left(started, len(in_flight))
+                    stop = self._budget_left(started)
                 if not in_flight and (stop is not None or not workers.starting):
                     summary.stop_reason = stop or "no worker left"
                     return

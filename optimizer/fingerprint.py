@@ -4,7 +4,10 @@ scores still hold (warm start) and whether a resumed run still sees the same poo
 - objectives: each objective's spec, plus a hash of its task config and data files;
 - evaluation: bootstrap draws, seed, screening; merge: method, knobs, merge base;
 - space: kind, bounds, groups and searched knob ranges;
-- members: each member's spec plus a hash of its files (names, sizes, first and last MiB).
+- members: each member's content fingerprint: its settings (kind, scale, trust) plus, for every
+  file of its directories, the name, size, full safetensors header and a hash of 16 evenly spaced
+  64 KiB samples. Paths and base names are left out, so a moved or renamed directory is the same
+  member, while any rewritten tensor changes the sizes, the header or (almost surely) a sample.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,7 @@ from evaluators.pool import Pool
 from evaluators.tasks import TaskLibrary
 from optimizer.experiment import Experiment
 
-MIB = 1024 * 1024
+SAMPLES, SAMPLE_BYTES = 16, 64 * 1024
 HASHED_SUFFIXES = {".safetensors", ".json", ".jsonl", ".yaml", ".model", ".txt"}
 
 
@@ -32,10 +36,16 @@ def _file_digest(path: Path, h: hashlib._Hash) -> None:
     size = path.stat().st_size
     h.update(f"{path.name}:{size}".encode())
     with path.open("rb") as fh:
-        h.update(fh.read(MIB))
-        if size > 2 * MIB:
-            fh.seek(size - MIB)
-            h.update(fh.read(MIB))
+        if path.suffix == ".safetensors" and size >= 8:
+            header = int.from_bytes(fh.read(8), "little")
+            h.update(fh.read(min(header, size - 8)))
+        if size <= SAMPLES * SAMPLE_BYTES:
+            fh.seek(0)
+            h.update(fh.read())
+            return
+        for i in range(SAMPLES):
+            fh.seek((size - SAMPLE_BYTES) * i // (SAMPLES - 1))
+            h.update(fh.read(SAMPLE_BYTES))
 
 
 def files_digest(paths: Iterable[Path]) -> str:
@@ -83,15 +93,59 @@ def fingerprint(experiment: Experiment, pool: Pool) -> dict[str, Any]:
 
 
 def member_digests(pool: Pool) -> dict[str, str]:
-    """Each member's definition and files, hashed: what a resume or warm start needs unchanged."""
-    return {
-        m.name: _digest(json.dumps(m.model_dump(mode="json", exclude={"name"}), sort_keys=True)) + files_digest(_member_dirs(pool, m))
-        for m in pool.members
-    }
+    """Each member's content fingerprint (see the module docstring): what a resume or warm start needs unchanged."""
+    def settings(member: Any) -> str:
+        dump = member.model_dump(mode="json", exclude={"name", "base", "target_base"})
+        return json.dumps({k: v for k, v in dump.items() if not isinstance(getattr(member, k), Path)}, sort_keys=True)
+
+    return {m.name: _digest(settings(m)) + files_digest(_member_dirs(pool, m)) for m in pool.members}
 
 
-def check_reusable(old: dict[str, Any], new: dict[str, Any], old_run: Path) -> None:
-    """Refuse to reuse ``old_run``'s scores unless everything they depend on is unchanged."""
+@dataclass(frozen=True)
+class PoolChange:
+    """How a pool differs from the one an earlier run used, member by member (by content fingerprint)."""
+
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)  # old name -> new name, same content
+
+    @property
+    def stale(self) -> set[str]:
+        """Old members whose scores cannot be reused: their files changed, or they left the pool."""
+        return {*self.changed, *self.removed}
+
+    @property
+    def needs_search(self) -> bool:
+        return bool(self.added or self.changed)
+
+    def describe(self) -> str:
+        parts = [f"{what}: {', '.join(names)}" for what, names in (("added", self.added), ("changed", self.changed), ("removed", self.removed)) if names]
+        parts += [f"renamed: {old} -> {new}" for old, new in self.renamed.items()]
+        return "; ".join(parts) or "no change"
+
+
+def pool_change(old: dict[str, str], new: dict[str, str]) -> PoolChange:
+    """Compare two ``member_digests``: a member gone under one name whose content is back under a
+    new name is a rename; the same name with other content is a change."""
+    gone = [n for n in old if n not in new]
+    fresh = [n for n in new if n not in old]
+    renamed = {}
+    for name in gone:
+        match = next((n for n in fresh if new[n] == old[name] and n not in renamed.values()), None)
+        if match is not None:
+            renamed[name] = match
+    return PoolChange(
+        added=[n for n in fresh if n not in renamed.values()],
+        changed=[n for n in old if n in new and new[n] != old[n]],
+        removed=[n for n in gone if n not in renamed],
+        renamed=renamed,
+    )
+
+
+def check_reusable(old: dict[str, Any], new: dict[str, Any], old_run: Path) -> PoolChange:
+    """Refuse to reuse ``old_run``'s scores unless the tasks and settings they depend on are unchanged;
+    returns how the pool changed (scores involving changed or removed members are not reused)."""
     def refuse(what: str) -> None:
         raise ConfigError(f"cannot warm-start from {old_run}: {what}; its scores would not be comparable, so start a fresh run")
 
@@ -103,8 +157,4 @@ def check_reusable(old: dict[str, Any], new: dict[str, Any], old_run: Path) -> N
     for section in ("evaluation", "seed", "merge", "space"):
         if old[section] != new[section]:
             refuse(f"the {section} settings differ ({old[section]} there, {new[section]} now)")
-    for name, digest in old["members"].items():
-        if name not in new["members"]:
-            refuse(f"member '{name}' is not in the new pool (only added members are supported)")
-        if new["members"][name] != digest:
-            refuse(f"member '{name}' changed (its definition or files)")
+    return pool_change(old["members"], new["members"])

@@ -2,11 +2,14 @@
 
 Optuna's storage holds the study state; this is a derived, flat, analysis-friendly copy.
 Each write goes to a temporary file that is fsynced and renamed over the old one, so a
-reader never sees a partial file. Column layout (one flat column per weight and objective):
+reader never sees a partial file. Several drivers of one study (``mergefront join``) share the
+files: a write holds an ``flock`` on ``.trials.lock`` and first rereads what the others wrote.
+Column layout (one flat column per weight and objective):
 
     trial, state, source, weight.<label>..., knob.<knob>..., fidelity, score.<objective>...,
     stderr.<objective>..., predicted.<objective>..., report.<task>..., report_stderr.<task>...,
-    samples, merge_seconds, swap_seconds, eval_seconds, worker, device, started_at, finished_at, error
+    samples, merge_seconds, swap_seconds, eval_seconds, worker, device, driver, started_at,
+    finished_at, error
 
 ``fidelity`` is ``full`` or ``screen:<n>`` (scores on a seeded subset of n examples per task);
 the front holds full-fidelity trials only. ``predicted.*`` are a surrogate's predictions for
@@ -16,8 +19,11 @@ Names and directions are kept in the Parquet schema metadata under ``mergefront`
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +39,7 @@ from optimizer.front import pareto_mask
 
 TRIALS = "trials.parquet"
 FRONT = "front.parquet"
+LOCK = ".trials.lock"
 META_KEY = b"mergefront"
 WEIGHT, KNOB, SCORE, STDERR, PREDICTED = "weight.", "knob.", "score.", "stderr.", "predicted."
 REPORT, REPORT_STDERR = "report.", "report_stderr."
@@ -68,6 +75,7 @@ class Columns:
             pa.field("eval_seconds", pa.float64()),
             pa.field("worker", pa.string()),
             pa.field("device", pa.string()),
+            pa.field("driver", pa.string()),
             pa.field("started_at", pa.timestamp("us", tz="UTC")),
             pa.field("finished_at", pa.timestamp("us", tz="UTC")),
             pa.field("error", pa.string()),
@@ -103,6 +111,7 @@ class TrialRecord:
     predicted: dict[str, float] = field(default_factory=dict)
     samples: int | None = None
     swap_seconds: float | None = None
+    driver: str | None = None
 
     @classmethod
     def failure(cls, error: str, **fields: object) -> TrialRecord:
@@ -127,6 +136,7 @@ class TrialRecord:
             eval_seconds=self.eval_seconds,
             worker=self.worker,
             device=self.device,
+            driver=self.driver,
             started_at=self.started_at,
             finished_at=self.finished_at,
             error=self.error,
@@ -162,20 +172,22 @@ def front_of(table: pa.Table, columns: Columns) -> pa.Table:
 class TrialStore:
     """Appends trials and rewrites the front after each one; rows are kept in memory too.
 
-    A store opened on a run that already has ``trials.parquet`` (resume) starts from its rows.
+    A store opened on a run that already has ``trials.parquet`` (resume, join) starts from its
+    rows; before each write it takes the lock and rereads the file if another driver replaced it.
     """
 
     def __init__(self, run_dir: Path, columns: Columns) -> None:
         self.run_dir = run_dir
         self.columns = columns
         self._schema = columns.schema()
-        path = run_dir / TRIALS
-        if path.is_file():
-            self._rows: list[dict[str, object]] = _read(path).to_pylist()
-            self._front = front_of(self.table(), columns)
-        else:
-            self._rows = []
-            self._write()  # a run that stops before its first trial still has (empty) tables
+        self._path = run_dir / TRIALS
+        self._rows: list[dict[str, object]] = []
+        self._seen: tuple[int, int, int] | None = None
+        with self._locked():
+            if self._path.is_file():
+                self._refresh()
+            else:
+                self._write()  # a run that stops before its first trial still has (empty) tables
 
     @property
     def rows(self) -> list[dict[str, object]]:
@@ -193,23 +205,54 @@ class TrialStore:
 
     def append(self, record: TrialRecord) -> pa.Table:
         """Store one trial and return the new front; a trial number is stored once only."""
-        if self.find(record.trial) is not None:
-            raise ValueError(f"trial {record.trial} is already stored")
-        self._rows.append(record.row(self.columns))
-        return self._write()
+        def add(rows: list[dict[str, object]]) -> None:
+            if self.find(record.trial) is not None:
+                raise ValueError(f"trial {record.trial} is already stored")
+            rows.append(record.row(self.columns))
+
+        return self._update(add)
 
     def set_report(self, trial: int, scores: dict[str, float], stderr: dict[str, float | None]) -> pa.Table:
         """Add held-out report scores to a stored trial."""
-        row = self.find(trial)
-        if row is None:
-            raise ValueError(f"trial {trial} is not stored")
-        row.update({REPORT + r: scores[r] for r in self.columns.report})
-        row.update({REPORT_STDERR + r: stderr.get(r) for r in self.columns.report})
-        return self._write()
+        def add(rows: list[dict[str, object]]) -> None:
+            row = self.find(trial)
+            if row is None:
+                raise ValueError(f"trial {trial} is not stored")
+            row.update({REPORT + r: scores[r] for r in self.columns.report})
+            row.update({REPORT_STDERR + r: stderr.get(r) for r in self.columns.report})
+
+        return self._update(add)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self.run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def _stat(self) -> tuple[int, int, int]:
+        st = os.stat(self._path)
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def _refresh(self) -> None:
+        """Reread the file when another driver replaced it since our last read or write."""
+        if self._stat() != self._seen:
+            self._rows = _read(self._path).to_pylist()
+            self._seen = self._stat()
+            self._front = front_of(self.table(), self.columns)
+
+    def _update(self, change: Callable[[list[dict[str, object]]], None]) -> pa.Table:
+        with self._locked():
+            self._refresh()
+            change(self._rows)
+            return self._write()
 
     def _write(self) -> pa.Table:
         table = self.table()
-        _write_atomic(table, self.run_dir / TRIALS)
+        _write_atomic(table, self._path)
+        self._seen = self._stat()
         self._front = front_of(table, self.columns)
         _write_atomic(self._front, self.run_dir / FRONT)
         return self._front

@@ -1,13 +1,16 @@
-"""Warm start: a run on an enlarged pool reuses the finished trials of an earlier run.
+"""Warm start: a run on a changed pool reuses the finished trials of an earlier run.
 
 An old weight vector is the same merge with weight 0 for each new member, so its scores stay
-valid as long as tasks, evaluation settings, merge method, space and the old members' files are
-unchanged (checked through the runs' fingerprints). Imported trials are added to the new study
-as complete trials (never re-evaluated) and stored with source ``warm:<run>#<trial>``.
+valid as long as tasks, evaluation settings, merge method and space are unchanged and the members
+it gave weight to have the same content (checked through the runs' fingerprints). A trial that
+gave weight to a member whose files changed, or that left the pool, is not reused; a member found
+under a new name (same content) keeps its weights. Imported trials are added to the new study as
+complete trials (never re-evaluated) and stored with source ``warm:<run>#<trial>``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +24,13 @@ from optimizer.store import FULL, KNOB, SCORE, STDERR, TRIALS, WEIGHT, TrialReco
 if TYPE_CHECKING:
     from optimizer.driver import Search
 
+log = logging.getLogger(__name__)
+
+
+def _member(label: str) -> str:
+    """The member a weight label belongs to (labels are ``member`` or ``group/member``)."""
+    return label.rsplit("/", 1)[-1]
+
 
 def _value(x: Any) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
@@ -31,16 +41,26 @@ def import_trials(search: Search, old_run: Path, new_fingerprint: dict[str, Any]
     from optimizer.driver import read_meta
 
     old_meta = read_meta(old_run)
-    check_reusable(old_meta["fingerprint"], new_fingerprint, old_run)
+    change = check_reusable(old_meta["fingerprint"], new_fingerprint, old_run)
     columns, frame = read_table(old_run, TRIALS)
-    missing = sorted(set(columns.weights) - set(search.space.labels))
+
+    def renamed(label: str) -> str:
+        member = _member(label)
+        return label[: len(label) - len(member)] + change.renamed.get(member, member)
+
+    kept = [label for label in columns.weights if _member(label) not in change.stale]
+    missing = sorted({renamed(label) for label in kept} - set(search.space.labels))
     if missing:
         raise ConfigError(f"cannot warm-start from {old_run}: its weights {missing} have no place in the new space")
     done = frame[(frame["state"] == "COMPLETE") & (frame["fidelity"] == FULL)]
+    stale = [WEIGHT + label for label in columns.weights if _member(label) in change.stale]
+    usable = done[(done[stale].fillna(0.0) == 0.0).all(axis=1)] if stale else done
+    if len(usable) < len(done):
+        log.warning("not reusing %d of %d trials of %s: they gave weight to %s", len(done) - len(usable), len(done), old_run, ", ".join(sorted(change.stale)))
     distributions = search.space.distributions()
     imported = []
-    for _, row in done.iterrows():
-        weights = {label: float(row[WEIGHT + label]) for label in columns.weights}
+    for _, row in usable.iterrows():
+        weights = {renamed(label): float(row[WEIGHT + label]) for label in kept}
         knobs = {k: float(row[KNOB + k]) for k in columns.knobs}
         try:
             params = search.space.params_of(weights, knobs)

@@ -1,12 +1,13 @@
-"""The Parquet store: schema round-trip, failed trials, the front file, atomic writes."""
+"""The Parquet store: schema round-trip, failed trials, the front file, atomic writes, several writers."""
 
+import multiprocessing
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from optimizer.store import FRONT, TRIALS, Columns, TrialRecord, TrialStore, read_table, sort_front
+from optimizer.store import FRONT, LOCK, TRIALS, Columns, TrialRecord, TrialStore, read_table, sort_front
 
 COLUMNS = Columns(weights=("m1", "m2"), objectives=("task/acc", "ppl"), directions=("maximize", "minimize"))
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -48,7 +49,7 @@ def test_round_trip_schema_and_values(tmp_path: Path) -> None:
     assert frame["stderr.ppl"].isna().all()
     assert frame.loc[1, "error"] == "boom" and frame.loc[1, "score.task/acc"] != frame.loc[1, "score.task/acc"]
     assert frame.loc[0, "started_at"] == T0
-    assert sorted(p.name for p in tmp_path.iterdir()) == [FRONT, TRIALS]  # no temporary files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK, FRONT, TRIALS]  # no temporary files left
 
 
 def test_front_file_holds_the_non_dominated_complete_trials(tmp_path: Path) -> None:
@@ -68,3 +69,28 @@ def test_reading_a_missing_run_is_a_config_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="run directory written by"):
         read_table(tmp_path)
+
+
+def _append_many(run_dir: Path, numbers: list[int]) -> None:
+    store = TrialStore(run_dir, COLUMNS)
+    for n in numbers:
+        store.append(record(n, 0.5, 10.0 + n))
+
+
+def test_two_processes_share_one_store_without_losing_or_doubling_a_row(tmp_path: Path) -> None:
+    """Two drivers of one study write one store: each write rereads what the other wrote, under a lock."""
+    TrialStore(tmp_path, COLUMNS)
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_append_many, args=(tmp_path, list(range(start, 60, 2)))) for start in (0, 1)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(timeout=120)
+        assert w.exitcode == 0
+    trials = read_table(tmp_path, TRIALS)[1]["trial"].tolist()
+    assert sorted(trials) == list(range(60))
+
+    late = TrialStore(tmp_path, COLUMNS)  # opened before another writer adds trial 60
+    _append_many(tmp_path, [60])
+    with pytest.raises(ValueError, match="trial 60 is already stored"):
+        late.append(record(60, 0.1, 1.0))

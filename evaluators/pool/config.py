@@ -7,6 +7,10 @@ Kinds (the ``kind`` key, default ``checkpoint``):
 - ``transfer``: a diff (source fine-tune minus source base) applied to a named target base.
 - ``lora``: a PEFT LoRA adapter directory on a named base.
 
+A ``{glob: PATTERN}`` entry stands for every directory the pattern matches (relative to the YAML
+file, sorted), each a ``checkpoint`` member named after its directory: where a training job drops
+new checkpoints, so ``mergefront watch`` sees them land.
+
 Paths are relative to the YAML file. Member names become column names and file names,
 so they are restricted to a safe alphabet (no path separators). ``trust_remote_code`` on the
 entry the model is built from (``tokenizer``, default the first member) is the only way to let a
@@ -15,10 +19,11 @@ checkpoint's own Python code run.
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from evaluators.config import ExistingDir, Frozen, load_config
 from evaluators.errors import ConfigError
@@ -107,6 +112,27 @@ class Pool(Frozen):
         default=None, description="member or base whose tokenizer and config the worker uses"
     )
     allow_pickle: bool = Field(default=False, description="set by --allow-pickle only, never in the pool file")
+
+    @field_validator("members", mode="before")
+    @classmethod
+    def _expand_globs(cls, members: Any, info: ValidationInfo) -> Any:
+        if not isinstance(members, list):
+            return members
+        base = Path((info.context or {}).get("base_dir", "."))
+        out: list[Any] = []
+        for entry in members:
+            if not (isinstance(entry, dict) and "glob" in entry):
+                out.append(entry)
+                continue
+            extra = sorted(set(entry) - {"glob", "trust_remote_code"})
+            if extra:
+                raise ValueError(f"a glob entry takes only 'glob' and 'trust_remote_code'; remove {', '.join(extra)}")
+            pattern = str(entry["glob"])
+            found = sorted(Path(p) for p in glob.glob(str(base / pattern)) if Path(p).is_dir())
+            if not found:
+                raise ValueError(f"glob '{pattern}' matches no directory under {base}; fix the pattern (relative to the YAML file)")
+            out += [{"name": p.name, "path": str(p), "trust_remote_code": entry.get("trust_remote_code", False)} for p in found]
+        return out
 
     @field_validator("members")
     @classmethod
