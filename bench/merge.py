@@ -137,7 +137,8 @@ def main() -> None:
         seconds, peak = resident(pool_file, device)
         copy = copy_cpu if device.type == "cpu" else memcpy_gbps(params * 4, device)
         moved = (k * 4 + 2) * params  # read K float32 slices, write one bf16 model
-        print(f"memory copy ({device.type}):  {copy:6.2f} GB/s" if device.type != "cpu" else "", end="")
+        if device.type != "cpu":
+            print(f"memory copy ({device.type}):  {copy:6.2f} GB/s")
         print(
             f"resident ({device.type}):     {moved / seconds / GB:6.2f} GB/s per trial merge in {seconds:.3f} s, "
             f"ratio {moved / seconds / GB / copy:.2f}; peak RSS while merging {peak:.2f} GB (the pool held in float32)"

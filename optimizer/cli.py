@@ -426,3 +426,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":  # `python -m optimizer.cli` is the `mergefront` command
+    run()
