@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import Field
 
-from evaluators.config import Frozen
+from evaluators.config import Frozen, yaml_error
 from evaluators.errors import ConfigError
 from evaluators.registry import did_you_mean
 
@@ -75,13 +75,19 @@ def _load_task_yaml(path: Path) -> dict[str, Any]:
         try:
             data = loader.get_single_data()
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: malformed task YAML ({exc}); fix the syntax") from None
+            raise yaml_error(path, exc, "task YAML") from None
         finally:
             loader.dispose()
     if not isinstance(data, dict):
         return {}
     if "include" in data:
-        base = _load_task_yaml(path.parent / str(data.pop("include")))
+        include = str(data.pop("include"))
+        included = path.parent / include
+        if not included.is_file():
+            raise ConfigError(
+                f"{path}: include '{include}' does not exist (resolved to {included}); fix the path, which is relative to the task file"
+            )
+        base = _load_task_yaml(included)
         data = {**base, **data}
     files = data.get("dataset_kwargs", {}).get("data_files")
     if files is not None:

@@ -4,18 +4,35 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from evaluators.environment import apply_process_env
 from evaluators.errors import ConfigError, MergefrontError
+from evaluators.registry import did_you_mean
 
 if TYPE_CHECKING:
     from optimizer.driver import Search
 
 log = logging.getLogger("mergefront")
 DEFAULT_EXPERIMENT = Path("experiments/toy.yaml")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are ConfigErrors: one line and exit code 2, like any other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("mergefront").strip()
+        raise ConfigError(f"{command + ': ' if command else ''}{message}; see `{self.prog} --help`")
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def, override]
+        namespace, extra = super().parse_known_args(args, namespace)
+        if extra and self._subparsers is None:  # a command's own parser: suggest one of its options
+            options = [o for action in self._actions for o in action.option_strings]
+            self.error(f"unrecognized arguments: {' '.join(extra)}{did_you_mean(extra[0].split('=')[0], options)}")
+        return namespace, extra
 
 
 def _positive(text: str) -> int:
@@ -54,11 +71,15 @@ def _run_and_report(search: Search, args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     from evaluators.config import validate
     from optimizer.driver import start_run
-    from optimizer.experiment import WorkersSpec, load_experiment
+    from optimizer.experiment import RUN_NAME, WorkersSpec, load_experiment
     from optimizer.storage import JOURNAL
 
     _quiet_optuna(args.verbose)
     experiment, pool = load_experiment(args.experiment, args.allow_pickle)
+    if args.name and not re.fullmatch(RUN_NAME, args.name):
+        raise ConfigError(
+            f"--name: '{args.name}' is not a valid name; use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        )
     updates = {"name": args.name} if args.name else {}
     if args.trials:
         updates["budget"] = experiment.budget.model_copy(update={"trials": args.trials})
@@ -74,9 +95,10 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from optimizer.driver import Search
+    from optimizer.driver import Search, check_ray_address
 
     _quiet_optuna(args.verbose)
+    check_ray_address(args.ray_address)  # before resume settles anything in the run directory
     search = Search.resume(args.run_dir)
     if args.trials:
         search.set_trials(args.trials)
@@ -258,7 +280,7 @@ def _model_output_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mergefront",
         description="Find the Pareto-optimal linear merges of a pool of LLM checkpoints.",
     )
@@ -401,7 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except ConfigError as exc:
+        print(f"mergefront: error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+from lm_eval.api.registry import DEFAULT_METRIC_REGISTRY
+
 from evaluators.backends.vllm_engine import INSTALL_HINT
 from evaluators.errors import ConfigError
 from evaluators.merge.engine import plan_for
@@ -26,12 +28,36 @@ def check_objectives(experiment: Experiment, source: Path) -> None:
                 raise ConfigError(f"{source}: {section}[{i}]: {exc}") from None
             if isinstance(config, str):
                 continue  # a built-in task: lm-eval checks its metrics when it runs
-            declared = [m.get("metric") for m in config.get("metric_list", []) if isinstance(m, dict)]
+            where = f"{source}: {section}[{i}]: task '{objective.task}'"
+            declared = [m.get("metric") for m in config.get("metric_list") or [] if isinstance(m, dict)]
             if declared and objective.metric not in declared:
+                raise ConfigError(f"{where} declares metrics {declared}, not '{objective.metric}'; pick one of those")
+            output_type = str(config.get("output_type", "generate_until"))  # lm-eval's default output type
+            defaults = list(DEFAULT_METRIC_REGISTRY.get(output_type, []))
+            if not config.get("metric_list") and defaults and objective.metric not in defaults:
                 raise ConfigError(
-                    f"{source}: {section}[{i}]: task '{objective.task}' declares metrics {declared}, "
-                    f"not '{objective.metric}'; pick one of those"
+                    f"{where} has no metric_list, so lm-eval scores it with the default metrics of output_type "
+                    f"{output_type}, {defaults}, not '{objective.metric}'; pick one of those or add a metric_list to the task"
                 )
+            filters = [f.get("name") for f in config.get("filter_list") or [] if isinstance(f, dict)] or ["none"]
+            if objective.filter not in filters:
+                raise ConfigError(
+                    f"{where} has no filter '{objective.filter}' (its filters: {', '.join(map(str, filters))}), so lm-eval's "
+                    f"results would hold no '{objective.result_key}'; set 'filter' to one of those"
+                )
+
+
+def check_space(experiment: Experiment, pool: Pool, source: Path) -> None:
+    """A linear merge is a weighted average: its weights must be able to sum to one."""
+    space, k = experiment.space, len(pool.members)
+    if experiment.merge.method != "linear" or space.kind != "box":
+        return  # simplex weights always sum to one; task-vector methods scale vectors, not models
+    low, high = space.bounds
+    if not k * low <= 1.0 <= k * high:
+        raise ConfigError(
+            f"{source}: space: the {k} weights of a linear merge must sum to 1, but each lies in [{low:g}, {high:g}], so "
+            f"they sum to between {k * low:g} and {k * high:g}; choose low <= {1 / k:g} <= high, or use kind: simplex"
+        )
 
 
 def has_chat_template(model_dir: Path) -> bool:
@@ -60,7 +86,11 @@ def check_backend(experiment: Experiment, source: Path) -> None:
 def preflight(experiment: Experiment, pool: Pool, source: Path) -> PoolPlan:
     """Validate the pool's files against the merge method, the space, and the objectives; returns the plan."""
     plan = plan_for(pool, experiment.merge)
-    space_for(experiment.space, experiment.merge, plan)  # groups must match tensors
+    try:
+        space_for(experiment.space, experiment.merge, plan)  # groups must match tensors
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: space.groups: {exc}") from None
+    check_space(experiment, pool, source)
     check_objectives(experiment, source)
     check_chat_template(experiment, pool, source)
     check_backend(experiment, source)

@@ -13,8 +13,8 @@ from evaluators.environment import apply_process_env
 apply_process_env()
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-from evaluators.toy.build import ModelShape, ToyRecipe, build_toy_pool, focus  # noqa: E402
-from evaluators.toy.train import Stage  # noqa: E402
+from evaluators.toy.build import ModelShape, ToyRecipe, build_toy_pool, focus
+from evaluators.toy.train import Stage
 
 TINY = ToyRecipe(
     seed=7,

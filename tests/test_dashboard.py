@@ -47,10 +47,3 @@ def test_dashboard_serves_the_run_with_objective_names(tiny_pool: Path, tmp_path
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-
-
-def test_dashboard_of_a_missing_run_is_refused(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    from optimizer.cli import main
-
-    assert main(["dashboard", str(tmp_path / "nowhere")]) == 2
-    assert "a run directory written by `mergefront search`" in capsys.readouterr().err

@@ -169,45 +169,6 @@ def test_lora_members_against_peft(tmp_path: Path) -> None:
     assert torch.equal(fw["model.layers.0.mlp.up_proj.weight"], mix["model.layers.0.mlp.up_proj.weight"])
 
 
-def check_error(pool_file: Path, expected: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["pool", "check", str(pool_file)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and expected in err, err
-
-
-def test_bad_pool_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    a, b = tiny_llama(tmp_path / "a", 0), tiny_llama(tmp_path / "b", 1)
-    pool_file = write_pool(tmp_path, f"members:\n  - {{name: a, path: {a}}}\n  - {{name: b, path: {b}}}\n")
-    config = json.loads((b / "config.json").read_text())
-    (b / "config.json").write_text(json.dumps({**config, "model_type": "mistral", "architectures": ["MistralForCausalLM"]}))
-    check_error(pool_file, "'b' is a mistral:MistralForCausalLM model but 'a' is llama:LlamaForCausalLM", capsys)
-    (b / "config.json").write_text(json.dumps(config))
-
-    weights = (b / "model.safetensors").read_bytes()
-    (b / "model.safetensors").write_bytes(weights[:8] + b"{not json" + weights[17:])
-    check_error(pool_file, "has a header that is not valid JSON; the file is corrupt or truncated", capsys)
-    (b / "model.safetensors").rename(b / "pytorch_model.bin")
-    check_error(pool_file, "holds only pickle weights (pytorch_model.bin)", capsys)
-    (b / "pytorch_model.bin").unlink()
-
-    (b / "model.safetensors").write_bytes(weights)
-    (b / "model.safetensors").rename(b / "model-00001-of-00002.safetensors")
-    index = {"weight_map": {"model.norm.weight": "model-00002-of-00002.safetensors"}}
-    (b / "model.safetensors.index.json").write_text(json.dumps(index))
-    check_error(pool_file, "shard model-00002-of-00002.safetensors listed in model.safetensors.index.json is missing", capsys)
-
-
-def test_adapter_for_another_base(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    peft = pytest.importorskip("peft")
-    small = tiny_llama(tmp_path / "small", 0)
-    config = LlamaConfig(vocab_size=40, hidden_size=48, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2)
-    LlamaForCausalLM(config).save_pretrained(tmp_path / "wide")
-    model = peft.get_peft_model(AutoModelForCausalLM.from_pretrained(tmp_path / "wide"), peft.LoraConfig(r=2, target_modules=["q_proj"]))
-    model.save_pretrained(tmp_path / "lora")
-    pool_file = write_pool(tmp_path, f"bases: {{b: {{path: {small}}}}}\nmembers:\n  - {{name: l, kind: lora, path: {tmp_path / 'lora'}, base: b}}\n")
-    check_error(pool_file, "the adapter was trained on another base", capsys)
-
-
 def test_pool_check_distances_match_an_independent_computation(
     tiny_pool: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -6,13 +6,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 import yaml
@@ -23,7 +20,7 @@ from evaluators.merge import MergePoint, MergeSpec
 from evaluators.pool import load_pool
 from evaluators.resident import MergeSource
 from optimizer.cli import main
-from optimizer.store import TrialRecord, TrialStore, read_table
+from optimizer.store import read_table
 
 pytestmark = pytest.mark.e2e
 MEMBERS = ["add", "reverse", "sort", "shift"]
@@ -100,36 +97,8 @@ def test_one_off_merge_writes_the_same_outputs(tiny_pool: Path, tmp_path: Path) 
     assert "no exact equivalent of method 'ties'" in (tmp_path / "t" / "README.md").read_text()
 
 
-def test_bad_export_and_merge_inputs(run: Path, tiny_pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    copy = tmp_path / "run"
-    shutil.copytree(run, copy)
-    columns, _ = read_table(copy, "trials.parquet")
-    now = pd.Timestamp.now(tz="UTC").to_pydatetime()
-    TrialStore(copy, columns).append(TrialRecord.failure("boom", trial=99, source="sampler", weights={}, started_at=now, finished_at=now))
-    existing = tmp_path / "exists"
-    existing.mkdir()
-    a_file = tmp_path / "file"
-    a_file.write_text("x")
-    pool = str(tiny_pool / "pool" / "checkpoints.yaml")
-    cases = [
-        (["export", str(tmp_path / "nowhere"), "--trial", "0", "--out", str(tmp_path / "o")], "a run directory written by `mergefront search`"),
-        (["export", str(copy), "--trial", "1000", "--out", str(tmp_path / "o")], "trial 1000 is not in"),
-        (["export", str(copy), "--trial", "99", "--out", str(tmp_path / "o")], "trial 99 of .* failed \\(boom\\); export a complete trial"),
-        (["export", str(copy), "--trial", "0", "--out", str(existing)], "already exists; choose another --out or pass --force"),
-        (["export", str(copy), "--trial", "0", "--out", str(a_file / "o")], "cannot write to"),
-        (["merge", "--pool", pool, "--weights", "ad=1", "--out", str(tmp_path / "o")], r"--weights: \['ad'\] are not members"),
-        (["merge", "--pool", pool, "--method", "linear", "--density", "0.5", "--weights", "add=1", "--out", str(tmp_path / "o")], "knob 'density' does not apply"),
-    ]
-    for args, expected in cases:
-        code = main(args)
-        err = capsys.readouterr().err.strip()
-        assert code == 2 and len(err.splitlines()) == 1 and re.search(expected, err), (args, err)
-    assert not (tmp_path / "o").exists() and list(existing.iterdir()) == []
-    assert not list(tmp_path.glob(".*partial"))
-
-
 @pytest.mark.parametrize("method", ["linear", "lora_factorwise"])
-def test_adapter_pool_merges_export_as_one_peft_adapter(tmp_path: Path, tiny_pool: Path, capsys: pytest.CaptureFixture[str], method: str) -> None:
+def test_adapter_pool_merges_export_as_one_peft_adapter(tmp_path: Path, method: str) -> None:
     import peft
 
     from tests.test_engine import resident_state, two_lora_pool
@@ -144,12 +113,3 @@ def test_adapter_pool_merges_export_as_one_peft_adapter(tmp_path: Path, tiny_poo
     for key, tensor in expected.items():
         torch.testing.assert_close(loaded[key], tensor, rtol=1e-5, atol=1e-6)
     assert not (out / "mergekit.yaml").exists() and "not written for an adapter" in (out / "README.md").read_text()
-
-    for args, message in [
-        (["--pool", str(pool), "--weights", "l1=0.5,l2=0.7"], "the weights sum to 1.200000"),
-        (["--pool", str(tiny_pool / "pool" / "checkpoints.yaml"), "--weights", "add=1"], "--as-adapter needs a pool of LoRA members only"),
-    ]:
-        assert main(["merge", *args, "--as-adapter", "--out", str(tmp_path / "bad")]) == 2
-        err = capsys.readouterr().err.strip()
-        assert message in err and len(err.splitlines()) == 1, err
-        assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".*partial"))

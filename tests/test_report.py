@@ -65,19 +65,3 @@ def test_report_renders_in_headless_chromium(tiny_run: Path, tmp_path: Path) -> 
                    capture_output=True, timeout=120, check=True)
     pixels = matplotlib.image.imread(shot)[..., :3]
     assert (pixels.mean(axis=2) < 0.9).mean() > 0.02, "the page rendered (nearly) blank"
-
-
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (["plot", "{run}", "--x", "toy_revers/acc", "--out", "{tmp}/p.png"], r"--x: 'toy_revers/acc' is not an objective of this run \(did you mean 'toy_reverse/acc'\?\)"),
-        (["plot", "{run}", "--out", "{tmp}/p.jpg"], r"use a \.png or \.html file name"),
-        (["plot", "{run}", "--out", "{tmp}/no/p.png"], "does not exist; create it"),
-        (["report", "{tmp}/nowhere", "--out", "{tmp}/r.html"], "a run directory written by `mergefront search`"),
-    ],
-)
-def test_bad_plot_and_report_inputs(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], expected: str) -> None:
-    code = main([a.format(run=tiny_run, tmp=tmp_path) for a in args])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and re.search(expected, err), err
-    assert not list(tmp_path.glob("*.png")) and not list(tmp_path.glob("*.html"))

@@ -9,7 +9,7 @@ from typing import Literal, Protocol
 from lm_eval.api.model import LM
 from pydantic import Field
 
-from evaluators.config import Frozen
+from evaluators.config import Frozen, described
 from evaluators.merge import MergePoint
 from evaluators.registry import Registry
 from evaluators.resident import MergeSource
@@ -25,11 +25,14 @@ class VllmSpec(Frozen):
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
 
 
+DEVICE = described(r"^(cpu|cuda(:\d+)?)$", "device", "'cpu', 'cuda' or 'cuda:N'")
+
+
 class BackendSpec(Frozen):
     """How a worker holds and runs its model."""
 
     backend: str = "hf"
-    device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="'cpu', 'cuda' or 'cuda:N'")
+    device: str = Field(default="cpu", pattern=DEVICE, description="'cpu', 'cuda' or 'cuda:N'")
     batch_size: int | Literal["auto"] | None = Field(default=None, description="default: 'auto' on GPU, 64 on CPU")
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads per worker")
     vllm: VllmSpec = VllmSpec()

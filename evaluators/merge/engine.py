@@ -37,6 +37,12 @@ def plan_for(pool: Pool, spec: MergeSpec) -> PoolPlan:
     op = OPERATORS.get(spec.method)
     if op.adapters_only and not all(isinstance(m, LoraMember) for m in pool.members):
         raise PoolError(f"merge method '{spec.method}' needs a pool of LoRA members only")
+    if op.needs_base and pool.merge_base is None:
+        found = f"several bases ({', '.join(pool.bases)}) and no 'base:' to pick one" if pool.bases else "no entry under 'bases'"
+        raise PoolError(
+            f"merge method '{spec.method}' needs a merge base θ₀, but pool '{pool.name}' has {found}; "
+            "declare the base under 'bases' (and name it with 'base:' if there are several)"
+        )
     return PoolPlan(pool, need_base=op.needs_base)
 
 

@@ -45,7 +45,8 @@ class Adapter:
         self.scale = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
         self.files = CheckpointFiles(directory, owner, single=WEIGHTS, pickled=PICKLED, allow_pickle=allow_pickle)
         self.targets: dict[str, tuple[str, str]] = {}
-        for key in self.files.keys():
+        keys = self.files.keys()  # sorted tensor names (a list, not a dict view)
+        for key in keys:
             if not key.endswith(".lora_A.weight"):
                 if not key.endswith(".lora_B.weight"):
                     raise PoolError(

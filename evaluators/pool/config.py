@@ -102,7 +102,7 @@ class Pool(Frozen):
     """A validated pool: bases by name and members in order (the order of weight columns)."""
 
     name: str = "pool"
-    bases: dict[str, BaseModelEntry] = {}
+    bases: dict[str, BaseModelEntry] = Field(default_factory=dict)
     base: str | None = Field(
         default=None,
         description="the merge base θ₀ of task-vector methods; default: the only entry of 'bases'",
@@ -157,7 +157,9 @@ class Pool(Frozen):
                         f"(declared: {known}); add it there"
                     )
         if self.tokenizer is not None and self.tokenizer not in self.names and self.tokenizer not in self.bases:
-            raise ValueError(f"tokenizer '{self.tokenizer}' is neither a member nor a base")
+            raise ValueError(
+                f"tokenizer '{self.tokenizer}' is neither a member nor a base; name one of: {', '.join([*self.names, *self.bases])}"
+            )
         if self.base is not None and self.base not in self.bases:
             raise ValueError(f"base '{self.base}' is not under 'bases'; add it there or fix the name")
         return self

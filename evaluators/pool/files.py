@@ -62,7 +62,8 @@ class CheckpointFiles:
                 path = self.directory / shard
                 if not path.is_file():
                     raise PoolError(
-                        f"member '{self.owner}': shard {shard} listed in {index_path.name} is missing from {self.directory}"
+                        f"member '{self.owner}': shard {shard} listed in {index_path.name} is missing from {self.directory}; "
+                        "restore it, or re-save the model (save_pretrained writes every shard and the index)"
                     )
                 handles[shard] = self._open(path)
             if key not in handles[shard].entries:

@@ -34,6 +34,7 @@ from evaluators.pool.config import (
 from evaluators.pool.files import CheckpointFiles, TensorInfo
 
 SHOWN = 3  # how many offending tensor names an error lists
+MERGEABLE = ("float64", "float32", "float16", "bfloat16")  # floating dtypes that widen to float32 (float8 needs its scales)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,13 @@ class PoolPlan:
     def _source(self, directory: Path, label: str) -> int:
         if directory not in self._index:
             config = _config(directory, label)
+            quantized = config.get("quantization_config")
+            if quantized:
+                method = quantized.get("quant_method", "?") if isinstance(quantized, dict) else "?"
+                raise PoolError(
+                    f"'{label}': {directory} is a quantized checkpoint (quantization_config: {method}), whose packed "
+                    "weights cannot be interpolated; merge the unquantized (float) checkpoints and quantize the result"
+                )
             arch = f"{config.get('model_type', '?')}:{','.join(config.get('architectures') or ['?'])}"
             files = CheckpointFiles(directory, label, allow_pickle=self.pool.allow_pickle)
             self._index[directory] = len(self.sources)
@@ -123,7 +131,8 @@ class PoolPlan:
 
     def _check_sources(self) -> dict[str, TensorInfo]:
         first = self.sources[0]
-        ref = {k: first.files.info(k) for k in first.files.keys()}
+        names = first.files.keys()  # sorted tensor names (a list, not a dict view)
+        ref = {k: first.files.info(k) for k in names}
         out = {k: TensorInfo(self._padded(first, v.shape), v.dtype) for k, v in ref.items()}
         for src in self.sources[1:]:
             if src.architecture != first.architecture:
@@ -143,7 +152,38 @@ class PoolPlan:
                         f"tensor '{key}' has shape {list(shape)} in '{src.label}' but {list(ref[key].shape)} in "
                         f"'{first.label}'; members must share one architecture and size"
                     )
+        self._check_dtypes(list(ref))
         return out
+
+    def _check_dtypes(self, keys: list[str]) -> None:
+        """Floating weights are interpolated in float32, so each source must store them in a dtype that widens
+        to it exactly; integer tensors are buffers taken as they are, so every source must store them as integers."""
+        floating = False
+        for key in keys:
+            infos = [(src, src.files.info(key).dtype) for src in self.sources]
+            for src, dtype in infos:
+                if getattr(torch, dtype).is_floating_point and dtype not in MERGEABLE:
+                    raise PoolError(
+                        f"'{src.label}': tensor '{key}' is stored as {dtype} in {src.directory}, which mergefront cannot "
+                        f"interpolate (it merges {', '.join(MERGEABLE)} weights); dequantize the checkpoint and save it in "
+                        "bfloat16 or float32"
+                    )
+            floats = [(src, dtype) for src, dtype in infos if getattr(torch, dtype).is_floating_point]
+            if floats and len(floats) < len(infos):
+                odd, odd_dtype = next((src, dtype) for src, dtype in infos if not getattr(torch, dtype).is_floating_point)
+                src, dtype = floats[0]
+                raise PoolError(
+                    f"'{odd.label}': tensor '{key}' is {odd_dtype} in {odd.directory} but {dtype} in '{src.label}'; "
+                    f"weights stored as integers cannot be interpolated: save '{odd.label}' with floating-point weights "
+                    "(float32 or bfloat16)"
+                )
+            floating = floating or bool(floats)
+        if not floating:
+            first = self.sources[0]
+            raise PoolError(
+                f"'{first.label}': no tensor in {first.directory} is floating point, so there is nothing to interpolate; "
+                "save the members with floating-point weights (float32 or bfloat16)"
+            )
 
     def _padded(self, src: Source, shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape after zero-padding vocabulary rows to the pool's largest vocabulary."""

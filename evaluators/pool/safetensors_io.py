@@ -87,7 +87,9 @@ class SafetensorsFile:
         self.entries = {key: self._entry(key, spec, 8 + n, size) for key, spec in header.items()}
 
     def _fail(self, problem: str) -> None:
-        raise PoolError(f"member '{self.owner}': {self.path} {problem}; the file is corrupt or truncated")
+        raise PoolError(
+            f"member '{self.owner}': {self.path} {problem}; the file is corrupt or truncated: copy it again or re-save the model"
+        )
 
     def _entry(self, key: str, spec: object, data_start: int, size: int) -> Entry:
         try:

@@ -50,7 +50,7 @@ class ToyRecipe:
     seed: int = 0
     shape: ModelShape = ModelShape()
     eval_examples: int = 200
-    base: Stage = Stage(mixture={name: 1.0 for name in SKILLS}, steps=400, lr=3e-3)
+    base: Stage = field(default_factory=lambda: Stage(mixture={name: 1.0 for name in SKILLS}, steps=400, lr=3e-3))
     members: dict[str, Stage] = field(
         default_factory=lambda: {
             "add": Stage(focus("add", 0.94), steps=800, lr=3e-3),
@@ -90,16 +90,25 @@ metric_list:
 """
 
 
+def eval_examples(seed: int, per_split: int) -> dict[str, list[tuple[str, str]]]:
+    """Each skill's evaluation examples, one split after the other (``SPLITS`` order), distinct prompts."""
+    rng = random.Random(f"toy-eval-{seed}")
+    return {name: sample_unique(skill, rng, per_split * len(SPLITS), set()) for name, skill in SKILLS.items()}
+
+
+def held_out_prompts(seed: int, per_split: int) -> set[str]:
+    """Every evaluation prompt of the toy tasks for this seed: what no training run may see."""
+    return {prompt for rows in eval_examples(seed, per_split).values() for prompt, _ in rows}
+
+
 def write_tasks(tasks_dir: Path, seed: int, per_split: int) -> set[str]:
     """Write each skill's search and report splits (disjoint) with their task YAMLs.
 
     Returns every evaluation prompt, which training must never see.
     """
-    rng = random.Random(f"toy-eval-{seed}")
     (tasks_dir / "data").mkdir(parents=True, exist_ok=True)
     held_out: set[str] = set()
-    for skill_name, skill in SKILLS.items():
-        examples = sample_unique(skill, rng, per_split * len(SPLITS), set())
+    for skill_name, examples in eval_examples(seed, per_split).items():
         for i, split in enumerate(SPLITS):
             rows = examples[i * per_split : (i + 1) * per_split]
             lines = [json.dumps({"prompt": p, "target": t}) for p, t in rows]
@@ -110,7 +119,7 @@ def write_tasks(tasks_dir: Path, seed: int, per_split: int) -> set[str]:
     return held_out
 
 
-def _new_model(shape: ModelShape, tokenizer: PreTrainedTokenizerFast, seed: int) -> LlamaForCausalLM:
+def new_model(shape: ModelShape, tokenizer: PreTrainedTokenizerFast, seed: int) -> LlamaForCausalLM:
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=shape.hidden_size,
@@ -145,29 +154,28 @@ def build_toy_pool(
 ) -> bool:
     """Train and save the pool under ``out_dir``; returns False when an identical build exists."""
     manifest = out_dir / MANIFEST
-    if not force and manifest.is_file():
-        if json.loads(manifest.read_text()).get("fingerprint") == recipe.fingerprint():
-            return False
+    if not force and manifest.is_file() and json.loads(manifest.read_text()).get("fingerprint") == recipe.fingerprint():
+        return False
     held_out = write_tasks(tasks_dir, recipe.seed, recipe.eval_examples)
     tokenizer = build_tokenizer()
     encoder = CharEncoder(tokenizer.get_vocab(), tokenizer.eos_token_id, tokenizer.pad_token_id)
-    base = _new_model(recipe.shape, tokenizer, recipe.seed)
+    base = new_model(recipe.shape, tokenizer, recipe.seed)
     total = recipe.base.steps + sum(s.steps for s in recipe.members.values())
     with tqdm(total=total, unit="step", desc="toy pool: base", disable=not progress) as bar:
         train_stage(base, encoder, recipe.base, recipe.seed, held_out, bar)
-        _save(base, tokenizer, out_dir / "base")
+        save_model(base, tokenizer, out_dir / "base")
         for i, (name, stage) in enumerate(recipe.members.items(), start=1):
             bar.set_description(f"toy pool: {name}")
             member = copy.deepcopy(base)
             train_stage(member, encoder, stage, recipe.seed + i, held_out, bar)
-            _save(member, tokenizer, out_dir / name)
+            save_model(member, tokenizer, out_dir / name)
     lines = "\n".join(f"  - name: {name}\n    path: {name}" for name in recipe.members)
     (out_dir / "checkpoints.yaml").write_text(POOL_TEMPLATE.format(fingerprint=recipe.fingerprint(), members=lines))
     manifest.write_text(json.dumps({"fingerprint": recipe.fingerprint(), "recipe": asdict(recipe)}, indent=2))
     return True
 
 
-def _save(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, directory: Path) -> None:
+def save_model(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     hf_logging.disable_progress_bar()
     model.save_pretrained(directory)

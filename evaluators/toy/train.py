@@ -74,10 +74,12 @@ def train_stage(
     seed: int,
     exclude: set[str],
     progress: tqdm | None = None,
+    until: int | None = None,
 ) -> float:
     """Train ``model`` in place for one stage; returns the mean loss of the last 10% of steps.
 
-    ``exclude`` holds the evaluation prompts, so no scored example is ever trained on.
+    ``exclude`` holds the evaluation prompts, so no scored example is ever trained on. ``until``
+    stops after that many steps of the same schedule: an early checkpoint of the full stage.
     """
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -86,7 +88,7 @@ def train_stage(
     opt = torch.optim.AdamW(model.parameters(), lr=stage.lr, weight_decay=0.0)
     model.train()
     tail: list[float] = []
-    for step in range(stage.steps):
+    for step in range(stage.steps if until is None else min(until, stage.steps)):
         for group in opt.param_groups:
             group["lr"] = _lr_at(stage, step)
         loss = model(**encoder.batch(_draw_batch(skills, probs, rng, stage.batch_size, exclude))).loss
