@@ -256,6 +256,12 @@ def _pool_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _driver_args(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that runs trials."""
+    parser.add_argument("--ray-address", help="connect to this Ray cluster instead of starting a local one")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def _storage_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--storage", metavar="URL",
@@ -297,9 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs/)")
     search.add_argument("--overwrite", action="store_true", help="replace an existing run directory of the same name")
     search.add_argument("--warm-start", type=Path, metavar="RUN_DIR", help="import the finished trials of an earlier run on a subset of this pool")
-    search.add_argument("--ray-address", help="connect to this Ray cluster instead of starting a local one")
+    _driver_args(search)
     _storage_arg(search)
-    search.add_argument("--no-progress", action="store_true", help="no progress bar")
     _allow_pickle_arg(search)
     search.set_defaults(func=_search)
 
@@ -309,8 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     resume.add_argument("--trials", type=_positive, help="raise (or set) the trial budget")
-    resume.add_argument("--ray-address", help="connect to this Ray cluster instead of starting a local one")
-    resume.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _driver_args(resume)
     resume.set_defaults(func=_resume)
 
     join = sub.add_parser(
@@ -320,8 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         "store (RUN_DIR must be on a filesystem both see). Use --storage postgresql://... for drivers on several machines.",
     )
     join.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    join.add_argument("--ray-address", help="connect to this Ray cluster instead of starting a local one")
-    join.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _driver_args(join)
     join.set_defaults(func=_join)
 
     watch = sub.add_parser(
@@ -335,9 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--interval", type=_positive, default=600, help="seconds between polls (default 600)")
     watch.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs/)")
     watch.add_argument("--trials-per-member", type=_positive, default=10, help="new trials per added or changed member (default 10)")
-    watch.add_argument("--ray-address", help="connect to this Ray cluster instead of starting a local one")
+    _driver_args(watch)
     _storage_arg(watch)
-    watch.add_argument("--no-progress", action="store_true", help="no progress bar")
     _allow_pickle_arg(watch)
     watch.set_defaults(func=_watch)
 
