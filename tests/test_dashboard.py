@@ -1,4 +1,5 @@
-"""`mergefront dashboard` serves the run's journal in a real optuna-dashboard, objective names included."""
+"""`mergefront dashboard` serves the run's journal in a real optuna-dashboard, objective names included,
+on 127.0.0.1 only unless told otherwise."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from optimizer.driver import Search
 from optimizer.experiment import load_experiment
 from tests.conftest import write_experiment
@@ -19,6 +22,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def outward_address() -> str:
+    """This machine's address on its default route (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))
+        return str(s.getsockname()[0])
 
 
 def test_dashboard_serves_the_run_with_objective_names(tiny_pool: Path, tmp_path: Path) -> None:
@@ -44,6 +54,10 @@ def test_dashboard_serves_the_run_with_objective_names(tiny_pool: Path, tmp_path
         assert study["name"] == "tiny"
         assert study["objective_names"] == experiment.labels
         assert study["directions"] == experiment.directions
+        outward = outward_address()
+        assert not outward.startswith("127.")
+        with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+            s.connect((outward, port))  # bound to loopback: unreachable from the network
     finally:
         proc.terminate()
         proc.wait(timeout=30)
