@@ -67,7 +67,7 @@ def test_surrogate_predictions_are_stored_beside_measurements(tiny_pool: Path, t
 
 @pytest.mark.parametrize(
     ("budget", "reason"),
-    [("{trials: 200, worker_hours: 0.0003}", "0.0003 worker-hours used"), ("{trials: 200, wall_minutes: 0.4}", "wall time of 0.4 min reached")],
+    [("{trials: 200, worker_hours: 0.0003}", "0.0003 worker-hours used"), ("{trials: 200, wall_minutes: 0.75}", "wall time of 0.75 min reached")],
 )
 def test_time_budgets_stop_the_search(
     tiny_pool: Path, tmp_path: Path, ray_session: object, capsys: pytest.CaptureFixture[str], budget: str, reason: str
