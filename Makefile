@@ -31,7 +31,7 @@ toy: $(STAMP)
 demo: toy
 	$(BIN)/mergefront search experiments/toy.yaml --overwrite
 
-# The seed experiments (experiments/SEEDS.md): each builds its pool from the toy pool (cached),
+# The seed experiments (README, "Seed experiments"): each builds its pool from the toy pool (cached),
 # runs its searches, and writes results.md and results.png into its run directory.
 SEEDS_ENV := RAY_AUTH_MODE=disabled
 
