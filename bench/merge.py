@@ -1,16 +1,21 @@
-"""Merge throughput: streaming and resident linear merges against a memory copy, in one run.
+"""Merge throughput of every pool tier against a memory copy, in one run.
 
 Builds K members of a ~150M-parameter bf16 Llama locally (random weights, sharded like real
-checkpoints), then prints, for each mode, the useful bytes moved per second, the memory-copy
-bandwidth measured on the same machine in the same run, their ratio, and peak RSS.
+checkpoints), then prints, per tier, the bytes a linear merge must move (K bf16 reads, one bf16
+write) per second, the memory-copy bandwidth measured in the same run with the same threads,
+their ratio, and the memory the merge holds. Also: the same merge written with torch operations
+instead of the fused kernel (the measured reason ``_fused.c`` exists), and a streamed export.
 
-    python bench/merge.py [--members 4] [--shard-mb 200] [--device cpu|cuda]
+    python bench/merge.py [--members 4] [--shard-mb 200] [--device cpu|cuda] [--threads N]
+
+The host tier's figure is with a warm page cache (the pool read once at start); the disk tier
+releases each tensor's pages after its merge, so with enough memory the page cache still serves
+it and with too little it reads the files.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,10 +26,11 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.utils import logging as hf_logging
 
 from evaluators.merge import MergeSpec
-from evaluators.merge.engine import plan_for, stream_merge
+from evaluators.merge.engine import PoolMerger, plan_for, stream_merge
 from evaluators.merge.point import MergePoint
 from evaluators.pool import load_pool
-from evaluators.resident import ResidentPool
+from evaluators.pool.plan import PoolPlan
+from evaluators.pool.tiers import TIERS, pool_bytes
 
 GB = 1e9
 
@@ -49,19 +55,9 @@ def build_pool(root: Path, members: int, shard_mb: int) -> tuple[Path, int]:
     return root / "pool.yaml", params
 
 
-def rss_gb() -> float:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / GB
-
-
-def reset_peak_rss() -> None:
-    """Linux: make VmHWM (the peak RSS) restart from the current RSS."""
-    Path("/proc/self/clear_refs").write_text("5")
-
-
-def peak_rss_gb() -> float:
-    """Peak RSS since the last reset (VmHWM), which getrusage cannot give after a reset."""
-    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM:"))
-    return int(line.split()[1]) * 1024 / GB
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def best_seconds(fn: Callable[[], object], device: torch.device, repeats: int = 5) -> float:
@@ -76,39 +72,59 @@ def best_seconds(fn: Callable[[], object], device: torch.device, repeats: int = 
     return best
 
 
-def memcpy_gbps(nbytes: int, device: torch.device) -> float:
-    """Bytes read + written per second by a plain copy of ``nbytes``."""
-    src = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
-    dst = torch.empty_like(src)
-    return 2 * nbytes / best_seconds(lambda: dst.copy_(src), device) / GB
+def copy_gbps(nbytes: int, src: torch.device, dst: torch.device) -> float:
+    """Bytes read + written per second by a plain copy of ``nbytes`` (host->device: bytes moved)."""
+    a = torch.ones(nbytes, dtype=torch.uint8, device=src, pin_memory=src.type == "cpu" and dst.type == "cuda")
+    b = torch.empty(nbytes, dtype=torch.uint8, device=dst)
+    moved = nbytes if src != dst else 2 * nbytes
+    return moved / best_seconds(lambda: b.copy_(a, non_blocking=True), dst if dst.type == "cuda" else src) / GB
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def resident_gb() -> tuple[float, float]:
+    """(private, file-backed) resident memory of this process: a memory-mapped pool is file-backed and
+    shared with every process on the node that maps it; a private copy is counted once per process."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return int(fields["RssAnon"].split()[0]) * 1024 / GB, int(fields["RssFile"].split()[0]) * 1024 / GB
 
 
-def streaming(pool_file: Path, out: Path) -> tuple[float, float, float]:
-    """Seconds, RSS before, and peak RSS during a streaming linear merge into ``out``."""
-    spec = MergeSpec()
-    plan = plan_for(load_pool(pool_file), spec)
-    weights = {m: 1.0 / len(plan.members) for m in plan.members}
-    reset_peak_rss()
-    before = rss_gb()
-    start = time.perf_counter()
-    stream_merge(plan, spec, MergePoint(weights), out)
-    return time.perf_counter() - start, before, peak_rss_gb()
+def tier_merge(pool_file: Path, tier: str, device: torch.device) -> tuple[float, str]:
+    """Seconds per linear merge written in place into bf16 targets (the tier's memory excluded), and what
+    the tier holds in memory after a merge. A plan of its own: tiers map the plan's files."""
+    plan = plan_for(load_pool(pool_file), MergeSpec())
+    targets = {k: torch.empty(i.shape, dtype=plan.dtype(k), device=device) for k, i in plan.tensors.items()}
+    anon, mapped = resident_gb()
+    merger = PoolMerger(plan, MergeSpec(), TIERS.get(tier)(plan, device), device)
+    point = MergePoint({m: 1.0 / len(plan.members) for m in plan.members})
+    merger.merge_into(point, targets)  # first touch
+    seconds = best_seconds(lambda: merger.merge_into(point, targets), device)
+    anon2, mapped2 = resident_gb()
+    return seconds, f"  holds: private +{anon2 - anon:.2f} GB, mapped (shared) +{mapped2 - mapped:.2f} GB"
 
 
-def resident(pool_file: Path, device: torch.device) -> tuple[float, float]:
-    spec = MergeSpec()
-    plan = plan_for(load_pool(pool_file), spec)
-    pool = ResidentPool(plan, spec, device)
-    targets = {k: torch.empty(x.sources.shape[1:], dtype=plan.dtype(k), device=device) for k, x in pool.inputs.items()}
-    pool.bind(targets)
-    weights = {m: 1.0 / len(plan.members) for m in plan.members}
-    reset_peak_rss()
-    return best_seconds(lambda: pool.merge_into(MergePoint(weights)), device), peak_rss_gb()
+def torch_ops_merge(plan: PoolPlan, chunk: int = 1 << 18) -> float:
+    """The same host-tier merge as torch operations on cache-sized chunks (convert, then add)."""
+    tier = TIERS.get("host")(plan, torch.device("cpu"))
+    w = 1.0 / len(plan.members)
+    acc, tmp = torch.empty(chunk), torch.empty(chunk)
+
+    def merge() -> None:
+        for key, info in plan.tensors.items():
+            out = torch.empty(info.shape, dtype=plan.dtype(key)).view(-1)
+            sources = [s.reshape(-1) for s in tier.fetch(key)]
+            for i in range(0, out.numel(), chunk):
+                n = min(chunk, out.numel() - i)
+                a, t = acc[:n], tmp[:n]
+                a.copy_(sources[0][i : i + n]).mul_(w)
+                for s in sources[1:]:
+                    a.add_(t.copy_(s[i : i + n]), alpha=w)
+                out[i : i + n].copy_(a)
+
+    return best_seconds(merge, torch.device("cpu"), repeats=3)
+
+
+def line(label: str, moved: int, seconds: float, copy: float, extra: str = "") -> str:
+    rate = moved / seconds / GB
+    return f"{label:<34}{rate:7.2f} GB/s  {seconds:7.3f} s  ratio {rate / copy:5.2f}{extra}"
 
 
 def main() -> None:
@@ -116,33 +132,31 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=4)
     parser.add_argument("--shard-mb", type=int, default=200)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads for merges and copies")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    device, cpu = torch.device(args.device), torch.device("cpu")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        print(f"building {args.members} members ...", flush=True)
         pool_file, params = build_pool(root, args.members, args.shard_mb)
-        k = args.members
-        shard = max(p.stat().st_size for p in root.glob("m0/*.safetensors")) / GB
-        print(f"pool: {k} members x {params / 1e6:.0f}M params, bf16, largest shard {shard:.3f} GB")
-
-        seconds, before, peak = streaming(pool_file, root / "out")
-        copy_cpu = memcpy_gbps(params * 4, torch.device("cpu"))
-        moved = (k + 1) * params * 2  # read K bf16 members, write one bf16 model
-        print(f"memory copy (cpu):  {copy_cpu:6.2f} GB/s (read + write)")
-        print(
-            f"streaming (cpu):    {moved / seconds / GB:6.2f} GB/s in {seconds:.2f} s, ratio {moved / seconds / GB / copy_cpu:.2f}; "
-            f"peak RSS +{peak - before:.3f} GB over {before:.3f} GB = {(peak - before) / shard:.2f}x the largest shard"
-        )
-
-        seconds, peak = resident(pool_file, device)
-        copy = copy_cpu if device.type == "cpu" else memcpy_gbps(params * 4, device)
-        moved = (k * 4 + 2) * params  # read K float32 slices, write one bf16 model
-        if device.type != "cpu":
-            print(f"memory copy ({device.type}):  {copy:6.2f} GB/s")
-        print(
-            f"resident ({device.type}):     {moved / seconds / GB:6.2f} GB/s per trial merge in {seconds:.3f} s, "
-            f"ratio {moved / seconds / GB / copy:.2f}; peak RSS while merging {peak:.2f} GB (the pool held in float32)"
-        )
+        plan = plan_for(load_pool(pool_file), MergeSpec())
+        moved = pool_bytes(plan) + params * 2  # read every source once, write one bf16 model
+        print(f"pool: {args.members} members x {params / 1e6:.0f}M params, bf16, {pool_bytes(plan) / GB:.2f} GB; {args.threads} CPU thread(s)")
+        copy_cpu = copy_gbps(params * 2, cpu, cpu)
+        print(f"{'memory copy (cpu)':<34}{copy_cpu:7.2f} GB/s (read + write)")
+        if device.type == "cuda":
+            copy_dev, copy_h2d = copy_gbps(params * 2, device, device), copy_gbps(params * 2, cpu, device)
+            print(f"{'memory copy (device to device)':<34}{copy_dev:7.2f} GB/s (read + write)")
+            print(f"{'memory copy (pinned host to device)':<34}{copy_h2d:7.2f} GB/s")
+        for tier in ("host", "device", "disk"):
+            seconds, held = tier_merge(pool_file, tier, device)
+            copy = copy_cpu if device.type == "cpu" else (copy_dev if tier == "device" else copy_h2d)
+            print(line(f"{tier} tier ({device.type}), in place", moved, seconds, copy, held))
+        print(line("torch operations (cpu, host tier)", moved, torch_ops_merge(plan), copy_cpu, "  (the fused kernel's reason)"))
+        start = time.perf_counter()
+        stream_merge(plan, MergeSpec(), MergePoint({m: 1.0 / len(plan.members) for m in plan.members}), root / "out")
+        print(line("streamed export (cpu, to files)", moved, time.perf_counter() - start, copy_cpu, "  (writes the files too)"))
 
 
 if __name__ == "__main__":

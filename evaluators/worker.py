@@ -43,7 +43,7 @@ class WorkerSpec(Frozen):
 
     @property
     def source(self) -> MergeSource:
-        return MergeSource(pool=self.pool, merge=self.merge, groups=self.groups)
+        return MergeSource(pool=self.pool, merge=self.merge, groups=self.groups, tier=self.runtime.pool)
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ class Worker:
     """Loads the pool once, builds one model once, then evaluates weight vectors."""
 
     def __init__(self, spec: WorkerSpec, worker_id: str = "worker-0") -> None:
+        start = time.perf_counter()
         apply_process_env()
         if spec.runtime.threads:
             torch.set_num_threads(spec.runtime.threads)
@@ -91,11 +92,13 @@ class Worker:
         self.screen_size = spec.screen
         self.screener = Scorer(spec.objectives, library, spec.bootstrap_iters, spec.seed, spec.screen) if spec.screen else None
         self.reporter = Scorer(spec.report, library, spec.bootstrap_iters, spec.seed) if spec.report else None
-        log.info("%s ready on %s", worker_id, self.backend.device)
+        self.built_in = time.perf_counter() - start  # pool opened, model built, tasks indexed (imports excluded)
+        log.info("%s", self.ready())
 
     def ready(self) -> str:
-        """Returns once construction finished (Ray calls this to surface start-up errors)."""
-        return self.worker_id
+        """Returns once construction finished (Ray calls this to surface start-up errors): where the
+        worker runs, how long it took to build, and where its pool's sources are."""
+        return f"{self.worker_id} ready on {self.backend.device} in {self.built_in:.1f} s, {self.backend.placement}"
 
     def evaluate(self, point: MergePoint, promotion: Promotion | None = None) -> TrialResult:
         """Merge ``point`` and score the objectives; with ``promotion`` (and a screen size), screen on

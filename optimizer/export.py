@@ -56,7 +56,7 @@ def write_merge(
             write_adapter(plan, spec, weights, bool(groups), partial)
             recipe, note = None, "not written for an adapter; load it with peft on the base named in adapter_config.json"
         else:
-            stream_merge(plan, spec, point, partial, groups, progress=True, stacked=True)  # bit-equal to what a CPU worker scored
+            stream_merge(plan, spec, point, partial, groups, progress=True)  # the workers' arithmetic: bit-equal to a CPU worker's merge
             dtype = next(str(plan.dtype(k)).removeprefix("torch.") for k in plan.tensors if plan.dtype(k).is_floating_point)
             recipe, note = mergekit_recipe(pool, spec, weights, point.knobs, bool(groups), dtype)
         (partial / CARD).write_text(model_card(pool, spec, weights, point.knobs, provenance, note))

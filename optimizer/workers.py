@@ -43,7 +43,8 @@ class WorkerSet:
     def wait_ready(self) -> None:
         """Block until every first actor is built; a worker that cannot start is a fatal error."""
         try:
-            ray.get([s.actor.ready.remote() for s in self._slots])
+            for line in ray.get([s.actor.ready.remote() for s in self._slots]):
+                log.info("%s", line)
         except RayActorError as exc:
             raise MergefrontError(f"a worker failed to start: {cause(exc)}") from None
         self.idle = [s.actor for s in self._slots]

@@ -15,7 +15,8 @@ from evaluators.merge.engine import plan_for, stream_merge
 from evaluators.merge.point import MergePoint
 from evaluators.pool import load_pool
 from evaluators.pool.inspect import inspect_members
-from evaluators.resident import ResidentPool
+from evaluators.merge.engine import PoolMerger
+from evaluators.pool.tiers import TIERS
 from optimizer.cli import main
 
 
@@ -39,12 +40,18 @@ def merged(out: Path) -> dict[str, torch.Tensor]:
     return load_file(out / "model.safetensors")
 
 
-def resident_state(pool_file: Path, spec: MergeSpec, weights: dict[str, float], tied: bool = False) -> dict[str, torch.Tensor]:
+def live_merger(pool_file: Path, spec: MergeSpec, groups: dict[str, str] | None = None, tier: str = "host") -> PoolMerger:
     plan = plan_for(load_pool(pool_file), spec)
-    model = AutoModelForCausalLM.from_config(LlamaConfig.from_pretrained(plan.model_dir()))
-    resident = ResidentPool(plan, spec, torch.device("cpu"))
-    resident.bind(dict(model.named_parameters()))
-    resident.merge_into(MergePoint(weights))
+    return PoolMerger(plan, spec, TIERS.get(tier)(plan, torch.device("cpu")), torch.device("cpu"), groups)
+
+
+def resident_state(pool_file: Path, spec: MergeSpec, weights: dict[str, float], tied: bool = False) -> dict[str, torch.Tensor]:
+    """The merge written in place into a model built from the pool's config, as a worker does."""
+    merger = live_merger(pool_file, spec)
+    model = AutoModelForCausalLM.from_config(LlamaConfig.from_pretrained(merger.plan.model_dir()))
+    targets = dict(model.named_parameters())
+    merger.check_targets(targets)
+    merger.merge_into(MergePoint(weights), targets)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -191,12 +198,10 @@ def test_grouped_weights_and_knobs_apply_per_tensor_in_both_modes(tiny_pool: Pat
     spec = MergeSpec(method="task_arithmetic")
     groups = {"attn": r"self_attn\."}
     point = MergePoint(weights={"add": 1.0, "sort": 0.5}, groups={"attn": {"reverse": -0.5}}, knobs={"scale": 0.8})
-    plan = plan_for(load_pool(pool_file), spec)
-    model = AutoModelForCausalLM.from_config(LlamaConfig.from_pretrained(plan.model_dir()))
-    resident = ResidentPool(plan, spec, torch.device("cpu"), groups)
-    resident.bind(dict(model.named_parameters()))
-    resident.merge_into(point)
-    out = merged(stream_merge(plan, spec, point, tmp_path / "out", groups=groups))
+    merger = live_merger(pool_file, spec, groups)
+    model = AutoModelForCausalLM.from_config(LlamaConfig.from_pretrained(merger.plan.model_dir()))
+    merger.merge_into(point, dict(model.named_parameters()))
+    out = merged(stream_merge(merger.plan, spec, point, tmp_path / "out", groups=groups))
     files = {n: load_file(tiny_pool / "pool" / n / "model.safetensors") for n in ["base", "add", "reverse", "sort"]}
     state = model.state_dict()
     attn = [k for k in out if "self_attn." in k]
@@ -214,6 +219,5 @@ def test_grouped_weights_and_knobs_apply_per_tensor_in_both_modes(tiny_pool: Pat
 def test_a_group_that_matches_no_tensor_is_refused(tiny_pool: Path) -> None:
     from evaluators.errors import ConfigError
 
-    plan = plan_for(load_pool(tiny_pool / "pool" / "checkpoints.yaml"), MergeSpec())
     with pytest.raises(ConfigError, match=r"weight group\(s\) \['vision'\] match no tensor"):
-        ResidentPool(plan, MergeSpec(), torch.device("cpu"), {"vision": "vision_tower"})
+        live_merger(tiny_pool / "pool" / "checkpoints.yaml", MergeSpec(), {"vision": "vision_tower"})

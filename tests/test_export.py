@@ -33,8 +33,8 @@ def run(tiny_run: Path) -> Path:
 
 def resident_merge(tiny_pool: Path, weights: dict[str, float]) -> dict[str, torch.Tensor]:
     pool = load_pool(tiny_pool / "pool" / "checkpoints.yaml")
-    resident = MergeSource(pool=pool, merge=MergeSpec()).resident(torch.device("cpu"))
-    return dict(resident.merged(MergePoint(weights=weights)))
+    merger, _ = MergeSource(pool=pool, merge=MergeSpec()).merger(torch.device("cpu"))
+    return dict(merger.merged(MergePoint(weights=weights)))
 
 
 def lm_eval_scores(model_dir: Path, tasks_dir: Path, out: Path) -> dict[str, dict[str, float]]:

@@ -12,7 +12,10 @@ from evaluators.pool.adapters import LowRank
 
 
 def run(method: str, x: TensorInputs, w: list[float], **knobs: float) -> torch.Tensor:
-    return OPERATORS.get(method).fn(x, torch.tensor(w), MergeSpec(method=method, **knobs))
+    """The operator's merge written into a float32 tensor, as the engine writes it."""
+    out = torch.empty(x.shape)
+    OPERATORS.get(method).write(x, torch.tensor(w), MergeSpec(method=method, **knobs), out)
+    return out
 
 
 def checkpoints(*rows: list[float], base: list[float] | None = None) -> TensorInputs:
@@ -20,7 +23,7 @@ def checkpoints(*rows: list[float], base: list[float] | None = None) -> TensorIn
     sources = [torch.tensor(r) for r in rows] + ([torch.tensor(base)] if base is not None else [])
     mix = torch.zeros(len(rows), len(sources))
     mix[:, : len(rows)] = torch.eye(len(rows))
-    return TensorInputs("t", torch.stack(sources), mix, (None,) * len(rows), len(rows) if base is not None else None)
+    return TensorInputs("t", tuple(sources[0].shape), sources, mix, (None,) * len(rows), len(rows) if base is not None else None)
 
 
 def test_linear() -> None:
@@ -79,7 +82,7 @@ def test_dare_ties_is_ties_consensus_of_the_dropped_vectors() -> None:
 
 
 def lora_inputs(factors: list[LowRank], base: torch.Tensor) -> TensorInputs:
-    return TensorInputs("w", base[None], torch.ones(len(factors), 1), tuple(factors), None)
+    return TensorInputs("w", tuple(base.shape), [base], torch.ones(len(factors), 1), tuple(factors), None)
 
 
 def test_lora_exact_and_factorwise() -> None:

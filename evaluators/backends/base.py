@@ -35,6 +35,14 @@ class BackendSpec(Frozen):
     device: str = Field(default="cpu", pattern=DEVICE, description="'cpu', 'cuda' or 'cuda:N'")
     batch_size: int | Literal["auto"] | None = Field(default=None, description="default: 'auto' on GPU, 64 on CPU")
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads per worker")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        default="auto", description="the live model's dtype; default: what from_pretrained picks (config, else weights)"
+    )
+    pool: Literal["auto", "device", "host", "disk"] = Field(
+        default="auto",
+        description="where each worker keeps the pool's sources: device (a private copy on its device), host (one "
+        "memory-mapped copy per node, shared), disk (read from the files each trial); auto picks from free memory",
+    )
     vllm: VllmSpec = VllmSpec()
 
     @property
@@ -80,6 +88,7 @@ class ModelBackend(Protocol):
     """A live model whose weights are replaced by each trial's merge, built once per worker."""
 
     device: str
+    placement: str  # the pool tier its sources are in, and why (a log line)
 
     def swap(self, point: MergePoint) -> SwapTimes:
         """Put the merge for ``point`` into the live model (every cache that keys on weights is reset)."""

@@ -1,16 +1,24 @@
-"""Hugging Face transformers backend: one model built from the pool's config, merged into in place, scored by HFLM."""
+"""Hugging Face transformers backend: one model built empty from the pool's config, merged into in
+place every trial, scored by HFLM.
+
+The model is built on the meta device and given uninitialised storage in its dtype, so start-up
+costs no random initialisation of billions of parameters; the first merge writes every weight.
+"""
 
 from __future__ import annotations
 
 import time
 
 import torch
+from accelerate import init_empty_weights
 from lm_eval.api.model import LM
 from lm_eval.models.huggingface import HFLM
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from evaluators.backends.base import BACKENDS, BackendSpec, QuietRequests, SwapTimes
 from evaluators.merge import MergePoint
+from evaluators.pool.files import CheckpointFiles
+from evaluators.pool.plan import PoolPlan
 from evaluators.resident import MergeSource
 
 
@@ -18,29 +26,63 @@ class QuietHFLM(QuietRequests, HFLM):
     """HFLM without per-request progress bars."""
 
 
+def model_dtype(spec: BackendSpec, source: MergeSource) -> torch.dtype:
+    """``workers.dtype`` if set, else what ``from_pretrained`` picks for the model directory: the
+    config's ``dtype`` (``torch_dtype``), else the dtype of its first floating-point weight."""
+    if spec.dtype != "auto":
+        return getattr(torch, spec.dtype)
+    directory = source.model_dir()
+    config = AutoConfig.from_pretrained(directory, local_files_only=True, trust_remote_code=source.pool.trusts_remote_code)
+    if isinstance(getattr(config, "dtype", None), torch.dtype):
+        return config.dtype
+    files = CheckpointFiles(directory, "model", allow_pickle=source.pool.allow_pickle)
+    floating = (getattr(torch, files.info(k).dtype) for k in files.keys())
+    return next((d for d in floating if d.is_floating_point), torch.float32)
+
+
+def empty_model(source: MergeSource, plan: PoolPlan, dtype: torch.dtype, device: torch.device) -> PreTrainedModel:
+    """The model of the pool's config, with the pool's vocabulary (as export writes it), its parameters
+    uninitialised on ``device`` (tied ones stay one tensor)."""
+    remote = source.pool.trusts_remote_code
+    config = AutoConfig.from_pretrained(source.model_dir(), local_files_only=True, trust_remote_code=remote)
+    if getattr(config, "vocab_size", None) and config.vocab_size != plan.vocab:
+        config.vocab_size = plan.vocab
+    with init_empty_weights(include_buffers=False):  # buffers (rotary tables) are computed for real
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=remote)
+    storage: dict[int, torch.nn.Parameter] = {}
+    for module in model.modules():
+        for name, param in list(module._parameters.items()):
+            if param is not None:
+                if id(param) not in storage:
+                    storage[id(param)] = torch.nn.Parameter(torch.empty(param.shape, dtype=param.dtype, device=device), requires_grad=False)
+                module._parameters[name] = storage[id(param)]
+    model.tie_weights()  # as from_pretrained does: a tied head is the embedding tensor itself
+    return model.to(device).eval()
+
+
 class HFBackend:
-    """Builds the model skeleton once from ``config.json``; each merge is written straight into its tensors,
-    so there is no separate swap step (``swap_seconds`` is 0)."""
+    """Each merge is written straight into the model's tensors, so there is no separate swap step
+    (``swap_seconds`` is 0)."""
 
     def __init__(self, spec: BackendSpec, source: MergeSource) -> None:
         device = torch.device(spec.device)
         self.device = str(device)
-        remote = source.pool.trusts_remote_code
-        model_dir = source.model_dir()
-        config = AutoConfig.from_pretrained(model_dir, local_files_only=True, trust_remote_code=remote)
-        self.model = AutoModelForCausalLM.from_config(config, trust_remote_code=remote).to(device).eval()
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=remote)
+        plan = source.plan()
+        self.model = empty_model(source, plan, model_dtype(spec, source), device)
+        tokenizer = AutoTokenizer.from_pretrained(source.model_dir(), local_files_only=True, trust_remote_code=source.pool.trusts_remote_code)
         self._lm = QuietHFLM(pretrained=self.model, tokenizer=tokenizer, batch_size=spec.resolved_batch_size, device=self.device)
         saved = self.model.state_dict(keep_vars=True)
         persistent_buffers = {k: v for k, v in self.model.named_buffers() if k in saved}
         # named_parameters() lists a tied tensor once, so tied weights are written once and stay tied
-        self.pool = source.resident(device)
-        self.pool.bind({**persistent_buffers, **dict(self.model.named_parameters())})
+        self._targets = {**persistent_buffers, **dict(self.model.named_parameters())}
+        self.merger, placed = source.merger(device, plan)
+        self.placement = f"pool tier {placed.tier} ({placed.reason})"
+        self.merger.check_targets(self._targets)
         self._sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def swap(self, point: MergePoint) -> SwapTimes:
         start = time.perf_counter()
-        self.pool.merge_into(point)
+        self.merger.merge_into(point, self._targets)
         self._sync()
         return SwapTimes(merge_seconds=time.perf_counter() - start, swap_seconds=0.0)
 

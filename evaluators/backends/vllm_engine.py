@@ -62,7 +62,7 @@ class VllmBackend:
         self._lm = _lm_eval_vllm()(
             pretrained=model_dir,
             tokenizer=model_dir,
-            dtype=engine.dtype,
+            dtype=spec.dtype if spec.dtype != "auto" else engine.dtype,  # workers.dtype, else the older vllm.dtype
             trust_remote_code=source.pool.trusts_remote_code,
             tensor_parallel_size=engine.tensor_parallel_size,
             max_model_len=engine.max_model_len,
@@ -74,8 +74,9 @@ class VllmBackend:
             **extra,
         )
         self._llm = self._lm.model  # type: ignore[attr-defined]
-        devices = self._llm.collective_rpc("mergefront_load", args=(source.model_dump(mode="json"),))
-        self.device = ",".join(dict.fromkeys(devices))
+        loaded = self._llm.collective_rpc("mergefront_load", args=(source.model_dump(mode="json"),))
+        self.device = ",".join(dict.fromkeys(device for device, _ in loaded))
+        self.placement = loaded[0][1]  # every rank decides alike on a node
 
     def swap(self, point: MergePoint) -> SwapTimes:
         start = time.perf_counter()

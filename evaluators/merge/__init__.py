@@ -2,7 +2,7 @@
 
 from evaluators.merge import dare, linear, lora_factorwise, task_arithmetic, ties  # noqa: F401  (registration)
 from evaluators.merge.base import OPERATORS, MergeSpec, Operator
-from evaluators.merge.inputs import TensorInputs, read_inputs
+from evaluators.merge.inputs import TensorInputs
 from evaluators.merge.point import MergePoint
 
-__all__ = ["OPERATORS", "MergePoint", "MergeSpec", "Operator", "TensorInputs", "read_inputs"]
+__all__ = ["OPERATORS", "MergePoint", "MergeSpec", "Operator", "TensorInputs"]

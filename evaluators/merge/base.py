@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 
 from evaluators.config import Frozen, registered
 from evaluators.merge.inputs import TensorInputs
+from evaluators.merge.kernel import Combination, combine_into
 from evaluators.registry import Registry
 
 
@@ -43,7 +44,9 @@ class MergeSpec(Frozen):
         return OPERATORS.get(self.method).knobs[name] if value is None else value
 
 
-OperatorFn = Callable[[TensorInputs, torch.Tensor, MergeSpec], torch.Tensor]
+# An operator returns either a Combination of the sources (linear methods: the kernel writes it
+# straight into the output) or a dense float32 tensor (methods that need all values at once).
+OperatorFn = Callable[[TensorInputs, torch.Tensor, MergeSpec], torch.Tensor | Combination]
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,14 @@ class Operator:
     knobs: dict[str, Any]
     needs_base: bool = False
     adapters_only: bool = False
+
+    def write(self, x: TensorInputs, w: torch.Tensor, spec: MergeSpec, out: torch.Tensor) -> None:
+        """Merge one tensor into ``out`` (in ``out``'s dtype and device); ``w`` holds one weight per member."""
+        result = self.fn(x, w, spec)
+        if isinstance(result, Combination):
+            combine_into(out, x.sources, result)
+        else:
+            out.copy_(result)
 
 
 OPERATORS: Registry[Operator] = Registry("merge method")

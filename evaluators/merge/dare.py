@@ -33,7 +33,7 @@ def _dropped(x: TensorInputs, spec: MergeSpec) -> torch.Tensor:
 
 @operator("dare_linear", knobs={"scale": 1.0, "drop": 0.5, "seed": 0}, needs_base=True)
 def dare_linear(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> torch.Tensor:
-    return x.base + spec.knob("scale") * torch.tensordot(w, _dropped(x, spec), dims=1)
+    return x.base + spec.knob("scale") * torch.tensordot(w.to(x.device), _dropped(x, spec), dims=1)
 
 
 @operator("dare_ties", knobs={"scale": 1.0, "drop": 0.5, "seed": 0}, needs_base=True)

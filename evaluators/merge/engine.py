@@ -1,14 +1,16 @@
-"""The merge engine: one code path, two modes.
+"""The merge engine: one loop over tensor names, used by the worker (in place, every trial) and by
+export (``stream_merge``, into safetensors shards).
 
-- Streaming (``stream_merge``): tensor by tensor from the pool's files into sharded
-  safetensors; peak memory is a few tensors plus one output shard, whatever K is.
-- Resident (``evaluators.resident``): the same operators over tensors kept in memory.
+Both read the pool's sources through a pool tier (``evaluators.pool.tiers``) and compute each
+tensor with the same operator and kernel, so a worker's merge and the exported one are equal bit
+for bit. Peak memory beyond the sources: one output tensor (export) or nothing (in place), plus
+the kernel's few-MiB accumulator; TIES and DARE add K float32 copies of the tensor in hand.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -16,11 +18,13 @@ from tqdm import tqdm
 
 from evaluators.errors import ConfigError, PoolError
 from evaluators.merge.base import OPERATORS, MergeSpec
-from evaluators.merge.inputs import read_inputs
+from evaluators.merge.inputs import TensorInputs
 from evaluators.merge.point import MergePoint, ResolvedPoint, assign_groups
 from evaluators.pool import LoraMember, Pool
+from evaluators.pool.adapters import LowRank
 from evaluators.pool.plan import PoolPlan
 from evaluators.pool.safetensors_io import ShardedWriter
+from evaluators.pool.tiers import TIERS, SourceTier
 
 # Files copied next to the merged weights so the directory loads like any HF model.
 COMPANIONS = (
@@ -46,6 +50,78 @@ def plan_for(pool: Pool, spec: MergeSpec) -> PoolPlan:
     return PoolPlan(pool, need_base=op.needs_base)
 
 
+class PoolMerger:
+    """Merges points of one planned pool, tensor by tensor, from ``tier``'s sources on ``device``.
+
+    LoRA factors are read once and kept on the device in their stored dtype (they are small);
+    integer buffers (bookkeeping, equal in every member) are taken from the first source.
+    """
+
+    def __init__(self, plan: PoolPlan, spec: MergeSpec, tier: SourceTier, device: torch.device, groups: Mapping[str, str] | None = None) -> None:
+        self.plan, self.spec, self.tier, self.device = plan, spec, tier, device
+        self.operator = OPERATORS.get(spec.method)
+        self.group_of = assign_groups(plan.tensors, groups or {})
+        self.mix = plan.mix.float()
+        self.floating = [k for k in plan.tensors if plan.dtype(k).is_floating_point]
+        self.fixed = [k for k in plan.tensors if not plan.dtype(k).is_floating_point]
+        self.lowrank: dict[str, tuple[LowRank | None, ...]] = {}
+        for key in self.floating:
+            factors = plan.lowrank(key)
+            if any(f is not None for f in factors):
+                self.lowrank[key] = tuple(None if f is None else LowRank(f.a.to(device), f.b.to(device), f.scale) for f in factors)
+
+    def resolve(self, point: MergePoint) -> ResolvedPoint:
+        return ResolvedPoint(point, self.plan.members, self.spec, self.group_of)
+
+    def inputs(self, key: str) -> TensorInputs:
+        """Tensor ``key``'s sources as the tier holds them (call ``tier.done(key)`` when finished)."""
+        return TensorInputs(
+            key, self.plan.tensors[key].shape, self.tier.fetch(key), self.mix,
+            self.lowrank.get(key, (None,) * len(self.plan.members)), self.plan.base_index, self.device,
+        )
+
+    def tensor_into(self, key: str, resolved: ResolvedPoint, out: torch.Tensor) -> None:
+        """Merge tensor ``key`` into ``out`` (its shape; any floating dtype, on ``device``)."""
+        self.operator.write(self.inputs(key), resolved.vector(key), resolved.spec, out)
+        self.tier.done(key)
+
+    def fixed_tensor(self, key: str) -> torch.Tensor:
+        return self.tier.fetch(key)[0]
+
+    @torch.no_grad()
+    def merge_into(self, point: MergePoint, targets: Mapping[str, torch.Tensor]) -> None:
+        """Write the merge for ``point`` into ``targets`` (e.g. a live model's tensors, checked by ``check_targets``)."""
+        resolved = self.resolve(point)
+        for key in self.floating:
+            self.tensor_into(key, resolved, targets[key])
+        for key in self.fixed:
+            targets[key].copy_(self.fixed_tensor(key))
+
+    @torch.no_grad()
+    def merged(self, point: MergePoint, dtype: torch.dtype | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+        """The merge for ``point``, one new tensor at a time, by safetensors name, in ``dtype`` (default: as stored)."""
+        resolved = self.resolve(point)
+        for key in self.floating:
+            out = torch.empty(self.plan.tensors[key].shape, dtype=dtype or self.plan.dtype(key), device=self.device)
+            self.tensor_into(key, resolved, out)
+            yield key, out
+        for key in self.fixed:
+            yield key, self.fixed_tensor(key).to(self.device)
+
+    def check_targets(self, targets: Mapping[str, torch.Tensor]) -> None:
+        """Once, before the first merge: the live model and the pool have the same tensor names and shapes."""
+        uncovered = sorted(set(targets) - set(self.plan.tensors))
+        if uncovered:
+            raise PoolError(f"the worker's model has tensors no pool member provides: {uncovered[:3]}")
+        for key, info in self.plan.tensors.items():
+            if key not in targets:
+                raise PoolError(f"tensor '{key}' from the pool has no counterpart in the worker's model")
+            if tuple(targets[key].shape) != tuple(info.shape):
+                raise PoolError(
+                    f"tensor '{key}' has shape {list(info.shape)} in the pool but {list(targets[key].shape)} in the worker's model"
+                )
+
+
 def stream_merge(
     plan: PoolPlan,
     spec: MergeSpec,
@@ -54,23 +130,23 @@ def stream_merge(
     groups: Mapping[str, str] | None = None,
     max_shard_bytes: int = 2 * 1024**3,
     progress: bool = False,
-    stacked: bool = False,
 ) -> Path:
     """Write the merge into a new model directory ``out_dir`` (weights, config, tokenizer).
 
-    With ``stacked``, each tensor's sources are stacked in memory as a CPU worker holds them, so the
-    output equals that worker's merge bit for bit (peak memory: the sources of the largest tensor);
-    without, a linear merge adds one source at a time (peak memory independent of the pool size).
+    Sources come through the disk tier (mapped, released tensor by tensor), so peak memory is one
+    output shard plus the tensor in hand, whatever the pool's size; the arithmetic is the workers'.
     """
     if out_dir.exists():
         raise ConfigError(f"output directory {out_dir} already exists; choose a new one")
-    resolved = ResolvedPoint(point, plan.members, spec, assign_groups(plan.tensors, groups or {}))
-    fn = OPERATORS.get(spec.method).fn
+    cpu = torch.device("cpu")
+    merger = PoolMerger(plan, spec, TIERS.get("disk")(plan, cpu), cpu, groups)
     writer = ShardedWriter(out_dir, max_shard_bytes)
     try:
-        for key in tqdm(list(plan.tensors), desc="merge", unit="tensor", disable=not progress):
-            inputs = read_inputs(plan, key).resident(torch.device("cpu")) if stacked else read_inputs(plan, key)
-            writer.add(key, fn(inputs, resolved.vector(key), resolved.spec).to(plan.dtype(key)))
+        bar = tqdm(total=len(plan.tensors), desc="merge", unit="tensor", disable=not progress)
+        for key, tensor in merger.merged(point):
+            writer.add(key, tensor)
+            bar.update(1)
+        bar.close()
         writer.write_file("config.json", json.dumps(plan.output_config(), indent=2))
         for name in COMPANIONS:
             if (plan.model_dir() / name).is_file():

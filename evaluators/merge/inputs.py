@@ -2,97 +2,67 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import torch
 
+from evaluators.merge.kernel import Combination, LowRankTerm, combine_into
 from evaluators.pool.adapters import LowRank
-from evaluators.pool.plan import PoolPlan
-
-
-class DiskSources:
-    """One tensor of every pool source, read from disk when asked (streaming mode)."""
-
-    def __init__(self, plan: PoolPlan, key: str) -> None:
-        self.plan, self.key = plan, key
-
-    def __len__(self) -> int:
-        return len(self.plan.sources)
-
-    def __getitem__(self, u: int) -> torch.Tensor:
-        return self.plan.source_tensor(u, self.key)
 
 
 @dataclass(frozen=True)
 class TensorInputs:
-    """Member i's value is Σ_u mix[i, u]·sources[u] (+ its low-rank term); all float32.
+    """Member i's value is Σ_u mix[i, u]·sources[u] (+ its low-rank term s_i·B_i@A_i).
 
-    ``sources`` is a stacked [U, *shape] tensor (resident mode) or read one at a time from
-    disk (streaming mode), so a linear merge never holds more than one source tensor.
+    ``sources`` are the pool's tensors for this name in their stored dtype, wherever the pool tier
+    keeps them (memory-mapped files, a private copy, the GPU); one may have fewer leading rows than
+    ``shape`` (a smaller vocabulary: the missing rows are zero). Linear operators return a
+    ``Combination`` of them, which the kernel writes straight into the output; only operators that
+    need every member's value at once (TIES, DARE) densify, one tensor at a time, in float32.
     """
 
     key: str
-    sources: torch.Tensor | DiskSources
-    mix: torch.Tensor  # [K, U]
+    shape: tuple[int, ...]
+    sources: Sequence[torch.Tensor | None]
+    mix: torch.Tensor  # [K, U], float32, CPU
     lowrank: tuple[LowRank | None, ...]  # per member
     base_index: int | None
+    device: torch.device = torch.device("cpu")
+
+    def combination(self, w: torch.Tensor) -> Combination:
+        """Σ_i w_i·value_i as a recipe over the sources; low-rank terms stay factors (w_i·s_i·B_i@A_i)."""
+        coef = tuple((w.float() @ self.mix).tolist())
+        terms = tuple(
+            LowRankTerm(wi * lr.scale, lr.b, lr.a)
+            for wi, lr in zip(w.tolist(), self.lowrank, strict=True)
+            if lr is not None and wi != 0.0
+        )
+        return Combination(coef, terms)
+
+    def dense(self, combo: Combination) -> torch.Tensor:
+        """``combo`` evaluated into a new float32 tensor of ``shape``."""
+        out = torch.empty(self.shape, dtype=torch.float32, device=self.device)
+        combine_into(out, self.sources, combo)
+        return out
 
     @cached_property
     def base(self) -> torch.Tensor:
-        """θ₀, read once per tensor even in streaming mode (operators use it more than once)."""
+        """θ₀ in float32 (computed once per tensor: operators use it more than once)."""
         if self.base_index is None:
             raise ValueError("this operator needs a merge base")
-        return self.sources[self.base_index].float()
+        return self.dense(self.unit(self.base_index))
 
-    def stacked(self) -> torch.Tensor:
-        if isinstance(self.sources, torch.Tensor):
-            return self.sources
-        return torch.stack([self.sources[u].float() for u in range(len(self.sources))])
-
-    def mixed(self, coef: torch.Tensor) -> torch.Tensor:
-        """Σ_u coef[u]·sources[u]."""
-        if isinstance(self.sources, torch.Tensor):
-            return torch.tensordot(coef, self.sources, dims=1)
-        out: torch.Tensor | None = None
-        for u, c in enumerate(coef.tolist()):
-            if c != 0.0 or out is None:
-                t = self.sources[u]  # in the file's dtype: add_ accumulates it into float32 without a copy
-                out = t.float() * c if out is None else out.add_(t, alpha=c)
-        assert out is not None
-        return out
-
-    def weighted_sum(self, w: torch.Tensor) -> torch.Tensor:
-        """Σ_i w_i·value_i; low-rank terms are added as w_i·s_i·B_i@A_i, never densified K times."""
-        out = self.mixed(w @ self.mix)
-        for wi, lr in zip(w.tolist(), self.lowrank, strict=True):
-            if lr is not None and wi != 0.0:
-                out.addmm_(lr.b, lr.a, alpha=wi * lr.scale)
-        return out
+    def unit(self, u: int) -> Combination:
+        """Source ``u`` alone, as a combination."""
+        return Combination(tuple(float(i == u) for i in range(self.mix.shape[1])))
 
     def values(self) -> torch.Tensor:
-        """Every member's value, [K, *shape] (densifies low-rank terms: for non-linear operators)."""
-        out = torch.tensordot(self.mix, self.stacked(), dims=1)
-        for i, lr in enumerate(self.lowrank):
-            if lr is not None:
-                out[i].addmm_(lr.b, lr.a, alpha=lr.scale)
-        return out
+        """Every member's value, [K, *shape] float32 (densifies: for non-linear operators only)."""
+        eye = torch.eye(self.mix.shape[0])
+        return torch.stack([self.dense(self.combination(eye[i])) for i in range(self.mix.shape[0])])
 
     def deltas(self) -> torch.Tensor:
-        """Task vectors τ_i = value_i − θ₀, [K, *shape]."""
+        """Task vectors τ_i = value_i − θ₀, [K, *shape] float32."""
         return self.values() - self.base
-
-    def resident(self, device: torch.device) -> TensorInputs:
-        """The same inputs with every source read and stacked on ``device`` (resident mode)."""
-        lowrank = tuple(
-            None if lr is None else LowRank(lr.a.to(device), lr.b.to(device), lr.scale) for lr in self.lowrank
-        )
-        return TensorInputs(self.key, self.stacked().to(device), self.mix.to(device), lowrank, self.base_index)
-
-
-def read_inputs(plan: PoolPlan, key: str) -> TensorInputs:
-    """One tensor's inputs, its sources read from disk on demand."""
-    lowrank = tuple(
-        None if lr is None else LowRank(lr.a.float(), lr.b.float(), lr.scale) for lr in plan.lowrank(key)
-    )
-    return TensorInputs(key, DiskSources(plan, key), plan.mix.float(), lowrank, plan.base_index)

@@ -7,8 +7,9 @@ import torch
 
 from evaluators.merge.base import MergeSpec, operator
 from evaluators.merge.inputs import TensorInputs
+from evaluators.merge.kernel import Combination
 
 
 @operator("linear")
-def linear(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> torch.Tensor:
-    return x.weighted_sum(w)
+def linear(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> Combination:
+    return x.combination(w)

@@ -11,16 +11,17 @@ import torch
 from evaluators.errors import PoolError
 from evaluators.merge.base import MergeSpec, operator
 from evaluators.merge.inputs import TensorInputs
+from evaluators.merge.kernel import Combination, LowRankTerm
 
 
 @operator("lora_factorwise", adapters_only=True)
-def lora_factorwise(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> torch.Tensor:
-    out = x.mixed(w @ x.mix)
+def lora_factorwise(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> Combination:
+    coef = tuple((w.float() @ x.mix).tolist())
     factors = [lr for lr in x.lowrank if lr is not None]
     if not factors:
-        return out
+        return Combination(coef)
     if len(factors) != len(x.lowrank) or len({(lr.a.shape, lr.scale) for lr in factors}) > 1:
         raise PoolError(f"lora_factorwise needs every member to adapt '{x.key}' with the same rank and scale")
-    a = torch.tensordot(w, torch.stack([lr.a for lr in factors]), dims=1)
-    b = torch.tensordot(w, torch.stack([lr.b for lr in factors]), dims=1)
-    return out.addmm_(b, a, alpha=factors[0].scale)
+    a = torch.tensordot(w.to(factors[0].a.device), torch.stack([lr.a.float() for lr in factors]), dims=1)
+    b = torch.tensordot(w.to(factors[0].b.device), torch.stack([lr.b.float() for lr in factors]), dims=1)
+    return Combination(coef, (LowRankTerm(factors[0].scale, b, a),))

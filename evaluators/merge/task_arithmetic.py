@@ -1,4 +1,8 @@
-"""Task arithmetic: θ = θ₀ + λ Σ_i w_i τ_i with τ_i = θ_i − θ₀ (weights may be negative)."""
+"""Task arithmetic: θ = θ₀ + λ Σ_i w_i τ_i with τ_i = θ_i − θ₀ (weights may be negative).
+
+Written as one linear combination, θ = Σ_i λw_i θ_i + (1 − λΣ_i w_i) θ₀, so it runs in the fused
+kernel like a soup (low-rank terms included) and never materialises a task vector.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,15 @@ import torch
 
 from evaluators.merge.base import MergeSpec, operator
 from evaluators.merge.inputs import TensorInputs
+from evaluators.merge.kernel import Combination
 
 
 @operator("task_arithmetic", knobs={"scale": 1.0}, needs_base=True)
-def task_arithmetic(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> torch.Tensor:
-    # Σ w_i (θ_i − θ₀) = Σ w_i θ_i − (Σ w_i) θ₀, so the linear fast path (and low-rank terms) serve here too
-    task_sum = x.weighted_sum(w) - float(w.sum()) * x.base
-    return x.base + spec.knob("scale") * task_sum
+def task_arithmetic(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> Combination:
+    if x.base_index is None:
+        raise ValueError("task_arithmetic needs a merge base")
+    scale = float(spec.knob("scale"))
+    combo = x.combination(scale * w)
+    coef = list(combo.coef)
+    coef[x.base_index] += 1.0 - scale * float(w.sum())
+    return Combination(tuple(coef), combo.lowrank)

@@ -26,7 +26,7 @@ def trim(deltas: torch.Tensor, density: float) -> torch.Tensor:
 
 def disjoint_mean(deltas: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Weighted mean over the members whose sign agrees with the elected (weighted-sum) sign."""
-    wv = w.reshape(-1, *([1] * (deltas.dim() - 1)))
+    wv = w.to(deltas.device).reshape(-1, *([1] * (deltas.dim() - 1)))
     weighted = wv * deltas
     sign = torch.sign(weighted.sum(dim=0))
     agree = (torch.sign(deltas) == sign) & (deltas != 0)

@@ -91,4 +91,21 @@ class CheckpointFiles:
         return TensorInfo(entry.shape, str(entry.dtype).removeprefix("torch."))
 
     def tensor(self, key: str) -> torch.Tensor:
+        """A private copy of ``key``, in its stored dtype."""
         return self._file_of[key].read(key)
+
+    def view(self, key: str) -> torch.Tensor:
+        """``key`` over the file's shared memory map (zero-copy, read-only by contract)."""
+        return self._file_of[key].view(key)
+
+    def release(self, key: str) -> None:
+        """Drop ``key``'s pages from this process's mapping (see ``SafetensorsFile.release``)."""
+        self._file_of[key].release(key)
+
+    def map(self, populate: bool) -> None:
+        """Map every file of the directory; with ``populate``, read them in now."""
+        for handle in dict.fromkeys(self._file_of.values()):
+            handle.map(populate)
+
+    def nbytes(self, key: str) -> int:
+        return self._file_of[key].entries[key].length

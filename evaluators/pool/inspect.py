@@ -11,9 +11,11 @@ from dataclasses import dataclass
 
 import torch
 
-from evaluators.merge.inputs import read_inputs
+from evaluators.merge import MergeSpec
+from evaluators.merge.engine import PoolMerger
 from evaluators.pool.config import TransferMember
 from evaluators.pool.plan import PoolPlan
+from evaluators.pool.tiers import DiskTier
 
 # Heuristic thresholds for the transfer warning (Lin et al. 2025: transfer works between linearly
 # connected versions and can collapse from a distant early checkpoint). Calibrated on the toy pool only.
@@ -52,19 +54,20 @@ def inspect_members(plan: PoolPlan) -> list[MemberReport]:
     transfers = {i: m for i, m in enumerate(members) if isinstance(m, TransferMember)}
     sums = {i: torch.zeros(4, dtype=torch.float64) for i in transfers}  # dot, ‖d_base‖², ‖diff‖², ‖θ_sb‖²
     params = 0
-    for key in plan.tensors:
-        if not plan.dtype(key).is_floating_point:
-            continue
-        x = read_inputs(plan, key).resident(torch.device("cpu"))  # each source read once per tensor
+    cpu = torch.device("cpu")
+    merger = PoolMerger(plan, MergeSpec(), DiskTier(plan, cpu), cpu)
+    for key in merger.floating:
+        x = merger.inputs(key)
         params += math.prod(plan.tensors[key].shape)
         if plan.base_index is not None:
             base = x.base.double()
             dist2 += ((x.values().double() - base) ** 2).reshape(k, -1).sum(dim=1)
             base2 += float((base**2).sum())
         for i, m in transfers.items():
-            tb, sft, sb = (x.sources[plan.source_index(p)].double() for p in (plan.pool.bases[m.target_base].path, m.source_finetune, m.source_base))
+            tb, sft, sb = (x.dense(x.unit(plan.source_index(p))).double() for p in (plan.pool.bases[m.target_base].path, m.source_finetune, m.source_base))
             d_base, diff = tb - sb, sft - sb
             sums[i] += torch.tensor([(d_base * diff).sum(), (d_base**2).sum(), (diff**2).sum(), (sb**2).sum()])
+        merger.tier.done(key)
     reports = []
     for i, m in enumerate(members):
         distance = math.sqrt(dist2[i] / base2) if plan.base_index is not None and base2 > 0 else None

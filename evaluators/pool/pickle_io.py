@@ -37,3 +37,12 @@ class PickleFile:
 
     def read(self, key: str) -> torch.Tensor:
         return self._tensors[key].clone()
+
+    def map(self, populate: bool) -> None:
+        """Already memory-mapped by ``torch.load(mmap=True)``; nothing to do."""
+
+    def view(self, key: str) -> torch.Tensor:
+        return self._tensors[key]
+
+    def release(self, key: str) -> None:
+        """torch.load's mapping cannot drop pages; the page cache still reclaims them under pressure."""

@@ -7,9 +7,10 @@ Every member's value for a tensor is a fixed linear mix of unique *source* direc
     finetune    θ_i                     transfer  θ_tb + s·(θ_sft − θ_sb)
     lora        θ_b + s·B·A
 
-so merge operators, streaming and resident modes all share one representation: the sources
-stacked [U, ...], a mixing matrix [K, U], and the low-rank factors. Vocabulary tensors
-(embedding and head rows) of sources with a smaller vocabulary are zero-padded to the largest.
+so merge operators, the worker and export all share one representation: the sources (in their
+stored dtype, wherever the pool tier keeps them), a mixing matrix [K, U], and the low-rank factors.
+Vocabulary tensors (embedding and head rows) of sources with a smaller vocabulary count as
+zero-padded to the largest: the kernel treats their missing rows as zeros, nothing is copied.
 """
 
 from __future__ import annotations
@@ -201,14 +202,6 @@ class PoolPlan:
 
     def dtype(self, key: str) -> torch.dtype:
         return getattr(torch, self.tensors[key].dtype)
-
-    def source_tensor(self, u: int, key: str) -> torch.Tensor:
-        """Source ``u``'s tensor in its file's dtype, vocabulary rows zero-padded."""
-        t = self.sources[u].files.tensor(key)
-        rows = self.tensors[key].shape
-        if t.shape != rows:
-            t = torch.cat([t, t.new_zeros((rows[0] - t.shape[0], *t.shape[1:]))])
-        return t
 
     def lowrank(self, key: str) -> list[LowRank | None]:
         return [self.adapters[i].factors(key) if i in self.adapters else None for i in range(len(self.members))]

@@ -1,21 +1,28 @@
 """Safetensors without surprises: a validating reader and a sharded writer.
 
-The reader parses the header itself (8-byte length, JSON) and checks every offset against
-the file size, so a truncated or corrupted file gets a clear error naming it. Tensors are
-read with ``pread`` into private buffers rather than memory-mapped: streaming a large pool
-then keeps only the tensors in hand resident, whatever K is.
+The reader parses the header itself (8-byte length, JSON) and checks every offset against the
+file size, so a truncated or corrupted file gets a clear error naming it (safetensors' own
+``safe_open`` reports such files as a Rust panic or an opaque error). Tensors come two ways:
+- ``view``: a zero-copy tensor over a read-only shared memory map of the file. Every process on a
+  node that maps the file shares one copy of its pages, the page cache; ``release`` drops a
+  tensor's pages from this process's mapping (the page cache keeps them while memory allows).
+- ``read``: a private copy read with ``pread`` (for data kept apart from the file, e.g. on a GPU).
+Writing goes through ``safetensors.torch.save_file`` (it writes from the tensors' memory, no copy).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from evaluators.errors import PoolError
 
@@ -34,27 +41,6 @@ DTYPES: dict[str, torch.dtype] = {
     "F8_E5M2": torch.float8_e5m2,
 }
 MAX_HEADER = 100 * 1024 * 1024
-NAMES = {dtype: name for name, dtype in DTYPES.items()}
-
-
-def write_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Write a safetensors file straight from the tensors' memory (no serialised copy of the shard)."""
-    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
-    offset = 0
-    for key, t in tensors.items():
-        size = t.numel() * t.element_size()
-        header[key] = {"dtype": NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + size]}
-        offset += size
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)  # keep the data 8-byte aligned, as the format recommends
-    with path.open("wb") as fh:
-        fh.write(len(raw).to_bytes(8, "little"))
-        fh.write(raw)
-        for t in tensors.values():
-            if t.numel():
-                fh.write(memoryview(t.contiguous().view(-1).view(torch.uint8).numpy()))
-
-
 @dataclass(frozen=True)
 class Entry:
     dtype: torch.dtype
@@ -85,6 +71,7 @@ class SafetensorsFile:
             self._fail("has a header that is not a JSON object")
         header.pop("__metadata__", None)
         self.entries = {key: self._entry(key, spec, 8 + n, size) for key, spec in header.items()}
+        self._map: mmap.mmap | None = None
 
     def _fail(self, problem: str) -> None:
         raise PoolError(
@@ -117,6 +104,33 @@ class SafetensorsFile:
             self._fail(f"ended while reading '{key}'")
         return torch.frombuffer(buffer, dtype=entry.dtype).reshape(entry.shape)
 
+    def map(self, populate: bool) -> None:
+        """Map the whole file read-only and shared; ``populate`` reads it in now (one pass over the file)
+        so that no later access faults, else pages come in on first touch."""
+        if self._map is None:
+            with self.path.open("rb") as fh:
+                flags = mmap.MAP_SHARED | (mmap.MAP_POPULATE if populate else 0)
+                self._map = mmap.mmap(fh.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+
+    def view(self, key: str) -> torch.Tensor:
+        """``key`` as a tensor over the file's memory map (read-only by contract: never write to it)."""
+        entry = self.entries[key]
+        if entry.length == 0:
+            return torch.empty(entry.shape, dtype=entry.dtype)
+        self.map(populate=False)
+        with warnings.catch_warnings():  # torch warns that the map is read-only; we only read
+            warnings.simplefilter("ignore", UserWarning)
+            flat = torch.frombuffer(self._map, dtype=entry.dtype, count=math.prod(entry.shape), offset=entry.start)  # type: ignore[arg-type]
+        return flat.view(entry.shape)
+
+    def release(self, key: str) -> None:
+        """Drop ``key``'s pages from this process's mapping; its views stay valid (pages fault back in)."""
+        if self._map is None or self.entries[key].length == 0:
+            return
+        entry = self.entries[key]
+        start = entry.start - entry.start % mmap.PAGESIZE
+        self._map.madvise(mmap.MADV_DONTNEED, start, entry.start + entry.length - start)
+
 
 class ShardedWriter:
     """Writes tensors into ``model-XXXXX-of-YYYYY.safetensors`` shards plus an index.
@@ -145,7 +159,7 @@ class ShardedWriter:
         self.total_bytes += size
 
     def _flush(self) -> None:
-        write_safetensors(self.tmp / f"shard-{len(self._files):05d}", self._shard)
+        save_file(self._shard, str(self.tmp / f"shard-{len(self._files):05d}"), metadata={"format": "pt"})
         self._files.append(list(self._shard))
         self._shard, self._shard_bytes = {}, 0
 
