@@ -14,6 +14,10 @@ It prints, each against its yardstick measured in the same run:
   the pool's files (the page cache dropped for them first, with posix_fadvise).
 
     python bench/scale.py [--workdir .bench/scale] [--members 4] [--trials 6] [--limit 4]
+                          [--shape 1b|small] [--device cpu|cuda] [--workers 2] [--gpu-fraction F]
+
+On a GPU (``--device cuda --gpu-fraction 0.05``) the fraction caps what a worker may use of its GPU,
+so a pool that would fit is made not to: ``auto`` then places it in host memory and streams it.
 """
 
 from __future__ import annotations
@@ -38,19 +42,23 @@ from evaluators.toy.tokenizer import build_tokenizer
 
 GB = 1e9
 TASKS = Path(__file__).resolve().parents[1] / "experiments" / "tasks" / "toy"
-SHAPE = {"vocab_size": 32000, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22,
-         "num_attention_heads": 32, "num_key_value_heads": 4, "tie_word_embeddings": False}  # TinyLlama-1.1B's shape
+SHAPES = {
+    "1b": {"vocab_size": 32000, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22,
+           "num_attention_heads": 32, "num_key_value_heads": 4, "tie_word_embeddings": False},  # TinyLlama-1.1B's shape
+    "small": {"vocab_size": 32000, "hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 12,
+              "num_attention_heads": 12, "num_key_value_heads": 12, "tie_word_embeddings": False},
+}
 
 
-def build_pool(workdir: Path, members: int) -> Path:
+def build_pool(workdir: Path, members: int, shape: str) -> Path:
     """Random bf16 members around one random base (cached: rebuilt only when the recipe changes)."""
     stamp = workdir / "recipe.json"
-    recipe = json.dumps({"shape": SHAPE, "members": members})
+    recipe = json.dumps({"shape": SHAPES[shape], "members": members})
     if stamp.is_file() and stamp.read_text() == recipe:
         return workdir / "pool.yaml"
     torch.manual_seed(0)
     with torch.device("meta"):
-        model = LlamaForCausalLM(LlamaConfig(**SHAPE, dtype="bfloat16"))
+        model = LlamaForCausalLM(LlamaConfig(**SHAPES[shape], dtype="bfloat16"))
     model = model.to_empty(device="cpu").to(torch.bfloat16)
     base = {name: torch.randn_like(p).mul_(0.02) for name, p in model.named_parameters()}
     tokenizer = build_tokenizer()
@@ -145,13 +153,14 @@ def _name(proc: psutil.Process) -> str:
         return "?"
 
 
-def write_experiment(workdir: Path, pool: Path, trials: int, limit: int) -> Path:
+def write_experiment(workdir: Path, pool: Path, args: argparse.Namespace) -> Path:
     path = workdir / "scale.yaml"
+    cap = f", gpu_memory_fraction: {args.gpu_fraction}" if args.gpu_fraction else ""
     path.write_text(
         f"name: scale\npool: {pool}\ntasks_dir: {TASKS}\n"
-        f"objectives:\n  - {{task: toy_add, limit: {limit}}}\n  - {{task: toy_sort, limit: {limit}}}\n"
-        f"budget: {{trials: {trials}}}\nsampler: {{name: random}}\nevaluation: {{bootstrap_iters: 0}}\n"
-        "workers: {count: 2, threads: 1, batch_size: 8, pool: auto}\n"
+        f"objectives:\n  - {{task: toy_add, limit: {args.limit}}}\n  - {{task: toy_sort, limit: {args.limit}}}\n"
+        f"budget: {{trials: {args.trials}}}\nsampler: {{name: random}}\nevaluation: {{bootstrap_iters: 0}}\n"
+        f"workers: {{count: {args.workers}, device: {args.device}, threads: 1, batch_size: 8, pool: auto{cap}}}\n"
     )
     return path
 
@@ -178,28 +187,32 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=4)
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--limit", type=int, default=4, help="examples per task")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="1b")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--gpu-fraction", type=float, default=None, help="cap on each worker's share of its GPU")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     print(f"pool in {args.workdir} (built once) ...", flush=True)
-    pool = build_pool(args.workdir.resolve(), args.members)
+    pool = build_pool(args.workdir.resolve(), args.members, args.shape)
     files = weight_files(args.workdir)
     pool_bytes = sum(p.stat().st_size for p in files)
     model_bytes = pool_bytes / args.members
     cold = cold_read_seconds(files)
     copy = copy_gbps()
     drop_cache(files)  # the search starts cold: its workers read the pool in themselves
-    print(f"running the search (2 workers, {args.trials} trials) ...", flush=True)
-    memory, output, wall = run_search(args.workdir, write_experiment(args.workdir, pool, args.trials, args.limit))
+    print(f"running the search ({args.workers} workers on {args.device}, {args.trials} trials) ...", flush=True)
+    memory, output, wall = run_search(args.workdir, write_experiment(args.workdir, pool, args))
     trials = pd.read_parquet(args.workdir / "runs" / "scale" / "trials.parquet")
     done = trials[trials["state"] == "COMPLETE"]
     merge = statistics.median(done["merge_seconds"])
     starts = [float(x) for x in re.findall(r"worker-\d+ ready on \S+ in ([\d.]+) s", output)]
     tiers = sorted(set(re.findall(r"pool tier (\w+)", output)))
-    budget = pool_bytes + 2 * model_bytes
+    budget = pool_bytes + args.workers * model_bytes
     print(f"\npool: {args.members} x {model_bytes / GB:.2f} GB bf16 = {pool_bytes / GB:.2f} GB (its float32 stack: {2 * pool_bytes / GB:.1f} GB); "
           f"search: {len(done)} trials complete in {wall:.0f} s, pool tier {', '.join(tiers)}")
     print(f"memory added (peak sum of PSS): {memory.peak_pss / GB:.2f} GB = {memory.peak_pss / budget:.2f} x "
-          f"(pool + 2 x model = {budget / GB:.2f} GB)")
+          f"(pool + {args.workers} x model = {budget / GB:.2f} GB; host memory only)")
     print(f"largest private memory of one process: {memory.peak_private / GB:.2f} GB ({memory.peak_private_name}); "
           f"a float32 copy of the pool would be {2 * pool_bytes / GB:.1f} GB")
     rate = (pool_bytes + model_bytes) / merge / GB

@@ -43,6 +43,10 @@ class BackendSpec(Frozen):
         description="where each worker keeps the pool's sources: device (a private copy on its device), host (one "
         "memory-mapped copy per node, shared), disk (read from the files each trial); auto picks from free memory",
     )
+    gpu_memory_fraction: float | None = Field(
+        default=None, gt=0, le=1,
+        description="cap on the share of its GPU a worker may use (HF backend; the pool tier decision respects it)",
+    )
     vllm: VllmSpec = VllmSpec()
 
     @property

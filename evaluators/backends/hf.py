@@ -19,6 +19,7 @@ from evaluators.backends.base import BACKENDS, BackendSpec, QuietRequests, SwapT
 from evaluators.merge import MergePoint
 from evaluators.pool.files import CheckpointFiles
 from evaluators.pool.plan import PoolPlan
+from evaluators.pool.tiers import DEVICE_HEADROOM
 from evaluators.resident import MergeSource
 
 
@@ -67,6 +68,10 @@ class HFBackend:
     def __init__(self, spec: BackendSpec, source: MergeSource) -> None:
         device = torch.device(spec.device)
         self.device = str(device)
+        share = 1.0 - DEVICE_HEADROOM
+        if device.type == "cuda" and spec.gpu_memory_fraction is not None:
+            torch.cuda.set_per_process_memory_fraction(spec.gpu_memory_fraction, device)
+            share *= spec.gpu_memory_fraction
         plan = source.plan()
         self.model = empty_model(source, plan, model_dtype(spec, source), device)
         tokenizer = AutoTokenizer.from_pretrained(source.model_dir(), local_files_only=True, trust_remote_code=source.pool.trusts_remote_code)
@@ -75,7 +80,7 @@ class HFBackend:
         persistent_buffers = {k: v for k, v in self.model.named_buffers() if k in saved}
         # named_parameters() lists a tied tensor once, so tied weights are written once and stay tied
         self._targets = {**persistent_buffers, **dict(self.model.named_parameters())}
-        self.merger, placed = source.merger(device, plan)
+        self.merger, placed = source.merger(device, plan, resident_share=share)
         self.placement = f"pool tier {placed.tier} ({placed.reason})"
         self.merger.check_targets(self._targets)
         self._sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
