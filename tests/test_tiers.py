@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from evaluators.backends import BackendSpec
-from evaluators.backends.hf import empty_model, model_dtype
+from evaluators.backends.hf import empty_model, live_targets, model_dtype
 from evaluators.merge import MergePoint, MergeSpec
 from evaluators.merge.engine import plan_for, stream_merge
 from evaluators.pool import load_pool
@@ -66,7 +66,7 @@ def live_merge(pool_file: Path, spec: MergeSpec, tier: str) -> tuple[torch.nn.Mo
     plan = source.plan()
     model = empty_model(source, plan, model_dtype(BackendSpec(), source), torch.device("cpu"))
     merger, placement = source.merger(torch.device("cpu"), plan)
-    targets = dict(model.named_parameters())
+    targets = live_targets(model, plan)
     merger.check_targets(targets)
     merger.merge_into(MergePoint(WEIGHTS, knobs={}), targets)
     return model, placement

@@ -13,7 +13,7 @@ import torch
 from accelerate import init_empty_weights
 from lm_eval.api.model import LM
 from lm_eval.models.huggingface import HFLM
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
 
 from evaluators.backends.base import BACKENDS, BackendSpec, QuietRequests, SwapTimes
 from evaluators.merge import MergePoint
@@ -21,6 +21,9 @@ from evaluators.pool.files import CheckpointFiles
 from evaluators.pool.plan import PoolPlan
 from evaluators.pool.tiers import DEVICE_HEADROOM
 from evaluators.resident import MergeSource
+
+
+GENERATION_CONFIG = "generation_config.json"
 
 
 class QuietHFLM(QuietRequests, HFLM):
@@ -42,14 +45,14 @@ def model_dtype(spec: BackendSpec, source: MergeSource) -> torch.dtype:
 
 
 def empty_model(source: MergeSource, plan: PoolPlan, dtype: torch.dtype, device: torch.device) -> PreTrainedModel:
-    """The model of the pool's config, with the pool's vocabulary (as export writes it), its parameters
-    uninitialised on ``device`` (tied ones stay one tensor)."""
-    remote = source.pool.trusts_remote_code
-    config = AutoConfig.from_pretrained(source.model_dir(), local_files_only=True, trust_remote_code=remote)
-    if getattr(config, "vocab_size", None) and config.vocab_size != plan.vocab:
-        config.vocab_size = plan.vocab
+    """The model ``from_pretrained`` would build for the pool's merge (the model directory's config with the
+    pool's vocabulary, untied where the files hold both tied tensors, its generation config), with its
+    parameters uninitialised on ``device``; tied ones stay one tensor."""
+    config = plan.model_config()
+    if plan.untie:
+        config.tie_word_embeddings = False
     with init_empty_weights(include_buffers=False):  # buffers (rotary tables) are computed for real
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=remote)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=source.pool.trusts_remote_code)
     storage: dict[int, torch.nn.Parameter] = {}
     for module in model.modules():
         for name, param in list(module._parameters.items()):
@@ -58,7 +61,17 @@ def empty_model(source: MergeSource, plan: PoolPlan, dtype: torch.dtype, device:
                     storage[id(param)] = torch.nn.Parameter(torch.empty(param.shape, dtype=param.dtype, device=device), requires_grad=False)
                 module._parameters[name] = storage[id(param)]
     model.tie_weights()  # as from_pretrained does: a tied head is the embedding tensor itself
+    if (source.model_dir() / GENERATION_CONFIG).is_file():
+        model.generation_config = GenerationConfig.from_pretrained(source.model_dir(), local_files_only=True)
     return model.to(device).eval()
+
+
+def live_targets(model: PreTrainedModel, plan: PoolPlan) -> dict[str, torch.Tensor]:
+    """Each pool tensor's place in the live model (a parameter, a persistent buffer, or a view of a fused
+    parameter), as transformers would load the file tensor of that name."""
+    saved = model.state_dict(keep_vars=True)
+    live = {**{k: v for k, v in model.named_buffers() if k in saved}, **dict(model.named_parameters(remove_duplicate=False))}
+    return {key: slot.view(live[slot.name]) for key, slot in plan.slots.items()}
 
 
 class HFBackend:
@@ -76,10 +89,7 @@ class HFBackend:
         self.model = empty_model(source, plan, model_dtype(spec, source), device)
         tokenizer = AutoTokenizer.from_pretrained(source.model_dir(), local_files_only=True, trust_remote_code=source.pool.trusts_remote_code)
         self._lm = QuietHFLM(pretrained=self.model, tokenizer=tokenizer, batch_size=spec.resolved_batch_size, device=self.device)
-        saved = self.model.state_dict(keep_vars=True)
-        persistent_buffers = {k: v for k, v in self.model.named_buffers() if k in saved}
-        # named_parameters() lists a tied tensor once, so tied weights are written once and stay tied
-        self._targets = {**persistent_buffers, **dict(self.model.named_parameters())}
+        self._targets = live_targets(self.model, plan)
         self.merger, placed = source.merger(device, plan, resident_share=share)
         self.placement = f"pool tier {placed.tier} ({placed.reason})"
         self.merger.check_targets(self._targets)

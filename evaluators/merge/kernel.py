@@ -49,6 +49,11 @@ def combine_into(out: torch.Tensor, sources: Sequence[torch.Tensor | None], comb
     """
     if out.dim() == 0:  # a scalar is a one-element row
         out, sources = out.view(1), [None if s is None else s.view(1) for s in sources]
+    if out.device.type == "cpu" and not out.is_contiguous():  # a slice of a fused tensor: same arithmetic, then copy
+        dense = torch.empty(out.shape, dtype=out.dtype)
+        combine_into(dense, sources, combo)
+        out.copy_(dense)
+        return
     used = [(s, c) for s, c in zip(sources, combo.coef, strict=True) if c != 0.0]
     if any(s is None or s.shape[1:] != out.shape[1:] or s.shape[0] > out.shape[0] for s, _ in used):
         raise ValueError("combine_into: a source with a non-zero coefficient is missing or does not fit the output")

@@ -16,10 +16,11 @@ zero-padded to the largest: the kernel treats their missing rows as zeros, nothi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from transformers import AutoConfig, PretrainedConfig
 
 from evaluators.errors import PoolError
 from evaluators.pool.adapters import Adapter, LowRank
@@ -33,18 +34,40 @@ from evaluators.pool.config import (
     TransferMember,
 )
 from evaluators.pool.files import CheckpointFiles, TensorInfo
+from evaluators.pool.layout import ModelLayout, Slot
 
 SHOWN = 3  # how many offending tensor names an error lists
 MERGEABLE = ("float64", "float32", "float16", "bfloat16")  # floating dtypes that widen to float32 (float8 needs its scales)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Source:
+    """One unique model directory of the pool. ``key_of`` maps the plan's tensor names (the first
+    source's file names) to this directory's own, which may differ where transformers renames keys
+    (GPT-2 files with and without the ``transformer.`` prefix)."""
+
     label: str  # the member or base that introduced this directory, for messages
     directory: Path
     files: CheckpointFiles
     architecture: str
     vocab: int
+    key_of: dict[str, str] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)  # file tensors transformers does not load either
+
+    def view(self, key: str) -> torch.Tensor:
+        return self.files.view(self.key_of[key])
+
+    def read(self, key: str) -> torch.Tensor:
+        return self.files.tensor(self.key_of[key])
+
+    def release(self, key: str) -> None:
+        self.files.release(self.key_of[key])
+
+    def nbytes(self, key: str) -> int:
+        return self.files.nbytes(self.key_of[key])
+
+    def info(self, key: str) -> TensorInfo:
+        return self.files.info(self.key_of[key])
 
 
 def _config(directory: Path, owner: str) -> dict:
@@ -80,9 +103,12 @@ class PoolPlan:
         }
         self.vocab = max(s.vocab for s in self.sources)
         self._check_remote_code()
+        self.layout = ModelLayout(self.model_config(), pool.trusts_remote_code)
+        self.slots: dict[str, Slot] = {}
         self.tensors = self._check_sources()
+        live_shapes = {self.slots[k].name: v.shape for k, v in self.tensors.items() if self.slots[k] == Slot(self.slots[k].name)}
         for i, adapter in self.adapters.items():
-            adapter.check_against({k: v.shape for k, v in self.tensors.items()}, pool.members[i].base)  # type: ignore[union-attr]
+            adapter.check_against(live_shapes, pool.members[i].base)  # type: ignore[union-attr]
 
     def _check_remote_code(self) -> None:
         """The live model is built from one directory's config.json; if that asks to import the checkpoint's
@@ -109,7 +135,8 @@ class PoolPlan:
             arch = f"{config.get('model_type', '?')}:{','.join(config.get('architectures') or ['?'])}"
             files = CheckpointFiles(directory, label, allow_pickle=self.pool.allow_pickle)
             self._index[directory] = len(self.sources)
-            self.sources.append(Source(label, directory, files, arch, int(config.get("vocab_size") or 0)))
+            vocab = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size") or 0
+            self.sources.append(Source(label, directory, files, arch, int(vocab)))
         return self._index[directory]
 
     def _row(self, m: Member) -> dict[int, float]:
@@ -131,37 +158,58 @@ class PoolPlan:
         return row
 
     def _check_sources(self) -> dict[str, TensorInfo]:
+        """Line up every source's tensors by where transformers loads them; the first source's file names
+        name the plan's tensors. Files tensors transformers ignores are left out (and listed per source)."""
         first = self.sources[0]
-        names = first.files.keys()  # sorted tensor names (a list, not a dict view)
-        ref = {k: first.files.info(k) for k in names}
-        out = {k: TensorInfo(self._padded(first, v.shape), v.dtype) for k, v in ref.items()}
+        shapes = {k: first.files.info(k).shape for k in first.files.keys()}
+        self.slots = self.layout.slots(shapes)
+        first.key_of = {k: k for k in self.slots}
+        first.ignored = sorted(set(shapes) - set(self.slots))
+        ref = {self.layout.canonical(k): k for k in self.slots}
+        out = {k: TensorInfo(self._padded(first, k, shapes[k]), first.files.info(k).dtype) for k in self.slots}
         for src in self.sources[1:]:
             if src.architecture != first.architecture:
                 raise PoolError(
                     f"'{src.label}' is a {src.architecture} model but '{first.label}' is {first.architecture}; "
                     "a pool holds one architecture"
                 )
-            keys = src.files.keys()
-            missing, extra = sorted(set(ref) - set(keys)), sorted(set(keys) - set(ref))
+            own = {self.layout.canonical(k): k for k in src.files.keys()}
+            missing, extra = sorted(set(ref) - set(own)), sorted(k for c, k in own.items() if c not in ref and self.layout.loads(k))
             if missing or extra:
-                what = f"lacks {missing[:SHOWN]}" if missing else f"has extra {extra[:SHOWN]}"
+                what = f"lacks {[ref[c] for c in missing][:SHOWN]}" if missing else f"has extra {extra[:SHOWN]}"
                 raise PoolError(f"'{src.label}' {what} compared with '{first.label}'; all members must have the same tensor names")
-            for key in keys:
-                shape = src.files.info(key).shape
-                if self._padded(src, shape) != out[key].shape:
+            src.key_of = {ref[c]: k for c, k in own.items() if c in ref}
+            src.ignored = sorted(k for c, k in own.items() if c not in ref)
+            for key, info in out.items():
+                shape = src.info(key).shape
+                if self._padded(src, key, shape) != info.shape:
                     raise PoolError(
-                        f"tensor '{key}' has shape {list(shape)} in '{src.label}' but {list(ref[key].shape)} in "
+                        f"tensor '{key}' has shape {list(shape)} in '{src.label}' but {list(shapes[key])} in "
                         f"'{first.label}'; members must share one architecture and size"
                     )
-        self._check_dtypes(list(ref))
+        self._check_coverage()
+        self._check_dtypes(list(out))
         return out
+
+    def _check_coverage(self) -> None:
+        """Every tensor of the model must come from the files, as when transformers loads them (one it
+        would initialise randomly has no place in a merge)."""
+        covered = {slot.name for slot in self.slots.values()}
+        needed = set(self.layout.meta) - set(self.layout.aliases)
+        missing = sorted(needed - covered)
+        if missing:
+            first = self.sources[0]
+            raise PoolError(
+                f"'{first.label}': the model of {first.directory / 'config.json'} has tensors no file holds: {missing[:SHOWN]}; "
+                "transformers would initialise them randomly; use complete checkpoints (save_pretrained writes every tensor)"
+            )
 
     def _check_dtypes(self, keys: list[str]) -> None:
         """Floating weights are interpolated in float32, so each source must store them in a dtype that widens
         to it exactly; integer tensors are buffers taken as they are, so every source must store them as integers."""
         floating = False
         for key in keys:
-            infos = [(src, src.files.info(key).dtype) for src in self.sources]
+            infos = [(src, src.info(key).dtype) for src in self.sources]
             for src, dtype in infos:
                 if getattr(torch, dtype).is_floating_point and dtype not in MERGEABLE:
                     raise PoolError(
@@ -186,16 +234,16 @@ class PoolPlan:
                 "save the members with floating-point weights (float32 or bfloat16)"
             )
 
-    def _padded(self, src: Source, shape: tuple[int, ...]) -> tuple[int, ...]:
-        """Shape after zero-padding vocabulary rows to the pool's largest vocabulary."""
-        if len(shape) == 2 and src.vocab and shape[0] == src.vocab:
-            return (self.vocab, shape[1])
+    def _padded(self, src: Source, key: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape after zero-padding the vocabulary rows of an embedding or head (known from the model's
+        structure, never from a coincidence of sizes) to the pool's largest vocabulary."""
+        if self.slots[key].name in self.layout.vocabulary and src.vocab and shape and shape[0] == src.vocab:
+            return (self.vocab, *shape[1:])
         return shape
 
     def member_dtype(self, i: int) -> str:
         """The dtype of member ``i``'s main source (the one with the largest coefficient)."""
-        files = self.sources[int(self.mix[i].abs().argmax())].files
-        return files.info(files.keys()[0]).dtype
+        return self.sources[int(self.mix[i].abs().argmax())].info(next(iter(self.tensors))).dtype
 
     def source_index(self, directory: Path) -> int:
         return self._index[directory]
@@ -204,7 +252,9 @@ class PoolPlan:
         return getattr(torch, self.tensors[key].dtype)
 
     def lowrank(self, key: str) -> list[LowRank | None]:
-        return [self.adapters[i].factors(key) if i in self.adapters else None for i in range(len(self.members))]
+        """Each member's low-rank term for tensor ``key`` (adapters name the model's modules, i.e. live names)."""
+        name = self.slots[key].name
+        return [self.adapters[i].factors(name) if i in self.adapters else None for i in range(len(self.members))]
 
     def model_dir(self) -> Path:
         return self.pool.model_dir()
@@ -215,3 +265,18 @@ class PoolPlan:
         if config.get("vocab_size") and config["vocab_size"] != self.vocab:
             config["vocab_size"] = self.vocab
         return config
+
+    def model_config(self) -> PretrainedConfig:
+        """The config the live model is built from: ``output_config`` as transformers parses it, untied
+        where the files hold the tied tensor too (transformers then loads both, untied)."""
+        directory = self.model_dir()
+        config = AutoConfig.from_pretrained(directory, local_files_only=True, trust_remote_code=self.pool.trusts_remote_code)
+        text = config.get_text_config()
+        if getattr(text, "vocab_size", None) and text.vocab_size != self.vocab:
+            text.vocab_size = self.vocab
+        return config
+
+    @property
+    def untie(self) -> bool:
+        """Whether the files hold a tensor that the config ties to another (lm_head beside the embeddings)."""
+        return any(self.slots[k].name in self.layout.aliases for k in self.tensors)

@@ -53,7 +53,7 @@ class DeviceTier:
     name = "device"
 
     def __init__(self, plan: PoolPlan, device: torch.device) -> None:
-        self._tensors = {key: [s.files.tensor(key).to(device) for s in plan.sources] for key in plan.tensors}
+        self._tensors = {key: [s.read(key).to(device) for s in plan.sources] for key in plan.tensors}
 
     def fetch(self, key: str) -> list[torch.Tensor]:
         return self._tensors[key]
@@ -76,7 +76,7 @@ class HostTier:
             s.files.map(populate=self.populate)
 
     def fetch(self, key: str) -> list[torch.Tensor]:
-        return [s.files.view(key) for s in self._plan.sources]
+        return [s.view(key) for s in self._plan.sources]
 
     def done(self, key: str) -> None:
         """Nothing to free: the mapping stays for the next trial."""
@@ -92,7 +92,7 @@ class DiskTier(HostTier):
 
     def done(self, key: str) -> None:
         for s in self._plan.sources:
-            s.files.release(key)
+            s.release(key)
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ class Placement:
 
 def pool_bytes(plan: PoolPlan) -> int:
     """Bytes of every source tensor, as stored."""
-    return sum(s.files.nbytes(key) for s in plan.sources for key in plan.tensors)
+    return sum(s.nbytes(key) for s in plan.sources for key in plan.tensors)
 
 
 def available_host_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
