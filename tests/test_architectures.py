@@ -32,8 +32,7 @@ from transformers import (
     Qwen3MoeConfig,
 )
 
-from evaluators.backends import BackendSpec
-from evaluators.backends.hf import empty_model, live_targets, model_dtype
+from evaluators.backends.hf import empty_model, live_targets
 from evaluators.merge import MergePoint, MergeSpec
 from evaluators.pool import load_pool
 from evaluators.resident import MergeSource
@@ -114,7 +113,7 @@ def test_the_live_model_is_what_transformers_loads(family: tuple[str, Path], tmp
     loaded = AutoModelForCausalLM.from_pretrained(out, local_files_only=True).eval()
     source = MergeSource(pool=load_pool(root / "pool.yaml"))
     plan = source.plan()
-    live = empty_model(source, plan, model_dtype(BackendSpec(), source), torch.device("cpu"))
+    live = empty_model(source, plan, plan.model_dtype(), torch.device("cpu"))
     merger, _ = source.merger(torch.device("cpu"), plan)
     targets = live_targets(live, plan)
     merger.check_targets(targets)

@@ -11,8 +11,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from evaluators.backends import BackendSpec
-from evaluators.backends.hf import empty_model, live_targets, model_dtype
+from evaluators.backends.hf import empty_model, live_targets
 from evaluators.merge import MergePoint, MergeSpec
 from evaluators.merge.engine import plan_for, stream_merge
 from evaluators.pool import load_pool
@@ -64,7 +63,7 @@ def live_merge(pool_file: Path, spec: MergeSpec, tier: str) -> tuple[torch.nn.Mo
     """The merge written into the worker's empty-built model, with the sources in ``tier``."""
     source = MergeSource(pool=load_pool(pool_file), merge=spec, tier=tier)
     plan = source.plan()
-    model = empty_model(source, plan, model_dtype(BackendSpec(), source), torch.device("cpu"))
+    model = empty_model(source, plan, plan.model_dtype(), torch.device("cpu"))
     merger, placement = source.merger(torch.device("cpu"), plan)
     targets = live_targets(model, plan)
     merger.check_targets(targets)

@@ -13,11 +13,10 @@ import torch
 from accelerate import init_empty_weights
 from lm_eval.api.model import LM
 from lm_eval.models.huggingface import HFLM
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
 
 from evaluators.backends.base import BACKENDS, BackendSpec, QuietRequests, SwapTimes
 from evaluators.merge import MergePoint
-from evaluators.pool.files import CheckpointFiles
 from evaluators.pool.plan import PoolPlan
 from evaluators.pool.tiers import DEVICE_HEADROOM
 from evaluators.resident import MergeSource
@@ -28,20 +27,6 @@ GENERATION_CONFIG = "generation_config.json"
 
 class QuietHFLM(QuietRequests, HFLM):
     """HFLM without per-request progress bars."""
-
-
-def model_dtype(spec: BackendSpec, source: MergeSource) -> torch.dtype:
-    """``workers.dtype`` if set, else what ``from_pretrained`` picks for the model directory: the
-    config's ``dtype`` (``torch_dtype``), else the dtype of its first floating-point weight."""
-    if spec.dtype != "auto":
-        return getattr(torch, spec.dtype)
-    directory = source.model_dir()
-    config = AutoConfig.from_pretrained(directory, local_files_only=True, trust_remote_code=source.pool.trusts_remote_code)
-    if isinstance(getattr(config, "dtype", None), torch.dtype):
-        return config.dtype
-    files = CheckpointFiles(directory, "model", allow_pickle=source.pool.allow_pickle)
-    floating = (getattr(torch, files.info(k).dtype) for k in files.keys())
-    return next((d for d in floating if d.is_floating_point), torch.float32)
 
 
 def empty_model(source: MergeSource, plan: PoolPlan, dtype: torch.dtype, device: torch.device) -> PreTrainedModel:
@@ -86,7 +71,7 @@ class HFBackend:
             torch.cuda.set_per_process_memory_fraction(spec.gpu_memory_fraction, device)
             share *= spec.gpu_memory_fraction
         plan = source.plan()
-        self.model = empty_model(source, plan, model_dtype(spec, source), device)
+        self.model = empty_model(source, plan, plan.model_dtype(spec.dtype), device)
         tokenizer = AutoTokenizer.from_pretrained(source.model_dir(), local_files_only=True, trust_remote_code=source.pool.trusts_remote_code)
         self._lm = QuietHFLM(pretrained=self.model, tokenizer=tokenizer, batch_size=spec.resolved_batch_size, device=self.device)
         self._targets = live_targets(self.model, plan)

@@ -27,8 +27,19 @@ class TensorInfo:
     dtype: str
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".index.json")
+
+
 class CheckpointFiles:
-    """The safetensors files of one model directory, read one tensor at a time."""
+    """The weight files of one model directory, chosen exactly as ``from_pretrained`` chooses them, read one
+    tensor at a time.
+
+    Order (transformers 5, ``_get_resolved_checkpoint_files``): the file ``config.json`` names in
+    ``transformers_weights``; else ``model.safetensors``; else ``model.safetensors.index.json``; then,
+    only with ``allow_pickle``, ``pytorch_model.bin`` and its index. A sharded checkpoint is every
+    tensor of every shard its index lists, as transformers loads them. ``ignored`` lists the other
+    weight-like files, which transformers does not read either.
+    """
 
     def __init__(
         self, directory: Path, owner: str, single: str = SINGLE, pickled: str = PICKLED, allow_pickle: bool = False
@@ -36,39 +47,57 @@ class CheckpointFiles:
         self.directory = directory
         self.owner = owner
         self._file_of: dict[str, SafetensorsFile | PickleFile] = {}
-        names = [single, *([pickled] if allow_pickle else [])]
-        for name in names:
-            index_path, single_path = directory / f"{name}.index.json", directory / name
-            if index_path.is_file():
-                self._load_index(index_path)
-                return
-            if single_path.is_file():
-                handle = self._open(single_path)
-                self._file_of = {key: handle for key in handle.entries}
-                return
-        self._refuse(single, pickled)
+        self.paths: list[Path] = []
+        names = [self._explicit(), single, f"{single}.index.json", *([pickled, f"{pickled}.index.json"] if allow_pickle else [])]
+        chosen = next((directory / n for n in names if n and (directory / n).is_file()), None)
+        if chosen is None:
+            self._refuse(single, pickled)
+        elif chosen.name.endswith(".index.json"):
+            self._load_index(chosen)
+        else:
+            self._add(chosen)
+        used = {*self.paths, *([chosen] if chosen else [])}
+        self.ignored = sorted(p.name for p in directory.iterdir() if p.name.endswith(WEIGHT_SUFFIXES) and p not in used)
+
+    def _explicit(self) -> str | None:
+        """The weights file a config names (``transformers_weights``), which transformers loads before any other."""
+        try:
+            name = json.loads((self.directory / "config.json").read_text()).get("transformers_weights")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return None
+        if name is not None and (not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts):
+            raise PoolError(f"member '{self.owner}': config.json names transformers_weights {name!r}, not a file inside {self.directory}; fix it")
+        return name
 
     def _open(self, path: Path) -> SafetensorsFile | PickleFile:
         return PickleFile(path, self.owner) if path.suffix == ".bin" else SafetensorsFile(path, self.owner)
 
+    def _add(self, path: Path) -> None:
+        """Every tensor of one weights file; a name in two shards is an error (which would win is not defined)."""
+        handle = self._open(path)
+        twice = sorted(set(handle.entries) & set(self._file_of))
+        if twice:
+            raise PoolError(f"member '{self.owner}': tensor '{twice[0]}' is in two shards of {self.directory}; re-save the model")
+        self._file_of.update({key: handle for key in handle.entries})
+        self.paths.append(path)
+
     def _load_index(self, index_path: Path) -> None:
         try:
             weight_map = json.loads(index_path.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            shards = sorted(set(weight_map.values()))
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise PoolError(f"member '{self.owner}': {index_path} is not a valid safetensors index ({exc})") from None
-        handles: dict[str, SafetensorsFile | PickleFile] = {}
-        for key, shard in weight_map.items():
-            if shard not in handles:
-                path = self.directory / shard
-                if not path.is_file():
-                    raise PoolError(
-                        f"member '{self.owner}': shard {shard} listed in {index_path.name} is missing from {self.directory}; "
-                        "restore it, or re-save the model (save_pretrained writes every shard and the index)"
-                    )
-                handles[shard] = self._open(path)
-            if key not in handles[shard].entries:
-                raise PoolError(f"member '{self.owner}': {shard} lacks tensor '{key}' that {index_path.name} lists")
-            self._file_of[key] = handles[shard]
+        for shard in shards:
+            path = self.directory / shard
+            if not path.is_file():
+                raise PoolError(
+                    f"member '{self.owner}': shard {shard} listed in {index_path.name} is missing from {self.directory}; "
+                    "restore it, or re-save the model (save_pretrained writes every shard and the index)"
+                )
+            self._add(path)
+        absent = sorted(k for k, shard in weight_map.items() if k not in self._file_of)
+        if absent:
+            raise PoolError(f"member '{self.owner}': {index_path.name} lists tensor '{absent[0]}', which no shard holds; re-save the model")
 
     def _refuse(self, single: str, pickled: str) -> None:
         pickles = [p for p in (pickled, f"{pickled}.index.json") if (self.directory / p).exists()]

@@ -90,4 +90,23 @@ def format_reports(plan: PoolPlan, reports: list[MemberReport]) -> str:
         lines.append(f"{r.name:<16}{r.kind:<12}{r.params:>12,}  {r.dtype:<10}{dist:>14}  {signal}")
         if r.transfer and r.transfer.warning:
             warnings.append(f"warning: member '{r.name}': {r.transfer.warning}")
+    lines += ["", *_files_lines(plan, warnings)]
     return "\n".join(lines + ([""] + warnings if warnings else []))
+
+
+def _files_lines(plan: PoolPlan, warnings: list[str]) -> list[str]:
+    """Which files each directory contributes, and the model the worker builds: what transformers would load."""
+    config = plan.model_config()
+    model = f"{(config.architectures or ['?'])[0]} ({config.model_type}), {str(plan.model_dtype()).removeprefix('torch.')}"
+    lines = [f"model: {model}, vocabulary {plan.vocab}, config from {plan.model_dir() / 'config.json'}", "files read:"]
+    for src in plan.sources:
+        names = ", ".join(p.name for p in src.files.paths)
+        lines.append(f"  {src.label:<14} {names} ({len(src.key_of)} tensors)")
+        if src.files.ignored:
+            warnings.append(f"warning: '{src.label}': ignored {', '.join(src.files.ignored)} in {src.directory} (transformers does not read them either)")
+        if src.ignored:
+            warnings.append(f"warning: '{src.label}': tensors transformers does not load are left out: {', '.join(src.ignored[:3])}")
+    if plan.untie:
+        warnings.append("warning: the config ties the output embeddings to the input embeddings but the files hold both; "
+                        "transformers loads them untied, and so does mergefront")
+    return lines

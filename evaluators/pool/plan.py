@@ -276,6 +276,18 @@ class PoolPlan:
             text.vocab_size = self.vocab
         return config
 
+    def model_dtype(self, requested: str = "auto") -> torch.dtype:
+        """The live model's dtype: ``requested`` unless ``auto``; then what ``from_pretrained`` picks for the
+        model directory: the config's ``dtype`` (``torch_dtype``), else its first floating-point weight's."""
+        if requested != "auto":
+            return getattr(torch, requested)
+        configured = getattr(self.model_config(), "dtype", None)
+        if isinstance(configured, torch.dtype):
+            return configured
+        files = CheckpointFiles(self.model_dir(), "model", allow_pickle=self.pool.allow_pickle)
+        floating = (getattr(torch, files.info(k).dtype) for k in files.keys())
+        return next((d for d in floating if d.is_floating_point), torch.float32)
+
     @property
     def untie(self) -> bool:
         """Whether the files hold a tensor that the config ties to another (lm_head beside the embeddings)."""
