@@ -260,8 +260,10 @@ class PoolPlan:
         return self.pool.model_dir()
 
     def output_config(self) -> dict:
-        """The model config of the merge: the model directory's, with the pool's vocabulary size."""
+        """The model config of the merge: the model directory's, with the pool's vocabulary size, and without a
+        ``transformers_weights`` file name (the merge is written under the standard names)."""
         config = _config(self.model_dir(), "output")
+        config.pop("transformers_weights", None)
         if config.get("vocab_size") and config["vocab_size"] != self.vocab:
             config["vocab_size"] = self.vocab
         return config
