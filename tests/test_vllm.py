@@ -76,3 +76,64 @@ def test_search_with_the_vllm_backend_in_a_ray_worker(tiny_pool: Path, tmp_path:
     assert (trials["state"] == "COMPLETE").sum() == 6
     assert (trials["swap_seconds"] >= 0).all() and (trials["merge_seconds"] > 0).all() and (trials["samples"] == 2 * 24).all()
     assert set(trials["device"]) == {"cpu"} and set(trials["worker"]) == {"worker-0"}
+
+
+VLLM_FAMILIES = {  # head_dim 64 and untied embeddings: what vLLM's CPU kernels take
+    "qwen2": {"model_type": "qwen2"},
+    "mixtral": {"model_type": "mixtral", "num_local_experts": 4, "num_experts_per_tok": 2},
+}
+
+
+def family_pool(root: Path, name: str) -> Path:
+    """Two random members of one family (different seeds) with the toy tokenizer; returns the pool file."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from evaluators.toy.tokenizer import build_tokenizer
+
+    extra = dict(VLLM_FAMILIES[name])
+    config = AutoConfig.for_model(
+        extra.pop("model_type"), vocab_size=64, hidden_size=128, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False, **extra,
+    )
+    for i in range(2):
+        torch.manual_seed(i)
+        AutoModelForCausalLM.from_config(config).save_pretrained(root / f"m{i}")
+        build_tokenizer().save_pretrained(root / f"m{i}")
+    (root / "pool.yaml").write_text(f"members:\n  - {{name: m0, path: {root / 'm0'}}}\n  - {{name: m1, path: {root / 'm1'}}}\n")
+    return root / "pool.yaml"
+
+
+@pytest.mark.parametrize("family", sorted(VLLM_FAMILIES))
+def test_vllm_searches_other_families_and_scores_as_hf_does(family: str, tmp_path: Path, ray_session) -> None:  # type: ignore[no-untyped-def]
+    """A short vLLM search on a Qwen2 and a mixture-of-experts pool; a trial's recorded score equals the HF
+    backend's on the same merge within the task's standard error."""
+    import pandas as pd
+
+    from evaluators.pool import load_pool
+    from evaluators.tasks import TaskSpec
+    from evaluators.worker import Worker, WorkerSpec
+    from optimizer.cli import main
+
+    pool = family_pool(tmp_path, family)
+    tasks = Path(__file__).resolve().parents[1] / "experiments" / "tasks" / "toy"
+    engine = ENGINE.model_dump()
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        f"name: {family}\npool: {pool}\ntasks_dir: {tasks}\n"
+        "objectives:\n  - {task: toy_add, metric: perplexity, direction: minimize, limit: 16}\n"
+        f"budget: {{trials: 4}}\nsampler: {{name: random}}\nevaluation: {{bootstrap_iters: 100}}\n"
+        f"workers: {{count: 1, backend: vllm, batch_size: 16, threads: 1, vllm: {engine}}}\n"
+    )
+    address = ray_session.get_runtime_context().gcs_address
+    assert main(["search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--ray-address", address]) == 0
+    trials = pd.read_parquet(tmp_path / "runs" / family / "trials.parquet")
+    assert (trials["state"] == "COMPLETE").sum() == 4
+    row = trials[trials["source"] == "sampler"].iloc[0]
+    hf = Worker(WorkerSpec(
+        pool=load_pool(pool), objectives={"ppl": TaskSpec(task="toy_add", metric="perplexity", limit=16)}, tasks_dir=tasks,
+        runtime=BackendSpec(backend="hf", batch_size=16, dtype="float32"), bootstrap_iters=100,
+    ))
+    theirs = hf.evaluate(MergePoint(weights={m: float(row[f"weight.{m}"]) for m in ("m0", "m1")})).scores["ppl"]
+    ours = float(row["score.toy_add/perplexity"])
+    assert abs(ours - theirs.value) <= (theirs.stderr or 0.0), (family, ours, theirs)
