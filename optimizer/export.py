@@ -57,8 +57,7 @@ def write_merge(
             recipe, note = None, "not written for an adapter; load it with peft on the base named in adapter_config.json"
         else:
             stream_merge(plan, spec, point, partial, groups, progress=True)  # the workers' arithmetic: bit-equal to a CPU worker's merge
-            dtype = next(str(plan.dtype(k)).removeprefix("torch.") for k in plan.tensors if plan.dtype(k).is_floating_point)
-            recipe, note = mergekit_recipe(pool, spec, weights, point.knobs, bool(groups), dtype)
+            recipe, note = mergekit_recipe(plan, spec, weights, point.knobs, bool(groups))
         (partial / CARD).write_text(model_card(pool, spec, weights, point.knobs, provenance, note))
         if recipe is not None:
             (partial / RECIPE).write_text(recipe)

@@ -1,8 +1,15 @@
-"""The mergekit recipe of a merge, where mergekit computes the same tensors.
+"""The mergekit recipe of a merge, written only where mergekit computes the same tensors.
 
-Only ``linear`` and ``task_arithmetic`` over members that are plain model directories qualify:
-mergekit's TIES weighting and DARE's random masks differ from ours, and it has no notion of
-our transfer members or per-group weight regexes. Anything else gets no recipe, and says why.
+Only ``linear`` and ``task_arithmetic`` over members that are plain model directories qualify, and
+only when mergekit can load them as mergefront merges them:
+- one checkpoint under two member names is one mergekit input with the summed weight (mergekit
+  refuses duplicate inputs); a member that is the base itself adds nothing to a task-vector merge;
+- members whose vocabularies differ are zero-padded by mergefront, which mergekit does not do;
+- mergekit's ``dtype`` is its compute dtype: the recipe computes in float32 (as mergefront does) and
+  writes ``out_dtype``, the pool's dtype, which must then be the same for every tensor.
+mergekit's TIES and DARE (its top-k and sign-election tie-breaking, its random masks) differ from
+ours in 0.2-1.4 % of elements, so they get no recipe; nor do transfer and LoRA members or weight
+groups. The card says why when there is none.
 """
 
 from __future__ import annotations
@@ -13,38 +20,58 @@ from pathlib import Path
 import yaml
 
 from evaluators.merge import MergeSpec
-from evaluators.pool import Pool
 from evaluators.pool.config import BaseMember, CheckpointMember, FinetuneMember
+from evaluators.pool.plan import PoolPlan
 
 EXPRESSIBLE = ("linear", "task_arithmetic")
 
 
-def _member_path(pool: Pool, member: object) -> Path | None:
-    if isinstance(member, CheckpointMember | FinetuneMember):
-        return member.path
-    if isinstance(member, BaseMember):
-        return pool.bases[member.base].path
-    return None
+def _inputs(plan: PoolPlan, weights: Mapping[str, float], base: Path | None) -> dict[Path, float] | str:
+    """mergekit's model inputs: each directory once, with the summed weight of the members that are it;
+    or why there can be none."""
+    pool = plan.pool
+    inputs: dict[Path, float] = {}
+    for m in pool.members:
+        if isinstance(m, CheckpointMember | FinetuneMember):
+            path = m.path
+        elif isinstance(m, BaseMember):
+            path = pool.bases[m.base].path
+        else:
+            return f"member '{m.name}' is a {m.kind} member, which mergekit cannot load as a model directory"
+        if weights[m.name] != 0.0 and path.resolve() != base:
+            inputs[path.resolve()] = inputs.get(path.resolve(), 0.0) + float(weights[m.name])
+    return inputs
 
 
 def mergekit_recipe(
-    pool: Pool, spec: MergeSpec, weights: Mapping[str, float], knobs: Mapping[str, float], grouped: bool, dtype: str
+    plan: PoolPlan, spec: MergeSpec, weights: Mapping[str, float], knobs: Mapping[str, float], grouped: bool
 ) -> tuple[str | None, str]:
     """(YAML text or None, a sentence on why there is or is not one)."""
     if spec.method not in EXPRESSIBLE:
-        return None, f"mergekit has no exact equivalent of method '{spec.method}' as mergefront computes it"
+        return None, (
+            f"mergekit computes method '{spec.method}' differently (top-k and sign-election ties, random masks: "
+            "0.2-1.4 % of elements differ), so no recipe is written"
+        )
     if grouped:
         return None, "per-group weights (weight groups) have no exact mergekit equivalent"
-    paths = {m.name: _member_path(pool, m) for m in pool.members}
-    missing = [name for name, path in paths.items() if path is None]
-    if missing:
-        return None, f"members {missing} are not plain model directories (transfer or LoRA), which mergekit cannot load as such"
-    models = [{"model": str(paths[name]), "parameters": {"weight": float(weights[name])}} for name in paths if weights[name] != 0.0]
-    recipe: dict[str, object] = {"merge_method": spec.method, "models": models, "dtype": dtype}
-    if spec.method == "task_arithmetic":
-        base = pool.merge_base
-        assert base is not None  # task_arithmetic needs a base; the pool was checked when the run began
-        recipe["base_model"] = str(pool.bases[base].path)
+    vocabularies = sorted({s.vocab for s in plan.sources})
+    if len(vocabularies) > 1:
+        return None, f"the members' vocabularies differ ({', '.join(map(str, vocabularies))} rows); mergefront zero-pads the smaller ones, mergekit does not"
+    dtypes = sorted({info.dtype for info in plan.tensors.values() if info.dtype.startswith(("float", "bfloat"))})
+    if len(dtypes) > 1:
+        return None, f"the pool stores tensors in several dtypes ({', '.join(dtypes)}); mergekit writes one out_dtype for all"
+    base = plan.pool.bases[plan.pool.merge_base].path.resolve() if spec.method == "task_arithmetic" and plan.pool.merge_base else None
+    inputs = _inputs(plan, weights, base)
+    if isinstance(inputs, str):
+        return None, inputs
+    recipe: dict[str, object] = {
+        "merge_method": spec.method,
+        "models": [{"model": str(path), "parameters": {"weight": w}} for path, w in inputs.items()],
+        "dtype": "float32",
+        "out_dtype": dtypes[0],
+    }
+    if base is not None:
+        recipe["base_model"] = str(base)
         recipe["parameters"] = {"normalize": False, "lambda": float(knobs.get("scale", spec.knob("scale")))}
     else:
         recipe["parameters"] = {"normalize": False}

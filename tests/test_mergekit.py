@@ -1,0 +1,97 @@
+"""mergekit recipes: written only where mergekit can run them and compute our tensors (issue 15 items 5
+and 9), and, where a mergekit environment exists (`make test-mergekit` builds one), run by mergekit
+itself and compared with our merge tensor by tensor."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from evaluators.merge import MergeSpec
+from evaluators.merge.engine import plan_for
+from evaluators.pool import load_pool
+from optimizer.mergekit import mergekit_recipe
+
+MERGEKIT = Path(os.environ.get("MERGEKIT_VENV", Path(__file__).resolve().parents[1] / ".venv-mergekit")) / "bin" / "mergekit-yaml"
+
+
+def llama(directory: Path, seed: int, vocab: int = 40) -> Path:
+    config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2)
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(directory)
+    return directory
+
+
+def recipe(pool_file: Path, method: str, weights: dict[str, float]) -> tuple[dict | None, str]:
+    spec = MergeSpec(method=method)
+    text, note = mergekit_recipe(plan_for(load_pool(pool_file), spec), spec, weights, {}, grouped=False)
+    return (yaml.safe_load(text) if text else None), note
+
+
+def test_one_checkpoint_under_two_names_is_one_input_with_the_summed_weight(tmp_path: Path) -> None:
+    llama(tmp_path / "a", 0)
+    llama(tmp_path / "b", 1)
+    pool = tmp_path / "pool.yaml"
+    pool.write_text("members:\n  - {name: a, path: a}\n  - {name: a2, path: a}\n  - {name: b, path: b}\n")
+    written, _ = recipe(pool, "linear", {"a": 0.25, "a2": 0.25, "b": 0.5})
+    assert written is not None
+    assert {Path(m["model"]).name: m["parameters"]["weight"] for m in written["models"]} == {"a": 0.5, "b": 0.5}
+    assert (written["dtype"], written["out_dtype"]) == ("float32", "bfloat16")
+
+
+def test_the_base_as_a_member_adds_nothing_to_task_arithmetic(tmp_path: Path) -> None:
+    llama(tmp_path / "base", 0)
+    llama(tmp_path / "ft", 1)
+    pool = tmp_path / "pool.yaml"
+    pool.write_text("bases: {b: {path: base}}\nmembers:\n  - {name: b, kind: base, base: b}\n  - {name: ft, kind: finetune, path: ft, base: b}\n")
+    written, _ = recipe(pool, "task_arithmetic", {"b": 0.5, "ft": 0.8})
+    assert written is not None and Path(written["base_model"]).name == "base"
+    assert [Path(m["model"]).name for m in written["models"]] == ["ft"]
+
+
+def test_padded_vocabularies_and_mixed_dtypes_get_no_recipe_and_say_why(tmp_path: Path) -> None:
+    llama(tmp_path / "a", 0)
+    llama(tmp_path / "b", 1, vocab=42)
+    head = llama(tmp_path / "c", 2)  # bf16 except a float32 head, as some checkpoints keep it
+    tensors = {k: (v.float() if k == "lm_head.weight" else v) for k, v in load_file(head / "model.safetensors").items()}
+    save_file(tensors, str(head / "model.safetensors"), metadata={"format": "pt"})
+    pool = tmp_path / "pool.yaml"
+    pool.write_text("members:\n  - {name: a, path: a}\n  - {name: b, path: b}\n")
+    written, note = recipe(pool, "linear", {"a": 0.5, "b": 0.5})
+    assert written is None and "vocabularies differ (40, 42 rows)" in note
+    pool.write_text("members:\n  - {name: c, path: c}\n  - {name: a, path: a}\n")
+    written, note = recipe(pool, "linear", {"a": 0.5, "c": 0.5})
+    assert written is None and "several dtypes (bfloat16, float32)" in note
+
+
+@pytest.mark.skipif(not MERGEKIT.is_file(), reason="no mergekit environment (`make test-mergekit` builds .venv-mergekit)")
+@pytest.mark.parametrize("method", ["linear", "task_arithmetic"])
+def test_mergekit_runs_the_recipe_and_computes_our_tensors(tmp_path: Path, method: str) -> None:
+    from optimizer.cli import main
+
+    llama(tmp_path / "base", 0)
+    llama(tmp_path / "x", 1)
+    llama(tmp_path / "y", 2)
+    pool = tmp_path / "pool.yaml"
+    pool.write_text(
+        "bases: {b: {path: base}}\nmembers:\n  - {name: x, kind: finetune, path: x, base: b}\n"
+        "  - {name: x2, kind: finetune, path: x, base: b}\n  - {name: y, kind: finetune, path: y, base: b}\n"
+    )
+    ours = tmp_path / "ours"
+    assert main(["merge", "--pool", str(pool), "--method", method, "--weights", "x=0.2,x2=0.3,y=0.5", "--out", str(ours)]) == 0
+    theirs = tmp_path / "theirs"
+    subprocess.run([str(MERGEKIT), str(ours / "mergekit.yaml"), str(theirs)], check=True, capture_output=True, timeout=600)
+    a, b = load_file(ours / "model.safetensors"), {k: v for p in theirs.glob("*.safetensors") for k, v in load_file(p).items()}
+    assert set(a) == set(b)
+    for key, tensor in a.items():
+        assert tensor.dtype == b[key].dtype == torch.bfloat16
+        differ = (tensor.float() - b[key].float()).abs()
+        step = torch.maximum(tensor.float().abs(), b[key].float().abs()) * 2**-7  # one bf16 step (8 significant bits)
+        assert (differ <= step).all(), key  # equal within bf16 rounding of a float32 sum
