@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, PretrainedConfig
-from transformers.pytorch_utils import Conv1D
 
 from evaluators.errors import PoolError
 from evaluators.pool.files import CheckpointFiles
@@ -74,14 +72,6 @@ class Target:
     b_key: str
     rank: int
     scale: float
-
-
-def conv1d_modules(config: PretrainedConfig, trust_remote_code: bool) -> frozenset[str]:
-    """Names of the transformers ``Conv1D`` modules (weights [in, out]) of the model of ``config``, built on the
-    meta device: peft transposes the delta of exactly these."""
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
-    return frozenset(name for name, module in model.named_modules() if isinstance(module, Conv1D))
 
 
 def _pattern(patterns: dict[str, Any], module: str, default: Any, field: str, owner: str) -> Any:

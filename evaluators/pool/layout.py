@@ -26,6 +26,7 @@ from accelerate import init_empty_weights
 from transformers import AutoModelForCausalLM, PretrainedConfig
 from transformers.conversion_mapping import get_model_conversion_mapping
 from transformers.core_model_loading import Concatenate, MergeModulelist, WeightConverter, WeightRenaming, rename_source_key
+from transformers.pytorch_utils import Conv1D
 
 from evaluators.errors import PoolError
 
@@ -69,6 +70,8 @@ class ModelLayout:
         self._renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
         self._converters = [t for t in transforms if isinstance(t, WeightConverter)]
         self.vocabulary = self._embedding_names(model)
+        # transformers' Conv1D modules (GPT-2) keep weights as [in, out]: peft transposes their LoRA delta
+        self.conv1d = frozenset(name for name, module in model.named_modules() if isinstance(module, Conv1D))
         params = dict(model.named_parameters(remove_duplicate=False))
         first = {id(p): n for n, p in reversed(list(params.items()))}
         self.aliases = {n: first[id(p)] for n, p in params.items() if first[id(p)] != n}  # tied names -> their owner

@@ -23,7 +23,7 @@ import torch
 from transformers import AutoConfig, PretrainedConfig
 
 from evaluators.errors import PoolError
-from evaluators.pool.adapters import Adapter, LowRank, conv1d_modules
+from evaluators.pool.adapters import Adapter, LowRank
 from evaluators.pool.config import (
     BaseMember,
     CheckpointMember,
@@ -107,9 +107,8 @@ class PoolPlan:
         self.slots: dict[str, Slot] = {}
         self.tensors = self._check_sources()
         live_shapes = {self.slots[k].name: v.shape for k, v in self.tensors.items() if self.slots[k] == Slot(self.slots[k].name)}
-        conv1d = conv1d_modules(self.model_config(), pool.trusts_remote_code) if self.adapters else frozenset()
         for i, adapter in self.adapters.items():
-            adapter.check_against(live_shapes, pool.members[i].base, conv1d)  # type: ignore[union-attr]
+            adapter.check_against(live_shapes, pool.members[i].base, self.layout.conv1d)  # type: ignore[union-attr]
 
     def _check_remote_code(self) -> None:
         """The live model is built from one directory's config.json; if that asks to import the checkpoint's
