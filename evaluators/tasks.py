@@ -1,8 +1,10 @@
 """Task specs and the task library: lm-eval task YAMLs from a directory an experiment names.
 
-lm-eval resolves ``dataset_kwargs.data_files`` against the process's working directory, so
-the library rewrites them to absolute paths against each YAML's own folder at load time.
-YAML tags that execute code (``!function``) are refused: task files come from other people.
+lm-eval resolves ``dataset_kwargs.data_files`` and a folder given as ``dataset_path`` against the
+process's working directory, so the library rewrites them to absolute paths against each YAML's own
+folder at load time. YAML tags that execute code (``!function``) are refused: task files come from
+other people. The library also answers what lm-eval only finds out when a worker builds a task:
+whether a higher value of a metric is better, and whether the task's dataset can be loaded offline.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import copy
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import Field
@@ -19,6 +21,9 @@ from pydantic import Field
 from evaluators.config import Frozen, yaml_error
 from evaluators.errors import ConfigError
 from evaluators.registry import did_you_mean
+
+if TYPE_CHECKING:
+    from lm_eval.tasks import TaskManager
 
 
 class TaskSpec(Frozen):
@@ -92,7 +97,20 @@ def _load_task_yaml(path: Path) -> dict[str, Any]:
     files = data.get("dataset_kwargs", {}).get("data_files")
     if files is not None:
         data["dataset_kwargs"] = {**data["dataset_kwargs"], "data_files": _absolute(files, path.parent)}
+    dataset = data.get("dataset_path")
+    if isinstance(dataset, str) and _local_folder(dataset, path.parent):
+        data["dataset_path"] = str((path.parent / dataset).resolve())
     return data
+
+
+def _local_folder(dataset: str, folder: Path) -> bool:
+    """Whether ``dataset`` names a folder next to the task file. datasets tries its packaged builders
+    (``json``, ``csv``, ...) before local folders, and a name that is no folder there may be a hub dataset."""
+    if Path(dataset).is_absolute() or not (folder / dataset).is_dir():
+        return False
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+    return dataset not in _PACKAGED_DATASETS_MODULES
 
 
 class TaskLibrary:
@@ -105,20 +123,27 @@ class TaskLibrary:
         self.directory = directory
         self.use_builtin = builtin
         self._configs: dict[str, dict[str, Any]] = {}
+        self._files: dict[str, Path] = {}
         for path in sorted(directory.rglob("*.yaml")):
             data = _load_task_yaml(path)
             if isinstance(data.get("task"), str):
                 self._configs[data["task"]] = data
+                self._files[data["task"]] = path
 
     def names(self) -> list[str]:
         return sorted(self._configs)
 
     @cached_property
-    def builtin(self) -> frozenset[str]:
-        """lm-eval's built-in task names (indexing them takes seconds, so only when asked)."""
+    def _manager(self) -> TaskManager:
+        """lm-eval's index of its built-in tasks (building it takes seconds, so only when asked)."""
         from lm_eval.tasks import TaskManager
 
-        return frozenset(TaskManager(include_defaults=True).all_tasks)
+        return TaskManager(include_defaults=True)
+
+    @cached_property
+    def builtin(self) -> frozenset[str]:
+        """lm-eval's built-in task names."""
+        return frozenset(self._manager.all_tasks)
 
     def config(self, name: str) -> dict[str, Any] | str:
         """A private copy of the task's lm-eval config, or the name of a built-in task; ready for ``get_task_dict``."""
@@ -131,3 +156,51 @@ class TaskLibrary:
             f"task '{name}' is not defined under {self.directory}{did_you_mean(name, self.names())} {elsewhere}; "
             f"tasks there: {', '.join(self.names()) or 'none'}"
         )
+
+    def _task_yaml(self, name: str) -> tuple[dict[str, Any], Path | None]:
+        """The task's config and the YAML file it comes from (a built-in task's is read without running its code)."""
+        config = self.config(name)
+        if not isinstance(config, str):
+            return config, self._files[name]
+        from lm_eval.tasks._yaml_loader import load_yaml
+
+        path = self._manager.task_index[config].yaml_path
+        return (load_yaml(path, resolve_func=False) if path else {}), path
+
+    def higher_is_better(self, name: str, metric: str) -> bool | None:
+        """Whether lm-eval ranks a higher ``metric`` better on task ``name``, decided as lm-eval decides it when it
+        builds the task: the flag in the task's metric_list entry, else its registry's default for the metric
+        (None where neither says)."""
+        from lm_eval.api.registry import is_higher_better
+
+        for entry in self._task_yaml(name)[0].get("metric_list") or []:
+            if isinstance(entry, dict) and entry.get("metric") == metric and "higher_is_better" in entry:
+                return bool(entry["higher_is_better"])
+        return is_higher_better(metric)
+
+    def check_dataset(self, name: str) -> None:
+        """Each worker loads the task's data with ``datasets.load_dataset(dataset_path, ...)``, offline; ask datasets
+        here whether it can, so a path or dataset it cannot load is refused before any run exists. datasets'
+        packaged builders (``json`` with data_files) are left to lm-eval."""
+        from datasets.load import dataset_module_factory
+        from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+        config, path = self._task_yaml(name)
+        dataset = config.get("dataset_path")
+        if not isinstance(dataset, str) or dataset in _PACKAGED_DATASETS_MODULES:
+            return
+        kwargs = config.get("dataset_kwargs") or {}
+        try:
+            dataset_module_factory(dataset, data_dir=kwargs.get("data_dir"), data_files=kwargs.get("data_files"))
+        except (OSError, RuntimeError, ValueError) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            if Path(dataset).is_dir():
+                raise ConfigError(
+                    f"{path}: dataset_path {dataset} is a folder datasets cannot load ({reason}); put the task's data "
+                    "files (json, jsonl, csv, parquet, ...) in it"
+                ) from None
+            raise ConfigError(
+                f"{path}: dataset_path '{dataset}' is neither a folder next to the task file nor a dataset that can be "
+                f"loaded offline ({reason}); fix the path (relative to the task file) or put the dataset in the local "
+                "Hugging Face cache"
+            ) from None

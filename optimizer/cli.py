@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import re
 import sys
 from pathlib import Path
@@ -193,17 +194,41 @@ def _dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32: merges are computed in float32
+
+
+def _finite(name: str, value: str, weight: float) -> float:
+    """A weight the float32 merge can use; anything else would write a non-finite model."""
+    if math.isnan(weight):
+        raise argparse.ArgumentTypeError(f"{name}={value} is not a number; give each weight as a finite number")
+    if math.isinf(weight):
+        raise argparse.ArgumentTypeError(f"{name}={value} is infinite; give each weight as a finite number")
+    if abs(weight) > FLOAT32_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{name}={value} is beyond float32's range (±{FLOAT32_MAX:.1e}), in which the merge is computed; give a smaller weight"
+        )
+    return weight
+
+
 def _weights(text: str) -> dict[str, float]:
-    """``name=w,name=w`` into a mapping; malformed pairs are refused by argparse (exit 2)."""
+    """``name=w,name=w`` into a mapping. argparse refuses (exit 2) a malformed pair, a name given twice (which value
+    would be meant?), a weight that is not a finite float32, and all weights 0 (a model of none of the members)."""
     out: dict[str, float] = {}
     for pair in text.split(","):
-        name, sep, value = pair.partition("=")
+        name, sep, value = (part.strip() for part in pair.partition("="))
         try:
-            out[name.strip()] = float(value)
+            weight = float(value)
         except ValueError:
             sep = ""
-        if not sep or not name.strip():
+        if not sep or not name:
             raise argparse.ArgumentTypeError(f"'{pair}' is not name=weight (e.g. --weights add=0.6,sort=0.4)")
+        if name in out:
+            raise argparse.ArgumentTypeError(f"'{name}' is given twice ({out[name]:g} and {weight:g}); give each member once")
+        out[name] = _finite(name, value, weight)
+    if not any(out.values()):
+        raise argparse.ArgumentTypeError(
+            "every weight is 0, so the merge would hold none of the members; give at least one member a nonzero weight"
+        )
     return out
 
 

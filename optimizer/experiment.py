@@ -1,18 +1,20 @@
 """Schema of an experiment file (``experiments/*.yaml``), validated once at the edge.
 
 An objective is a task spec (what lm-eval scores) plus a direction and a name; a bare
-string is shorthand for ``{task: NAME}`` (metric ``acc``, maximised).
+string is shorthand for ``{task: NAME}`` (metric ``acc``). The direction defaults to the one
+lm-eval ranks the task's metric by (its ``higher_is_better``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ModelWrapValidatorHandler, ValidationError, field_validator, model_validator
 
 from evaluators.backends import BACKENDS, BackendSpec
 from evaluators.config import ExistingDir, ExistingFile, Frozen, load_config, registered
+from evaluators.errors import ConfigError
 from evaluators.merge import OPERATORS, MergeSpec
 from evaluators.pool import Pool, load_pool
 from evaluators.tasks import TaskLibrary, TaskSpec
@@ -25,7 +27,7 @@ RUN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class Objective(TaskSpec):
-    direction: Direction = "maximize"
+    direction: Direction | None = Field(default=None, description="default: as the task's higher_is_better says")
     name: str | None = Field(default=None, description="column name; default '<task>/<metric>'")
 
     @model_validator(mode="before")
@@ -87,6 +89,25 @@ class Experiment(Frozen):
     evaluation: EvaluationSpec = EvaluationSpec()
     seed: int = 0
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _default_directions(cls, data: Any, handler: ModelWrapValidatorHandler[Experiment]) -> Experiment:
+        """An objective without a direction takes its task's ``higher_is_better``, so a perplexity is minimised
+        without saying so. Resolved here, once, because run.json stores the result: a stored run (every direction
+        explicit) reloads without its task files. What cannot be resolved stays None, for preflight to refuse."""
+        experiment = handler(data)
+        if all(o.direction is not None for o in experiment.objectives):
+            return experiment
+        try:
+            library = experiment.task_library()
+        except ConfigError:
+            return experiment  # preflight names the broken task file
+        objectives = [
+            o if o.direction else o.model_copy(update={"direction": _task_direction(library, o)})
+            for o in experiment.objectives
+        ]
+        return experiment.model_copy(update={"objectives": objectives})
+
     @model_validator(mode="after")
     def _unique_labels(self) -> Experiment:
         labels = [o.label for o in [*self.objectives, *self.report]]
@@ -118,7 +139,8 @@ class Experiment(Frozen):
 
     @property
     def directions(self) -> list[Direction]:
-        return [o.direction for o in self.objectives]
+        """Every objective's, resolved at load (``_default_directions``); preflight refuses one left unresolved."""
+        return [cast(Direction, o.direction) for o in self.objectives]
 
     @property
     def labels(self) -> list[str]:
@@ -141,6 +163,15 @@ class Experiment(Frozen):
             bootstrap_iters=self.evaluation.bootstrap_iters,
             seed=self.seed,
         )
+
+
+def _task_direction(library: TaskLibrary, objective: Objective) -> Direction | None:
+    """The direction lm-eval ranks the objective's metric by; None for an unknown task or an unranked metric."""
+    try:
+        higher = library.higher_is_better(objective.task, objective.metric)
+    except ConfigError:
+        return None
+    return None if higher is None else "maximize" if higher else "minimize"
 
 
 def load_experiment(path: Path, allow_pickle: bool = False) -> tuple[Experiment, Pool]:

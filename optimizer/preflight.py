@@ -5,46 +5,83 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
+import transformers
 from lm_eval.api.registry import DEFAULT_METRIC_REGISTRY
+from transformers import AutoConfig
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from evaluators.backends.vllm_engine import INSTALL_HINT
-from evaluators.errors import ConfigError
+from evaluators.errors import ConfigError, PoolError
 from evaluators.merge.engine import plan_for
 from evaluators.pool import Pool
 from evaluators.pool.plan import PoolPlan
-from optimizer.experiment import Experiment
+from evaluators.registry import did_you_mean
+from evaluators.tasks import TaskLibrary
+from optimizer.experiment import Experiment, Objective
 from optimizer.space import space_for
 
 
 def check_objectives(experiment: Experiment, source: Path) -> None:
-    """Every objective and report task names a task in the tasks directory and a metric it declares."""
+    """Every objective and report task names a task in the tasks directory, a metric it declares and a direction
+    that agrees with it, and its dataset can be loaded: lm-eval would find out only in the workers."""
     library = experiment.task_library()
     for section, specs in (("objectives", experiment.objectives), ("report", experiment.report)):
         for i, objective in enumerate(specs):
+            where = f"{source}: {section}[{i}]"
             try:
                 config = library.config(objective.task)
+                if isinstance(config, dict):  # lm-eval checks a built-in task's metrics when it runs
+                    check_metric(objective, config, f"task '{objective.task}'")
             except ConfigError as exc:
-                raise ConfigError(f"{source}: {section}[{i}]: {exc}") from None
-            if isinstance(config, str):
-                continue  # a built-in task: lm-eval checks its metrics when it runs
-            where = f"{source}: {section}[{i}]: task '{objective.task}'"
-            declared = [m.get("metric") for m in config.get("metric_list") or [] if isinstance(m, dict)]
-            if declared and objective.metric not in declared:
-                raise ConfigError(f"{where} declares metrics {declared}, not '{objective.metric}'; pick one of those")
-            output_type = str(config.get("output_type", "generate_until"))  # lm-eval's default output type
-            defaults = list(DEFAULT_METRIC_REGISTRY.get(output_type, []))
-            if not config.get("metric_list") and defaults and objective.metric not in defaults:
-                raise ConfigError(
-                    f"{where} has no metric_list, so lm-eval scores it with the default metrics of output_type "
-                    f"{output_type}, {defaults}, not '{objective.metric}'; pick one of those or add a metric_list to the task"
-                )
-            filters = [f.get("name") for f in config.get("filter_list") or [] if isinstance(f, dict)] or ["none"]
-            if objective.filter not in filters:
-                raise ConfigError(
-                    f"{where} has no filter '{objective.filter}' (its filters: {', '.join(map(str, filters))}), so lm-eval's "
-                    f"results would hold no '{objective.result_key}'; set 'filter' to one of those"
-                )
+                raise ConfigError(f"{where}: {exc}") from None
+            check_direction(objective, library, f"{where} ({objective.label})", searched=section == "objectives")
+            try:
+                library.check_dataset(objective.task)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+
+
+def check_metric(objective: Objective, config: dict[str, Any], where: str) -> None:
+    """lm-eval's results for the task must hold the objective's metric under its filter."""
+    declared = [m.get("metric") for m in config.get("metric_list") or [] if isinstance(m, dict)]
+    if declared and objective.metric not in declared:
+        raise ConfigError(f"{where} declares metrics {declared}, not '{objective.metric}'; pick one of those")
+    output_type = str(config.get("output_type", "generate_until"))  # lm-eval's default output type
+    defaults = list(DEFAULT_METRIC_REGISTRY.get(output_type, []))
+    if not config.get("metric_list") and defaults and objective.metric not in defaults:
+        raise ConfigError(
+            f"{where} has no metric_list, so lm-eval scores it with the default metrics of output_type "
+            f"{output_type}, {defaults}, not '{objective.metric}'; pick one of those or add a metric_list to the task"
+        )
+    filters = [f.get("name") for f in config.get("filter_list") or [] if isinstance(f, dict)] or ["none"]
+    if objective.filter not in filters:
+        raise ConfigError(
+            f"{where} has no filter '{objective.filter}' (its filters: {', '.join(map(str, filters))}), so lm-eval's "
+            f"results would hold no '{objective.result_key}'; set 'filter' to one of those"
+        )
+
+
+def check_direction(objective: Objective, library: TaskLibrary, where: str, searched: bool) -> None:
+    """A direction must agree with the metric's higher_is_better, by which lm-eval itself ranks it (a maximised
+    perplexity searches for the worst models); a searched objective needs one (report tasks are only scored)."""
+    higher = library.higher_is_better(objective.task, objective.metric)
+    if objective.direction is None and higher is None and searched:
+        raise ConfigError(
+            f"{where}: neither task '{objective.task}' (no higher_is_better in its metric_list) nor lm-eval (no "
+            f"default for the metric) says whether a higher '{objective.metric}' is better; set direction: maximize or "
+            "minimize"
+        )
+    expected = None if higher is None else "maximize" if higher else "minimize"
+    if objective.direction is not None and expected is not None and objective.direction != expected:
+        rank = "higher" if higher else "lower"
+        raise ConfigError(
+            f"{where}: direction {objective.direction} contradicts task '{objective.task}', where lm-eval ranks a "
+            f"{rank} '{objective.metric}' better (higher_is_better: {str(higher).lower()}); set direction: {expected} "
+            "or leave it out, or fix higher_is_better in the task's metric_list"
+        )
 
 
 def check_space(experiment: Experiment, pool: Pool, source: Path) -> None:
@@ -83,8 +120,41 @@ def check_backend(experiment: Experiment, source: Path) -> None:
         raise ConfigError(f"{source}: workers.backend is vllm, but vLLM is not installed; {INSTALL_HINT}")
 
 
+def check_model_config(pool: Pool) -> None:
+    """Workers build their model from the model directory's config.json with AutoConfig, which needs a model_type
+    transformers knows; the same call here refuses such a config, with its fix, before the run exists."""
+    path = pool.model_dir() / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return  # a missing or malformed config.json: the plan names it
+    if not isinstance(config, dict) or "auto_map" in config:
+        return  # the checkpoint's own config class: the plan's remote-code rule decides
+    try:
+        AutoConfig.from_pretrained(path.parent, local_files_only=True)
+    except ValueError:
+        raise PoolError(f"'{pool.tokenizer or pool.names[0]}': {path} {model_type_fix(config)}") from None
+
+
+def model_type_fix(config: dict[str, Any]) -> str:
+    """What is wrong with a config's model_type, and the value transformers would build its architecture from."""
+    kind = config.get("model_type")
+    if kind is None:
+        problem = "has no model_type, so transformers cannot tell which model to build"
+    else:
+        known = did_you_mean(str(kind), list(CONFIG_MAPPING_NAMES))
+        problem = f"has model_type '{kind}', which transformers {transformers.__version__} does not know{known}"
+    by_class = {cls: name for name, cls in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.items()}
+    architecture = next((a for a in config.get("architectures") or [] if a in by_class), None)
+    if architecture is None:
+        return f'{problem}; set model_type to the type of the model it holds (e.g. "llama"), as save_pretrained writes it'
+    verb = "add" if kind is None else "set"
+    return f'{problem}; {verb} "model_type": "{by_class[architecture]}" (the type of its architecture {architecture})'
+
+
 def preflight(experiment: Experiment, pool: Pool, source: Path) -> PoolPlan:
     """Validate the pool's files against the merge method, the space, and the objectives; returns the plan."""
+    check_model_config(pool)
     plan = plan_for(pool, experiment.merge)
     try:
         space_for(experiment.space, experiment.merge, plan)  # groups must match tensors

@@ -227,6 +227,17 @@ def missing_config(env: Env) -> list[str]:
     return search(env)
 
 
+def model_type_everywhere(model_type: str | None) -> Build:
+    """Every config.json of the pool with this model_type (None: without one), so that the members still agree."""
+    def build(env: Env) -> list[str]:
+        for path in env.pool.glob("*/config.json"):
+            config = json.loads(path.read_text())
+            del config["model_type"]
+            path.write_text(json.dumps(config if model_type is None else {**config, "model_type": model_type}))
+        return search(env)
+    return build
+
+
 def stored_as(dtype: torch.dtype, then: Build) -> Build:
     """The member's floating weights stored in ``dtype`` (scaled, so integer copies are not all zero)."""
     def build(env: Env) -> list[str]:
@@ -288,6 +299,33 @@ def default_metrics_only(env: Env) -> list[str]:
     return search(env)
 
 
+TOY_DATA = "dataset_path: json\ndataset_kwargs:\n  data_files:\n    search: data/add_search.jsonl\n"
+
+
+def dataset_path(value: str, folder: bool = False) -> Build:
+    """toy_add reads its data from ``dataset_path: value`` (with ``folder``: an empty folder of that name beside it)."""
+    def build(env: Env) -> list[str]:
+        edit(task_file(env), TOY_DATA, f"dataset_path: {value}\n")
+        if folder:
+            (env.tasks / value).mkdir()
+        return search(env)
+    return build
+
+
+def perplexity_without_higher_is_better(env: Env) -> list[str]:
+    """toy_add's metric_list leaves higher_is_better out for perplexity, so lm-eval's default for the metric applies."""
+    edit(task_file(env), "aggregation: perplexity\n    higher_is_better: false\n", "aggregation: perplexity\n")
+    edit(env.exp, "metric: perplexity, direction: minimize", "metric: perplexity, direction: maximize")
+    return search(env)
+
+
+def metric_of_unknown_direction(env: Env) -> list[str]:
+    """A metric that neither the task's metric_list nor lm-eval's registry ranks, with no direction in the objective."""
+    task_file(env).write_text(task_file(env).read_text() + "  - metric: my_score\n    aggregation: mean\n")
+    edit(env.exp, "{task: toy_add, metric: perplexity, direction: minimize}", "{task: toy_add, metric: my_score}")
+    return search(env)
+
+
 # ---------------------------------------------------------------------------------------------
 # Runs (export, front, plot, report, resume, dashboard read a finished run)
 
@@ -314,6 +352,11 @@ def existing_out(env: Env) -> list[str]:
     (env.tmp / "out").mkdir()
     (env.tmp / "out" / "keep.txt").write_text("mine")
     return ["export", str(env.run), "--trial", "0", "--out", str(env.tmp / "out")]
+
+
+def merging(weights: str) -> Build:
+    """``merge`` of the pristine pool with these --weights."""
+    return command("merge", "--pool", "{pool}/checkpoints.yaml", "--weights", weights, "--out", "{tmp}/out")
 
 
 def a_file(env: Env) -> Path:
@@ -361,6 +404,7 @@ def empty_experiment(env: Env) -> list[str]:
 MEMBERS = "members:\n  - {name: add, path: add}\n  - {name: reverse, path: reverse}\n"
 TRANSFER = "bases: {b: {path: base}}\nmembers:\n  - {name: t, kind: transfer, source_finetune: add, source_base: base, target_base: b, scale: high}\n"
 RUN = "a run directory written by `mergefront search`"
+WEIGHTS = "merge: argument --weights: "
 CORRUPT = "the file is corrupt or truncated: copy it again or re-save the model"
 
 CASES = [
@@ -455,6 +499,16 @@ CASES = [
         "'reverse': {pool}/reverse is a quantized checkpoint (quantization_config: gptq)", "merge the unquantized",
     ),
     case("checkpoint-adapter-for-another-base", adapter_for_another_base, "member 'l': factors", "the adapter was trained on another base"),
+    case(
+        "checkpoint-config-without-model-type", model_type_everywhere(None),
+        "'add': {pool}/add/config.json has no model_type, so transformers cannot tell which model to build",
+        'add "model_type": "llama" (the type of its architecture LlamaForCausalLM)',
+    ),
+    case(
+        "checkpoint-unknown-model-type", model_type_everywhere("lama"),
+        "'add': {pool}/add/config.json has model_type 'lama', which transformers",
+        "does not know (did you mean 'llama'?)", 'set "model_type": "llama" (the type of its architecture LlamaForCausalLM)',
+    ),
     # --- experiment files ----------------------------------------------------------------------
     case("experiment-file-missing", command("search", "{tmp}/nowhere.yaml"), "{tmp}/nowhere.yaml: file not found; check the path"),
     case("experiment-is-a-directory", command("search", "{tmp}/tiny"), "{tmp}/tiny is a directory, not a YAML file; name the file itself"),
@@ -553,6 +607,33 @@ CASES = [
     case("task-malformed-yaml", malformed_task, "{tasks}/toy_add.yaml: line", "malformed task YAML (expected the node content", "fix the syntax"),
     case("task-function-tag", function_tag, "{tasks}/toy_add.yaml: the tag !function runs code from the task file", "use a task without it"),
     case("task-include-missing", missing_include, "{tasks}/toy_extra.yaml: include 'nowhere.yaml' does not exist", "fix the path"),
+    case(
+        "task-dataset-path-not-found", dataset_path("add_data"),
+        "{exp}: objectives[0]: {tasks}/toy_add.yaml: dataset_path 'add_data' is neither a folder next to the task file "
+        "nor a dataset that can be loaded offline (",
+        "fix the path (relative to the task file) or put the dataset in the local Hugging Face cache",
+    ),
+    case(
+        "task-dataset-folder-without-data", dataset_path("add_data", folder=True),
+        "{exp}: objectives[0]: {tasks}/toy_add.yaml: dataset_path {tasks}/add_data is a folder datasets cannot load (",
+        "put the task's data files (json, jsonl, csv, parquet, ...) in it",
+    ),
+    case(
+        "experiment-direction-contradicts-task", experiment_edit("perplexity, direction: minimize", "perplexity, direction: maximize"),
+        "{exp}: objectives[0] (toy_add/perplexity): direction maximize contradicts task 'toy_add', where lm-eval ranks "
+        "a lower 'perplexity' better (higher_is_better: false)",
+        "set direction: minimize or leave it out, or fix higher_is_better in the task's metric_list",
+    ),
+    case(
+        "experiment-direction-contradicts-lm-eval-default", perplexity_without_higher_is_better,
+        "{exp}: objectives[0] (toy_add/perplexity): direction maximize contradicts task 'toy_add', where lm-eval ranks "
+        "a lower 'perplexity' better (higher_is_better: false)",
+    ),
+    case(
+        "experiment-direction-unknown", metric_of_unknown_direction,
+        "{exp}: objectives[0] (toy_add/my_score): neither task 'toy_add' (no higher_is_better in its metric_list) nor "
+        "lm-eval (no default for the metric) says whether a higher 'my_score' is better; set direction: maximize or minimize",
+    ),
     # --- command-line arguments ----------------------------------------------------------------
     case(
         "search-unknown-device", searching("--device", "tpu"),
@@ -651,6 +732,17 @@ CASES = [
         "merge-malformed-weights", command("merge", "--pool", "{pool}/checkpoints.yaml", "--weights", "add", "--out", "{tmp}/out"),
         "'add' is not name=weight (e.g. --weights add=0.6,sort=0.4)",
     ),
+    case("merge-weight-nan", merging("add=nan,sort=0.5"), WEIGHTS + "add=nan is not a number; give each weight as a finite number"),
+    case("merge-weight-infinite", merging("add=0.5,sort=-inf"), WEIGHTS + "sort=-inf is infinite; give each weight as a finite number"),
+    case(
+        "merge-weight-beyond-float32", merging("add=1e39"),
+        WEIGHTS + "add=1e39 is beyond float32's range (±3.4e+38), in which the merge is computed; give a smaller weight",
+    ),
+    case(
+        "merge-weights-all-zero", merging("add=0,sort=0.0"),
+        WEIGHTS + "every weight is 0, so the merge would hold none of the members; give at least one member a nonzero weight",
+    ),
+    case("merge-weight-given-twice", merging("add=0.5,add=0.7"), WEIGHTS + "'add' is given twice (0.5 and 0.7); give each member once"),
     case("merge-pool-missing", command("merge", "--pool", "{tmp}/nope.yaml", "--weights", "add=1", "--out", "{tmp}/out"), "{tmp}/nope.yaml: file not found"),
     case(
         "merge-adapter-weights-do-not-sum-to-one", adapter_weights_off_one,

@@ -1,14 +1,18 @@
-"""The task library: data paths made absolute, code-running tags refused, includes merged."""
+"""The task library: data paths made absolute, code-running tags refused, includes merged, and which way each
+metric is better (as lm-eval decides it), which gives objectives their default direction."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
+from evaluators.config import load_config
 from evaluators.errors import ConfigError
 from evaluators.tasks import TaskLibrary
+from optimizer.experiment import Experiment
 
 
 def test_data_files_become_absolute(tiny_pool: Path) -> None:
@@ -43,3 +47,103 @@ def test_include_merges_the_base_file(tmp_path: Path) -> None:
     assert config["output_type"] == "loglikelihood" and config["dataset_path"] == "csv"
     with pytest.raises(ConfigError, match="did you mean 't'"):
         TaskLibrary(tmp_path).config("tt")
+
+
+LOCAL_TASK = """\
+task: local_folder
+dataset_path: {path}
+test_split: train
+output_type: loglikelihood
+doc_to_text: "{{{{prompt}}}}"
+doc_to_target: "{{{{target}}}}"
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+"""
+
+
+def test_a_dataset_folder_next_to_the_task_loads_from_any_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lm-eval hands dataset_path to datasets.load_dataset, which reads a relative folder from the working directory
+    (elsewhere it asks the hub); the library resolves it next to the YAML, as it does data_files."""
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    tasks = tmp_path / "tasks"
+    (tasks / "examples").mkdir(parents=True)
+    rows = (f'{{"prompt": "{i}+{i}=", "target": "{2 * i}"}}\n' for i in range(3))
+    (tasks / "examples" / "data.jsonl").write_text("".join(rows))
+    (tasks / "local.yaml").write_text(LOCAL_TASK.format(path="examples"))
+    config = TaskLibrary(tasks).config("local_folder")
+    assert config["dataset_path"] == str((tasks / "examples").resolve())
+    monkeypatch.chdir(tmp_path / "tasks" / "examples")
+    task = get_task_dict([config], TaskManager(include_defaults=False))["local_folder"]
+    assert len(task.eval_docs) == 3
+
+
+def test_a_hub_name_is_left_to_datasets(tmp_path: Path) -> None:
+    """A name that is no folder beside the task stays as written: datasets looks for it in its cache (or the hub)."""
+    (tmp_path / "t.yaml").write_text(LOCAL_TASK.format(path="openai/gsm8k"))
+    assert TaskLibrary(tmp_path).config("local_folder")["dataset_path"] == "openai/gsm8k"
+
+
+def _without_higher_is_better(tiny_pool: Path, tmp_path: Path) -> TaskLibrary:
+    """The tiny tasks, with toy_add's metric_list saying nothing about higher_is_better."""
+    shutil.copytree(tiny_pool / "tasks", tmp_path / "tasks")
+    path = tmp_path / "tasks" / "toy_add.yaml"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(line for line in lines if "higher_is_better" not in line))
+    return TaskLibrary(tmp_path / "tasks")
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["in-the-task", "lm-eval-default"])
+def test_higher_is_better_is_what_lm_eval_builds(tiny_pool: Path, tmp_path: Path, declared: bool) -> None:
+    """The reference is lm-eval's own task object: its metric_list flag, else its registry's default for the metric."""
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    library = TaskLibrary(tiny_pool / "tasks") if declared else _without_higher_is_better(tiny_pool, tmp_path)
+    for name in ("toy_add", "toy_reverse"):
+        task = get_task_dict([library.config(name)], TaskManager(include_defaults=False))[name]
+        expected = task.higher_is_better()
+        ours = {m: library.higher_is_better(name, m) for m in expected}
+        assert ours == expected == {"acc": True, "perplexity": False}
+
+
+def _experiment(tmp_path: Path, tasks: Path, objectives: str, extra: str = "") -> Path:
+    path = tmp_path / "exp.yaml"
+    path.write_text(f"name: e\npool: {tmp_path / 'pool.yaml'}\ntasks_dir: {tasks}\nobjectives: {objectives}\n{extra}")
+    (tmp_path / "pool.yaml").write_text("members: [{name: a, path: .}]\n")
+    return path
+
+
+def test_directions_default_from_the_task(tiny_pool: Path, tmp_path: Path) -> None:
+    """perplexity is minimised and acc maximised without saying so, also where only lm-eval's default says which."""
+    library = _without_higher_is_better(tiny_pool, tmp_path)
+    objectives = "[{task: toy_add, metric: perplexity}, toy_add, {task: toy_reverse, metric: perplexity}]"
+    exp = _experiment(tmp_path, library.directory, objectives)
+    assert load_config(Experiment, exp).directions == ["minimize", "maximize", "minimize"]
+
+
+def test_a_stored_experiment_keeps_its_directions_without_reading_tasks(
+    tiny_pool: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run.json holds explicit directions: a run reloads as it was stored, even one from before directions defaulted
+    from the task (perplexity maximised), and without its task files being read."""
+    exp = _experiment(tmp_path, tiny_pool / "tasks", "[{task: toy_add, metric: perplexity}, toy_reverse]")
+    stored = load_config(Experiment, exp).model_dump(mode="json")
+    monkeypatch.setattr(TaskLibrary, "__init__", lambda *args: pytest.fail("the task files were read"))
+    assert Experiment.model_validate(stored).directions == ["minimize", "maximize"]
+    stored["objectives"][0]["direction"] = "maximize"
+    assert Experiment.model_validate(stored).directions == ["maximize", "maximize"]
+
+
+def test_a_builtin_task_s_direction_comes_from_lm_eval(tmp_path: Path) -> None:
+    """wikitext's metric_list leaves higher_is_better out, so lm-eval ranks word_perplexity by its registry default."""
+    from lm_eval.api.registry import is_higher_better
+
+    (tmp_path / "tasks").mkdir()
+    objectives = "[{task: wikitext, metric: word_perplexity}]"
+    exp = _experiment(tmp_path, tmp_path / "tasks", objectives, "builtin_tasks: true\n")
+    expected = "maximize" if is_higher_better("word_perplexity") else "minimize"
+    assert load_config(Experiment, exp).directions == [expected] == ["minimize"]
