@@ -7,18 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import transformers
 from lm_eval.api.registry import DEFAULT_METRIC_REGISTRY
-from transformers import AutoConfig
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
-from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from evaluators.backends.vllm_engine import INSTALL_HINT
-from evaluators.errors import ConfigError, PoolError
+from evaluators.errors import ConfigError
 from evaluators.merge.engine import plan_for
 from evaluators.pool import Pool
 from evaluators.pool.plan import PoolPlan
-from evaluators.registry import did_you_mean
 from evaluators.tasks import TaskLibrary
 from optimizer.experiment import Experiment, Objective
 from optimizer.space import space_for
@@ -120,41 +115,8 @@ def check_backend(experiment: Experiment, source: Path) -> None:
         raise ConfigError(f"{source}: workers.backend is vllm, but vLLM is not installed; {INSTALL_HINT}")
 
 
-def check_model_config(pool: Pool) -> None:
-    """Workers build their model from the model directory's config.json with AutoConfig, which needs a model_type
-    transformers knows; the same call here refuses such a config, with its fix, before the run exists."""
-    path = pool.model_dir() / "config.json"
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return  # a missing or malformed config.json: the plan names it
-    if not isinstance(config, dict) or "auto_map" in config:
-        return  # the checkpoint's own config class: the plan's remote-code rule decides
-    try:
-        AutoConfig.from_pretrained(path.parent, local_files_only=True)
-    except ValueError:
-        raise PoolError(f"'{pool.tokenizer or pool.names[0]}': {path} {model_type_fix(config)}") from None
-
-
-def model_type_fix(config: dict[str, Any]) -> str:
-    """What is wrong with a config's model_type, and the value transformers would build its architecture from."""
-    kind = config.get("model_type")
-    if kind is None:
-        problem = "has no model_type, so transformers cannot tell which model to build"
-    else:
-        known = did_you_mean(str(kind), list(CONFIG_MAPPING_NAMES))
-        problem = f"has model_type '{kind}', which transformers {transformers.__version__} does not know{known}"
-    by_class = {cls: name for name, cls in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.items()}
-    architecture = next((a for a in config.get("architectures") or [] if a in by_class), None)
-    if architecture is None:
-        return f'{problem}; set model_type to the type of the model it holds (e.g. "llama"), as save_pretrained writes it'
-    verb = "add" if kind is None else "set"
-    return f'{problem}; {verb} "model_type": "{by_class[architecture]}" (the type of its architecture {architecture})'
-
-
 def preflight(experiment: Experiment, pool: Pool, source: Path) -> PoolPlan:
     """Validate the pool's files against the merge method, the space, and the objectives; returns the plan."""
-    check_model_config(pool)
     plan = plan_for(pool, experiment.merge)
     try:
         space_for(experiment.space, experiment.merge, plan)  # groups must match tensors

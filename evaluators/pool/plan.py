@@ -20,9 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import transformers
 from transformers import AutoConfig, PretrainedConfig
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from evaluators.errors import PoolError
+from evaluators.registry import did_you_mean
 from evaluators.pool.adapters import Adapter, LowRank
 from evaluators.pool.config import (
     BaseMember,
@@ -78,6 +82,22 @@ def _config(directory: Path, owner: str) -> dict:
         raise PoolError(f"member '{owner}': {path} is missing; a model directory needs its config.json") from None
     except json.JSONDecodeError as exc:
         raise PoolError(f"member '{owner}': {path} is not valid JSON ({exc})") from None
+
+
+def model_type_fix(config: dict) -> str:
+    """What is wrong with a config's model_type, and the value transformers would build its architecture from."""
+    kind = config.get("model_type")
+    if kind is None:
+        problem = "has no model_type, so transformers cannot tell which model to build"
+    else:
+        known = did_you_mean(str(kind), list(CONFIG_MAPPING_NAMES))
+        problem = f"has model_type '{kind}', which transformers {transformers.__version__} does not know{known}"
+    by_class = {cls: name for name, cls in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.items()}
+    architecture = next((a for a in config.get("architectures") or [] if a in by_class), None)
+    if architecture is None:
+        return f'{problem}; set model_type to the type of the model it holds (e.g. "llama"), as save_pretrained writes it'
+    verb = "add" if kind is None else "set"
+    return f'{problem}; {verb} "model_type": "{by_class[architecture]}" (the type of its architecture {architecture})'
 
 
 class PoolPlan:
@@ -272,7 +292,10 @@ class PoolPlan:
         """The config the live model is built from: ``output_config`` as transformers parses it, untied
         where the files hold the tied tensor too (transformers then loads both, untied)."""
         directory = self.model_dir()
-        config = AutoConfig.from_pretrained(directory, local_files_only=True, trust_remote_code=self.pool.trusts_remote_code)
+        try:
+            config = AutoConfig.from_pretrained(directory, local_files_only=True, trust_remote_code=self.pool.trusts_remote_code)
+        except ValueError:  # transformers cannot tell which model the config describes
+            raise PoolError(f"'{self.pool.tokenizer or self.members[0]}': {directory / 'config.json'} {model_type_fix(_config(directory, 'model'))}") from None
         text = config.get_text_config()
         if getattr(text, "vocab_size", None) and text.vocab_size != self.vocab:
             text.vocab_size = self.vocab
