@@ -151,7 +151,7 @@ def _front(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from optimizer.export import export_trial
+    from optimizer.export_run import export_trial
 
     out = export_trial(args.run_dir, args.trial, args.out, args.force, args.as_adapter)
     print(f"exported trial {args.trial} of {args.run_dir} to {out}")
@@ -249,7 +249,7 @@ def _merge(args: argparse.Namespace) -> int:
     weights = {m: args.weights.get(m, 0.0) for m in pool.names}
     provenance = Provenance(origin=f"`mergefront merge` on {args.pool}")
     point = MergePoint(weights=weights)
-    out = write_merge(plan_for(pool, spec), spec, point, weights, args.out, args.force, provenance, as_adapter=args.as_adapter)
+    out = write_merge(plan_for(pool, spec, exact=False), spec, point, weights, args.out, args.force, provenance, as_adapter=args.as_adapter)
     print(f"merged {', '.join(f'{m}={w:g}' for m, w in weights.items())} with {spec.method} into {out}")
     return 0
 

@@ -36,8 +36,8 @@ COMPANIONS = (
 )
 
 
-def plan_for(pool: Pool, spec: MergeSpec) -> PoolPlan:
-    """Check that ``spec``'s method can merge ``pool``, and plan it."""
+def plan_for(pool: Pool, spec: MergeSpec, exact: bool = True) -> PoolPlan:
+    """Check that ``spec``'s method can merge ``pool``, and plan it (``exact``: see ``PoolPlan``)."""
     op = OPERATORS.get(spec.method)
     if op.adapters_only and not all(isinstance(m, LoraMember) for m in pool.members):
         raise PoolError(f"merge method '{spec.method}' needs a pool of LoRA members only")
@@ -47,7 +47,7 @@ def plan_for(pool: Pool, spec: MergeSpec) -> PoolPlan:
             f"merge method '{spec.method}' needs a merge base θ₀, but pool '{pool.name}' has {found}; "
             "declare the base under 'bases' (and name it with 'base:' if there are several)"
         )
-    return PoolPlan(pool, need_base=op.needs_base)
+    return PoolPlan(pool, need_base=op.needs_base, exact=exact)
 
 
 class PoolMerger:

@@ -21,14 +21,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import torch
-from accelerate import init_empty_weights
-from transformers import AutoModelForCausalLM, PretrainedConfig
-from transformers.conversion_mapping import get_model_conversion_mapping
-from transformers.core_model_loading import Concatenate, MergeModulelist, WeightConverter, WeightRenaming, rename_source_key
-from transformers.pytorch_utils import Conv1D
 
 from evaluators.errors import PoolError
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
+    from transformers.core_model_loading import WeightConverter
+
+# transformers' modeling code is imported by ModelLayout, not by this module: ``Slot`` stays light for
+# the plan, and a one-off merge that needs no layout never pays seconds of imports.
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,12 @@ class ModelLayout:
     """The model of ``config`` built on the meta device, and transformers' key conversion for it."""
 
     def __init__(self, config: PretrainedConfig, trust_remote_code: bool = False) -> None:
+        from accelerate import init_empty_weights
+        from transformers import AutoModelForCausalLM
+        from transformers.conversion_mapping import get_model_conversion_mapping
+        from transformers.core_model_loading import WeightConverter, WeightRenaming
+        from transformers.pytorch_utils import Conv1D
+
         with init_empty_weights(include_buffers=True):
             model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
         self.model_type = str(config.model_type)
@@ -88,6 +98,8 @@ class ModelLayout:
 
     def live_name(self, key: str) -> tuple[str, str | None]:
         """(live name, converter source pattern or None) for file key ``key``, as ``from_pretrained`` decides."""
+        from transformers.core_model_loading import rename_source_key
+
         renamed, pattern = rename_source_key(key, self._renamings, self._converters, self.prefix, self.meta)
         if renamed not in self.meta and key in self.meta:
             renamed, pattern = rename_source_key(key, [], [], self.prefix, self.meta)
@@ -96,6 +108,8 @@ class ModelLayout:
     def canonical(self, key: str) -> str:
         """``key`` with transformers' renamings and prefix rule applied (not its fusions): the same for two
         files that name one tensor differently, different for two experts."""
+        from transformers.core_model_loading import rename_source_key
+
         return rename_source_key(key, self._renamings, [], self.prefix, self.meta)[0]
 
     def loads(self, key: str) -> bool:
@@ -122,6 +136,8 @@ class ModelLayout:
 
     def _fused(self, name: str, group: _Group, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Slot]:
         """Slots of the per-expert file tensors that ``MergeModulelist`` (+ ``Concatenate``) fuse into ``name``."""
+        from transformers.core_model_loading import Concatenate, MergeModulelist
+
         ops = group.converter.operations
         if not (isinstance(ops[0], MergeModulelist) and all(isinstance(op, Concatenate) for op in ops[1:2]) and len(ops) <= 2):
             raise PoolError(

@@ -11,6 +11,11 @@ so merge operators, the worker and export all share one representation: the sour
 stored dtype, wherever the pool tier keeps them), a mixing matrix [K, U], and the low-rank factors.
 Vocabulary tensors (embedding and head rows) of sources with a smaller vocabulary count as
 zero-padded to the largest: the kernel treats their missing rows as zeros, nothing is copied.
+
+Where each file tensor lands in the model transformers builds (``ModelLayout``) takes importing
+transformers' modeling code, seconds of a one-off merge's wall time; an inexact plan (export,
+``mergefront merge``) skips it when nothing needs it: every source has the same tensor names and
+vocabulary and no member is an adapter. The merged tensors are the same either way.
 """
 
 from __future__ import annotations
@@ -19,11 +24,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from functools import cached_property
+from typing import TYPE_CHECKING
+
 import torch
-import transformers
-from transformers import AutoConfig, PretrainedConfig
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
-from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from evaluators.errors import PoolError
 from evaluators.registry import did_you_mean
@@ -38,7 +42,12 @@ from evaluators.pool.config import (
     TransferMember,
 )
 from evaluators.pool.files import CheckpointFiles, TensorInfo
-from evaluators.pool.layout import ModelLayout, Slot
+from evaluators.pool.layout import Slot
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
+
+    from evaluators.pool.layout import ModelLayout
 
 SHOWN = 3  # how many offending tensor names an error lists
 MERGEABLE = ("float64", "float32", "float16", "bfloat16")  # floating dtypes that widen to float32 (float8 needs its scales)
@@ -86,6 +95,10 @@ def _config(directory: Path, owner: str) -> dict:
 
 def model_type_fix(config: dict) -> str:
     """What is wrong with a config's model_type, and the value transformers would build its architecture from."""
+    import transformers
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
     kind = config.get("model_type")
     if kind is None:
         problem = "has no model_type, so transformers cannot tell which model to build"
@@ -103,7 +116,7 @@ def model_type_fix(config: dict) -> str:
 class PoolPlan:
     """The checked pool: sources, mixing matrix, adapters, merge base and output tensor shapes."""
 
-    def __init__(self, pool: Pool, need_base: bool = False) -> None:
+    def __init__(self, pool: Pool, need_base: bool = False, exact: bool = True) -> None:
         self.pool = pool
         self.members = list(pool.names)
         self.sources: list[Source] = []
@@ -123,9 +136,9 @@ class PoolPlan:
         }
         self.vocab = max(s.vocab for s in self.sources)
         self._check_remote_code()
-        self.layout = ModelLayout(self.model_config(), pool.trusts_remote_code)
+        self.exact = exact or bool(self.adapters) or len({s.vocab for s in self.sources}) > 1 or not self._same_names()
         self.slots: dict[str, Slot] = {}
-        self.tensors = self._check_sources()
+        self.tensors = self._check_sources() if self.exact else self._same_sources()
         live_shapes = {self.slots[k].name: v.shape for k, v in self.tensors.items() if self.slots[k] == Slot(self.slots[k].name)}
         for i, adapter in self.adapters.items():
             adapter.check_against(live_shapes, pool.members[i].base, self.layout.conv1d)  # type: ignore[union-attr]
@@ -177,6 +190,25 @@ class PoolPlan:
             row[u] = row.get(u, 0.0) + coef
         return row
 
+    @cached_property
+    def layout(self) -> ModelLayout:
+        """Where each file tensor lands in the model transformers builds from the pool's config."""
+        from evaluators.pool.layout import ModelLayout
+
+        return ModelLayout(self.model_config(), self.pool.trusts_remote_code)
+
+    def _same_names(self) -> bool:
+        first = self.sources[0].files.keys()
+        return all(s.files.keys() == first for s in self.sources[1:])
+
+    def _same_sources(self) -> dict[str, TensorInfo]:
+        """Sources with one set of tensor names and one vocabulary: every file tensor is merged by its name
+        (a tensor transformers would not load is merged too; loading the result skips it again)."""
+        for src in self.sources:
+            src.key_of = {k: k for k in src.files.keys()}
+        self.slots = {k: Slot(k) for k in self.sources[0].key_of}
+        return self._check_shapes({k: self.sources[0].info(k) for k in self.slots})
+
     def _check_sources(self) -> dict[str, TensorInfo]:
         """Line up every source's tensors by where transformers loads them; the first source's file names
         name the plan's tensors. Files tensors transformers ignores are left out (and listed per source)."""
@@ -186,13 +218,8 @@ class PoolPlan:
         first.key_of = {k: k for k in self.slots}
         first.ignored = sorted(set(shapes) - set(self.slots))
         ref = {self.layout.canonical(k): k for k in self.slots}
-        out = {k: TensorInfo(self._padded(first, k, shapes[k]), first.files.info(k).dtype) for k in self.slots}
         for src in self.sources[1:]:
-            if src.architecture != first.architecture:
-                raise PoolError(
-                    f"'{src.label}' is a {src.architecture} model but '{first.label}' is {first.architecture}; "
-                    "a pool holds one architecture"
-                )
+            self._check_architecture(src)
             own = {self.layout.canonical(k): k for k in src.files.keys()}
             missing, extra = sorted(set(ref) - set(own)), sorted(k for c, k in own.items() if c not in ref and self.layout.loads(k))
             if missing or extra:
@@ -200,14 +227,29 @@ class PoolPlan:
                 raise PoolError(f"'{src.label}' {what} compared with '{first.label}'; all members must have the same tensor names")
             src.key_of = {ref[c]: k for c, k in own.items() if c in ref}
             src.ignored = sorted(k for c, k in own.items() if c not in ref)
+        self._check_coverage()
+        return self._check_shapes({k: TensorInfo(self._padded(first, k, shapes[k]), first.info(k).dtype) for k in self.slots})
+
+    def _check_architecture(self, src: Source) -> None:
+        first = self.sources[0]
+        if src.architecture != first.architecture:
+            raise PoolError(
+                f"'{src.label}' is a {src.architecture} model but '{first.label}' is {first.architecture}; "
+                "a pool holds one architecture"
+            )
+
+    def _check_shapes(self, out: dict[str, TensorInfo]) -> dict[str, TensorInfo]:
+        """Every source is the first one's architecture, with its shapes (after vocabulary padding) and dtypes."""
+        first = self.sources[0]
+        for src in self.sources[1:]:
+            self._check_architecture(src)
             for key, info in out.items():
                 shape = src.info(key).shape
                 if self._padded(src, key, shape) != info.shape:
                     raise PoolError(
-                        f"tensor '{key}' has shape {list(shape)} in '{src.label}' but {list(shapes[key])} in "
+                        f"tensor '{key}' has shape {list(shape)} in '{src.label}' but {list(first.info(key).shape)} in "
                         f"'{first.label}'; members must share one architecture and size"
                     )
-        self._check_coverage()
         self._check_dtypes(list(out))
         return out
 
@@ -257,9 +299,9 @@ class PoolPlan:
     def _padded(self, src: Source, key: str, shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape after zero-padding the vocabulary rows of an embedding or head (known from the model's
         structure, never from a coincidence of sizes) to the pool's largest vocabulary."""
-        if self.slots[key].name in self.layout.vocabulary and src.vocab and shape and shape[0] == src.vocab:
-            return (self.vocab, *shape[1:])
-        return shape
+        if not src.vocab or src.vocab == self.vocab or not shape or shape[0] != src.vocab:
+            return shape
+        return (self.vocab, *shape[1:]) if self.slots[key].name in self.layout.vocabulary else shape
 
     def member_dtype(self, i: int) -> str:
         """The dtype of member ``i``'s main source (the one with the largest coefficient)."""
@@ -291,6 +333,8 @@ class PoolPlan:
     def model_config(self) -> PretrainedConfig:
         """The config the live model is built from: ``output_config`` as transformers parses it, untied
         where the files hold the tied tensor too (transformers then loads both, untied)."""
+        from transformers import AutoConfig
+
         directory = self.model_dir()
         try:
             config = AutoConfig.from_pretrained(directory, local_files_only=True, trust_remote_code=self.pool.trusts_remote_code)
