@@ -27,18 +27,26 @@ import glob
 import hashlib
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import tarfile
 
 CHUNK = 1 << 22
-CA_VARIABLES = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")
+CA_VARIABLES = (
+    "PIP_CERT",
+    "REQUESTS_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "CURL_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+)
 
 
 def pem_bodies(path: str) -> list[bytes]:
     """The base64 body of each certificate in a PEM file, as one line without newlines."""
     bodies, current = [], None
-    for line in open(path, "rb").read().splitlines():
+    for line in pathlib.Path(path).read_bytes().splitlines():
         if line.startswith(b"-----BEGIN CERTIFICATE"):
             current = []
         elif line.startswith(b"-----END CERTIFICATE") and current is not None:
@@ -66,7 +74,7 @@ def scan(stream, needles: dict[bytes, str], bundle_hash: str | None, bundle_size
             layer = member.name
             raw = outer.extractfile(member)
             try:
-                inner = tarfile.open(fileobj=raw, mode="r|")
+                inner = tarfile.open(fileobj=raw, mode="r|")  # noqa: SIM115 (closed by the `with` below)
             except tarfile.ReadError:  # a config or manifest blob, not a layer
                 continue
             with inner:
@@ -114,9 +122,13 @@ def main() -> int:
 
     history = subprocess.run(
         ["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", args.image],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
-    config = json.loads(subprocess.run(["docker", "image", "inspect", args.image], check=True, capture_output=True).stdout)[0]
+    config = json.loads(
+        subprocess.run(["docker", "image", "inspect", args.image], check=True, capture_output=True).stdout
+    )[0]
     env = config["Config"].get("Env") or []
     for s in forbid_meta:
         if s in history:
@@ -137,7 +149,7 @@ def main() -> int:
     bundle_hash = None
     bundle_size = -1
     if os.path.isfile(args.ca_bundle):
-        bundle_hash = hashlib.sha256(open(args.ca_bundle, "rb").read()).hexdigest()
+        bundle_hash = hashlib.sha256(pathlib.Path(args.ca_bundle).read_bytes()).hexdigest()
         bundle_size = os.path.getsize(args.ca_bundle)
 
     save = subprocess.Popen(["docker", "save", args.image], stdout=subprocess.PIPE)
@@ -147,9 +159,11 @@ def main() -> int:
     failures += [f"{what} in {path} (layer {layer})" for layer, path, what in hits]
 
     print(f"audit {args.image}: history {len(history.splitlines())} steps, {len(env)} environment variables")
-    print(f"  searched every layer for: the CA bundle {args.ca_bundle} (sha256 {str(bundle_hash)[:12]}), "
-          f"{len(local)} locally added CA(s) ({', '.join(local) or 'none'}), pip.conf/pip.ini, /run/secrets, "
-          f"and the strings {forbid}")
+    print(
+        f"  searched every layer for: the CA bundle {args.ca_bundle} (sha256 {str(bundle_hash)[:12]}), "
+        f"{len(local)} locally added CA(s) ({', '.join(local) or 'none'}), pip.conf/pip.ini, /run/secrets, "
+        f"and the strings {forbid}"
+    )
     mozilla = "/usr/share/ca-certificates/mozilla/"
     print(f"  files with a certificate in them ({len(cert_files)}; the image's own trust stores and TLS code):")
     print(f"    {mozilla}*.crt: {sum(name.startswith(mozilla) for name in cert_files)} (Debian's ca-certificates)")

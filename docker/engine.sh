@@ -66,8 +66,7 @@ start() {
   setsid dockerd --data-root "$state/data" --exec-root "$state/exec" --pidfile "$pidfile" \
     --host "unix://$sock" --iptables=false --bridge=none \
     </dev/null >"$state/dockerd.log" 2>&1 &
-  local i
-  for i in $(seq 60); do
+  for _ in $(seq 60); do
     if DOCKER_HOST="unix://$sock" docker info >/dev/null 2>&1; then
       log "started dockerd (pid $(cat "$pidfile"), data in $state)"
       echo "export DOCKER_HOST=unix://$sock"
@@ -85,10 +84,10 @@ stop() {
     rm -f "$pidfile"
     return 0
   fi
-  local pid i; pid=$(cat "$pidfile")
+  local pid; pid=$(cat "$pidfile")
   # dockerd stops the containerd it started itself on SIGTERM; give it the time to do so.
   kill -TERM "$pid"
-  for i in $(seq 60); do
+  for _ in $(seq 60); do
     [ -d "/proc/$pid" ] || { log "stopped dockerd (pid $pid)"; rm -f "$pidfile"; return 0; }
     sleep 1
   done
