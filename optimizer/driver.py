@@ -25,7 +25,7 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 import pyarrow as pa
@@ -50,6 +50,29 @@ from optimizer.workers import WorkerSet, cause
 log = logging.getLogger(__name__)
 RUN_META = "run.json"
 WARM = "warm:"
+
+
+class Clock(Protocol):
+    """Where the time budgets read time (``Search.clock``). A test sets its own, so that a budget stops
+    a search at a trial it can name, however fast or loaded the machine."""
+
+    def now(self) -> float:
+        """Seconds on a clock that never goes back (the wall-time budget and the run's wall time)."""
+        ...
+
+    def worker_seconds(self, row: dict[str, Any]) -> float:
+        """Worker time a stored trial used (the worker-hours budget)."""
+        ...
+
+
+class RealClock:
+    """The driver's monotonic clock, and the merge, swap and evaluation time each worker measured."""
+
+    def now(self) -> float:
+        return time.perf_counter()
+
+    def worker_seconds(self, row: dict[str, Any]) -> float:
+        return sum(row.get(c) or 0.0 for c in ("merge_seconds", "swap_seconds", "eval_seconds"))
 
 
 @dataclass
@@ -196,7 +219,8 @@ def _source(trial: Trial | FrozenTrial) -> str:
 
 
 class Search:
-    """One search run: study, workers, store and progress. Build with ``create`` or ``resume``."""
+    """One search run: study, workers, store and progress. Build with ``create`` or ``resume``.
+    The time budgets read ``clock``; a test may replace it before ``run``."""
 
     def __init__(self, experiment: Experiment, pool: Pool, run_dir: Path, storage: str = JOURNAL) -> None:
         self.experiment = experiment
@@ -217,6 +241,7 @@ class Search:
         )
         columns = Columns(tuple(space.labels), tuple(self.labels), tuple(experiment.directions), tuple(space.knobs), tuple(o.label for o in experiment.report))
         self.store = TrialStore(run_dir, columns)
+        self.clock: Clock = RealClock()
 
     @classmethod
     def create(cls, experiment: Experiment, pool: Pool, run_dir: Path, warm_from: Path | None = None, storage: str = JOURNAL) -> Search:
@@ -322,7 +347,7 @@ class Search:
         return sum(1 for t in trials if not _source(t).startswith(WARM))
 
     def worker_hours(self) -> float:
-        return sum(sum(r.get(c) or 0.0 for c in ("merge_seconds", "swap_seconds", "eval_seconds")) for r in self.store.rows) / 3600
+        return sum(self.clock.worker_seconds(r) for r in self.store.rows) / 3600
 
     def _promotion(self, source: str) -> Promotion | None:
         if self.experiment.evaluation.screen is None or source != "sampler":
@@ -368,7 +393,7 @@ class Search:
         budget = self.experiment.budget
         if self._claimed() >= budget.trials:
             return f"{budget.trials} trials evaluated"
-        if budget.wall_minutes is not None and time.perf_counter() - started >= 60 * budget.wall_minutes:
+        if budget.wall_minutes is not None and self.clock.now() - started >= 60 * budget.wall_minutes:
             return f"wall time of {budget.wall_minutes} min reached"
         if budget.worker_hours is not None and self.worker_hours() >= budget.worker_hours:
             return f"{budget.worker_hours} worker-hours used"
@@ -376,7 +401,7 @@ class Search:
 
     def run(self, ray_address: str | None = None, progress: bool = True) -> SearchSummary:
         spec = self.experiment.workers
-        started = time.perf_counter()
+        started = self.clock.now()  # the budget counts the workers' start-up
         owns_ray = _start_ray(ray_address, spec.count * (spec.threads or 1))
         summary = SearchSummary(self.run_dir)
         workers: WorkerSet | None = None
@@ -392,7 +417,7 @@ class Search:
                 workers.stop()
             if owns_ray:
                 ray.shutdown()
-        summary.wall_seconds = time.perf_counter() - started
+        summary.wall_seconds = self.clock.now() - started
         return summary
 
     def _loop(self, workers: WorkerSet, summary: SearchSummary, progress: bool, started: float) -> None:

@@ -1,15 +1,19 @@
 """Search modes end to end on the tiny pool: screening with held-out report tasks, grouped box spaces
-with a searched λ under scalarised CMA-ES, and the surrogate's predictions kept apart from scores."""
+with a searched λ under scalarised CMA-ES, the surrogate's predictions kept apart from scores, and the
+time budgets (on a clock that the test advances per trial, so they stop at a known trial on any machine)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from optimizer.cli import main
+from optimizer.driver import RealClock, Search, start_run
+from optimizer.experiment import load_experiment
 from tests.conftest import write_experiment
 
 pytestmark = pytest.mark.e2e
@@ -65,16 +69,57 @@ def test_surrogate_predictions_are_stored_beside_measurements(tiny_pool: Path, t
     assert not np.allclose(predicted["predicted.toy_reverse/acc"], predicted["score.toy_reverse/acc"])
 
 
+class TrialClock:
+    """Time that passes only as trials complete: ``step`` seconds of wall time per complete trial, and
+    ``step`` seconds of worker time charged to each, so a time budget runs out at a known trial."""
+
+    def __init__(self, search: Search, step: float) -> None:
+        self.search = search
+        self.step = step
+
+    def now(self) -> float:
+        return self.step * self.search.evaluated()
+
+    def worker_seconds(self, row: dict[str, Any]) -> float:
+        return self.step if row["state"] == "COMPLETE" else 0.0
+
+
+def start(tiny_pool: Path, tmp_path: Path, budget: dict[str, float]) -> Search:
+    """A created run on the tiny pool (2 workers, random sampler) with ``budget`` besides 200 trials."""
+    exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=200, extra="sampler: {name: random}\n")
+    experiment, pool = load_experiment(exp)
+    experiment = experiment.model_copy(update={"budget": experiment.budget.model_copy(update=budget)})
+    return start_run(experiment, pool, exp, tmp_path / "runs")
+
+
 @pytest.mark.parametrize(
-    ("budget", "reason"),
-    [("{trials: 200, worker_hours: 0.0003}", "0.0003 worker-hours used"), ("{trials: 200, wall_minutes: 0.75}", "wall time of 0.75 min reached")],
+    ("budget", "reason", "spent_at"),
+    [({"worker_hours": 0.01}, "0.01 worker-hours used", 4), ({"wall_minutes": 0.45}, "wall time of 0.45 min reached", 3)],
+    ids=["worker_hours", "wall_minutes"],
 )
 def test_time_budgets_stop_the_search(
-    tiny_pool: Path, tmp_path: Path, ray_session: object, capsys: pytest.CaptureFixture[str], budget: str, reason: str
+    tiny_pool: Path, tmp_path: Path, ray_session: object, budget: dict[str, float], reason: str, spent_at: int
 ) -> None:
-    exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", extra="sampler: {name: random}\n")
-    exp.write_text(exp.read_text().replace("budget: {trials: 6}", f"budget: {budget}"))
-    assert main(["search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]) == 0
-    assert f"stopped: {reason}" in capsys.readouterr().out
-    trials = pd.read_parquet(tmp_path / "runs" / "tiny" / "trials.parquet")
-    assert 1 <= (trials["state"] == "COMPLETE").sum() < 200
+    """10 s per complete trial: 36 s of worker time are spent by the 4th trial, 27 s of wall time by the 3rd."""
+    search = start(tiny_pool, tmp_path, budget)
+    search.clock = TrialClock(search, step=10.0)
+    summary = search.run(progress=False)
+    assert summary.stop_reason == reason
+    # no trial starts once the budget is spent; the one then running on the other worker still completes
+    assert (summary.complete, summary.failed) == (spent_at + 1, 0)
+    assert (pd.read_parquet(search.run_dir / "trials.parquet")["state"] == "COMPLETE").sum() == spent_at + 1
+    assert search.worker_hours() == pytest.approx(10.0 * (spent_at + 1) / 3600)
+
+
+def test_the_wall_time_budget_counts_the_workers_start_up(tiny_pool: Path, tmp_path: Path, ray_session: object) -> None:
+    """On real time: a budget of 60 ns is spent before the workers are up (on any machine), so no trial starts."""
+    search = start(tiny_pool, tmp_path, {"wall_minutes": 1e-9})
+    summary = search.run(progress=False)
+    assert summary.stop_reason == "wall time of 1e-09 min reached"
+    assert summary.complete == summary.failed == 0 and not search.store.rows
+
+
+def test_the_real_clock_charges_the_time_workers_measured() -> None:
+    row = {"state": "COMPLETE", "merge_seconds": 0.5, "swap_seconds": None, "eval_seconds": 2.0}
+    assert RealClock().worker_seconds(row) == 2.5
+    assert RealClock().worker_seconds({"state": "FAIL", "merge_seconds": None, "swap_seconds": None, "eval_seconds": None}) == 0.0
