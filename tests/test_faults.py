@@ -3,57 +3,41 @@ counted twice); a worker slot that keeps failing is retired with a log line."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pandas as pd
-import psutil
 import pytest
 
 from evaluators.backends import BackendSpec
 from optimizer.journal import journal_storage
 from optimizer.workers import WorkerSet
 from tests.conftest import write_experiment
+from tests.park import TIMEOUT, start_parked
 from tests.swap_checks import tiny_spec
-from tests.test_resume import wait_for_rows
 
 pytestmark = pytest.mark.e2e
 BUDGET = 10
 
 
-def busy_worker(timeout: float = 60.0) -> int:
-    """The pid of a worker actor that is evaluating a trial right now (Ray titles it ``ray::Worker.evaluate``),
-    among this process's descendants: the test session's Ray, never another one on the machine."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for proc in psutil.Process().children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                if proc.cmdline()[:1] and proc.cmdline()[0].startswith("ray::Worker.evaluate"):
-                    return proc.pid
-        time.sleep(0.02)
-    raise AssertionError("no worker was seen evaluating a trial")
-
-
 def test_a_worker_killed_mid_trial_is_replaced_and_its_trial_re_queued(tiny_pool: Path, tmp_path: Path, ray_session) -> None:  # type: ignore[no-untyped-def]
+    """The worker is killed while its trial is in flight: parked (tests/park.py) with every other trial done."""
     exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=BUDGET)
     run = tmp_path / "runs" / "tiny"
     address = ray_session.get_runtime_context().gcs_address
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("mergefront")), "search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--ray-address", address],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    wait_for_rows(run / "trials.parquet", 3, proc)
-    os.kill(busy_worker(), signal.SIGKILL)
-    out, err = proc.communicate(timeout=240)
-    assert proc.returncode == 0, err
+    command = [str(Path(sys.executable).with_name("mergefront")), "search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--ray-address", address]
+    log = tmp_path / "driver.log"
+    proc, worker = start_parked(command, run, BUDGET, log)
+    worker.kill()
+    try:
+        proc.wait(timeout=TIMEOUT)
+    finally:
+        proc.kill()  # only if it hung
+    out = log.read_text()
+    assert proc.returncode == 0, out[-3000:]
 
     trials = pd.read_parquet(run / "trials.parquet")
     assert trials["trial"].is_unique

@@ -2,54 +2,46 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pandas as pd
+import psutil
 import pytest
 
 from optimizer.cli import main
 from optimizer.journal import journal_storage
-from optimizer.store import read_table
 from tests.conftest import write_experiment
+from tests.park import TIMEOUT, start_parked
 
 pytestmark = pytest.mark.e2e
 BUDGET = 9
-
-
-def wait_for_rows(path: Path, rows: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the search ended before it could be killed:\n{proc.stderr.read() if proc.stderr else ''}"
-        if path.is_file() and len(read_table(path.parent, path.name)[1]) >= rows:  # one open: the search replaces it meanwhile
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{path} did not reach {rows} rows in {timeout} s")
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGINT, 130)])
 def test_stopped_search_resumes_to_exactly_the_budget(
     tiny_pool: Path, tmp_path: Path, ray_session, capsys: pytest.CaptureFixture[str], sig: signal.Signals, code: int
 ) -> None:
+    """The driver is stopped parked (tests/park.py): every trial done but one, in flight on a stopped worker."""
     exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=BUDGET, extra="sampler: {name: tpe}\n")
     run = tmp_path / "runs" / "tiny"
     address = ray_session.get_runtime_context().gcs_address
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("mergefront")), "search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--ray-address", address],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
+    command = [str(Path(sys.executable).with_name("mergefront")), "search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--ray-address", address]
+    log = tmp_path / "driver.log"
+    proc, worker = start_parked(command, run, BUDGET, log)
     try:
-        wait_for_rows(run / "trials.parquet", 3, proc)
-    finally:
         proc.send_signal(sig)
-        proc.wait(timeout=60)
-    assert proc.returncode == code
+        proc.wait(timeout=TIMEOUT)
+    finally:
+        proc.kill()  # only if it hung
+        with contextlib.suppress(psutil.NoSuchProcess):  # unless Ray killed it with its driver
+            worker.kill()  # frees its CPU for resume's workers
+    assert proc.returncode == code, log.read_text()[-3000:]
     before = pd.read_parquet(run / "trials.parquet")
-    assert 3 <= (before["state"] == "COMPLETE").sum() < BUDGET
+    assert (before["state"] == "COMPLETE").sum() == BUDGET - 1
 
     assert main(["resume", str(run), "--no-progress"]) == 0
     assert f"{BUDGET} trials evaluated" in capsys.readouterr().out
