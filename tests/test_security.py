@@ -77,18 +77,42 @@ def test_a_pool_file_cannot_opt_into_pickle(tmp_path: Path, capsys: pytest.Captu
     one_error_line(capsys, "'allow_pickle' cannot be set in a pool file")
 
 
-def test_remote_code_runs_only_where_the_pool_entry_trusts_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+REMOTE_CODE = """
+import os
+from pathlib import Path
+
+from transformers import LlamaConfig, LlamaForCausalLM
+
+Path(os.environ["MERGEFRONT_TEST_MARKER"]).touch()  # proof that this file ran
+
+
+class Config(LlamaConfig):
+    pass
+
+
+class Model(LlamaForCausalLM):
+    config_class = Config
+"""
+
+
+def test_remote_code_runs_only_where_the_pool_entry_trusts_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     a, b = tiny_llama(tmp_path / "a", 0), tiny_llama(tmp_path / "b", 1)
+    marker = tmp_path / "ran"
+    monkeypatch.setenv("MERGEFRONT_TEST_MARKER", str(marker))
     config = json.loads((a / "config.json").read_text())
-    (a / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoConfig": "custom.Config"}}))
+    (a / "custom.py").write_text(REMOTE_CODE)
+    (a / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoConfig": "custom.Config", "AutoModelForCausalLM": "custom.Model"}}))
     plain = write_pool(tmp_path, f"members:\n  - {{name: a, path: {a}}}\n  - {{name: b, path: {b}}}\n")
     assert main(["pool", "check", str(plain)]) == 2
     one_error_line(capsys, "set 'trust_remote_code: true' on its entry")
-    assert not load_pool(plain).trusts_remote_code
+    assert not load_pool(plain).trusts_remote_code and not marker.exists()
 
     trusted = write_pool(tmp_path, f"members:\n  - {{name: a, path: {a}, trust_remote_code: true}}\n  - {{name: b, path: {b}}}\n")
     assert load_pool(trusted).trusts_remote_code
     assert main(["pool", "check", str(trusted)]) == 0
+    assert marker.exists(), "the trusted entry's own code builds the model"
     # trust is per entry: the model is built from the `tokenizer` entry, here the untrusted b
     other = write_pool(tmp_path, f"tokenizer: b\nmembers:\n  - {{name: a, path: {a}, trust_remote_code: true}}\n  - {{name: b, path: {b}}}\n")
     assert not load_pool(other).trusts_remote_code

@@ -340,6 +340,12 @@ class PoolPlan:
             config = AutoConfig.from_pretrained(directory, local_files_only=True, trust_remote_code=self.pool.trusts_remote_code)
         except ValueError:  # transformers cannot tell which model the config describes
             raise PoolError(f"'{self.pool.tokenizer or self.members[0]}': {directory / 'config.json'} {model_type_fix(_config(directory, 'model'))}") from None
+        except (OSError, ImportError, AttributeError) as exc:  # the checkpoint's own config code (auto_map) did not load
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise PoolError(
+                f"'{self.pool.tokenizer or self.members[0]}': the config code that {directory / 'config.json'} names in auto_map "
+                f"did not load ({first}); ship its Python files beside config.json, or use a model transformers knows"
+            ) from None
         text = config.get_text_config()
         if getattr(text, "vocab_size", None) and text.vocab_size != self.vocab:
             text.vocab_size = self.vocab
