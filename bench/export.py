@@ -55,8 +55,6 @@ from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[1]
 MERGEFRONT = REPO / ".venv" / "bin" / "mergefront"
-TORCH_PIN = "torch==2.13.0"  # the CPU wheel; a bare torch would pull a multi-GB CUDA build
-MERGEKIT_PIN = "mergekit==0.1.5"
 MODEL = {
     "vocab_size": 32000, "hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 16,
     "num_attention_heads": 16, "num_key_value_heads": 16, "tie_word_embeddings": False,
@@ -143,19 +141,12 @@ def write_inputs(root: Path, base: Path, members: list[Path], venv: Path) -> dic
 
 
 def ensure_mergekit(venv: Path) -> str:
-    """A venv with the CPU torch first, then mergekit constrained to that torch; returns mergekit's version."""
-    stamp, pins = venv / ".installed", f"{TORCH_PIN} {MERGEKIT_PIN}"
-    if not (stamp.exists() and stamp.read_text() == pins):
-        print(f"[mergekit] installing {MERGEKIT_PIN} with {TORCH_PIN} into {venv} (a few minutes)", flush=True)
-        shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-        (venv / "constraints.txt").write_text(TORCH_PIN + "\n")
-        for command in ([*pip, TORCH_PIN], [*pip, "-c", str(venv / "constraints.txt"), MERGEKIT_PIN]):
-            done = subprocess.run(command, capture_output=True, text=True)  # pip's index warnings stay out of the table
-            if done.returncode != 0:
-                raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-        stamp.write_text(pins)
+    """mergekit's environment, built by ``make`` (the Makefile pins mergekit and the CPU torch); returns the versions."""
+    if venv == REPO / ".venv-mergekit":
+        print("[mergekit] make .venv-mergekit/.installed (a few minutes the first time)", flush=True)
+        subprocess.run(["make", "-C", str(REPO), "--quiet", ".venv-mergekit/.installed"], check=True)
+    elif not (venv / "bin" / "mergekit-yaml").is_file():
+        raise SystemExit(f"--mergekit-venv {venv}: no bin/mergekit-yaml there; omit the option to let make build .venv-mergekit")
     probe = "import importlib.metadata as m; print(m.version('mergekit'), m.version('torch'))"
     out = subprocess.run([str(venv / "bin" / "python"), "-c", probe], check=True, capture_output=True, text=True)
     return out.stdout.strip()
@@ -317,7 +308,7 @@ def main() -> int:
     parser.add_argument("--members", type=int, choices=(3, 4), default=4, help="members merged (default 4)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per tool and merge (default 3)")
     parser.add_argument("--workdir", type=Path, help="checkpoints and outputs (kept; its checkpoints are reused)")
-    parser.add_argument("--mergekit-venv", type=Path, default=REPO / ".bench" / "mergekit-venv", help="cached venv")
+    parser.add_argument("--mergekit-venv", type=Path, default=REPO / ".venv-mergekit", help="a venv with mergekit (default: the one `make test-mergekit` builds)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary workdir")
     args = parser.parse_args()
     if args.runs < 1:
