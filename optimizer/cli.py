@@ -54,7 +54,7 @@ def _run_and_report(search: Search, args: argparse.Namespace) -> int:
     from optimizer.store import FRONT, TRIALS, read_table, sort_front
     from optimizer.table import format_table, merge_verdict
 
-    summary = search.run(args.ray_address, progress=not args.no_progress)
+    summary = search.run(args.ray_address, progress=not args.no_progress, in_process=args.in_process)
     run_dir = search.run_dir
     columns, front = read_table(run_dir, FRONT)
     trials = read_table(run_dir, TRIALS)[1]
@@ -283,7 +283,12 @@ def _pool_check(args: argparse.Namespace) -> int:
 
 def _driver_args(parser: argparse.ArgumentParser) -> None:
     """The options of every command that runs trials."""
-    parser.add_argument("--ray-address", help="connect to this Ray cluster instead of starting a local one")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--ray-address", help="connect to this Ray cluster instead of starting a local one")
+    where.add_argument(
+        "--in-process", action="store_true",
+        help="run one worker in this process, without Ray (debugging, a quick look at a small pool; workers.count is ignored)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -29,9 +29,7 @@ from typing import Any, Protocol
 
 import optuna
 import pyarrow as pa
-import ray
 from optuna.trial import FrozenTrial, Trial, TrialState
-from ray.exceptions import RayActorError, RayTaskError
 from tqdm import tqdm
 
 from evaluators.errors import ConfigError, MergefrontError
@@ -45,7 +43,7 @@ from optimizer.samplers import SAMPLERS, SamplerContext
 from optimizer.space import space_for
 from optimizer.storage import JOURNAL, check_storage_url, open_storage, study_exists
 from optimizer.store import FULL, KNOB, REPORT, SCORE, WEIGHT, Columns, TrialRecord, TrialStore
-from optimizer.workers import WorkerSet, cause
+from optimizer.workers import InProcessWorkers, RayWorkers, TrialFailed, WorkerLost, WorkerPool
 
 log = logging.getLogger(__name__)
 RUN_META = "run.json"
@@ -201,6 +199,8 @@ def start_run(
 
 def _start_ray(address: str | None, cpus_needed: int) -> bool:
     """Connect to ``address`` or start a local Ray; returns whether we started it (and must stop it)."""
+    import ray
+
     if ray.is_initialized():
         return False
     kwargs: dict[str, object] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
@@ -356,14 +356,15 @@ class Search:
         rows = [[float(r[SCORE + o]) * s for o, s in zip(self.labels, self.signs, strict=True)] for r in front]
         return Promotion(rows, self.signs, self.experiment.evaluation.margin)
 
-    def _submit(self, actor: Any) -> tuple[Any, _InFlight]:
+    def _submit(self, workers: WorkerPool, actor: Any) -> tuple[Any, _InFlight]:
         trial = self.study.ask(self.space.distributions())
         weights, knobs = self.space.weights(trial.params), self.space.knob_values(trial.params)
         source = _source(trial)
         prediction = getattr(self.sampler, "predictions", {}).get(trial.number)
         predicted = dict(zip(self.labels, prediction, strict=True)) if prediction else {}
-        ref = actor.evaluate.remote(self.space.point(weights, knobs), self._promotion(source))
-        return ref, _InFlight(trial, actor, source, weights, knobs, predicted, datetime.now(UTC))
+        started_at = datetime.now(UTC)
+        ref = workers.call(actor, "evaluate", self.space.point(weights, knobs), self._promotion(source))
+        return ref, _InFlight(trial, actor, source, weights, knobs, predicted, started_at)
 
     def _finish(self, job: _InFlight, result: TrialResult | None, error: str | None) -> TrialRecord:
         """Parquet first, then Optuna (see the module docstring)."""
@@ -399,15 +400,22 @@ class Search:
             return f"{budget.worker_hours} worker-hours used"
         return None
 
-    def run(self, ray_address: str | None = None, progress: bool = True) -> SearchSummary:
+    def run(self, ray_address: str | None = None, progress: bool = True, in_process: bool = False) -> SearchSummary:
+        """Evaluate trials until the budget stops the search; ``in_process`` runs one worker in this
+        process instead of Ray actors (``workers.count`` is then ignored)."""
         spec = self.experiment.workers
         started = self.clock.now()  # the budget counts the workers' start-up
-        owns_ray = _start_ray(ray_address, spec.count * (spec.threads or 1))
+        owns_ray = not in_process and _start_ray(ray_address, spec.count * (spec.threads or 1))
         summary = SearchSummary(self.run_dir)
-        workers: WorkerSet | None = None
+        workers: WorkerPool | None = None
         try:
-            log.info("starting %d worker(s): loading the pool and building the model", spec.count)
-            workers = WorkerSet(self.experiment.worker_spec(self.pool), spec.count)
+            worker_spec = self.experiment.worker_spec(self.pool)
+            if in_process:
+                log.info("starting 1 worker in this process (--in-process): loading the pool and building the model")
+                workers = InProcessWorkers(worker_spec)
+            else:
+                log.info("starting %d worker(s): loading the pool and building the model", spec.count)
+                workers = RayWorkers(worker_spec, spec.count)
             workers.wait_ready()
             self._loop(workers, summary, progress, started)
             summary.restarts, summary.retired = workers.restarts, list(workers.retired)
@@ -416,11 +424,13 @@ class Search:
             if workers is not None:
                 workers.stop()
             if owns_ray:
+                import ray
+
                 ray.shutdown()
         summary.wall_seconds = self.clock.now() - started
         return summary
 
-    def _loop(self, workers: WorkerSet, summary: SearchSummary, progress: bool, started: float) -> None:
+    def _loop(self, workers: WorkerPool, summary: SearchSummary, progress: bool, started: float) -> None:
         in_flight: dict[Any, _InFlight] = {}
         failures_in_a_row, limit = 0, max(3, workers.alive)
         bar = tqdm(total=self.experiment.budget.trials, initial=self.evaluated(), unit="trial", desc="search", disable=not progress, dynamic_ncols=True)
@@ -428,13 +438,13 @@ class Search:
             while True:
                 stop = self._budget_left(started)
                 while workers.idle and stop is None:
-                    ref, job = self._submit(workers.idle.pop())
+                    ref, job = self._submit(workers, workers.idle.pop())
                     in_flight[ref] = job
                     stop = self._budget_left(started)
                 if not in_flight and (stop is not None or not workers.starting):
                     summary.stop_reason = stop or "no worker left"
                     return
-                [done], _ = ray.wait([*in_flight, *workers.starting], num_returns=1)
+                done = workers.wait([*in_flight, *workers.starting])
                 if done in workers.starting:
                     workers.started(done)
                     continue
@@ -462,18 +472,18 @@ class Search:
         finally:
             bar.close()
 
-    def _collect(self, ref: Any, job: _InFlight, workers: WorkerSet) -> tuple[TrialResult | None, str | None, bool]:
+    def _collect(self, ref: Any, job: _InFlight, workers: WorkerPool) -> tuple[TrialResult | None, str | None, bool]:
         """The trial's result, or why it failed and whether its worker died. A trial whose worker died
         is queued again with the same weights (the death says nothing about them); the worker is
         replaced, or retired when it keeps failing."""
         try:
-            result: TrialResult = ray.get(ref)
-        except RayTaskError as exc:
-            error = cause(exc)
+            result: TrialResult = workers.result(ref)
+        except TrialFailed as exc:
+            error = str(exc)
             workers.failed(job.actor, error)
             return None, error, False
-        except RayActorError as exc:
-            error = f"{workers.name(job.actor)} died ({cause(exc)}); re-queued"
+        except WorkerLost as exc:
+            error = f"{workers.name(job.actor)} died ({exc}); re-queued"
             workers.died(job.actor, error)
             return None, error, True
         workers.succeeded(job.actor)
@@ -490,7 +500,7 @@ class Search:
     def _requeue(self, params: dict[str, Any], source: str, number: int) -> None:
         self.study.enqueue_trial(params, user_attrs={"source": source, "requeued_from": number})
 
-    def _report(self, workers: WorkerSet) -> pa.Table:
+    def _report(self, workers: WorkerPool) -> pa.Table:
         """Score the held-out report tasks for front trials that have none yet (on every live worker,
         replacements still starting included: only then is it worth waiting for them)."""
         front = self.store.front()
@@ -504,8 +514,8 @@ class Search:
         for i, row in enumerate(todo):
             weights = {m: row[WEIGHT + m] for m in self.space.labels}
             knobs = {k: row[KNOB + k] for k in self.space.knobs}
-            refs[actors[i % len(actors)].report.remote(self.space.point(weights, knobs))] = row["trial"]
+            refs[workers.call(actors[i % len(actors)], "report", self.space.point(weights, knobs))] = row["trial"]
         for ref, trial in refs.items():
-            result: TrialResult = ray.get(ref)
+            result: TrialResult = workers.result(ref)
             front = self.store.set_report(trial, {k: s.value for k, s in result.scores.items()}, {k: s.stderr for k, s in result.scores.items()})
         return front

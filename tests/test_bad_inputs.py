@@ -667,6 +667,10 @@ CASES = [
         "search-ray-address-unreachable", lambda env: search(env, "--ray-address", f"127.0.0.1:{free_port()}"),
         "--ray-address 127.0.0.1:", "nothing answers there", "start the cluster with `ray start --head` or fix the address",
     ),
+    case(
+        "search-in-process-with-ray-address", searching("--ray-address", "127.0.0.1:6379", "--in-process"),
+        "argument --in-process: not allowed with argument --ray-address",
+    ),
     case("search-storage-not-a-url", searching("--storage", "postgres at db1"), "--storage 'postgres at db1' is not a database URL", "e.g. --storage postgresql://"),
     case("search-storage-unsupported", searching("--storage", "redis://127.0.0.1/0"), "unsupported database 'redis'", "use one of postgresql, sqlite, mysql"),
     case(

@@ -220,11 +220,11 @@ def test_an_unreadable_file_in_a_member_directory_is_named(pool_copy: Path) -> N
 def test_the_driver_reports_a_worker_start_failure_with_the_path_and_node(pool_copy: Path, ray_session) -> None:  # type: ignore[no-untyped-def]
     import ray
 
-    from optimizer.workers import WorkerSet
+    from optimizer.workers import RayWorkers
 
     spec = _spec(pool_copy)
     shutil.rmtree(pool_copy / "pool" / "add")
-    workers = WorkerSet(spec, 1)
+    workers = RayWorkers(spec, 1)
     try:
         with pytest.raises(MergefrontError) as caught:
             workers.wait_ready()

@@ -14,7 +14,7 @@ import pytest
 
 from evaluators.backends import BackendSpec
 from optimizer.journal import journal_storage
-from optimizer.workers import WorkerSet
+from optimizer.workers import RayWorkers
 from tests.conftest import write_experiment
 from tests.park import TIMEOUT, start_parked
 from tests.swap_checks import tiny_spec
@@ -53,7 +53,7 @@ def test_a_worker_killed_mid_trial_is_replaced_and_its_trial_re_queued(tiny_pool
 
 
 def test_a_worker_that_keeps_failing_is_retired(tiny_pool: Path, ray_session, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
-    workers = WorkerSet(tiny_spec(tiny_pool, BackendSpec(batch_size=32, threads=1)), 1, retire_after=2)
+    workers = RayWorkers(tiny_spec(tiny_pool, BackendSpec(batch_size=32, threads=1)), 1, retire_after=2)
     workers.wait_ready()
     first = workers.idle.pop()
     workers.died(first, "killed")

@@ -1,0 +1,59 @@
+"""The in-process worker pool (``--in-process``): the same search as over Ray actors, and the same
+handling of failed trials and of a worker that cannot start."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from evaluators.backends import BackendSpec
+from evaluators.errors import MergefrontError
+from evaluators.merge import MergePoint
+from optimizer.workers import InProcessWorkers, TrialFailed
+from tests.conftest import write_experiment
+from tests.swap_checks import tiny_spec
+
+
+def test_an_in_process_search_records_what_the_ray_search_records(tiny_run: Path, tiny_pool: Path, tmp_path: Path) -> None:
+    """tiny_run is the same experiment searched by two Ray actors: trial for trial, the same weights
+    (a seeded sampler) and the same scores (the same worker code, one thread, on CPU)."""
+    from optimizer.cli import main
+
+    exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=7)
+    assert main(["search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--in-process"]) == 0
+    ours = pd.read_parquet(tmp_path / "runs" / "tiny" / "trials.parquet").set_index("trial").sort_index()
+    ray = pd.read_parquet(tiny_run / "trials.parquet").set_index("trial").sort_index()
+    columns = [c for c in ray.columns if c.startswith(("weight.", "score.", "stderr."))] + ["state", "source"]
+    assert len(ours) == len(ray) == 7
+    pd.testing.assert_frame_equal(ours[columns], ray[columns])
+    assert set(ours["worker"]) == {"worker-0"}
+
+
+def test_in_process_failures_are_counted_and_the_worker_retired(tiny_pool: Path, caplog: pytest.LogCaptureFixture) -> None:
+    workers = InProcessWorkers(tiny_spec(tiny_pool, BackendSpec(batch_size=32, threads=1)), retire_after=2)
+    workers.wait_ready()
+    worker = workers.idle.pop()
+    bad = workers.call(worker, "evaluate", MergePoint({"nobody": 1.0}))
+    assert workers.wait([bad]) is bad
+    with pytest.raises(TrialFailed) as caught:
+        workers.result(bad)
+    workers.failed(worker, str(caught.value))
+    assert workers.idle == [worker] and workers.alive == 1
+    workers.idle.pop()
+    with caplog.at_level(logging.WARNING, logger="optimizer.workers"):
+        workers.failed(worker, str(caught.value))
+    assert workers.retired == ["worker-0"] and workers.alive == 0 and not workers.idle
+    assert "worker-0 retired after 2 failures in a row" in caplog.text
+
+
+def test_an_in_process_worker_that_cannot_start_is_reported_as_over_ray(tiny_pool: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_pool, copy)
+    spec = tiny_spec(copy, BackendSpec(batch_size=32, threads=1))
+    shutil.rmtree(copy / "pool" / "add")
+    with pytest.raises(MergefrontError, match=r"^a worker failed to start: evaluators\.errors\.PoolError: worker-0 cannot read the pool"):
+        InProcessWorkers(spec).wait_ready()
