@@ -56,8 +56,13 @@ from safetensors.torch import load_file
 REPO = Path(__file__).resolve().parents[1]
 MERGEFRONT = REPO / ".venv" / "bin" / "mergefront"
 MODEL = {
-    "vocab_size": 32000, "hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 16,
-    "num_attention_heads": 16, "num_key_value_heads": 16, "tie_word_embeddings": False,
+    "vocab_size": 32000,
+    "hidden_size": 1024,
+    "intermediate_size": 2816,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 16,
+    "tie_word_embeddings": False,
 }
 PERTURBATION = 0.002  # std of each member's task vector; the base's weights have std 0.02
 LINEAR = {3: (0.5, 0.3, 0.2), 4: (0.4, 0.3, 0.2, 0.1)}  # sum to 1, so mergekit's normalize is moot
@@ -113,17 +118,22 @@ def write_inputs(root: Path, base: Path, members: list[Path], venv: Path) -> dic
     names = [f"m{i}" for i in range(n)]
     linear_pool = {"name": "bench-linear", "members": [{"name": m, "path": str(p)} for m, p in zip(names, members)]}
     task_pool = {
-        "name": "bench-task", "bases": {"base": {"path": str(base)}},
+        "name": "bench-task",
+        "bases": {"base": {"path": str(base)}},
         "members": [{"name": m, "kind": "finetune", "path": str(p), "base": "base"} for m, p in zip(names, members)],
     }
     common = {"dtype": "float32", "out_dtype": "bfloat16"}
     linear_recipe = {
-        "merge_method": "linear", "parameters": {"normalize": False}, **common,
+        "merge_method": "linear",
+        "parameters": {"normalize": False},
+        **common,
         "models": [{"model": str(p), "parameters": {"weight": w}} for p, w in zip(members, LINEAR[n])],
     }
     task_recipe = {
-        "merge_method": "task_arithmetic", "base_model": str(base),
-        "parameters": {"normalize": False, "lambda": SCALE}, **common,
+        "merge_method": "task_arithmetic",
+        "base_model": str(base),
+        "parameters": {"normalize": False, "lambda": SCALE},
+        **common,
         "models": [{"model": str(p), "parameters": {"weight": w}} for p, w in zip(members, TASK[n])],
     }
     commands = {}
@@ -133,8 +143,19 @@ def write_inputs(root: Path, base: Path, members: list[Path], venv: Path) -> dic
     ):
         (root / f"{merge}.pool.yaml").write_text(yaml.safe_dump(pool, sort_keys=False))
         (root / f"{merge}.mergekit.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
-        ours = [str(MERGEFRONT), "merge", "--pool", str(root / f"{merge}.pool.yaml"), "--method", merge,
-                "--weights", ",".join(f"{m}={w}" for m, w in zip(names, weights)), *extra, "--force", "--out"]
+        ours = [
+            str(MERGEFRONT),
+            "merge",
+            "--pool",
+            str(root / f"{merge}.pool.yaml"),
+            "--method",
+            merge,
+            "--weights",
+            ",".join(f"{m}={w}" for m, w in zip(names, weights)),
+            *extra,
+            "--force",
+            "--out",
+        ]
         theirs = [str(venv / "bin" / "mergekit-yaml"), str(root / f"{merge}.mergekit.yaml"), "--no-copy-tokenizer"]
         commands[merge] = (ours, theirs)
     return commands
@@ -146,7 +167,9 @@ def ensure_mergekit(venv: Path) -> str:
         print("[mergekit] make .venv-mergekit/.installed (a few minutes the first time)", flush=True)
         subprocess.run(["make", "-C", str(REPO), "--quiet", ".venv-mergekit/.installed"], check=True)
     elif not (venv / "bin" / "mergekit-yaml").is_file():
-        raise SystemExit(f"--mergekit-venv {venv}: no bin/mergekit-yaml there; omit the option to let make build .venv-mergekit")
+        raise SystemExit(
+            f"--mergekit-venv {venv}: no bin/mergekit-yaml there; omit the option to let make build .venv-mergekit"
+        )
     probe = "import importlib.metadata as m; print(m.version('mergekit'), m.version('torch'))"
     out = subprocess.run([str(venv / "bin" / "python"), "-c", probe], check=True, capture_output=True, text=True)
     return out.stdout.strip()
@@ -197,8 +220,12 @@ def measure(command: list[str], log: Path) -> Run:
     done, maxrss = threading.Event(), log.with_suffix(".maxrss")
     with log.open("w") as sink:
         start = time.perf_counter()
-        launcher = subprocess.Popen([sys.executable, "-I", "-S", "-c", LAUNCHER, str(maxrss), *command],
-                                    stdout=sink, stderr=subprocess.STDOUT, cwd=REPO)
+        launcher = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", LAUNCHER, str(maxrss), *command],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
 
         def sample() -> None:
             tree, tick = set(), 0
@@ -247,8 +274,10 @@ def bench_merge(merge: str, tools: list[Tool], out: Path, logs: Path, runs: int)
             run = measure([*tool.command, str(target)], logs / f"{merge}.{tool.name}.{round_}.log")
             label = "warm-up" if round_ == 0 else f"run {round_}/{runs}"
             rss, anon = run.peak_rss / GB, run.peak_anon / GB
-            print(f"[{merge}] {tool.name:10} {label:8} {run.wall_s:6.2f} s  RSS {rss:5.2f} GB  anon {anon:5.2f} GB",
-                  flush=True)
+            print(
+                f"[{merge}] {tool.name:10} {label:8} {run.wall_s:6.2f} s  RSS {rss:5.2f} GB  anon {anon:5.2f} GB",
+                flush=True,
+            )
             if round_:
                 tool.runs.append(run)
 
@@ -308,7 +337,12 @@ def main() -> int:
     parser.add_argument("--members", type=int, choices=(3, 4), default=4, help="members merged (default 4)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per tool and merge (default 3)")
     parser.add_argument("--workdir", type=Path, help="checkpoints and outputs (kept; its checkpoints are reused)")
-    parser.add_argument("--mergekit-venv", type=Path, default=REPO / ".venv-mergekit", help="a venv with mergekit (default: the one `make test-mergekit` builds)")
+    parser.add_argument(
+        "--mergekit-venv",
+        type=Path,
+        default=REPO / ".venv-mergekit",
+        help="a venv with mergekit (default: the one `make test-mergekit` builds)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary workdir")
     args = parser.parse_args()
     if args.runs < 1:

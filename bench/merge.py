@@ -37,8 +37,13 @@ GB = 1e9
 
 def build_pool(root: Path, members: int, shard_mb: int) -> tuple[Path, int]:
     config = LlamaConfig(
-        vocab_size=32000, hidden_size=768, intermediate_size=2560, num_hidden_layers=12,
-        num_attention_heads=12, num_key_value_heads=12, tie_word_embeddings=False,
+        vocab_size=32000,
+        hidden_size=768,
+        intermediate_size=2560,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        num_key_value_heads=12,
+        tie_word_embeddings=False,
     )
     hf_logging.disable_progress_bar()
     torch.manual_seed(0)
@@ -132,7 +137,9 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=4)
     parser.add_argument("--shard-mb", type=int, default=200)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads for merges and copies")
+    parser.add_argument(
+        "--threads", type=int, default=torch.get_num_threads(), help="CPU threads for merges and copies"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device, cpu = torch.device(args.device), torch.device("cpu")
@@ -142,7 +149,9 @@ def main() -> None:
         pool_file, params = build_pool(root, args.members, args.shard_mb)
         plan = plan_for(load_pool(pool_file), MergeSpec())
         moved = pool_bytes(plan) + params * 2  # read every source once, write one bf16 model
-        print(f"pool: {args.members} members x {params / 1e6:.0f}M params, bf16, {pool_bytes(plan) / GB:.2f} GB; {args.threads} CPU thread(s)")
+        print(
+            f"pool: {args.members} members x {params / 1e6:.0f}M params, bf16, {pool_bytes(plan) / GB:.2f} GB; {args.threads} CPU thread(s)"
+        )
         copy_cpu = copy_gbps(params * 2, cpu, cpu)
         print(f"{'memory copy (cpu)':<34}{copy_cpu:7.2f} GB/s (read + write)")
         if device.type == "cuda":
@@ -153,10 +162,26 @@ def main() -> None:
             seconds, held = tier_merge(pool_file, tier, device)
             copy = copy_cpu if device.type == "cpu" else (copy_dev if tier == "device" else copy_h2d)
             print(line(f"{tier} tier ({device.type}), in place", moved, seconds, copy, held))
-        print(line("torch operations (cpu, host tier)", moved, torch_ops_merge(plan), copy_cpu, "  (the fused kernel's reason)"))
+        print(
+            line(
+                "torch operations (cpu, host tier)",
+                moved,
+                torch_ops_merge(plan),
+                copy_cpu,
+                "  (the fused kernel's reason)",
+            )
+        )
         start = time.perf_counter()
         stream_merge(plan, MergeSpec(), MergePoint({m: 1.0 / len(plan.members) for m in plan.members}), root / "out")
-        print(line("streamed export (cpu, to files)", moved, time.perf_counter() - start, copy_cpu, "  (writes the files too)"))
+        print(
+            line(
+                "streamed export (cpu, to files)",
+                moved,
+                time.perf_counter() - start,
+                copy_cpu,
+                "  (writes the files too)",
+            )
+        )
 
 
 if __name__ == "__main__":

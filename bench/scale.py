@@ -43,10 +43,24 @@ from evaluators.toy.tokenizer import build_tokenizer
 GB = 1e9
 TASKS = Path(__file__).resolve().parents[1] / "experiments" / "tasks" / "toy"
 SHAPES = {
-    "1b": {"vocab_size": 32000, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22,
-           "num_attention_heads": 32, "num_key_value_heads": 4, "tie_word_embeddings": False},  # TinyLlama-1.1B's shape
-    "small": {"vocab_size": 32000, "hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 12,
-              "num_attention_heads": 12, "num_key_value_heads": 12, "tie_word_embeddings": False},
+    "1b": {
+        "vocab_size": 32000,
+        "hidden_size": 2048,
+        "intermediate_size": 5632,
+        "num_hidden_layers": 22,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 4,
+        "tie_word_embeddings": False,
+    },  # TinyLlama-1.1B's shape
+    "small": {
+        "vocab_size": 32000,
+        "hidden_size": 768,
+        "intermediate_size": 2048,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "num_key_value_heads": 12,
+        "tie_word_embeddings": False,
+    },
 }
 
 
@@ -69,7 +83,9 @@ def build_pool(workdir: Path, members: int, shape: str) -> Path:
                 p.copy_(base[name]).add_(torch.randn_like(p), alpha=0.002)
         model.save_pretrained(workdir / f"m{i}", max_shard_size="2GB")
         tokenizer.save_pretrained(workdir / f"m{i}")
-    (workdir / "pool.yaml").write_text("members:\n" + "".join(f"  - {{name: m{i}, path: m{i}}}\n" for i in range(members)))
+    (workdir / "pool.yaml").write_text(
+        "members:\n" + "".join(f"  - {{name: m{i}, path: m{i}}}\n" for i in range(members))
+    )
     stamp.write_text(recipe)
     return workdir / "pool.yaml"
 
@@ -118,7 +134,7 @@ def smaps(pid: int) -> tuple[int, int]:
         text = Path(f"/proc/{pid}/smaps_rollup").read_text()
     except OSError:
         return 0, 0
-    kb = {k: int(v.split()[0]) for k, v in re.findall(r"^(\w+):\s+(\d+ kB)", text, re.M)}
+    kb = {k: int(v.split()[0]) for k, v in re.findall(r"^(\w+):\s+(\d+ kB)", text, re.MULTILINE)}
     return kb.get("Pss", 0) * 1024, (kb.get("Private_Clean", 0) + kb.get("Private_Dirty", 0)) * 1024
 
 
@@ -209,16 +225,26 @@ def main() -> None:
     starts = [float(x) for x in re.findall(r"worker-\d+ ready on \S+ in ([\d.]+) s", output)]
     tiers = sorted(set(re.findall(r"pool tier (\w+)", output)))
     budget = pool_bytes + args.workers * model_bytes
-    print(f"\npool: {args.members} x {model_bytes / GB:.2f} GB bf16 = {pool_bytes / GB:.2f} GB (its float32 stack: {2 * pool_bytes / GB:.1f} GB); "
-          f"search: {len(done)} trials complete in {wall:.0f} s, pool tier {', '.join(tiers)}")
-    print(f"memory added (peak sum of PSS): {memory.peak_pss / GB:.2f} GB = {memory.peak_pss / budget:.2f} x "
-          f"(pool + {args.workers} x model = {budget / GB:.2f} GB; host memory only)")
-    print(f"largest private memory of one process: {memory.peak_private / GB:.2f} GB ({memory.peak_private_name}); "
-          f"a float32 copy of the pool would be {2 * pool_bytes / GB:.1f} GB")
+    print(
+        f"\npool: {args.members} x {model_bytes / GB:.2f} GB bf16 = {pool_bytes / GB:.2f} GB (its float32 stack: {2 * pool_bytes / GB:.1f} GB); "
+        f"search: {len(done)} trials complete in {wall:.0f} s, pool tier {', '.join(tiers)}"
+    )
+    print(
+        f"memory added (peak sum of PSS): {memory.peak_pss / GB:.2f} GB = {memory.peak_pss / budget:.2f} x "
+        f"(pool + {args.workers} x model = {budget / GB:.2f} GB; host memory only)"
+    )
+    print(
+        f"largest private memory of one process: {memory.peak_private / GB:.2f} GB ({memory.peak_private_name}); "
+        f"a float32 copy of the pool would be {2 * pool_bytes / GB:.1f} GB"
+    )
     rate = (pool_bytes + model_bytes) / merge / GB
-    print(f"merge per trial (median): {merge:.2f} s = {rate:.2f} GB/s moved, {rate / copy:.2f} x a one-thread memory copy ({copy:.2f} GB/s)")
-    print(f"worker start-up: {', '.join(f'{s:.1f} s' for s in starts)} = {max(starts) / cold:.2f} x one cold read of the pool "
-          f"({cold:.1f} s, {pool_bytes / cold / GB:.2f} GB/s)")
+    print(
+        f"merge per trial (median): {merge:.2f} s = {rate:.2f} GB/s moved, {rate / copy:.2f} x a one-thread memory copy ({copy:.2f} GB/s)"
+    )
+    print(
+        f"worker start-up: {', '.join(f'{s:.1f} s' for s in starts)} = {max(starts) / cold:.2f} x one cold read of the pool "
+        f"({cold:.1f} s, {pool_bytes / cold / GB:.2f} GB/s)"
+    )
 
 
 if __name__ == "__main__":

@@ -56,7 +56,9 @@ class MemoWorker:
         return self.memo[key]
 
 
-def run_one(sampler_name: str, seed: int, budget: int, experiment, space, evaluate: MemoWorker) -> tuple[list[list[float]], float]:
+def run_one(
+    sampler_name: str, seed: int, budget: int, experiment, space, evaluate: MemoWorker
+) -> tuple[list[list[float]], float]:
     """Values of each evaluation in order, and seconds spent proposing."""
     context = SamplerContext(list(experiment.directions), space.features)
     study = optuna.create_study(directions=experiment.directions, sampler=SAMPLERS.get(sampler_name)(seed, context))
@@ -90,7 +92,9 @@ def main() -> None:
 
     experiment, pool = load_experiment(args.experiment)
     objectives = [o.model_copy(update={"limit": args.limit}) for o in experiment.objectives]
-    experiment = experiment.model_copy(update={"objectives": objectives, "evaluation": experiment.evaluation.model_copy(update={"bootstrap_iters": 0})})
+    experiment = experiment.model_copy(
+        update={"objectives": objectives, "evaluation": experiment.evaluation.model_copy(update={"bootstrap_iters": 0})}
+    )
     space = space_for(experiment.space, experiment.merge, plan_for(pool, experiment.merge))
     evaluate = MemoWorker(Worker(experiment.worker_spec(pool)), experiment.labels)
     maximize = [d == "maximize" for d in experiment.directions]
@@ -108,8 +112,10 @@ def main() -> None:
 
     target = statistics.median(c[-1] for c in curves["random"]) if "random" in curves else None
     marks = [n for n in (10, 20, 30, 40) if n <= args.budget]
-    print(f"\nhypervolume (ref 0), median over {args.seeds} seeds; {evaluate.evaluations} real evaluations, "
-          f"{evaluate.seconds / max(evaluate.evaluations, 1):.2f} s each; limit {args.limit} per task")
+    print(
+        f"\nhypervolume (ref 0), median over {args.seeds} seeds; {evaluate.evaluations} real evaluations, "
+        f"{evaluate.seconds / max(evaluate.evaluations, 1):.2f} s each; limit {args.limit} per task"
+    )
     if target is not None:
         print(f"target: random search's median hypervolume at {args.budget} evaluations = {target:.4f}")
     print(f"{'sampler':<10}" + "".join(f"{'hv@' + str(n):>9}" for n in marks) + f"{'evals to target':>17}{'s/ask':>8}")
@@ -119,7 +125,11 @@ def main() -> None:
         reached = sorted(r if r is not None else args.budget + 1 for r in reach)
         med = statistics.median(reached)
         shown = "-" if med > args.budget else f"{med:g}"
-        print(f"{name:<10}" + "".join(f"{m:9.4f}" for m in medians) + f"{shown:>17}{asks[name] / (args.seeds * args.budget):8.2f}")
+        print(
+            f"{name:<10}"
+            + "".join(f"{m:9.4f}" for m in medians)
+            + f"{shown:>17}{asks[name] / (args.seeds * args.budget):8.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -72,8 +72,19 @@ def run_with_kills(experiment: Path, runs: Path, address: str, kill_every: int, 
     """Run the search, killing a random worker every ``kill_every`` completed trials; (kills, exit code)."""
     rng = random.Random(seed)
     driver = subprocess.Popen(
-        [str(Path(sys.executable).with_name("mergefront")), "search", str(experiment), "--runs-dir", str(runs), "--no-progress", "--ray-address", address],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            str(Path(sys.executable).with_name("mergefront")),
+            "search",
+            str(experiment),
+            "--runs-dir",
+            str(runs),
+            "--no-progress",
+            "--ray-address",
+            address,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     kills, next_kill = 0, kill_every
     while driver.poll() is None:
@@ -103,22 +114,30 @@ def main() -> int:
         experiment = soak_experiment(Path(tmp), args.trials, args.workers, args.limit)
         ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
         try:
-            kills, code = run_with_kills(experiment, Path(tmp) / "runs", ray.get_runtime_context().gcs_address, args.kill_every, args.seed)
+            kills, code = run_with_kills(
+                experiment, Path(tmp) / "runs", ray.get_runtime_context().gcs_address, args.kill_every, args.seed
+            )
         finally:
             ray.shutdown()
         run = Path(tmp) / "runs" / "soak"
         trials = read_table(run, TRIALS)[1]
-        study_trials = optuna.load_study(study_name="soak", storage=journal_storage(run / "study.journal")).trials  # read before tmp goes
+        study_trials = optuna.load_study(
+            study_name="soak", storage=journal_storage(run / "study.journal")
+        ).trials  # read before tmp goes
     states = {t.number: t.state for t in study_trials}
     requeued = {int(t.user_attrs["requeued_from"]): t.number for t in study_trials if "requeued_from" in t.user_attrs}
     died = trials.loc[trials["error"].fillna("").str.contains("died"), "trial"].astype(int).tolist()
     retried = sum(1 for n in died if states.get(requeued.get(n, -1)) == optuna.trial.TrialState.COMPLETE)
     done = int((trials["state"] == "COMPLETE").sum())
     lost = (len(died) - retried) + max(0, args.trials - done)
-    print(f"\nsoak: {args.trials} trials, {args.workers} workers, a worker killed every {args.kill_every} completed trials")
+    print(
+        f"\nsoak: {args.trials} trials, {args.workers} workers, a worker killed every {args.kill_every} completed trials"
+    )
     print(f"  driver exit code {code}; wall time {time.perf_counter() - start:.0f} s; workers killed {kills}")
-    print(f"  completed {done}, failed {int((trials['state'] == 'FAIL').sum())}, retried {retried}, lost {lost}, "
-          f"duplicate trial numbers {int(trials['trial'].duplicated().sum())}")
+    print(
+        f"  completed {done}, failed {int((trials['state'] == 'FAIL').sum())}, retried {retried}, lost {lost}, "
+        f"duplicate trial numbers {int(trials['trial'].duplicated().sum())}"
+    )
     return 0 if code == 0 and lost == 0 and trials["trial"].is_unique else 1
 
 

@@ -45,7 +45,9 @@ def our_trials(experiment, pool, runs: Path) -> pd.DataFrame:  # type: ignore[no
     return pd.read_parquet(run_dir / "trials.parquet").sort_values("started_at")
 
 
-def on_disk_trial(experiment, pool, scorer: Scorer, weights: dict[str, float], scratch: Path) -> tuple[float, float, dict[str, float]]:  # type: ignore[no-untyped-def]
+def on_disk_trial(
+    experiment, pool, scorer: Scorer, weights: dict[str, float], scratch: Path
+) -> tuple[float, float, dict[str, float]]:  # type: ignore[no-untyped-def]
     """One trial the way a write-then-load tool runs it; returns (wall, eval seconds, scores)."""
     start = time.perf_counter()
     out = scratch / "merged"
@@ -54,7 +56,9 @@ def on_disk_trial(experiment, pool, scorer: Scorer, weights: dict[str, float], s
     stream_merge(plan, experiment.merge, MergePoint(weights=weights), out, experiment.space.groups)
     model = AutoModelForCausalLM.from_pretrained(out, local_files_only=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(out, local_files_only=True)
-    lm = QuietHFLM(pretrained=model, tokenizer=tokenizer, batch_size=experiment.workers.resolved_batch_size, device="cpu")
+    lm = QuietHFLM(
+        pretrained=model, tokenizer=tokenizer, batch_size=experiment.workers.resolved_batch_size, device="cpu"
+    )
     evaluated = time.perf_counter()
     scores = {k: s.value for k, s in scorer.score(lm).items()}
     end = time.perf_counter()
@@ -72,11 +76,15 @@ def main() -> None:
 
     experiment, pool = load_experiment(args.experiment)
     objectives = [o.model_copy(update={"limit": args.limit or o.limit}) for o in experiment.objectives]
-    experiment = experiment.model_copy(update={
-        "name": "bench-trial", "objectives": objectives, "report": [],
-        "budget": experiment.budget.model_copy(update={"trials": args.trials}),
-        "workers": experiment.workers.model_copy(update={"count": 1}),
-    })
+    experiment = experiment.model_copy(
+        update={
+            "name": "bench-trial",
+            "objectives": objectives,
+            "report": [],
+            "budget": experiment.budget.model_copy(update={"trials": args.trials}),
+            "workers": experiment.workers.model_copy(update={"count": 1}),
+        }
+    )
     with tempfile.TemporaryDirectory() as tmp:
         trials = our_trials(experiment, pool, Path(tmp) / "runs")
         done = trials[trials["state"] == "COMPLETE"]
@@ -98,12 +106,18 @@ def main() -> None:
     ours_outside = (wall - evaluation) / len(done)
     disk_outside = (sum(disk_walls) - sum(disk_evals)) / len(disk_walls)
     print(f"toy pool, {len(done)} trials, {len(labels)} objectives, one CPU worker")
-    print(f"ours:    {wall / len(done):.3f} s per trial (median merge {done['merge_seconds'].median() * 1000:.1f} ms, "
-          f"swap {done['swap_seconds'].median() * 1000:.1f} ms, eval {done['eval_seconds'].median():.3f} s); "
-          f"outside evaluation {ours_outside * 1000:.1f} ms = {ours_outside * len(done) / wall:.1%} of the trial")
-    print(f"on disk: {statistics.mean(disk_walls):.3f} s per trial (eval {statistics.median(disk_evals):.3f} s); "
-          f"outside evaluation {disk_outside * 1000:.1f} ms = {disk_outside * len(disk_walls) / sum(disk_walls):.1%} of the trial")
-    print(f"time outside evaluation, on-disk / ours: {disk_outside / ours_outside:.2f}x; trials whose scores differ: {mismatches}")
+    print(
+        f"ours:    {wall / len(done):.3f} s per trial (median merge {done['merge_seconds'].median() * 1000:.1f} ms, "
+        f"swap {done['swap_seconds'].median() * 1000:.1f} ms, eval {done['eval_seconds'].median():.3f} s); "
+        f"outside evaluation {ours_outside * 1000:.1f} ms = {ours_outside * len(done) / wall:.1%} of the trial"
+    )
+    print(
+        f"on disk: {statistics.mean(disk_walls):.3f} s per trial (eval {statistics.median(disk_evals):.3f} s); "
+        f"outside evaluation {disk_outside * 1000:.1f} ms = {disk_outside * len(disk_walls) / sum(disk_walls):.1%} of the trial"
+    )
+    print(
+        f"time outside evaluation, on-disk / ours: {disk_outside / ours_outside:.2f}x; trials whose scores differ: {mismatches}"
+    )
     print("(evaluation itself runs in a Ray worker for ours and in this process for the baseline, so compare the")
     print(" time outside it; the toy model is 0.3 M parameters, so writing and loading it is as cheap as it gets)")
 

@@ -158,7 +158,9 @@ def described(pattern: str, what: str, rule: str) -> str:
 
 
 NAME_PATTERN = described(
-    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", "name", "1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+    "name",
+    "1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit",
 )
 
 
@@ -180,7 +182,11 @@ def _problem(error: Any) -> str:
         least = int((error.get("ctx") or {}).get("min_length", 1))
         return f"needs at least {least} item{'s' if least > 1 else ''}, got {len(value)}; add one"
     message = str(error["msg"]).removeprefix("Value error, ")
-    if kind not in ("value_error", "assertion_error") and isinstance(value, str | int | float) and _shown(value) not in message:
+    if (
+        kind not in ("value_error", "assertion_error")
+        and isinstance(value, str | int | float)
+        and _shown(value) not in message
+    ):
         message += f" (got {_shown(value)})"  # pydantic's own constraint messages do not say what they got
     return message
 
@@ -233,5 +239,7 @@ def load_config(model: type[M], path: Path) -> M:
         if data is None:
             raise ConfigError(f"{path}: the file is empty{needs}")
         kind = {list: "a list", str: "a single string"}.get(type(data), f"the value {data!r}")
-        raise ConfigError(f"{path}: the top level is {kind}, but it must be a mapping of keys (key: value lines){needs}")
+        raise ConfigError(
+            f"{path}: the top level is {kind}, but it must be a mapping of keys (key: value lines){needs}"
+        )
     return validate(model, data, str(path), base_dir=path.parent.resolve())

@@ -47,7 +47,12 @@ class Scorer:
     """
 
     def __init__(
-        self, specs: Mapping[str, TaskSpec], library: TaskLibrary, bootstrap_iters: int, seed: int, subset: int | None = None
+        self,
+        specs: Mapping[str, TaskSpec],
+        library: TaskLibrary,
+        bootstrap_iters: int,
+        seed: int,
+        subset: int | None = None,
     ) -> None:
         self.specs = dict(specs)
         self.bootstrap_iters = bootstrap_iters
@@ -62,7 +67,9 @@ class Scorer:
         self._subsets: dict[str, list[int]] | None = None
         if subset is not None:
             sizes = {n: len(t.eval_docs) for group in self._groups.values() for n, t in group.items()}
-            self._subsets = {n: sorted(random.Random(f"{seed}:{n}").sample(range(k), min(subset, k))) for n, k in sizes.items()}
+            self._subsets = {
+                n: sorted(random.Random(f"{seed}:{n}").sample(range(k), min(subset, k))) for n, k in sizes.items()
+            }
 
     def score(self, lm: LM) -> dict[str, Score]:
         """Run every task once and read each objective's metric; missing metrics raise."""

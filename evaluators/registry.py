@@ -42,10 +42,7 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         if name not in self._items:
             known = sorted(self._items)
-            raise ConfigError(
-                f"unknown {self.kind} '{name}'{did_you_mean(name, known)}; "
-                f"available: {', '.join(known)}"
-            )
+            raise ConfigError(f"unknown {self.kind} '{name}'{did_you_mean(name, known)}; available: {', '.join(known)}")
         return self._items[name]
 
     def names(self) -> list[str]:

@@ -151,7 +151,9 @@ class TaskLibrary:
             return copy.deepcopy(self._configs[name])
         if self.use_builtin and name in self.builtin:
             return name
-        elsewhere = "nor known to lm-eval" if self.use_builtin else "(set builtin_tasks: true to use lm-eval's own tasks)"
+        elsewhere = (
+            "nor known to lm-eval" if self.use_builtin else "(set builtin_tasks: true to use lm-eval's own tasks)"
+        )
         raise ConfigError(
             f"task '{name}' is not defined under {self.directory}{did_you_mean(name, self.names())} {elsewhere}; "
             f"tasks there: {', '.join(self.names()) or 'none'}"

@@ -26,6 +26,7 @@ from evaluators.tasks import TaskLibrary, TaskSpec
 
 log = logging.getLogger(__name__)
 
+
 class WorkerSpec(Frozen):
     """Everything a worker needs, validated on the driver and shipped to each actor once."""
 
@@ -90,7 +91,9 @@ class Worker:
         library = TaskLibrary(spec.tasks_dir, spec.builtin_tasks)
         self.scorer = Scorer(spec.objectives, library, spec.bootstrap_iters, spec.seed)
         self.screen_size = spec.screen
-        self.screener = Scorer(spec.objectives, library, spec.bootstrap_iters, spec.seed, spec.screen) if spec.screen else None
+        self.screener = (
+            Scorer(spec.objectives, library, spec.bootstrap_iters, spec.seed, spec.screen) if spec.screen else None
+        )
         self.reporter = Scorer(spec.report, library, spec.bootstrap_iters, spec.seed) if spec.report else None
         self.built_in = time.perf_counter() - start  # pool opened, model built, tasks indexed (imports excluded)
         log.info("%s", self.ready())

@@ -33,7 +33,9 @@ METHODS = ("linear", "lora_factorwise")
 def _factors(method: str, w: list[float], factors: list[LowRank]) -> tuple[torch.Tensor, torch.Tensor]:
     """(right, left) of the merged delta left @ right for one tensor, in W's layout, with the scale folded into left."""
     if method == "linear":
-        return torch.cat([f.a.float() for f in factors]), torch.cat([wi * f.scale * f.b.float() for wi, f in zip(w, factors, strict=True)], dim=1)
+        return torch.cat([f.a.float() for f in factors]), torch.cat(
+            [wi * f.scale * f.b.float() for wi, f in zip(w, factors, strict=True)], dim=1
+        )
     a = sum(wi * f.a.float() for wi, f in zip(w, factors, strict=True))
     b = sum(wi * f.b.float() for wi, f in zip(w, factors, strict=True))
     return a, factors[0].scale * b  # type: ignore[return-value,operator]
@@ -45,8 +47,15 @@ def _config(template: dict[str, Any], ranks: dict[str, int], conv1d: bool, base:
     r = Counter(ranks.values()).most_common(1)[0][0]
     others = {re.escape(module): rank for module, rank in ranks.items() if rank != r}
     return {
-        **template, "r": r, "lora_alpha": r, "use_rslora": False, "rank_pattern": others, "alpha_pattern": dict(others),
-        "target_modules": sorted(ranks), "fan_in_fan_out": conv1d, "base_model_name_or_path": str(base),
+        **template,
+        "r": r,
+        "lora_alpha": r,
+        "use_rslora": False,
+        "rank_pattern": others,
+        "alpha_pattern": dict(others),
+        "target_modules": sorted(ranks),
+        "fan_in_fan_out": conv1d,
+        "base_model_name_or_path": str(base),
     }
 
 
@@ -64,7 +73,9 @@ def write_adapter(plan: PoolPlan, spec: MergeSpec, weights: Mapping[str, float],
         )
     w = [float(weights[m.name]) for m in members]
     if not math.isclose(sum(w), 1.0, abs_tol=1e-6):
-        raise ConfigError(f"the weights sum to {sum(w):.6f}, so the merge scales the base too and is no adapter on it; export a full model instead")
+        raise ConfigError(
+            f"the weights sum to {sum(w):.6f}, so the merge scales the base too and is no adapter on it; export a full model instead"
+        )
     transposed = frozenset().union(*(adapter.transposed for adapter in plan.adapters.values()))
     tensors: dict[str, torch.Tensor] = {}
     ranks: dict[str, int] = {}
@@ -73,7 +84,9 @@ def write_adapter(plan: PoolPlan, spec: MergeSpec, weights: Mapping[str, float],
         if all(f is None for f in factors):
             continue
         if any(f is None for f in factors):
-            raise ConfigError(f"tensor '{key}' is adapted by some members only, which one adapter cannot express; export a full model instead")
+            raise ConfigError(
+                f"tensor '{key}' is adapted by some members only, which one adapter cannot express; export a full model instead"
+            )
         right, left = _factors(spec.method, w, factors)  # type: ignore[arg-type]
         name = plan.slots[key].name  # the live name, which peft's module names follow
         lora_a, lora_b = (left.T, right.T) if name in transposed else (right, left)  # a Conv1D's delta is (B @ A)ᵀ

@@ -59,11 +59,17 @@ def _run_and_report(search: Search, args: argparse.Namespace) -> int:
     columns, front = read_table(run_dir, FRONT)
     trials = read_table(run_dir, TRIALS)[1]
     complete = int((trials["state"] == "COMPLETE").sum())
-    print(f"\nPareto front of {run_dir} ({len(front)} of {complete} complete trials, {int((trials['state'] == 'FAIL').sum())} failed):")
+    print(
+        f"\nPareto front of {run_dir} ({len(front)} of {complete} complete trials, {int((trials['state'] == 'FAIL').sum())} failed):"
+    )
     print(format_table(columns, sort_front(front, columns, None)))
     print(merge_verdict(columns, trials, front))
-    print(f"\nstopped: {summary.stop_reason}; this call: {summary.complete} trials complete ({summary.screened} screened only), {summary.failed} failed")
-    print(f"wall time {summary.wall_seconds:.1f} s; {summary.timing_line()}; worker-hours so far {search.worker_hours():.3f}")
+    print(
+        f"\nstopped: {summary.stop_reason}; this call: {summary.complete} trials complete ({summary.screened} screened only), {summary.failed} failed"
+    )
+    print(
+        f"wall time {summary.wall_seconds:.1f} s; {summary.timing_line()}; worker-hours so far {search.worker_hours():.3f}"
+    )
     print(summary.idle_line())
     print(summary.workers_line())
     return 0
@@ -86,11 +92,19 @@ def _search(args: argparse.Namespace) -> int:
         updates["budget"] = experiment.budget.model_copy(update={"trials": args.trials})
     workers = {k: v for k, v in (("count", args.workers), ("device", args.device), ("threads", args.threads)) if v}
     if workers:
-        updates["workers"] = validate(WorkersSpec, {**experiment.workers.model_dump(), **workers}, "--workers/--device/--threads")
+        updates["workers"] = validate(
+            WorkersSpec, {**experiment.workers.model_dump(), **workers}, "--workers/--device/--threads"
+        )
     experiment = experiment.model_copy(update=updates)
     search = start_run(
-        experiment, pool, args.experiment, args.runs_dir, overwrite=args.overwrite, warm_from=args.warm_start,
-        storage=args.storage or JOURNAL, ray_address=args.ray_address,
+        experiment,
+        pool,
+        args.experiment,
+        args.runs_dir,
+        overwrite=args.overwrite,
+        warm_from=args.warm_start,
+        storage=args.storage or JOURNAL,
+        ray_address=args.ray_address,
     )
     return _run_and_report(search, args)
 
@@ -103,7 +117,9 @@ def _resume(args: argparse.Namespace) -> int:
     search = Search.resume(args.run_dir)
     if args.trials:
         search.set_trials(args.trials)
-    log.info("resuming %s: %d of %d trials evaluated", args.run_dir, search.evaluated(), search.experiment.budget.trials)
+    log.info(
+        "resuming %s: %d of %d trials evaluated", args.run_dir, search.evaluated(), search.experiment.budget.trials
+    )
     return _run_and_report(search, args)
 
 
@@ -113,7 +129,13 @@ def _join(args: argparse.Namespace) -> int:
     _quiet_optuna(args.verbose)
     search = Search.join(args.run_dir)
     check_ray_address(args.ray_address)
-    log.info("joining %s as driver %s: %d of %d trials evaluated so far", args.run_dir, search.driver, search.evaluated(), search.experiment.budget.trials)
+    log.info(
+        "joining %s as driver %s: %d of %d trials evaluated so far",
+        args.run_dir,
+        search.driver,
+        search.evaluated(),
+        search.experiment.budget.trials,
+    )
     return _run_and_report(search, args)
 
 
@@ -127,7 +149,14 @@ def _watch(args: argparse.Namespace) -> int:
     storage = check_storage_url(args.storage) if args.storage else JOURNAL
     while True:
         try:
-            step = poll(args.experiment, args.runs_dir, args.trials_per_member, allow_pickle=args.allow_pickle, storage=storage, ray_address=args.ray_address)
+            step = poll(
+                args.experiment,
+                args.runs_dir,
+                args.trials_per_member,
+                allow_pickle=args.allow_pickle,
+                storage=storage,
+                ray_address=args.ray_address,
+            )
             print(step.message, flush=True)
             if step.search is not None:
                 _run_and_report(step.search, args)
@@ -188,7 +217,9 @@ def _dashboard(args: argparse.Namespace) -> int:
     try:
         from optuna_dashboard import run_server
     except ModuleNotFoundError:
-        raise ConfigError("the dashboard needs optuna-dashboard; install it with pip install -e '.[dashboard]'") from None
+        raise ConfigError(
+            "the dashboard needs optuna-dashboard; install it with pip install -e '.[dashboard]'"
+        ) from None
     print(f"optuna-dashboard for {args.run_dir} at http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
     run_server(open_storage(args.run_dir, meta.get("storage", JOURNAL)), host=args.host, port=args.port)
     return 0
@@ -223,7 +254,9 @@ def _weights(text: str) -> dict[str, float]:
         if not sep or not name:
             raise argparse.ArgumentTypeError(f"'{pair}' is not name=weight (e.g. --weights add=0.6,sort=0.4)")
         if name in out:
-            raise argparse.ArgumentTypeError(f"'{name}' is given twice ({out[name]:g} and {weight:g}); give each member once")
+            raise argparse.ArgumentTypeError(
+                f"'{name}' is given twice ({out[name]:g} and {weight:g}); give each member once"
+            )
         out[name] = _finite(name, value, weight)
     if not any(out.values()):
         raise argparse.ArgumentTypeError(
@@ -249,7 +282,16 @@ def _merge(args: argparse.Namespace) -> int:
     weights = {m: args.weights.get(m, 0.0) for m in pool.names}
     provenance = Provenance(origin=f"`mergefront merge` on {args.pool}")
     point = MergePoint(weights=weights)
-    out = write_merge(plan_for(pool, spec, exact=False), spec, point, weights, args.out, args.force, provenance, as_adapter=args.as_adapter)
+    out = write_merge(
+        plan_for(pool, spec, exact=False),
+        spec,
+        point,
+        weights,
+        args.out,
+        args.force,
+        provenance,
+        as_adapter=args.as_adapter,
+    )
     print(f"merged {', '.join(f'{m}={w:g}' for m, w in weights.items())} with {spec.method} into {out}")
     return 0
 
@@ -286,7 +328,8 @@ def _driver_args(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--ray-address", help="connect to this Ray cluster instead of starting a local one")
     where.add_argument(
-        "--in-process", action="store_true",
+        "--in-process",
+        action="store_true",
         help="run one worker in this process, without Ray (debugging, a quick look at a small pool; workers.count is ignored)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -294,7 +337,8 @@ def _driver_args(parser: argparse.ArgumentParser) -> None:
 
 def _storage_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--storage", metavar="URL",
+        "--storage",
+        metavar="URL",
         help="Optuna storage shared by several drivers, e.g. postgresql://USER@HOST/DB (password in PGPASSWORD or "
         "~/.pgpass, never in the URL); default: a journal file in the run directory",
     )
@@ -302,7 +346,8 @@ def _storage_arg(parser: argparse.ArgumentParser) -> None:
 
 def _allow_pickle_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--allow-pickle", action="store_true",
+        "--allow-pickle",
+        action="store_true",
         help="also read pickle weights (pytorch_model.bin), through torch.load(weights_only=True); off by default: "
         "unpickling a file from someone else can run their code",
     )
@@ -312,7 +357,9 @@ def _model_output_args(parser: argparse.ArgumentParser) -> None:
     """The output options export and merge share."""
     parser.add_argument("--out", type=Path, required=True, help="new model directory")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
-    parser.add_argument("--as-adapter", action="store_true", help="all-LoRA pools: write one PEFT adapter on their base instead")
+    parser.add_argument(
+        "--as-adapter", action="store_true", help="all-LoRA pools: write one PEFT adapter on their base instead"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -323,8 +370,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    search = sub.add_parser("search", help="run a multi-objective merge search", description="Run a search; the run goes to RUNS_DIR/NAME.")
-    search.add_argument("experiment", nargs="?", type=Path, default=DEFAULT_EXPERIMENT, help=f"experiment YAML (default {DEFAULT_EXPERIMENT})")
+    search = sub.add_parser(
+        "search", help="run a multi-objective merge search", description="Run a search; the run goes to RUNS_DIR/NAME."
+    )
+    search.add_argument(
+        "experiment",
+        nargs="?",
+        type=Path,
+        default=DEFAULT_EXPERIMENT,
+        help=f"experiment YAML (default {DEFAULT_EXPERIMENT})",
+    )
     search.add_argument("--trials", type=_positive, help="override the experiment's trial budget")
     search.add_argument("--workers", type=_positive, help="override the experiment's worker count")
     search.add_argument("--device", help="override the workers' device: cpu, cuda or cuda:N (one worker per GPU)")
@@ -332,14 +387,21 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--name", help="run name (default: the experiment's name)")
     search.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs/)")
     search.add_argument("--overwrite", action="store_true", help="replace an existing run directory of the same name")
-    search.add_argument("--warm-start", type=Path, metavar="RUN_DIR", help="import the finished trials of an earlier run on a subset of this pool")
+    search.add_argument(
+        "--warm-start",
+        type=Path,
+        metavar="RUN_DIR",
+        help="import the finished trials of an earlier run on a subset of this pool",
+    )
     _driver_args(search)
     _storage_arg(search)
     _allow_pickle_arg(search)
     search.set_defaults(func=_search)
 
     resume = sub.add_parser(
-        "resume", help="continue a stopped or killed search", description="Continue a run from its storage: trials left running are "
+        "resume",
+        help="continue a stopped or killed search",
+        description="Continue a run from its storage: trials left running are "
         "settled from Parquet or re-queued; the budget counts the trials already evaluated.",
     )
     resume.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -348,7 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     resume.set_defaults(func=_resume)
 
     join = sub.add_parser(
-        "join", help="add a driver to a running search",
+        "join",
+        help="add a driver to a running search",
         description="Serve a running search's study from one more driver (another machine, more workers): trial numbers "
         "come from the shared storage, each trial is evaluated once, and both drivers append to the run's Parquet "
         "store (RUN_DIR must be on a filesystem both see). Use --storage postgresql://... for drivers on several machines.",
@@ -358,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     join.set_defaults(func=_join)
 
     watch = sub.add_parser(
-        "watch", help="re-run the search when checkpoints land",
+        "watch",
+        help="re-run the search when checkpoints land",
         description="Poll the experiment's pool; when members are added or their files change, run a search warm-started "
         "from the latest run (RUNS_DIR/NAME, NAME-2, ...): old scores are reused, never re-evaluated, except those "
         "that used a changed member. With nothing new, print so and wait.",
@@ -367,7 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--once", action="store_true", help="poll once and exit (for cron or a systemd timer)")
     watch.add_argument("--interval", type=_positive, default=600, help="seconds between polls (default 600)")
     watch.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs/)")
-    watch.add_argument("--trials-per-member", type=_positive, default=10, help="new trials per added or changed member (default 10)")
+    watch.add_argument(
+        "--trials-per-member", type=_positive, default=10, help="new trials per added or changed member (default 10)"
+    )
     _driver_args(watch)
     _storage_arg(watch)
     _allow_pickle_arg(watch)
@@ -381,7 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     front.set_defaults(func=_front)
 
     plot = sub.add_parser(
-        "plot", help="plot the trials and the front",
+        "plot",
+        help="plot the trials and the front",
         description="Trials as points, the front as a line, baselines labelled; a scatter matrix for more than two objectives.",
     )
     plot.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -391,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.set_defaults(func=_plot)
 
     report = sub.add_parser(
-        "report", help="write a self-contained HTML report of a run",
+        "report",
+        help="write a self-contained HTML report of a run",
         description="One HTML page that works offline: front plot, front table, front weights, baselines, run metadata and cost.",
     )
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -399,7 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=_report)
 
     dashboard = sub.add_parser(
-        "dashboard", help="open a run in optuna-dashboard",
+        "dashboard",
+        help="open a run in optuna-dashboard",
         description="Serve optuna-dashboard on the run's Optuna journal (objective names included).",
     )
     dashboard.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -408,7 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.set_defaults(func=_dashboard)
 
     export = sub.add_parser(
-        "export", help="write a trial's merge as a model directory",
+        "export",
+        help="write a trial's merge as a model directory",
         description="Stream a trial's merge into a Hugging Face model directory (sharded safetensors, config, tokenizer), "
         "with a model card (README.md) and, where mergekit computes the same merge, mergekit.yaml.",
     )
@@ -418,10 +488,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=_export)
 
     merge = sub.add_parser(
-        "merge", help="one merge with weights you give, no search",
+        "merge",
+        help="one merge with weights you give, no search",
         description="Merge a pool with given weights into a model directory, with the same outputs as export.",
     )
-    merge.add_argument("--pool", type=Path, default=Path("checkpoints.yaml"), help="pool YAML (default checkpoints.yaml)")
+    merge.add_argument(
+        "--pool", type=Path, default=Path("checkpoints.yaml"), help="pool YAML (default checkpoints.yaml)"
+    )
     merge.add_argument("--method", default="linear", help="merge method (default linear)")
     merge.add_argument("--weights", type=_weights, required=True, help="name=w,name=w (members left out get 0)")
     merge.add_argument("--scale", type=float, help="λ of task-vector methods")
@@ -432,22 +505,34 @@ def build_parser() -> argparse.ArgumentParser:
     _allow_pickle_arg(merge)
     merge.set_defaults(func=_merge)
 
-    pool = sub.add_parser("pool", help="inspect a checkpoint pool").add_subparsers(dest="pool_command", required=True, metavar="ACTION")
+    pool = sub.add_parser("pool", help="inspect a checkpoint pool").add_subparsers(
+        dest="pool_command", required=True, metavar="ACTION"
+    )
     check = pool.add_parser(
         "check",
         help="check a pool can be merged and print its members",
         description="Check members' files, architecture, tensor names and shapes, and adapters; print size, "
         "dtype, distance to the merge base, and for transfer members the connectivity of their bases.",
     )
-    check.add_argument("pool", nargs="?", type=Path, default=Path("checkpoints.yaml"), help="pool YAML (default checkpoints.yaml)")
+    check.add_argument(
+        "pool", nargs="?", type=Path, default=Path("checkpoints.yaml"), help="pool YAML (default checkpoints.yaml)"
+    )
     check.add_argument("--method", help="also check the pool suits this merge method")
     _allow_pickle_arg(check)
     check.set_defaults(func=_pool_check)
 
-    toy = sub.add_parser("toy", help="the embedded toy pool").add_subparsers(dest="toy_command", required=True, metavar="ACTION")
-    build = toy.add_parser("build", help="train the toy pool (cached) and print its score table", description="Train the toy pool locally and print each member's scores.")
+    toy = sub.add_parser("toy", help="the embedded toy pool").add_subparsers(
+        dest="toy_command", required=True, metavar="ACTION"
+    )
+    build = toy.add_parser(
+        "build",
+        help="train the toy pool (cached) and print its score table",
+        description="Train the toy pool locally and print each member's scores.",
+    )
     build.add_argument("--out", type=Path, default=Path("toy"), help="pool directory (default toy/)")
-    build.add_argument("--tasks-out", type=Path, default=Path("experiments/tasks/toy"), help="task YAML and data directory")
+    build.add_argument(
+        "--tasks-out", type=Path, default=Path("experiments/tasks/toy"), help="task YAML and data directory"
+    )
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--force", action="store_true", help="rebuild even when an identical build exists")
     build.set_defaults(func=_toy_build)

@@ -130,12 +130,16 @@ def create_run_dir(runs_dir: Path, name: str, overwrite: bool) -> Path:
     run_dir = runs_dir / name
     if run_dir.exists():
         if not overwrite:
-            raise ConfigError(f"run directory {run_dir} already exists; pass --overwrite to replace it, --name to pick another, or `mergefront resume {run_dir}`")
+            raise ConfigError(
+                f"run directory {run_dir} already exists; pass --overwrite to replace it, --name to pick another, or `mergefront resume {run_dir}`"
+            )
         shutil.rmtree(run_dir)
     try:
         run_dir.mkdir(parents=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create run directory {run_dir} ({exc.strerror}); choose a writable --runs-dir") from None
+        raise ConfigError(
+            f"cannot create run directory {run_dir} ({exc.strerror}); choose a writable --runs-dir"
+        ) from None
     return run_dir
 
 
@@ -164,14 +168,25 @@ def check_ray_address(address: str | None) -> None:
     try:
         socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
     except ValueError:
-        raise ConfigError(f"--ray-address '{address}' is not HOST:PORT (e.g. 10.0.0.5:6379, the head's GCS port)") from None
+        raise ConfigError(
+            f"--ray-address '{address}' is not HOST:PORT (e.g. 10.0.0.5:6379, the head's GCS port)"
+        ) from None
     except OSError as exc:
-        raise ConfigError(f"--ray-address {address}: nothing answers there ({exc.strerror or exc}); start the cluster with `ray start --head` or fix the address") from None
+        raise ConfigError(
+            f"--ray-address {address}: nothing answers there ({exc.strerror or exc}); start the cluster with `ray start --head` or fix the address"
+        ) from None
 
 
 def start_run(
-    experiment: Experiment, pool: Pool, source: Path, runs_dir: Path, *, overwrite: bool = False,
-    warm_from: Path | None = None, storage: str = JOURNAL, ray_address: str | None = None,
+    experiment: Experiment,
+    pool: Pool,
+    source: Path,
+    runs_dir: Path,
+    *,
+    overwrite: bool = False,
+    warm_from: Path | None = None,
+    storage: str = JOURNAL,
+    ray_address: str | None = None,
 ) -> Search:
     """Check everything that can be checked, then create the run directory and its study, so that
     bad input leaves nothing behind."""
@@ -239,12 +254,20 @@ class Search:
             sampler=self.sampler,
             load_if_exists=True,
         )
-        columns = Columns(tuple(space.labels), tuple(self.labels), tuple(experiment.directions), tuple(space.knobs), tuple(o.label for o in experiment.report))
+        columns = Columns(
+            tuple(space.labels),
+            tuple(self.labels),
+            tuple(experiment.directions),
+            tuple(space.knobs),
+            tuple(o.label for o in experiment.report),
+        )
         self.store = TrialStore(run_dir, columns)
         self.clock: Clock = RealClock()
 
     @classmethod
-    def create(cls, experiment: Experiment, pool: Pool, run_dir: Path, warm_from: Path | None = None, storage: str = JOURNAL) -> Search:
+    def create(
+        cls, experiment: Experiment, pool: Pool, run_dir: Path, warm_from: Path | None = None, storage: str = JOURNAL
+    ) -> Search:
         """A new run in the (new, empty) ``run_dir``; with ``warm_from``, import that run's trials first."""
         meta = {
             "experiment": experiment.model_dump(mode="json"),
@@ -286,7 +309,9 @@ class Search:
 
     def set_trials(self, trials: int) -> None:
         """Change the trial budget, in ``run.json`` too so a later resume keeps it."""
-        self.experiment = self.experiment.model_copy(update={"budget": self.experiment.budget.model_copy(update={"trials": trials})})
+        self.experiment = self.experiment.model_copy(
+            update={"budget": self.experiment.budget.model_copy(update={"trials": trials})}
+        )
         meta = read_meta(self.run_dir)
         meta["experiment"] = self.experiment.model_dump(mode="json")
         tmp = self.run_dir / f".{RUN_META}.tmp"
@@ -300,12 +325,24 @@ class Search:
             if self.store.find(trial.number) is not None:
                 continue
             log.warning("trial %d is complete in the study but missing from Parquet; appending it", trial.number)
-            self.store.append(TrialRecord(
-                trial=trial.number, state="COMPLETE", source=_source(trial), weights=self.space.weights(trial.params),
-                knobs=self.space.knob_values(trial.params), scores=dict(zip(self.labels, trial.values, strict=True)), stderr={},
-                merge_seconds=None, eval_seconds=None, worker=None, device=None, fidelity=str(trial.user_attrs.get("fidelity", FULL)),
-                started_at=trial.datetime_start or trial.datetime_complete, finished_at=trial.datetime_complete,
-            ))
+            self.store.append(
+                TrialRecord(
+                    trial=trial.number,
+                    state="COMPLETE",
+                    source=_source(trial),
+                    weights=self.space.weights(trial.params),
+                    knobs=self.space.knob_values(trial.params),
+                    scores=dict(zip(self.labels, trial.values, strict=True)),
+                    stderr={},
+                    merge_seconds=None,
+                    eval_seconds=None,
+                    worker=None,
+                    device=None,
+                    fidelity=str(trial.user_attrs.get("fidelity", FULL)),
+                    started_at=trial.datetime_start or trial.datetime_complete,
+                    finished_at=trial.datetime_complete,
+                )
+            )
 
     def _settle_orphans(self) -> None:
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -369,8 +406,14 @@ class Search:
     def _finish(self, job: _InFlight, result: TrialResult | None, error: str | None) -> TrialRecord:
         """Parquet first, then Optuna (see the module docstring)."""
         common: dict[str, Any] = {
-            "trial": job.trial.number, "source": job.source, "weights": job.weights, "knobs": job.knobs,
-            "predicted": job.predicted, "started_at": job.started_at, "finished_at": datetime.now(UTC), "driver": self.driver,
+            "trial": job.trial.number,
+            "source": job.source,
+            "weights": job.weights,
+            "knobs": job.knobs,
+            "predicted": job.predicted,
+            "started_at": job.started_at,
+            "finished_at": datetime.now(UTC),
+            "driver": self.driver,
         }
         if result is None:
             record = TrialRecord.failure(error or "failed", **common)
@@ -379,10 +422,17 @@ class Search:
             self.study.tell(job.trial, state=TrialState.FAIL)
             return record
         record = TrialRecord(
-            state="COMPLETE", scores={k: s.value for k, s in result.scores.items()}, stderr={k: s.stderr for k, s in result.scores.items()},
-            merge_seconds=result.merge_seconds, swap_seconds=result.swap_seconds, eval_seconds=result.eval_seconds,
-            worker=result.worker, device=result.device,
-            fidelity=result.fidelity, samples=result.samples, **common,
+            state="COMPLETE",
+            scores={k: s.value for k, s in result.scores.items()},
+            stderr={k: s.stderr for k, s in result.scores.items()},
+            merge_seconds=result.merge_seconds,
+            swap_seconds=result.swap_seconds,
+            eval_seconds=result.eval_seconds,
+            worker=result.worker,
+            device=result.device,
+            fidelity=result.fidelity,
+            samples=result.samples,
+            **common,
         )
         self.store.append(record)
         job.trial.set_user_attr("fidelity", result.fidelity)
@@ -433,7 +483,14 @@ class Search:
     def _loop(self, workers: WorkerPool, summary: SearchSummary, progress: bool, started: float) -> None:
         in_flight: dict[Any, _InFlight] = {}
         failures_in_a_row, limit = 0, max(3, workers.alive)
-        bar = tqdm(total=self.experiment.budget.trials, initial=self.evaluated(), unit="trial", desc="search", disable=not progress, dynamic_ncols=True)
+        bar = tqdm(
+            total=self.experiment.budget.trials,
+            initial=self.evaluated(),
+            unit="trial",
+            desc="search",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
         try:
             while True:
                 stop = self._budget_left(started)
@@ -457,9 +514,13 @@ class Search:
                     summary.failed += 1
                     failures_in_a_row += 1
                     log.warning("trial %d failed: %s", job.trial.number, error)
-                    if failures_in_a_row >= limit or not (workers.alive and (workers.idle or workers.starting or in_flight)):
+                    if failures_in_a_row >= limit or not (
+                        workers.alive and (workers.idle or workers.starting or in_flight)
+                    ):
                         self._drain(in_flight, summary)
-                        raise MergefrontError(f"stopped after {failures_in_a_row} failed trials in a row; last error: {error}")
+                        raise MergefrontError(
+                            f"stopped after {failures_in_a_row} failed trials in a row; last error: {error}"
+                        )
                 else:
                     failures_in_a_row = 0
                     summary.complete += 1
@@ -517,5 +578,7 @@ class Search:
             refs[workers.call(actors[i % len(actors)], "report", self.space.point(weights, knobs))] = row["trial"]
         for ref, trial in refs.items():
             result: TrialResult = workers.result(ref)
-            front = self.store.set_report(trial, {k: s.value for k, s in result.scores.items()}, {k: s.stderr for k, s in result.scores.items()})
+            front = self.store.set_report(
+                trial, {k: s.value for k, s in result.scores.items()}, {k: s.stderr for k, s in result.scores.items()}
+            )
         return front

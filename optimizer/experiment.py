@@ -70,15 +70,21 @@ class WorkersSpec(BackendSpec):
 
 class EvaluationSpec(Frozen):
     bootstrap_iters: int = Field(default=100, ge=0, description="lm-eval bootstrap draws for stderr (0: none)")
-    screen: int | None = Field(default=None, ge=1, description="screen sampler proposals on this many seeded examples per task first")
-    margin: float = Field(default=0.02, ge=0, description="promote a screened trial unless the front beats it by this much everywhere")
+    screen: int | None = Field(
+        default=None, ge=1, description="screen sampler proposals on this many seeded examples per task first"
+    )
+    margin: float = Field(
+        default=0.02, ge=0, description="promote a screened trial unless the front beats it by this much everywhere"
+    )
 
 
 class Experiment(Frozen):
     name: Annotated[str, Field(pattern=RUN_NAME)]
     pool: ExistingFile = Path("../checkpoints.yaml")
     tasks_dir: ExistingDir
-    builtin_tasks: bool = Field(default=False, description="also accept lm-eval's own task names (datasets from the local cache)")
+    builtin_tasks: bool = Field(
+        default=False, description="also accept lm-eval's own task names (datasets from the local cache)"
+    )
     objectives: list[Objective] = Field(min_length=1)
     report: list[Objective] = Field(default=[], description="held-out tasks, scored for front trials only")
     merge: MergeSpec = MergeSpec()
@@ -121,7 +127,9 @@ class Experiment(Frozen):
         knobs = OPERATORS.get(self.merge.method).knobs
         for name, (low, high) in self.space.knobs.items():
             if name not in knobs:
-                raise ValueError(f"space.knobs: '{name}' is not a knob of merge method '{self.merge.method}' (its knobs: {', '.join(sorted(knobs)) or 'none'})")
+                raise ValueError(
+                    f"space.knobs: '{name}' is not a knob of merge method '{self.merge.method}' (its knobs: {', '.join(sorted(knobs)) or 'none'})"
+                )
             if getattr(self.merge, name) is not None:
                 raise ValueError(f"space.knobs: '{name}' is searched, so do not also fix it under merge")
             for value in (low, high):

@@ -42,8 +42,15 @@ def check_output(out: Path, force: bool) -> Path:
 
 
 def write_merge(
-    plan: PoolPlan, spec: MergeSpec, point: MergePoint, weights: Mapping[str, float], out: Path, force: bool,
-    provenance: Provenance, groups: Mapping[str, str] | None = None, as_adapter: bool = False,
+    plan: PoolPlan,
+    spec: MergeSpec,
+    point: MergePoint,
+    weights: Mapping[str, float],
+    out: Path,
+    force: bool,
+    provenance: Provenance,
+    groups: Mapping[str, str] | None = None,
+    as_adapter: bool = False,
 ) -> Path:
     """Stream the merge of ``point`` over the planned pool into ``out`` (a model directory, or with
     ``as_adapter`` a PEFT adapter) with README.md and, where it is exact, mergekit.yaml."""
@@ -52,9 +59,14 @@ def write_merge(
     try:
         if as_adapter:
             write_adapter(plan, spec, weights, bool(groups), partial)
-            recipe, note = None, "not written for an adapter; load it with peft on the base named in adapter_config.json"
+            recipe, note = (
+                None,
+                "not written for an adapter; load it with peft on the base named in adapter_config.json",
+            )
         else:
-            stream_merge(plan, spec, point, partial, groups, progress=True)  # the workers' arithmetic: bit-equal to a CPU worker's merge
+            stream_merge(
+                plan, spec, point, partial, groups, progress=True
+            )  # the workers' arithmetic: bit-equal to a CPU worker's merge
             recipe, note = mergekit_recipe(plan, spec, weights, point.knobs, bool(groups))
         (partial / CARD).write_text(model_card(pool, spec, weights, point.knobs, provenance, note))
         if recipe is not None:

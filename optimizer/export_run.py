@@ -17,7 +17,9 @@ from optimizer.store import FRONT, KNOB, REPORT, SCORE, STDERR, TRIALS, WEIGHT, 
 
 def _front_line(row: pd.Series, front: pd.DataFrame, run: str, objectives: list[str], directions: list[str]) -> str:
     if int(row["trial"]) not in set(front["trial"]):
-        return f"This trial is not on the current Pareto front of run '{run}' (another trial beats it on every objective)."
+        return (
+            f"This trial is not on the current Pareto front of run '{run}' (another trial beats it on every objective)."
+        )
     ranks = []
     for o, d in zip(objectives, directions, strict=True):
         better = (front[SCORE + o] > row[SCORE + o]) if d == "maximize" else (front[SCORE + o] < row[SCORE + o])
@@ -30,7 +32,9 @@ def export_trial(run_dir: Path, trial: int, out: Path, force: bool, as_adapter: 
     from optimizer.driver import read_run
 
     columns, trials = read_table(run_dir, TRIALS)
-    experiment, pool = read_run(run_dir, "its trials no longer describe these files; export from a run on the current pool")
+    experiment, pool = read_run(
+        run_dir, "its trials no longer describe these files; export from a run on the current pool"
+    )
     rows = trials[trials["trial"] == trial]
     if rows.empty:
         raise ConfigError(
@@ -47,10 +51,14 @@ def export_trial(run_dir: Path, trial: int, out: Path, force: bool, as_adapter: 
     _, front = read_table(run_dir, FRONT)
     provenance = Provenance(
         origin=f"trial {trial} of run '{experiment.name}' ({row['source']}, fidelity {row['fidelity']})",
-        scores={o: (float(row[SCORE + o]), None if pd.isna(row[STDERR + o]) else float(row[STDERR + o]), d)
-                for o, d in zip(columns.objectives, columns.directions, strict=True)},
+        scores={
+            o: (float(row[SCORE + o]), None if pd.isna(row[STDERR + o]) else float(row[STDERR + o]), d)
+            for o, d in zip(columns.objectives, columns.directions, strict=True)
+        },
         report={r: float(row[REPORT + r]) for r in columns.report if not pd.isna(row[REPORT + r])},
         front=_front_line(row, front, experiment.name, list(columns.objectives), list(columns.directions)),
     )
     point = space.point(weights, knobs)
-    return write_merge(plan, experiment.merge, point, weights, out, force, provenance, experiment.space.groups, as_adapter)
+    return write_merge(
+        plan, experiment.merge, point, weights, out, force, provenance, experiment.space.groups, as_adapter
+    )

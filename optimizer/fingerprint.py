@@ -52,7 +52,11 @@ def files_digest(paths: Iterable[Path]) -> str:
     """Hash of the files (directories: their direct files with model/data suffixes)."""
     h = hashlib.sha256()
     for path in paths:
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in HASHED_SUFFIXES) if path.is_dir() else [path]
+        files = (
+            sorted(p for p in path.iterdir() if p.is_file() and p.suffix in HASHED_SUFFIXES)
+            if path.is_dir()
+            else [path]
+        )
         for f in files:
             _file_digest(f, h)
     return h.hexdigest()[:16]
@@ -63,7 +67,11 @@ def _task_digest(library: TaskLibrary, task: str) -> str:
     if isinstance(config, str):  # an lm-eval built-in: its files live in lm-eval's package and cache
         return _digest(config)
     data = config.get("dataset_kwargs", {}).get("data_files") or {}
-    files = [Path(p) for p in (data.values() if isinstance(data, dict) else [data]) for p in ([p] if isinstance(p, str) else p)]
+    files = [
+        Path(p)
+        for p in (data.values() if isinstance(data, dict) else [data])
+        for p in ([p] if isinstance(p, str) else p)
+    ]
     return _digest(json.dumps(config, sort_keys=True, default=str)) + files_digest(f for f in files if f.exists())
 
 
@@ -79,7 +87,8 @@ def fingerprint(experiment: Experiment, pool: Pool) -> dict[str, Any]:
     merge_base = pool.merge_base
     return {
         "objectives": {
-            o.label: {"spec": o.model_dump(mode="json"), "task": _task_digest(library, o.task)} for o in experiment.objectives
+            o.label: {"spec": o.model_dump(mode="json"), "task": _task_digest(library, o.task)}
+            for o in experiment.objectives
         },
         "evaluation": experiment.evaluation.model_dump(mode="json"),
         "seed": experiment.seed,
@@ -94,6 +103,7 @@ def fingerprint(experiment: Experiment, pool: Pool) -> dict[str, Any]:
 
 def member_digests(pool: Pool) -> dict[str, str]:
     """Each member's content fingerprint (see the module docstring): what a resume or warm start needs unchanged."""
+
     def settings(member: Any) -> str:
         dump = member.model_dump(mode="json", exclude={"name", "base", "target_base"})
         return json.dumps({k: v for k, v in dump.items() if not isinstance(getattr(member, k), Path)}, sort_keys=True)
@@ -120,7 +130,11 @@ class PoolChange:
         return bool(self.added or self.changed)
 
     def describe(self) -> str:
-        parts = [f"{what}: {', '.join(names)}" for what, names in (("added", self.added), ("changed", self.changed), ("removed", self.removed)) if names]
+        parts = [
+            f"{what}: {', '.join(names)}"
+            for what, names in (("added", self.added), ("changed", self.changed), ("removed", self.removed))
+            if names
+        ]
         parts += [f"renamed: {old} -> {new}" for old, new in self.renamed.items()]
         return "; ".join(parts) or "no change"
 
@@ -146,8 +160,11 @@ def pool_change(old: dict[str, str], new: dict[str, str]) -> PoolChange:
 def check_reusable(old: dict[str, Any], new: dict[str, Any], old_run: Path) -> PoolChange:
     """Refuse to reuse ``old_run``'s scores unless the tasks and settings they depend on are unchanged;
     returns how the pool changed (scores involving changed or removed members are not reused)."""
+
     def refuse(what: str) -> None:
-        raise ConfigError(f"cannot warm-start from {old_run}: {what}; its scores would not be comparable, so start a fresh run")
+        raise ConfigError(
+            f"cannot warm-start from {old_run}: {what}; its scores would not be comparable, so start a fresh run"
+        )
 
     for label, spec in new["objectives"].items():
         if label not in old["objectives"]:

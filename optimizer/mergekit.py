@@ -56,11 +56,21 @@ def mergekit_recipe(
         return None, "per-group weights (weight groups) have no exact mergekit equivalent"
     vocabularies = sorted({s.vocab for s in plan.sources})
     if len(vocabularies) > 1:
-        return None, f"the members' vocabularies differ ({', '.join(map(str, vocabularies))} rows); mergefront zero-pads the smaller ones, mergekit does not"
+        return (
+            None,
+            f"the members' vocabularies differ ({', '.join(map(str, vocabularies))} rows); mergefront zero-pads the smaller ones, mergekit does not",
+        )
     dtypes = sorted({info.dtype for info in plan.tensors.values() if info.dtype.startswith(("float", "bfloat"))})
     if len(dtypes) > 1:
-        return None, f"the pool stores tensors in several dtypes ({', '.join(dtypes)}); mergekit writes one out_dtype for all"
-    base = plan.pool.bases[plan.pool.merge_base].path.resolve() if spec.method == "task_arithmetic" and plan.pool.merge_base else None
+        return (
+            None,
+            f"the pool stores tensors in several dtypes ({', '.join(dtypes)}); mergekit writes one out_dtype for all",
+        )
+    base = (
+        plan.pool.bases[plan.pool.merge_base].path.resolve()
+        if spec.method == "task_arithmetic" and plan.pool.merge_base
+        else None
+    )
     inputs = _inputs(plan, weights, base)
     if isinstance(inputs, str):
         return None, inputs
@@ -75,4 +85,6 @@ def mergekit_recipe(
         recipe["parameters"] = {"normalize": False, "lambda": float(knobs.get("scale", spec.knob("scale")))}
     else:
         recipe["parameters"] = {"normalize": False}
-    return yaml.safe_dump(recipe, sort_keys=False), "the same merge as a mergekit recipe (`mergekit-yaml mergekit.yaml OUT`)"
+    return yaml.safe_dump(
+        recipe, sort_keys=False
+    ), "the same merge as a mergekit recipe (`mergekit-yaml mergekit.yaml OUT`)"

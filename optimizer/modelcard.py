@@ -14,12 +14,21 @@ class Provenance:
     """Where an exported merge came from: a search trial, or a one-off ``mergefront merge``."""
 
     origin: str
-    scores: Mapping[str, tuple[float, float | None, str]] = field(default_factory=dict)  # objective: (value, stderr, direction)
+    scores: Mapping[str, tuple[float, float | None, str]] = field(
+        default_factory=dict
+    )  # objective: (value, stderr, direction)
     report: Mapping[str, float] = field(default_factory=dict)
     front: str = ""
 
 
-def model_card(pool: Pool, spec: MergeSpec, weights: Mapping[str, float], knobs: Mapping[str, float], provenance: Provenance, recipe_note: str) -> str:
+def model_card(
+    pool: Pool,
+    spec: MergeSpec,
+    weights: Mapping[str, float],
+    knobs: Mapping[str, float],
+    provenance: Provenance,
+    recipe_note: str,
+) -> str:
     lines = [
         "---",
         "tags: [merge, mergefront]",

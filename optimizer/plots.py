@@ -37,23 +37,43 @@ def _pair(ax: Axes, columns: Columns, trials: pd.DataFrame, front: pd.DataFrame,
     ax.scatter(front[SCORE + x], front[SCORE + y], s=22, color="#d62728", label="Pareto front")
     # the line joins the front points that are also undominated in this pair (all of them with 2 objectives)
     maximize = [columns.directions[columns.objectives.index(o)] == "maximize" for o in (x, y)]
-    pair_front = front[pareto_mask(front[[SCORE + x, SCORE + y]].to_numpy(dtype=float), maximize)].sort_values(SCORE + x)
+    pair_front = front[pareto_mask(front[[SCORE + x, SCORE + y]].to_numpy(dtype=float), maximize)].sort_values(
+        SCORE + x
+    )
     ax.plot(pair_front[SCORE + x], pair_front[SCORE + y], "-", color="#d62728")
     baselines = trials[trials["source"].str.startswith(BASELINE_PREFIXES)]
-    ax.scatter(baselines[SCORE + x], baselines[SCORE + y], s=40, marker="s", facecolors="none", edgecolors="#1f77b4", label="baselines")
+    ax.scatter(
+        baselines[SCORE + x],
+        baselines[SCORE + y],
+        s=40,
+        marker="s",
+        facecolors="none",
+        edgecolors="#1f77b4",
+        label="baselines",
+    )
     if labels:
         for _, r in baselines.iterrows():
-            ax.annotate(str(r["source"]).removeprefix("single:"), (r[SCORE + x], r[SCORE + y]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+            ax.annotate(
+                str(r["source"]).removeprefix("single:"),
+                (r[SCORE + x], r[SCORE + y]),
+                fontsize=8,
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
     ax.set_xlabel(_axis_label(columns, x))
     ax.set_ylabel(_axis_label(columns, y))
 
 
 def check_objective(columns: Columns, name: str | None, option: str) -> None:
     if name is not None and name not in columns.objectives:
-        raise ConfigError(f"{option}: '{name}' is not an objective of this run{did_you_mean(name, list(columns.objectives))}; objectives: {', '.join(columns.objectives)}")
+        raise ConfigError(
+            f"{option}: '{name}' is not an objective of this run{did_you_mean(name, list(columns.objectives))}; objectives: {', '.join(columns.objectives)}"
+        )
 
 
-def front_figure(columns: Columns, trials: pd.DataFrame, front: pd.DataFrame, x: str | None = None, y: str | None = None) -> Figure:
+def front_figure(
+    columns: Columns, trials: pd.DataFrame, front: pd.DataFrame, x: str | None = None, y: str | None = None
+) -> Figure:
     """One scatter for ``x``/``y`` (default: the two objectives), else a scatter matrix of every pair."""
     check_objective(columns, x, "--x")
     check_objective(columns, y, "--y")
@@ -86,7 +106,7 @@ def svg(fig: Figure) -> str:
     fig.savefig(buffer, format="svg", bbox_inches="tight")
     plt.close(fig)
     text = buffer.getvalue()
-    return text[text.index("<svg"):]
+    return text[text.index("<svg") :]
 
 
 def save_figure(fig: Figure, out: Path, title: str) -> None:

@@ -37,14 +37,21 @@ def _weights_figure(columns: Columns, front: pd.DataFrame) -> str:
         left += values
     ax.set_xlabel("weight (negative box weights are not drawn)")
     ax.invert_yaxis()
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25 if len(front) < 4 else -0.08), ncol=min(6, len(columns.weights)), fontsize=8)
+    ax.legend(
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.25 if len(front) < 4 else -0.08),
+        ncol=min(6, len(columns.weights)),
+        fontsize=8,
+    )
     return svg(fig)
 
 
 def _metadata(run_dir: Path, meta: dict, trials: pd.DataFrame, front: pd.DataFrame) -> str:
     experiment = meta["experiment"]
     complete = trials[trials["state"] == "COMPLETE"]
-    timed = [c for c in ("merge_seconds", "swap_seconds", "eval_seconds") if c in complete]  # runs before swap_seconds lack it
+    timed = [
+        c for c in ("merge_seconds", "swap_seconds", "eval_seconds") if c in complete
+    ]  # runs before swap_seconds lack it
     busy = complete[timed].fillna(0.0).to_numpy().sum()
     wall = (trials["finished_at"].max() - trials["started_at"].min()).total_seconds() if len(trials) else 0.0
     rows = {
@@ -56,7 +63,9 @@ def _metadata(run_dir: Path, meta: dict, trials: pd.DataFrame, front: pd.DataFra
         "trials": f"{len(complete)} complete, {int((trials['state'] == 'FAIL').sum())} failed; {len(front)} on the front",
         "cost": f"{busy / 3600:.3f} worker-hours (merge + swap + evaluation); {wall:.1f} s from first trial to last",
     }
-    return "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in rows.items()) + "</dl>"
+    return (
+        "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in rows.items()) + "</dl>"
+    )
 
 
 def write_report(run_dir: Path, out: Path) -> None:

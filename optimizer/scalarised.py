@@ -38,7 +38,9 @@ class ScalarisedCmaEs(BaseSampler):
     def macro_average(self, values: Sequence[float]) -> float:
         return float(np.mean(np.asarray(values) * self._signs))
 
-    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, float]:
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, float]:
         if not search_space or is_fixed(trial):
             return {}
         names = sorted(search_space)
@@ -47,18 +49,27 @@ class ScalarisedCmaEs(BaseSampler):
         population = self._population or 4 + math.floor(3 * math.log(len(names)))
         # seeded per trial: tell() draws no random numbers, so replay is deterministic
         cma = CMA(
-            mean=np.full(len(names), 0.5), sigma=self._sigma, bounds=np.array([[0.0, 1.0]] * len(names)),
-            seed=self._seed * 100_003 + trial.number, population_size=population,
+            mean=np.full(len(names), 0.5),
+            sigma=self._sigma,
+            bounds=np.array([[0.0, 1.0]] * len(names)),
+            seed=self._seed * 100_003 + trial.number,
+            population_size=population,
         )
-        tagged = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if GENERATION in t.system_attrs]
+        tagged = [
+            t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if GENERATION in t.system_attrs
+        ]
         while True:
             batch = [t for t in tagged if t.system_attrs[GENERATION] == cma.generation][:population]
             if len(batch) < population:
                 break
-            cma.tell([((np.array([t.params[n] for n in names]) - low) / span, -self.macro_average(t.values)) for t in batch])
+            cma.tell(
+                [((np.array([t.params[n] for n in names]) - low) / span, -self.macro_average(t.values)) for t in batch]
+            )
         study._storage.set_trial_system_attr(trial._trial_id, GENERATION, cma.generation)
         x = low + cma.ask() * span
         return {n: float(v) for n, v in zip(names, x, strict=True)}
 
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> object:
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> object:
         return self._random.sample_independent(study, trial, param_name, param_distribution)

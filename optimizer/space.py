@@ -43,7 +43,9 @@ class SpaceSpec(Frozen):
     @model_validator(mode="after")
     def _bounds(self) -> SpaceSpec:
         if self.kind == "simplex" and (self.low is not None or self.high is not None):
-            raise ValueError("'low'/'high' apply to kind 'box' only (simplex weights are normalised raw values in [0, 1])")
+            raise ValueError(
+                "'low'/'high' apply to kind 'box' only (simplex weights are normalised raw values in [0, 1])"
+            )
         if self.bounds[0] >= self.bounds[1]:
             raise ValueError(f"low ({self.bounds[0]}) must be below high ({self.bounds[1]})")
         return self
@@ -78,7 +80,13 @@ class SpaceSpec(Frozen):
 class WeightSpace:
     """A space bound to a pool: its parameters, the merge of a parameter set, and the baselines."""
 
-    def __init__(self, spec: SpaceSpec, members: Sequence[str], groups: Sequence[str] = (), knob_defaults: Mapping[str, float] = {}) -> None:
+    def __init__(
+        self,
+        spec: SpaceSpec,
+        members: Sequence[str],
+        groups: Sequence[str] = (),
+        knob_defaults: Mapping[str, float] = {},
+    ) -> None:
         self.spec = spec
         self.members = list(members)
         self.groups = list(groups)
@@ -145,6 +153,7 @@ class WeightSpace:
 
     def baselines(self) -> list[tuple[str, dict[str, float]]]:
         """Each single checkpoint (weight 1 everywhere), then the uniform average, as (label, raw params)."""
+
         def everywhere(member_weight: Mapping[str, float]) -> dict[str, float]:
             per_label = {label: member_weight[label.rsplit("/", 1)[-1]] for label in self.labels}
             return self.params_of(per_label, self.knob_defaults)

@@ -30,9 +30,13 @@ def check_storage_url(url: str) -> str:
     except ArgumentError:
         raise ConfigError(f"--storage '{url}' is not a database URL; {fix}") from None
     if parsed.get_backend_name() not in SCHEMES:
-        raise ConfigError(f"--storage '{url}': unsupported database '{parsed.get_backend_name()}'; use one of {', '.join(SCHEMES)} ({fix})")
+        raise ConfigError(
+            f"--storage '{url}': unsupported database '{parsed.get_backend_name()}'; use one of {', '.join(SCHEMES)} ({fix})"
+        )
     if parsed.password:
-        raise ConfigError("--storage: the URL holds a password, which run.json would record; remove it and set PGPASSWORD or ~/.pgpass")
+        raise ConfigError(
+            "--storage: the URL holds a password, which run.json would record; remove it and set PGPASSWORD or ~/.pgpass"
+        )
     return url
 
 
@@ -48,10 +52,14 @@ def open_storage(run_dir: Path, storage: str) -> BaseStorage:
     try:
         return RDBStorage(storage, engine_kwargs=kwargs)
     except ImportError as exc:
-        raise ConfigError(f"no database driver for {storage} ({exc}); for PostgreSQL: pip install -e '.[postgres]'") from None
+        raise ConfigError(
+            f"no database driver for {storage} ({exc}); for PostgreSQL: pip install -e '.[postgres]'"
+        ) from None
     except SQLAlchemyError as exc:
         first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise ConfigError(f"cannot open the study storage {storage} ({first}); check that the server runs and the URL") from None
+        raise ConfigError(
+            f"cannot open the study storage {storage} ({first}); check that the server runs and the URL"
+        ) from None
 
 
 def study_exists(storage: BaseStorage, name: str) -> bool:

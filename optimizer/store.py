@@ -116,7 +116,14 @@ class TrialRecord:
     @classmethod
     def failure(cls, error: str, **fields: object) -> TrialRecord:
         """A failed trial: no scores, timings or worker."""
-        empty = {"scores": {}, "stderr": {}, "merge_seconds": None, "eval_seconds": None, "worker": None, "device": None}
+        empty = {
+            "scores": {},
+            "stderr": {},
+            "merge_seconds": None,
+            "eval_seconds": None,
+            "worker": None,
+            "device": None,
+        }
         return cls(state="FAIL", error=error, **empty, **fields)  # type: ignore[arg-type]
 
     def row(self, columns: Columns) -> dict[str, object]:
@@ -205,6 +212,7 @@ class TrialStore:
 
     def append(self, record: TrialRecord) -> pa.Table:
         """Store one trial and return the new front; a trial number is stored once only."""
+
         def add(rows: list[dict[str, object]]) -> None:
             if self.find(record.trial) is not None:
                 raise ValueError(f"trial {record.trial} is already stored")
@@ -214,6 +222,7 @@ class TrialStore:
 
     def set_report(self, trial: int, scores: dict[str, float], stderr: dict[str, float | None]) -> pa.Table:
         """Add held-out report scores to a stored trial."""
+
         def add(rows: list[dict[str, object]]) -> None:
             row = self.find(trial)
             if row is None:

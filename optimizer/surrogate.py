@@ -76,7 +76,9 @@ class QuadraticSurrogate(BaseSampler):
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return dict(finished_float_space(study))
 
-    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, float]:
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, float]:
         if not search_space or is_fixed(trial):
             return {}
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -103,5 +105,7 @@ class QuadraticSurrogate(BaseSampler):
         self.predictions[trial.number] = [float(v) for v in predicted[best]]
         return {n: float(v) for n, v in params[best].items()}
 
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> object:
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> object:
         return self._startup.sample_independent(study, trial, param_name, param_distribution)

@@ -36,7 +36,9 @@ def table_frame(columns: Columns, frame: pd.DataFrame) -> pd.DataFrame:
         row.update({o: _score(r[SCORE + o], r[STDERR + o]) for o in columns.objectives})
         row.update({f"report:{t}": _score(r[REPORT + t], r[REPORT_STDERR + t]) for t in columns.report})
         rows.append(row)
-    arrows = {o: f"{o} {'↑' if d == 'maximize' else '↓'}" for o, d in zip(columns.objectives, columns.directions, strict=True)}
+    arrows = {
+        o: f"{o} {'↑' if d == 'maximize' else '↓'}" for o, d in zip(columns.objectives, columns.directions, strict=True)
+    }
     return pd.DataFrame(rows).rename(columns=arrows)
 
 

@@ -56,7 +56,13 @@ def import_trials(search: Search, old_run: Path, new_fingerprint: dict[str, Any]
     stale = [WEIGHT + label for label in columns.weights if _member(label) in change.stale]
     usable = done[(done[stale].fillna(0.0) == 0.0).all(axis=1)] if stale else done
     if len(usable) < len(done):
-        log.warning("not reusing %d of %d trials of %s: they gave weight to %s", len(done) - len(usable), len(done), old_run, ", ".join(sorted(change.stale)))
+        log.warning(
+            "not reusing %d of %d trials of %s: they gave weight to %s",
+            len(done) - len(usable),
+            len(done),
+            old_run,
+            ", ".join(sorted(change.stale)),
+        )
     distributions = search.space.distributions()
     imported = []
     for _, row in usable.iterrows():
@@ -65,18 +71,35 @@ def import_trials(search: Search, old_run: Path, new_fingerprint: dict[str, Any]
         try:
             params = search.space.params_of(weights, knobs)
         except ConfigError as exc:
-            raise ConfigError(f"cannot warm-start from {old_run}: trial {row['trial']} lies outside the new space ({exc})") from None
+            raise ConfigError(
+                f"cannot warm-start from {old_run}: trial {row['trial']} lies outside the new space ({exc})"
+            ) from None
         values = [float(row[SCORE + o]) for o in search.labels]
         source = f"warm:{old_meta['study_name']}#{int(row['trial'])}"
-        search.study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, values=values, user_attrs={"source": source}))
+        search.study.add_trial(
+            optuna.trial.create_trial(
+                params=params, distributions=distributions, values=values, user_attrs={"source": source}
+            )
+        )
         number = search.study.get_trials(deepcopy=False)[-1].number
-        search.store.append(TrialRecord(
-            trial=number, state="COMPLETE", source=source, weights=search.space.weights(params), knobs=knobs,
-            scores=dict(zip(search.labels, values, strict=True)),
-            stderr={o: _value(row[STDERR + o]) for o in search.labels},
-            merge_seconds=_value(row["merge_seconds"]), swap_seconds=_value(row.get("swap_seconds")), eval_seconds=_value(row["eval_seconds"]),
-            worker=row["worker"], device=row["device"], started_at=row["started_at"].to_pydatetime(),
-            finished_at=row["finished_at"].to_pydatetime(), samples=None if _value(row["samples"]) is None else int(row["samples"]),
-        ))
+        search.store.append(
+            TrialRecord(
+                trial=number,
+                state="COMPLETE",
+                source=source,
+                weights=search.space.weights(params),
+                knobs=knobs,
+                scores=dict(zip(search.labels, values, strict=True)),
+                stderr={o: _value(row[STDERR + o]) for o in search.labels},
+                merge_seconds=_value(row["merge_seconds"]),
+                swap_seconds=_value(row.get("swap_seconds")),
+                eval_seconds=_value(row["eval_seconds"]),
+                worker=row["worker"],
+                device=row["device"],
+                started_at=row["started_at"].to_pydatetime(),
+                finished_at=row["finished_at"].to_pydatetime(),
+                samples=None if _value(row["samples"]) is None else int(row["samples"]),
+            )
+        )
         imported.append(params)
     return imported

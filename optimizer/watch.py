@@ -45,8 +45,13 @@ def generations(runs_dir: Path, name: str) -> list[tuple[int, Path]]:
 
 
 def poll(
-    experiment_file: Path, runs_dir: Path, trials_per_member: int, *,
-    allow_pickle: bool = False, storage: str = JOURNAL, ray_address: str | None = None,
+    experiment_file: Path,
+    runs_dir: Path,
+    trials_per_member: int,
+    *,
+    allow_pickle: bool = False,
+    storage: str = JOURNAL,
+    ray_address: str | None = None,
 ) -> Poll:
     """Compare the pool with the latest run and create the search this calls for, if any."""
     experiment, pool = load_experiment(experiment_file, allow_pickle)

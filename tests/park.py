@@ -42,7 +42,9 @@ def wait_for(condition: Callable[[], bool], proc: subprocess.Popen[bytes], log: 
     """Poll ``condition`` while the driver runs; fail if the driver ends first, or after TIMEOUT."""
     deadline = time.monotonic() + TIMEOUT
     while not condition():
-        assert proc.poll() is None, f"the driver ended (exit code {proc.returncode}) before {what}:\n{log.read_text()[-3000:]}"
+        assert proc.poll() is None, (
+            f"the driver ended (exit code {proc.returncode}) before {what}:\n{log.read_text()[-3000:]}"
+        )
         assert time.monotonic() < deadline, f"not within {TIMEOUT} s: {what}"
         time.sleep(0.1)
 
@@ -93,7 +95,9 @@ def _start_locked(command: list[str], run: Path, log: Path) -> tuple[subprocess.
         remove_placement_group(cpus)
 
 
-def start_parked(command: list[str], run: Path, budget: int, log: Path) -> tuple[subprocess.Popen[bytes], psutil.Process]:
+def start_parked(
+    command: list[str], run: Path, budget: int, log: Path
+) -> tuple[subprocess.Popen[bytes], psutil.Process]:
     """Start the driver ``command`` (which writes the run ``run``, and its output to ``log``) and park it,
     as the module docstring says; returns the driver and its stopped worker. On failure both are killed."""
     proc, lock = _start_locked(command, run, log)

@@ -28,7 +28,10 @@ def tiny_spec(tiny_pool: Path, runtime: BackendSpec) -> WorkerSpec:
     """A worker scoring a continuous metric (perplexity on add) and a discrete one (accuracy on sort)."""
     return WorkerSpec(
         pool=load_pool(tiny_pool / "pool" / "checkpoints.yaml"),
-        objectives={"add": TaskSpec(task="toy_add", metric="perplexity"), "sort": TaskSpec(task="toy_sort", metric="acc")},
+        objectives={
+            "add": TaskSpec(task="toy_add", metric="perplexity"),
+            "sort": TaskSpec(task="toy_sort", metric="acc"),
+        },
         tasks_dir=tiny_pool / "tasks",
         runtime=runtime,
         bootstrap_iters=0,

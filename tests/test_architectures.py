@@ -33,7 +33,7 @@ from transformers import (
 )
 
 from evaluators.backends.hf import empty_model, live_targets
-from evaluators.merge import MergePoint, MergeSpec
+from evaluators.merge import MergePoint
 from evaluators.pool import load_pool
 from evaluators.resident import MergeSource
 from evaluators.toy.tokenizer import build_tokenizer
@@ -52,14 +52,22 @@ FAMILIES: dict[str, Callable[[], PretrainedConfig]] = {
     "qwen3": lambda: Qwen3Config(**DECODER, head_dim=16),
     "gemma2": lambda: Gemma2Config(**DECODER, head_dim=16),
     "phi3": lambda: Phi3Config(**DECODER, pad_token_id=0),
-    "gpt2": lambda: GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=2, n_positions=64, bos_token_id=1, eos_token_id=2),
-    "gpt_neox": lambda: GPTNeoXConfig(**SMALL, intermediate_size=64, num_hidden_layers=2, bos_token_id=1, eos_token_id=2),
-    "opt": lambda: OPTConfig(**SMALL, ffn_dim=64, num_hidden_layers=2, word_embed_proj_dim=32, max_position_embeddings=64),
+    "gpt2": lambda: GPT2Config(
+        vocab_size=64, n_embd=32, n_layer=2, n_head=2, n_positions=64, bos_token_id=1, eos_token_id=2
+    ),
+    "gpt_neox": lambda: GPTNeoXConfig(
+        **SMALL, intermediate_size=64, num_hidden_layers=2, bos_token_id=1, eos_token_id=2
+    ),
+    "opt": lambda: OPTConfig(
+        **SMALL, ffn_dim=64, num_hidden_layers=2, word_embed_proj_dim=32, max_position_embeddings=64
+    ),
     "mixtral": lambda: MixtralConfig(**DECODER, num_local_experts=4, num_experts_per_tok=2),
     "qwen2_moe": lambda: Qwen2MoeConfig(
         **DECODER, moe_intermediate_size=16, shared_expert_intermediate_size=32, num_experts=4, num_experts_per_tok=2
     ),
-    "qwen3_moe": lambda: Qwen3MoeConfig(**DECODER, head_dim=16, moe_intermediate_size=16, num_experts=4, num_experts_per_tok=2),
+    "qwen3_moe": lambda: Qwen3MoeConfig(
+        **DECODER, head_dim=16, moe_intermediate_size=16, num_experts=4, num_experts_per_tok=2
+    ),
 }
 
 

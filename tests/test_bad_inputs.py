@@ -111,22 +111,32 @@ def pool_check(env: Env, *extra: str) -> list[str]:
 
 def with_pool(text: str) -> Build:
     """Search with this checkpoints.yaml."""
+
     def build(env: Env) -> list[str]:
         env.pool_file.write_text(text)
         return search(env)
+
     return build
 
 
 def with_experiment(lines: str) -> Build:
     """Search with these top-level lines in the experiment, each replacing the key's own line(s) if it has one."""
+
     def build(env: Env) -> list[str]:
         text = env.exp.read_text()
         for line in lines.splitlines():
             key = line.split(":", 1)[0]
-            text = "\n".join(row for row in text.splitlines() if not row.startswith(f"{key}:") and not (
-                key == "objectives" and row.startswith("  - "))) + "\n"
+            text = (
+                "\n".join(
+                    row
+                    for row in text.splitlines()
+                    if not row.startswith(f"{key}:") and not (key == "objectives" and row.startswith("  - "))
+                )
+                + "\n"
+            )
         env.exp.write_text(text + lines + "\n")
         return search(env)
+
     return build
 
 
@@ -134,14 +144,17 @@ def experiment_edit(old: str, new: str) -> Build:
     def build(env: Env) -> list[str]:
         edit(env.exp, old, env.fill(new))
         return search(env)
+
     return build
 
 
 def checking(pool_yaml: str, *extra: str) -> Build:
     """``pool check`` of this checkpoints.yaml."""
+
     def build(env: Env) -> list[str]:
         env.pool_file.write_text(pool_yaml)
         return pool_check(env, *extra)
+
     return build
 
 
@@ -229,21 +242,25 @@ def missing_config(env: Env) -> list[str]:
 
 def model_type_everywhere(model_type: str | None) -> Build:
     """Every config.json of the pool with this model_type (None: without one), so that the members still agree."""
+
     def build(env: Env) -> list[str]:
         for path in env.pool.glob("*/config.json"):
             config = json.loads(path.read_text())
             del config["model_type"]
             path.write_text(json.dumps(config if model_type is None else {**config, "model_type": model_type}))
         return search(env)
+
     return build
 
 
 def stored_as(dtype: torch.dtype, then: Build) -> Build:
     """The member's floating weights stored in ``dtype`` (scaled, so integer copies are not all zero)."""
+
     def build(env: Env) -> list[str]:
         values = tensors(env, "reverse")
         save(env, "reverse", {k: (v * 1000).to(dtype) if v.is_floating_point() else v for k, v in values.items()})
         return then(env)
+
     return build
 
 
@@ -258,9 +275,18 @@ def adapter_for_another_base(env: Env) -> list[str]:
     peft = pytest.importorskip("peft")
     from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-    wide = LlamaConfig(vocab_size=40, hidden_size=48, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2)
+    wide = LlamaConfig(
+        vocab_size=40,
+        hidden_size=48,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
     LlamaForCausalLM(wide).save_pretrained(env.tmp / "wide")
-    model = peft.get_peft_model(AutoModelForCausalLM.from_pretrained(env.tmp / "wide"), peft.LoraConfig(r=2, target_modules=["q_proj"]))
+    model = peft.get_peft_model(
+        AutoModelForCausalLM.from_pretrained(env.tmp / "wide"), peft.LoraConfig(r=2, target_modules=["q_proj"])
+    )
     model.save_pretrained(env.pool / "lora")
     shutil.rmtree(env.tmp / "wide")
     env.pool_file.write_text("bases: {b: {path: base}}\nmembers:\n  - {name: l, kind: lora, path: lora, base: b}\n")
@@ -304,11 +330,13 @@ TOY_DATA = "dataset_path: json\ndataset_kwargs:\n  data_files:\n    search: data
 
 def dataset_path(value: str, folder: bool = False) -> Build:
     """toy_add reads its data from ``dataset_path: value`` (with ``folder``: an empty folder of that name beside it)."""
+
     def build(env: Env) -> list[str]:
         edit(task_file(env), TOY_DATA, f"dataset_path: {value}\n")
         if folder:
             (env.tasks / value).mkdir()
         return search(env)
+
     return build
 
 
@@ -336,7 +364,9 @@ def failed_trial(env: Env) -> list[str]:
     assert env.run is not None
     columns, _ = read_table(env.run, "trials.parquet")
     now = pd.Timestamp.now(tz="UTC").to_pydatetime()
-    TrialStore(env.run, columns).append(TrialRecord.failure("boom", trial=99, source="sampler", weights={}, started_at=now, finished_at=now))
+    TrialStore(env.run, columns).append(
+        TrialRecord.failure("boom", trial=99, source="sampler", weights={}, started_at=now, finished_at=now)
+    )
     return ["export", str(env.run), "--trial", "99", "--out", str(env.tmp / "out")]
 
 
@@ -381,7 +411,16 @@ def export_under_a_file(env: Env) -> list[str]:
 
 
 def adapter_weights_off_one(env: Env) -> list[str]:
-    return ["merge", "--pool", str(lora_pool(env)), "--weights", "l1=0.5,l2=0.7", "--as-adapter", "--out", str(env.tmp / "out")]
+    return [
+        "merge",
+        "--pool",
+        str(lora_pool(env)),
+        "--weights",
+        "l1=0.5,l2=0.7",
+        "--as-adapter",
+        "--out",
+        str(env.tmp / "out"),
+    ]
 
 
 def read_only_runs_dir(env: Env) -> list[str]:
@@ -409,352 +448,668 @@ CORRUPT = "the file is corrupt or truncated: copy it again or re-save the model"
 
 CASES = [
     # --- checkpoints.yaml --------------------------------------------------------------------
-    case("pool-malformed-yaml", with_pool("members: [\n"), "{pool}/checkpoints.yaml: line 2, column 1: malformed YAML", "fix the syntax"),
-    case("pool-empty-file", with_pool(""), "{pool}/checkpoints.yaml: the file is empty; it needs at least: members"),
-    case("pool-top-level-list", with_pool("- add\n- reverse\n"), "checkpoints.yaml: the top level is a list, but it must be a mapping of keys"),
-    case("pool-members-not-a-list", with_pool("members: add\n"), "checkpoints.yaml: members: expected a list, got 'add'"),
-    case("pool-scale-not-a-number", with_pool(TRANSFER), "checkpoints.yaml: members[0].scale: expected a number, got 'high'"),
     case(
-        "pool-unknown-key", with_pool("members:\n  - {name: add, pth: add}\n"),
+        "pool-malformed-yaml",
+        with_pool("members: [\n"),
+        "{pool}/checkpoints.yaml: line 2, column 1: malformed YAML",
+        "fix the syntax",
+    ),
+    case("pool-empty-file", with_pool(""), "{pool}/checkpoints.yaml: the file is empty; it needs at least: members"),
+    case(
+        "pool-top-level-list",
+        with_pool("- add\n- reverse\n"),
+        "checkpoints.yaml: the top level is a list, but it must be a mapping of keys",
+    ),
+    case(
+        "pool-members-not-a-list", with_pool("members: add\n"), "checkpoints.yaml: members: expected a list, got 'add'"
+    ),
+    case(
+        "pool-scale-not-a-number",
+        with_pool(TRANSFER),
+        "checkpoints.yaml: members[0].scale: expected a number, got 'high'",
+    ),
+    case(
+        "pool-unknown-key",
+        with_pool("members:\n  - {name: add, pth: add}\n"),
         "checkpoints.yaml: members[0]: unknown key 'pth' (did you mean 'path'?)",
     ),
     case(
-        "pool-unknown-kind", with_pool("members:\n  - {name: add, kind: adapter, path: add}\n"),
+        "pool-unknown-kind",
+        with_pool("members:\n  - {name: add, kind: adapter, path: add}\n"),
         "checkpoints.yaml: members[0]: unknown member kind; use one of: checkpoint, base, finetune, transfer, lora",
     ),
-    case("pool-no-members", with_pool("members: []\n"), "members: the pool has no members; list at least one checkpoint under 'members'"),
     case(
-        "pool-duplicate-member", with_pool("members:\n  - {name: add, path: add}\n  - {name: add, path: sort}\n"),
+        "pool-no-members",
+        with_pool("members: []\n"),
+        "members: the pool has no members; list at least one checkpoint under 'members'",
+    ),
+    case(
+        "pool-duplicate-member",
+        with_pool("members:\n  - {name: add, path: add}\n  - {name: add, path: sort}\n"),
         "checkpoints.yaml: members: member name 'add' is used twice; give each member its own name",
     ),
     case(
-        "pool-bad-member-name", with_pool("members:\n  - {name: ../up, path: add}\n"),
+        "pool-bad-member-name",
+        with_pool("members:\n  - {name: ../up, path: add}\n"),
         "checkpoints.yaml: members[0].name: '../up' is not a valid name; use 1 to 64 letters, digits",
     ),
     case(
-        "pool-undeclared-base", with_pool("members:\n  - {name: x, kind: finetune, path: add, base: b1}\n"),
+        "pool-undeclared-base",
+        with_pool("members:\n  - {name: x, kind: finetune, path: add, base: b1}\n"),
         "checkpoints.yaml: member 'x' refers to base 'b1', which is not under 'bases' (declared: none declared); add it there",
     ),
     case(
-        "pool-unknown-tokenizer", with_pool(f"tokenizer: nobody\n{MEMBERS}"),
-        "checkpoints.yaml: tokenizer 'nobody' is neither a member nor a base", "name one of: add, reverse",
+        "pool-unknown-tokenizer",
+        with_pool(f"tokenizer: nobody\n{MEMBERS}"),
+        "checkpoints.yaml: tokenizer 'nobody' is neither a member nor a base",
+        "name one of: add, reverse",
     ),
     case(
-        "pool-member-directory-missing", with_pool("members:\n  - {name: add, path: nowhere}\n"),
+        "pool-member-directory-missing",
+        with_pool("members:\n  - {name: add, path: nowhere}\n"),
         "checkpoints.yaml: members[0].path: directory 'nowhere' does not exist (resolved to {pool}/nowhere); fix the path",
     ),
     case(
-        "pool-member-path-is-a-file", with_pool("members:\n  - {name: add, path: add/config.json}\n"),
+        "pool-member-path-is-a-file",
+        with_pool("members:\n  - {name: add, path: add/config.json}\n"),
         "members[0].path: 'add/config.json' is a file, not a directory (resolved to {pool}/add/config.json); point it at a directory",
     ),
     case(
-        "pool-lora-without-adapter-config", with_pool("bases: {b: {path: base}}\nmembers:\n  - {name: x, kind: lora, path: add, base: b}\n"),
+        "pool-lora-without-adapter-config",
+        with_pool("bases: {b: {path: base}}\nmembers:\n  - {name: x, kind: lora, path: add, base: b}\n"),
         "member 'x': {pool}/add/adapter_config.json is missing; is this a PEFT LoRA adapter?",
     ),
     case(
-        "pool-method-needs-a-base", checking(MEMBERS, "--method", "task_arithmetic"),
+        "pool-method-needs-a-base",
+        checking(MEMBERS, "--method", "task_arithmetic"),
         "merge method 'task_arithmetic' needs a merge base θ₀, but pool 'pool' has no entry under 'bases'; declare the base under 'bases'",
     ),
     case(
-        "pool-check-unknown-method", command("pool", "check", "{pool}/checkpoints.yaml", "--method", "slerp"),
+        "pool-check-unknown-method",
+        command("pool", "check", "{pool}/checkpoints.yaml", "--method", "slerp"),
         "--method: unknown merge method 'slerp'; available: dare_linear, dare_ties, linear",
     ),
     # --- checkpoint files (reverse is the bad member) ----------------------------------------
     case(
-        "checkpoint-no-weights", no_weights,
+        "checkpoint-no-weights",
+        no_weights,
         "member 'reverse': no model.safetensors or model.safetensors.index.json in {pool}/reverse; save the model with save_pretrained",
     ),
     case(
-        "checkpoint-pickle-only", pickle_only,
-        "member 'reverse': {pool}/reverse holds only pickle weights (pytorch_model.bin)", "convert them to safetensors",
+        "checkpoint-pickle-only",
+        pickle_only,
+        "member 'reverse': {pool}/reverse holds only pickle weights (pytorch_model.bin)",
+        "convert them to safetensors",
     ),
     case(
-        "checkpoint-index-names-missing-shard", missing_shard,
+        "checkpoint-index-names-missing-shard",
+        missing_shard,
         "member 'reverse': shard model-00002-of-00002.safetensors listed in model.safetensors.index.json is missing from {pool}/reverse",
         "re-save the model",
     ),
-    case("checkpoint-truncated-header", truncated_header, "member 'reverse': {pool}/reverse/model.safetensors declares a", CORRUPT),
-    case("checkpoint-header-not-json", header_not_json, "{pool}/reverse/model.safetensors has a header that is not valid JSON", CORRUPT),
-    case("checkpoint-truncated-data", truncated_data, "{pool}/reverse/model.safetensors has data for", "outside the file or of the wrong size", CORRUPT),
     case(
-        "checkpoint-shape-mismatch", shape_mismatch,
+        "checkpoint-truncated-header",
+        truncated_header,
+        "member 'reverse': {pool}/reverse/model.safetensors declares a",
+        CORRUPT,
+    ),
+    case(
+        "checkpoint-header-not-json",
+        header_not_json,
+        "{pool}/reverse/model.safetensors has a header that is not valid JSON",
+        CORRUPT,
+    ),
+    case(
+        "checkpoint-truncated-data",
+        truncated_data,
+        "{pool}/reverse/model.safetensors has data for",
+        "outside the file or of the wrong size",
+        CORRUPT,
+    ),
+    case(
+        "checkpoint-shape-mismatch",
+        shape_mismatch,
         "tensor 'model.layers.0.mlp.up_proj.weight' has shape [129, 64] in 'reverse' but [128, 64] in 'add'; members must share one",
     ),
     case(
-        "checkpoint-other-architecture", other_architecture,
+        "checkpoint-other-architecture",
+        other_architecture,
         "'reverse' is a mistral:MistralForCausalLM model but 'add' is llama:LlamaForCausalLM; a pool holds one architecture",
     ),
-    case("checkpoint-config-missing", missing_config, "member 'reverse': {pool}/reverse/config.json is missing; a model directory needs its config.json"),
     case(
-        "checkpoint-integer-weights", stored_as(torch.int64, search),
-        "'reverse': tensor 'lm_head.weight' is int64 in {pool}/reverse but float32 in 'add'", "save 'reverse' with floating-point weights",
+        "checkpoint-config-missing",
+        missing_config,
+        "member 'reverse': {pool}/reverse/config.json is missing; a model directory needs its config.json",
     ),
     case(
-        "checkpoint-float8-weights", stored_as(torch.float8_e4m3fn, pool_check),
+        "checkpoint-integer-weights",
+        stored_as(torch.int64, search),
+        "'reverse': tensor 'lm_head.weight' is int64 in {pool}/reverse but float32 in 'add'",
+        "save 'reverse' with floating-point weights",
+    ),
+    case(
+        "checkpoint-float8-weights",
+        stored_as(torch.float8_e4m3fn, pool_check),
         "'reverse': tensor 'lm_head.weight' is stored as float8_e4m3fn in {pool}/reverse, which mergefront cannot interpolate",
         "dequantize the checkpoint",
     ),
     case(
-        "checkpoint-quantized", quantized,
-        "'reverse': {pool}/reverse is a quantized checkpoint (quantization_config: gptq)", "merge the unquantized",
+        "checkpoint-quantized",
+        quantized,
+        "'reverse': {pool}/reverse is a quantized checkpoint (quantization_config: gptq)",
+        "merge the unquantized",
     ),
-    case("checkpoint-adapter-for-another-base", adapter_for_another_base, "member 'l': factors", "the adapter was trained on another base"),
     case(
-        "checkpoint-config-without-model-type", model_type_everywhere(None),
+        "checkpoint-adapter-for-another-base",
+        adapter_for_another_base,
+        "member 'l': factors",
+        "the adapter was trained on another base",
+    ),
+    case(
+        "checkpoint-config-without-model-type",
+        model_type_everywhere(None),
         "'add': {pool}/add/config.json has no model_type, so transformers cannot tell which model to build",
         'add "model_type": "llama" (the type of its architecture LlamaForCausalLM)',
     ),
     case(
-        "checkpoint-unknown-model-type", model_type_everywhere("lama"),
+        "checkpoint-unknown-model-type",
+        model_type_everywhere("lama"),
         "'add': {pool}/add/config.json has model_type 'lama', which transformers",
-        "does not know (did you mean 'llama'?)", 'set "model_type": "llama" (the type of its architecture LlamaForCausalLM)',
+        "does not know (did you mean 'llama'?)",
+        'set "model_type": "llama" (the type of its architecture LlamaForCausalLM)',
     ),
     # --- experiment files ----------------------------------------------------------------------
-    case("experiment-file-missing", command("search", "{tmp}/nowhere.yaml"), "{tmp}/nowhere.yaml: file not found; check the path"),
-    case("experiment-is-a-directory", command("search", "{tmp}/tiny"), "{tmp}/tiny is a directory, not a YAML file; name the file itself"),
-    case("experiment-malformed-yaml", with_experiment("objectives: [\n"), "{exp}: line", "malformed YAML (expected the node content", "fix the syntax"),
-    case("experiment-empty-file", empty_experiment, "{exp}: the file is empty; it needs at least: name, tasks_dir, objectives"),
     case(
-        "experiment-pool-file-missing", experiment_edit("pool: ", "pool: {tmp}/missing.yaml #"),
-        "{exp}: pool: file '{tmp}/missing.yaml' does not exist", "fix the path",
+        "experiment-file-missing",
+        command("search", "{tmp}/nowhere.yaml"),
+        "{tmp}/nowhere.yaml: file not found; check the path",
     ),
     case(
-        "experiment-tasks-dir-missing", experiment_edit("tasks_dir: ", "tasks_dir: {tmp}/no-tasks #"),
-        "{exp}: tasks_dir: directory '{tmp}/no-tasks' does not exist", "fix the path",
+        "experiment-is-a-directory",
+        command("search", "{tmp}/tiny"),
+        "{tmp}/tiny is a directory, not a YAML file; name the file itself",
     ),
-    case("experiment-unknown-key", with_experiment("seeed: 1"), "{exp}: (top level): unknown key 'seeed' (did you mean 'seed'?)"),
-    case("experiment-unknown-nested-key", with_experiment("workers: {cout: 2}"), "{exp}: workers: unknown key 'cout' (did you mean 'count'?)"),
-    case("experiment-budget-not-a-mapping", with_experiment("budget: 6"), "{exp}: budget: expected a mapping of keys (key: value), got 6"),
-    case("experiment-trials-not-a-number", with_experiment("budget: {trials: many}"), "{exp}: budget.trials: expected a whole number, got 'many'"),
-    case("experiment-bad-run-name", experiment_edit("name: tiny", "name: ../tiny"), "{exp}: name: '../tiny' is not a valid name; use 1 to 64 letters"),
-    case("experiment-no-objectives", with_experiment("objectives: []"), "{exp}: objectives: needs at least 1 item, got 0; add one"),
-    case("experiment-unknown-sampler", with_experiment("sampler: {name: tpee}"), "{exp}: sampler.name: unknown sampler 'tpee' (did you mean 'tpe'?)"),
-    case("experiment-unknown-merge-method", with_experiment("merge: {method: slerp}"), "{exp}: merge: unknown merge method 'slerp'; available:"),
     case(
-        "experiment-knob-of-another-method", with_experiment("merge: {method: linear, density: 0.5}"),
+        "experiment-malformed-yaml",
+        with_experiment("objectives: [\n"),
+        "{exp}: line",
+        "malformed YAML (expected the node content",
+        "fix the syntax",
+    ),
+    case(
+        "experiment-empty-file",
+        empty_experiment,
+        "{exp}: the file is empty; it needs at least: name, tasks_dir, objectives",
+    ),
+    case(
+        "experiment-pool-file-missing",
+        experiment_edit("pool: ", "pool: {tmp}/missing.yaml #"),
+        "{exp}: pool: file '{tmp}/missing.yaml' does not exist",
+        "fix the path",
+    ),
+    case(
+        "experiment-tasks-dir-missing",
+        experiment_edit("tasks_dir: ", "tasks_dir: {tmp}/no-tasks #"),
+        "{exp}: tasks_dir: directory '{tmp}/no-tasks' does not exist",
+        "fix the path",
+    ),
+    case(
+        "experiment-unknown-key",
+        with_experiment("seeed: 1"),
+        "{exp}: (top level): unknown key 'seeed' (did you mean 'seed'?)",
+    ),
+    case(
+        "experiment-unknown-nested-key",
+        with_experiment("workers: {cout: 2}"),
+        "{exp}: workers: unknown key 'cout' (did you mean 'count'?)",
+    ),
+    case(
+        "experiment-budget-not-a-mapping",
+        with_experiment("budget: 6"),
+        "{exp}: budget: expected a mapping of keys (key: value), got 6",
+    ),
+    case(
+        "experiment-trials-not-a-number",
+        with_experiment("budget: {trials: many}"),
+        "{exp}: budget.trials: expected a whole number, got 'many'",
+    ),
+    case(
+        "experiment-bad-run-name",
+        experiment_edit("name: tiny", "name: ../tiny"),
+        "{exp}: name: '../tiny' is not a valid name; use 1 to 64 letters",
+    ),
+    case(
+        "experiment-no-objectives",
+        with_experiment("objectives: []"),
+        "{exp}: objectives: needs at least 1 item, got 0; add one",
+    ),
+    case(
+        "experiment-unknown-sampler",
+        with_experiment("sampler: {name: tpee}"),
+        "{exp}: sampler.name: unknown sampler 'tpee' (did you mean 'tpe'?)",
+    ),
+    case(
+        "experiment-unknown-merge-method",
+        with_experiment("merge: {method: slerp}"),
+        "{exp}: merge: unknown merge method 'slerp'; available:",
+    ),
+    case(
+        "experiment-knob-of-another-method",
+        with_experiment("merge: {method: linear, density: 0.5}"),
         "{exp}: merge: knob 'density' does not apply to method 'linear' (its knobs: none)",
     ),
     case(
-        "experiment-ties-with-drop", with_experiment("merge: {method: ties, drop: 0.2}"),
+        "experiment-ties-with-drop",
+        with_experiment("merge: {method: ties, drop: 0.2}"),
         "{exp}: merge: knob 'drop' does not apply to method 'ties' (its knobs: density, scale)",
     ),
-    case("experiment-zero-trials", with_experiment("budget: {trials: 0}"), "{exp}: budget.trials: Input should be greater than or equal to 1 (got 0)"),
     case(
-        "experiment-searched-knob-not-of-method", with_experiment("space: {knobs: {scale: [0.5, 1.5]}}"),
+        "experiment-zero-trials",
+        with_experiment("budget: {trials: 0}"),
+        "{exp}: budget.trials: Input should be greater than or equal to 1 (got 0)",
+    ),
+    case(
+        "experiment-searched-knob-not-of-method",
+        with_experiment("space: {knobs: {scale: [0.5, 1.5]}}"),
         "{exp}: space.knobs: 'scale' is not a knob of merge method 'linear' (its knobs: none)",
     ),
     case(
-        "experiment-searched-knob-out-of-range", with_experiment("merge: {method: ties}\nspace: {knobs: {density: [0.0, 0.5]}}"),
+        "experiment-searched-knob-out-of-range",
+        with_experiment("merge: {method: ties}\nspace: {knobs: {density: [0.0, 0.5]}}"),
         "{exp}: space.knobs: density = 0.0: Input should be greater than 0",
     ),
     case(
-        "experiment-knob-searched-and-fixed", with_experiment("merge: {method: ties, scale: 1.0}\nspace: {knobs: {scale: [0.5, 1.5]}}"),
+        "experiment-knob-searched-and-fixed",
+        with_experiment("merge: {method: ties, scale: 1.0}\nspace: {knobs: {scale: [0.5, 1.5]}}"),
         "{exp}: space.knobs: 'scale' is searched, so do not also fix it under merge",
     ),
     case(
-        "experiment-group-matches-nothing", with_experiment("space: {groups: {vision: vision_tower}}"),
-        "{exp}: space.groups: weight group(s) ['vision'] match no tensor of the pool", "fix their patterns",
+        "experiment-group-matches-nothing",
+        with_experiment("space: {groups: {vision: vision_tower}}"),
+        "{exp}: space.groups: weight group(s) ['vision'] match no tensor of the pool",
+        "fix their patterns",
     ),
-    case("experiment-simplex-with-bounds", with_experiment("space: {kind: simplex, high: 2}"), "{exp}: space: 'low'/'high' apply to kind 'box' only"),
     case(
-        "experiment-weights-cannot-sum-to-one", with_experiment("space: {kind: box, low: 0.5, high: 1.0}"),
+        "experiment-simplex-with-bounds",
+        with_experiment("space: {kind: simplex, high: 2}"),
+        "{exp}: space: 'low'/'high' apply to kind 'box' only",
+    ),
+    case(
+        "experiment-weights-cannot-sum-to-one",
+        with_experiment("space: {kind: box, low: 0.5, high: 1.0}"),
         "{exp}: space: the 4 weights of a linear merge must sum to 1, but each lies in [0.5, 1]",
         "choose low <= 0.25 <= high, or use kind: simplex",
     ),
     case(
-        "experiment-unknown-task", experiment_edit("task: toy_reverse,", "task: toy_revers,"),
+        "experiment-unknown-task",
+        experiment_edit("task: toy_reverse,", "task: toy_revers,"),
         "{exp}: objectives[1]: task 'toy_revers' is not defined under {tasks} (did you mean 'toy_reverse'?)",
     ),
-    case("experiment-unknown-report-task", with_experiment("report: [toy_sortt_report]"), "{exp}: report[0]: task 'toy_sortt_report' is not defined"),
     case(
-        "experiment-unknown-metric", experiment_edit("metric: acc", "metric: accuracy"),
+        "experiment-unknown-report-task",
+        with_experiment("report: [toy_sortt_report]"),
+        "{exp}: report[0]: task 'toy_sortt_report' is not defined",
+    ),
+    case(
+        "experiment-unknown-metric",
+        experiment_edit("metric: acc", "metric: accuracy"),
         "{exp}: objectives[1]: task 'toy_reverse' declares metrics ['acc', 'perplexity'], not 'accuracy'; pick one of those",
     ),
     case(
-        "experiment-filter-missing-from-results", experiment_edit("metric: acc,", "metric: acc, filter: strict-match,"),
+        "experiment-filter-missing-from-results",
+        experiment_edit("metric: acc,", "metric: acc, filter: strict-match,"),
         "{exp}: objectives[1]: task 'toy_reverse' has no filter 'strict-match' (its filters: none)",
         "results would hold no 'acc,strict-match'; set 'filter' to one of those",
     ),
     case(
-        "experiment-metric-missing-from-default-results", default_metrics_only,
+        "experiment-metric-missing-from-default-results",
+        default_metrics_only,
         "{exp}: objectives[0]: task 'toy_plain' has no metric_list",
         "['perplexity', 'acc'], not 'exact_match'; pick one of those or add a metric_list",
     ),
     case(
-        "experiment-duplicate-objective", with_experiment("report: [toy_reverse]\nobjectives: [toy_reverse]"),
+        "experiment-duplicate-objective",
+        with_experiment("report: [toy_reverse]\nobjectives: [toy_reverse]"),
         "{exp}: objective or report task 'toy_reverse/acc' appears twice; give one of them a distinct 'name'",
     ),
-    case("experiment-zero-screen", with_experiment("evaluation: {screen: 0}"), "{exp}: evaluation.screen: Input should be greater than or equal to 1"),
-    case("experiment-negative-wall-time", with_experiment("budget: {wall_minutes: -1}"), "{exp}: budget.wall_minutes: Input should be greater than 0"),
     case(
-        "experiment-chat-template-missing", with_experiment("report: [{task: toy_sort_report, apply_chat_template: true}]"),
-        "{exp}: toy_sort_report/acc sets apply_chat_template, but the tokenizer in", "has no chat template; drop the flag",
+        "experiment-zero-screen",
+        with_experiment("evaluation: {screen: 0}"),
+        "{exp}: evaluation.screen: Input should be greater than or equal to 1",
     ),
     case(
-        "experiment-gen-kwargs-wrong-type", with_experiment("report: [{task: toy_sort_report, gen_kwargs: {until: [1, 2]}}]"),
+        "experiment-negative-wall-time",
+        with_experiment("budget: {wall_minutes: -1}"),
+        "{exp}: budget.wall_minutes: Input should be greater than 0",
+    ),
+    case(
+        "experiment-chat-template-missing",
+        with_experiment("report: [{task: toy_sort_report, apply_chat_template: true}]"),
+        "{exp}: toy_sort_report/acc sets apply_chat_template, but the tokenizer in",
+        "has no chat template; drop the flag",
+    ),
+    case(
+        "experiment-gen-kwargs-wrong-type",
+        with_experiment("report: [{task: toy_sort_report, gen_kwargs: {until: [1, 2]}}]"),
         "{exp}: report[0].gen_kwargs.until: [1, 2] fits none of the allowed types (str, int, float, bool, list[str]); write one",
     ),
     case(
-        "experiment-gpu-memory-above-one", with_experiment("workers: {vllm: {gpu_memory_utilization: 1.5}}"),
+        "experiment-gpu-memory-above-one",
+        with_experiment("workers: {vllm: {gpu_memory_utilization: 1.5}}"),
         "{exp}: workers.vllm.gpu_memory_utilization: Input should be less than or equal to 1 (got 1.5)",
     ),
-    case("experiment-unknown-backend", with_experiment("workers: {backend: vlm}"), "{exp}: workers: unknown model backend 'vlm' (did you mean 'vllm'?)"),
     case(
-        "experiment-vllm-not-installed", with_experiment("workers: {backend: vllm}"),
-        "{exp}: workers.backend is vllm, but vLLM is not installed", "or set workers.backend: hf",
+        "experiment-unknown-backend",
+        with_experiment("workers: {backend: vlm}"),
+        "{exp}: workers: unknown model backend 'vlm' (did you mean 'vllm'?)",
+    ),
+    case(
+        "experiment-vllm-not-installed",
+        with_experiment("workers: {backend: vllm}"),
+        "{exp}: workers.backend is vllm, but vLLM is not installed",
+        "or set workers.backend: hf",
         marks=pytest.mark.skipif(find_spec("vllm") is not None, reason="vLLM is installed here"),
     ),
-    case("task-malformed-yaml", malformed_task, "{tasks}/toy_add.yaml: line", "malformed task YAML (expected the node content", "fix the syntax"),
-    case("task-function-tag", function_tag, "{tasks}/toy_add.yaml: the tag !function runs code from the task file", "use a task without it"),
-    case("task-include-missing", missing_include, "{tasks}/toy_extra.yaml: include 'nowhere.yaml' does not exist", "fix the path"),
     case(
-        "task-dataset-path-not-found", dataset_path("add_data"),
+        "task-malformed-yaml",
+        malformed_task,
+        "{tasks}/toy_add.yaml: line",
+        "malformed task YAML (expected the node content",
+        "fix the syntax",
+    ),
+    case(
+        "task-function-tag",
+        function_tag,
+        "{tasks}/toy_add.yaml: the tag !function runs code from the task file",
+        "use a task without it",
+    ),
+    case(
+        "task-include-missing",
+        missing_include,
+        "{tasks}/toy_extra.yaml: include 'nowhere.yaml' does not exist",
+        "fix the path",
+    ),
+    case(
+        "task-dataset-path-not-found",
+        dataset_path("add_data"),
         "{exp}: objectives[0]: {tasks}/toy_add.yaml: dataset_path 'add_data' is neither a folder next to the task file "
         "nor a dataset that can be loaded offline (",
         "fix the path (relative to the task file) or put the dataset in the local Hugging Face cache",
     ),
     case(
-        "task-dataset-folder-without-data", dataset_path("add_data", folder=True),
+        "task-dataset-folder-without-data",
+        dataset_path("add_data", folder=True),
         "{exp}: objectives[0]: {tasks}/toy_add.yaml: dataset_path {tasks}/add_data is a folder datasets cannot load (",
         "put the task's data files (json, jsonl, csv, parquet, ...) in it",
     ),
     case(
-        "experiment-direction-contradicts-task", experiment_edit("perplexity, direction: minimize", "perplexity, direction: maximize"),
+        "experiment-direction-contradicts-task",
+        experiment_edit("perplexity, direction: minimize", "perplexity, direction: maximize"),
         "{exp}: objectives[0] (toy_add/perplexity): direction maximize contradicts task 'toy_add', where lm-eval ranks "
         "a lower 'perplexity' better (higher_is_better: false)",
         "set direction: minimize or leave it out, or fix higher_is_better in the task's metric_list",
     ),
     case(
-        "experiment-direction-contradicts-lm-eval-default", perplexity_without_higher_is_better,
+        "experiment-direction-contradicts-lm-eval-default",
+        perplexity_without_higher_is_better,
         "{exp}: objectives[0] (toy_add/perplexity): direction maximize contradicts task 'toy_add', where lm-eval ranks "
         "a lower 'perplexity' better (higher_is_better: false)",
     ),
     case(
-        "experiment-direction-unknown", metric_of_unknown_direction,
+        "experiment-direction-unknown",
+        metric_of_unknown_direction,
         "{exp}: objectives[0] (toy_add/my_score): neither task 'toy_add' (no higher_is_better in its metric_list) nor "
         "lm-eval (no default for the metric) says whether a higher 'my_score' is better; set direction: maximize or minimize",
     ),
     # --- command-line arguments ----------------------------------------------------------------
     case(
-        "search-unknown-device", searching("--device", "tpu"),
+        "search-unknown-device",
+        searching("--device", "tpu"),
         "--workers/--device/--threads: device: 'tpu' is not a valid device; use 'cpu', 'cuda' or 'cuda:N'",
     ),
     case("search-zero-trials", searching("--trials", "0"), "argument --trials: must be at least 1, got 0"),
     case(
-        "search-unknown-option", searching("--trails", "5"), "unrecognized arguments: --trails 5 (did you mean '--trials'?)",
+        "search-unknown-option",
+        searching("--trails", "5"),
+        "unrecognized arguments: --trails 5 (did you mean '--trials'?)",
     ),
     case(
-        "search-name-outside-runs-dir", searching("--name", "../escape"), "--name: '../escape' is not a valid name",
+        "search-name-outside-runs-dir",
+        searching("--name", "../escape"),
+        "--name: '../escape' is not a valid name",
     ),
     case(
-        "search-runs-dir-under-a-file", runs_dir_under_a_file,
+        "search-runs-dir-under-a-file",
+        runs_dir_under_a_file,
         "cannot create run directory {tmp}/a-file/runs/tiny (Not a directory); choose a writable --runs-dir",
     ),
     case(
-        "search-runs-dir-read-only", read_only_runs_dir,
+        "search-runs-dir-read-only",
+        read_only_runs_dir,
         "cannot create run directory {tmp}/locked/runs/tiny (Permission denied); choose a writable --runs-dir",
-        marks=pytest.mark.skipif(os.geteuid() == 0, reason="root writes through a read-only mode; search-runs-dir-under-a-file covers the path"),
+        marks=pytest.mark.skipif(
+            os.geteuid() == 0,
+            reason="root writes through a read-only mode; search-runs-dir-under-a-file covers the path",
+        ),
     ),
     case(
-        "search-run-directory-exists", run_dir_exists,
+        "search-run-directory-exists",
+        run_dir_exists,
         "run directory {runs}/tiny already exists; pass --overwrite to replace it, --name to pick another",
     ),
     case(
-        "search-warm-start-not-a-run", searching("--warm-start", "{tmp}/nowhere"),
+        "search-warm-start-not-a-run",
+        searching("--warm-start", "{tmp}/nowhere"),
         "{tmp}/nowhere/run.json does not exist; is {tmp}/nowhere " + RUN,
     ),
     case(
-        "search-ray-address-unreachable", lambda env: search(env, "--ray-address", f"127.0.0.1:{free_port()}"),
-        "--ray-address 127.0.0.1:", "nothing answers there", "start the cluster with `ray start --head` or fix the address",
+        "search-ray-address-unreachable",
+        lambda env: search(env, "--ray-address", f"127.0.0.1:{free_port()}"),
+        "--ray-address 127.0.0.1:",
+        "nothing answers there",
+        "start the cluster with `ray start --head` or fix the address",
     ),
     case(
-        "search-in-process-with-ray-address", searching("--ray-address", "127.0.0.1:6379", "--in-process"),
+        "search-in-process-with-ray-address",
+        searching("--ray-address", "127.0.0.1:6379", "--in-process"),
         "argument --in-process: not allowed with argument --ray-address",
     ),
-    case("search-storage-not-a-url", searching("--storage", "postgres at db1"), "--storage 'postgres at db1' is not a database URL", "e.g. --storage postgresql://"),
-    case("search-storage-unsupported", searching("--storage", "redis://127.0.0.1/0"), "unsupported database 'redis'", "use one of postgresql, sqlite, mysql"),
     case(
-        "search-storage-with-password", searching("--storage", "postgresql://mf:secret@127.0.0.1/mf"),
-        "the URL holds a password, which run.json would record", "set PGPASSWORD or ~/.pgpass",
+        "search-storage-not-a-url",
+        searching("--storage", "postgres at db1"),
+        "--storage 'postgres at db1' is not a database URL",
+        "e.g. --storage postgresql://",
     ),
     case(
-        "search-storage-unreachable", lambda env: search(env, "--storage", f"postgresql://mf@127.0.0.1:{free_port()}/mf"),
-        "cannot open the study storage postgresql://mf@127.0.0.1:", "check that the server runs and the URL",
+        "search-storage-unsupported",
+        searching("--storage", "redis://127.0.0.1/0"),
+        "unsupported database 'redis'",
+        "use one of postgresql, sqlite, mysql",
     ),
-    case("watch-experiment-missing", command("watch", "{tmp}/nowhere.yaml", "--once"), "{tmp}/nowhere.yaml: file not found; check the path"),
-    case("watch-zero-interval", command("watch", "{exp}", "--interval", "0"), "argument --interval: must be at least 1, got 0"),
-    case("join-missing-run", command("join", "{tmp}/nowhere"), "{tmp}/nowhere/run.json does not exist; is {tmp}/nowhere " + RUN),
     case(
-        "resume-ray-address-unreachable", lambda env: ["resume", str(env.run), "--ray-address", f"127.0.0.1:{free_port()}", "--no-progress"],
-        "--ray-address 127.0.0.1:", "nothing answers there", needs_run=True,
+        "search-storage-with-password",
+        searching("--storage", "postgresql://mf:secret@127.0.0.1/mf"),
+        "the URL holds a password, which run.json would record",
+        "set PGPASSWORD or ~/.pgpass",
     ),
-    case("resume-missing-run", command("resume", "{tmp}/nowhere"), "{tmp}/nowhere/run.json does not exist; is {tmp}/nowhere " + RUN),
+    case(
+        "search-storage-unreachable",
+        lambda env: search(env, "--storage", f"postgresql://mf@127.0.0.1:{free_port()}/mf"),
+        "cannot open the study storage postgresql://mf@127.0.0.1:",
+        "check that the server runs and the URL",
+    ),
+    case(
+        "watch-experiment-missing",
+        command("watch", "{tmp}/nowhere.yaml", "--once"),
+        "{tmp}/nowhere.yaml: file not found; check the path",
+    ),
+    case(
+        "watch-zero-interval",
+        command("watch", "{exp}", "--interval", "0"),
+        "argument --interval: must be at least 1, got 0",
+    ),
+    case(
+        "join-missing-run",
+        command("join", "{tmp}/nowhere"),
+        "{tmp}/nowhere/run.json does not exist; is {tmp}/nowhere " + RUN,
+    ),
+    case(
+        "resume-ray-address-unreachable",
+        lambda env: ["resume", str(env.run), "--ray-address", f"127.0.0.1:{free_port()}", "--no-progress"],
+        "--ray-address 127.0.0.1:",
+        "nothing answers there",
+        needs_run=True,
+    ),
+    case(
+        "resume-missing-run",
+        command("resume", "{tmp}/nowhere"),
+        "{tmp}/nowhere/run.json does not exist; is {tmp}/nowhere " + RUN,
+    ),
     case("resume-not-a-run", command("resume", "{pool}"), "{pool}/run.json does not exist; is {pool} " + RUN),
-    case("front-missing-run", command("front", "{tmp}/nowhere"), "{tmp}/nowhere/front.parquet does not exist; is {tmp}/nowhere " + RUN),
     case(
-        "front-sort-unknown-objective", command("front", "{run}", "--sort", "accuracy"),
-        "cannot sort by 'accuracy': objectives are toy_add/perplexity, toy_reverse/acc", needs_run=True,
-    ),
-    case("plot-unsupported-suffix", command("plot", "{run}", "--out", "{tmp}/p.jpg"), "--out {tmp}/p.jpg: use a .png or .html file name", needs_run=True),
-    case(
-        "plot-folder-missing", command("plot", "{run}", "--out", "{tmp}/no/p.png"),
-        "--out {tmp}/no/p.png: folder {tmp}/no does not exist; create it or choose another --out", needs_run=True,
+        "front-missing-run",
+        command("front", "{tmp}/nowhere"),
+        "{tmp}/nowhere/front.parquet does not exist; is {tmp}/nowhere " + RUN,
     ),
     case(
-        "plot-unknown-objective", command("plot", "{run}", "--x", "toy_revers/acc", "--out", "{tmp}/p.png"),
-        "--x: 'toy_revers/acc' is not an objective of this run (did you mean 'toy_reverse/acc'?)", needs_run=True,
+        "front-sort-unknown-objective",
+        command("front", "{run}", "--sort", "accuracy"),
+        "cannot sort by 'accuracy': objectives are toy_add/perplexity, toy_reverse/acc",
+        needs_run=True,
     ),
-    case("report-unsupported-suffix", command("report", "{run}", "--out", "{tmp}/r.png"), "--out {tmp}/r.png: use a .html file name", needs_run=True),
+    case(
+        "plot-unsupported-suffix",
+        command("plot", "{run}", "--out", "{tmp}/p.jpg"),
+        "--out {tmp}/p.jpg: use a .png or .html file name",
+        needs_run=True,
+    ),
+    case(
+        "plot-folder-missing",
+        command("plot", "{run}", "--out", "{tmp}/no/p.png"),
+        "--out {tmp}/no/p.png: folder {tmp}/no does not exist; create it or choose another --out",
+        needs_run=True,
+    ),
+    case(
+        "plot-unknown-objective",
+        command("plot", "{run}", "--x", "toy_revers/acc", "--out", "{tmp}/p.png"),
+        "--x: 'toy_revers/acc' is not an objective of this run (did you mean 'toy_reverse/acc'?)",
+        needs_run=True,
+    ),
+    case(
+        "report-unsupported-suffix",
+        command("report", "{run}", "--out", "{tmp}/r.png"),
+        "--out {tmp}/r.png: use a .html file name",
+        needs_run=True,
+    ),
     case("report-missing-run", command("report", "{tmp}/nowhere", "--out", "{tmp}/r.html"), "is {tmp}/nowhere " + RUN),
-    case("dashboard-missing-run", command("dashboard", "{tmp}/nowhere"), "{tmp}/nowhere/run.json does not exist; is {tmp}/nowhere " + RUN),
+    case(
+        "dashboard-missing-run",
+        command("dashboard", "{tmp}/nowhere"),
+        "{tmp}/nowhere/run.json does not exist; is {tmp}/nowhere " + RUN,
+    ),
     case("dashboard-not-a-run", command("dashboard", "{pool}"), "{pool}/run.json does not exist; is {pool} " + RUN),
-    case("export-missing-run", command("export", "{tmp}/nowhere", "--trial", "0", "--out", "{tmp}/out"), "is {tmp}/nowhere " + RUN),
     case(
-        "export-nonexistent-trial", command("export", "{run}", "--trial", "1000", "--out", "{tmp}/out"),
-        "trial 1000 is not in {run} (trials 0..6); `mergefront front {run} --all` lists them", needs_run=True,
-    ),
-    case("export-failed-trial", failed_trial, "trial 99 of {run} failed (boom); export a complete trial", needs_run=True),
-    case("export-out-exists", existing_out, "{tmp}/out already exists; choose another --out or pass --force to replace it", needs_run=True),
-    case(
-        "export-out-under-a-file", export_under_a_file,
-        "cannot write to {tmp}/a-file (Not a directory); choose a writable --out", needs_run=True,
+        "export-missing-run",
+        command("export", "{tmp}/nowhere", "--trial", "0", "--out", "{tmp}/out"),
+        "is {tmp}/nowhere " + RUN,
     ),
     case(
-        "export-pool-changed-since-run", pool_changed,
-        "the pool's files changed since {run} started; its trials no longer describe these files", needs_run=True,
+        "export-nonexistent-trial",
+        command("export", "{run}", "--trial", "1000", "--out", "{tmp}/out"),
+        "trial 1000 is not in {run} (trials 0..6); `mergefront front {run} --all` lists them",
+        needs_run=True,
     ),
     case(
-        "merge-unknown-member", command("merge", "--pool", "{pool}/checkpoints.yaml", "--weights", "ad=1", "--out", "{tmp}/out"),
+        "export-failed-trial", failed_trial, "trial 99 of {run} failed (boom); export a complete trial", needs_run=True
+    ),
+    case(
+        "export-out-exists",
+        existing_out,
+        "{tmp}/out already exists; choose another --out or pass --force to replace it",
+        needs_run=True,
+    ),
+    case(
+        "export-out-under-a-file",
+        export_under_a_file,
+        "cannot write to {tmp}/a-file (Not a directory); choose a writable --out",
+        needs_run=True,
+    ),
+    case(
+        "export-pool-changed-since-run",
+        pool_changed,
+        "the pool's files changed since {run} started; its trials no longer describe these files",
+        needs_run=True,
+    ),
+    case(
+        "merge-unknown-member",
+        command("merge", "--pool", "{pool}/checkpoints.yaml", "--weights", "ad=1", "--out", "{tmp}/out"),
         "--weights: ['ad'] are not members of {pool}/checkpoints.yaml (members: add, reverse, sort, shift)",
     ),
     case(
         "merge-knob-of-another-method",
-        command("merge", "--pool", "{pool}/checkpoints.yaml", "--method", "linear", "--density", "0.5", "--weights", "add=1", "--out", "{tmp}/out"),
+        command(
+            "merge",
+            "--pool",
+            "{pool}/checkpoints.yaml",
+            "--method",
+            "linear",
+            "--density",
+            "0.5",
+            "--weights",
+            "add=1",
+            "--out",
+            "{tmp}/out",
+        ),
         "--method and its knobs: knob 'density' does not apply to method 'linear' (its knobs: none)",
     ),
     case(
-        "merge-malformed-weights", command("merge", "--pool", "{pool}/checkpoints.yaml", "--weights", "add", "--out", "{tmp}/out"),
+        "merge-malformed-weights",
+        command("merge", "--pool", "{pool}/checkpoints.yaml", "--weights", "add", "--out", "{tmp}/out"),
         "'add' is not name=weight (e.g. --weights add=0.6,sort=0.4)",
     ),
-    case("merge-weight-nan", merging("add=nan,sort=0.5"), WEIGHTS + "add=nan is not a number; give each weight as a finite number"),
-    case("merge-weight-infinite", merging("add=0.5,sort=-inf"), WEIGHTS + "sort=-inf is infinite; give each weight as a finite number"),
     case(
-        "merge-weight-beyond-float32", merging("add=1e39"),
-        WEIGHTS + "add=1e39 is beyond float32's range (±3.4e+38), in which the merge is computed; give a smaller weight",
+        "merge-weight-nan",
+        merging("add=nan,sort=0.5"),
+        WEIGHTS + "add=nan is not a number; give each weight as a finite number",
     ),
     case(
-        "merge-weights-all-zero", merging("add=0,sort=0.0"),
-        WEIGHTS + "every weight is 0, so the merge would hold none of the members; give at least one member a nonzero weight",
+        "merge-weight-infinite",
+        merging("add=0.5,sort=-inf"),
+        WEIGHTS + "sort=-inf is infinite; give each weight as a finite number",
     ),
-    case("merge-weight-given-twice", merging("add=0.5,add=0.7"), WEIGHTS + "'add' is given twice (0.5 and 0.7); give each member once"),
-    case("merge-pool-missing", command("merge", "--pool", "{tmp}/nope.yaml", "--weights", "add=1", "--out", "{tmp}/out"), "{tmp}/nope.yaml: file not found"),
     case(
-        "merge-adapter-weights-do-not-sum-to-one", adapter_weights_off_one,
-        "the weights sum to 1.200000, so the merge scales the base too", "export a full model instead",
+        "merge-weight-beyond-float32",
+        merging("add=1e39"),
+        WEIGHTS
+        + "add=1e39 is beyond float32's range (±3.4e+38), in which the merge is computed; give a smaller weight",
+    ),
+    case(
+        "merge-weights-all-zero",
+        merging("add=0,sort=0.0"),
+        WEIGHTS
+        + "every weight is 0, so the merge would hold none of the members; give at least one member a nonzero weight",
+    ),
+    case(
+        "merge-weight-given-twice",
+        merging("add=0.5,add=0.7"),
+        WEIGHTS + "'add' is given twice (0.5 and 0.7); give each member once",
+    ),
+    case(
+        "merge-pool-missing",
+        command("merge", "--pool", "{tmp}/nope.yaml", "--weights", "add=1", "--out", "{tmp}/out"),
+        "{tmp}/nope.yaml: file not found",
+    ),
+    case(
+        "merge-adapter-weights-do-not-sum-to-one",
+        adapter_weights_off_one,
+        "the weights sum to 1.200000, so the merge scales the base too",
+        "export a full model instead",
     ),
     case(
         "merge-adapter-of-a-full-model-pool",
-        command("merge", "--pool", "{pool}/checkpoints.yaml", "--weights", "add=1", "--as-adapter", "--out", "{tmp}/out"),
+        command(
+            "merge", "--pool", "{pool}/checkpoints.yaml", "--weights", "add=1", "--as-adapter", "--out", "{tmp}/out"
+        ),
         "--as-adapter needs a pool of LoRA members only",
     ),
 ]
@@ -763,7 +1118,8 @@ CASES = [
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     """Every file (size, modification time) and directory under ``root``: what a command may not change."""
     return {
-        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else (-1, 0) for p in root.rglob("*")
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else (-1, 0)
+        for p in root.rglob("*")
     }
 
 

@@ -14,7 +14,11 @@ def test_real_process_exit_code_and_single_line(tmp_path: Path) -> None:
     bad.write_text("name: x\ntasks_dir: .\nobjectives: [t]\npool: missing.yaml\n")
     proc = subprocess.run(
         [sys.executable, "-c", "from optimizer.cli import run; run()", "search", str(bad)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [

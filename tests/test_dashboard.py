@@ -34,21 +34,27 @@ def outward_address() -> str:
 
 
 def test_dashboard_serves_the_run_with_objective_names(tiny_pool: Path, tmp_path: Path) -> None:
-    experiment, pool = load_experiment(write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks"))
+    experiment, pool = load_experiment(
+        write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks")
+    )
     run = tmp_path / "run"
     run.mkdir()
     Search.create(experiment, pool, run)
     port = free_port()
     proc = subprocess.Popen(
         [str(Path(sys.executable).with_name("mergefront")), "dashboard", str(run), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline, study = time.monotonic() + STARTUP, None
         while study is None and time.monotonic() < deadline:
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
             try:  # a slow first answer is waited for, not retried
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/0", timeout=max(1.0, deadline - time.monotonic())) as response:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/studies/0", timeout=max(1.0, deadline - time.monotonic())
+                ) as response:
                     study = json.load(response)
             except OSError:
                 time.sleep(0.3)

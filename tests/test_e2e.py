@@ -72,7 +72,11 @@ def test_search_writes_trials_front_and_journal(
 
 
 def test_failed_evaluations_are_recorded_and_repeated_failures_stop_the_search(
-    tiny_pool: Path, tmp_path: Path, ray_session: object, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tiny_pool: Path,
+    tmp_path: Path,
+    ray_session: object,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import optimizer.preflight
 
@@ -84,6 +88,8 @@ def test_failed_evaluations_are_recorded_and_repeated_failures_stop_the_search(
     trials = pd.read_parquet(tmp_path / "runs" / "tiny" / "trials.parquet")
     assert (trials["state"] == "FAIL").all()
     assert trials["error"].str.contains("lm-eval gave no 'acc,strict-match'").sum() == 3
-    assert set(trials["error"][~trials["error"].str.contains("strict-match")]) <= {"interrupted; re-queued"}  # in flight at the stop
+    assert set(trials["error"][~trials["error"].str.contains("strict-match")]) <= {
+        "interrupted; re-queued"
+    }  # in flight at the stop
     assert len(pd.read_parquet(tmp_path / "runs" / "tiny" / "front.parquet")) == 0
     assert "stopped after 3 failed trials in a row; last error:" in capsys.readouterr().err

@@ -11,19 +11,24 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from evaluators.merge import MergeSpec
-from evaluators.merge.engine import plan_for, stream_merge
+from evaluators.merge.engine import PoolMerger, plan_for, stream_merge
 from evaluators.merge.point import MergePoint
 from evaluators.pool import load_pool
 from evaluators.pool.inspect import inspect_members
-from evaluators.merge.engine import PoolMerger
 from evaluators.pool.tiers import TIERS
 from optimizer.cli import main
 
 
 def tiny_llama(directory: Path, seed: int, vocab: int = 40, tied: bool = False, positions: int = 64) -> Path:
     config = LlamaConfig(
-        vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=positions, tie_word_embeddings=tied,
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=positions,
+        tie_word_embeddings=tied,
     )
     torch.manual_seed(seed)
     LlamaForCausalLM(config).save_pretrained(directory)
@@ -40,12 +45,16 @@ def merged(out: Path) -> dict[str, torch.Tensor]:
     return load_file(out / "model.safetensors")
 
 
-def live_merger(pool_file: Path, spec: MergeSpec, groups: dict[str, str] | None = None, tier: str = "host") -> PoolMerger:
+def live_merger(
+    pool_file: Path, spec: MergeSpec, groups: dict[str, str] | None = None, tier: str = "host"
+) -> PoolMerger:
     plan = plan_for(load_pool(pool_file), spec)
     return PoolMerger(plan, spec, TIERS.get(tier)(plan, torch.device("cpu")), torch.device("cpu"), groups)
 
 
-def resident_state(pool_file: Path, spec: MergeSpec, weights: dict[str, float], tied: bool = False) -> dict[str, torch.Tensor]:
+def resident_state(
+    pool_file: Path, spec: MergeSpec, weights: dict[str, float], tied: bool = False
+) -> dict[str, torch.Tensor]:
     """The merge written in place into a model built from the pool's config, as a worker does."""
     merger = live_merger(pool_file, spec)
     model = AutoModelForCausalLM.from_config(LlamaConfig.from_pretrained(merger.plan.model_dir()))
@@ -59,7 +68,9 @@ def test_streaming_sharded_output_matches_formula_resident_and_loads(tiny_pool: 
     pool_file = tiny_pool / "pool" / "checkpoints.yaml"
     weights = {"add": 0.2, "reverse": 0.3, "sort": 0.5}
     spec = MergeSpec()
-    out = stream_merge(plan_for(load_pool(pool_file), spec), spec, MergePoint(weights), tmp_path / "out", max_shard_bytes=100_000)
+    out = stream_merge(
+        plan_for(load_pool(pool_file), spec), spec, MergePoint(weights), tmp_path / "out", max_shard_bytes=100_000
+    )
     index = json.loads((out / "model.safetensors.index.json").read_text())
     assert len(set(index["weight_map"].values())) > 1, "expected several shards"
     model = AutoModelForCausalLM.from_pretrained(out)
@@ -84,7 +95,9 @@ def test_finetune_members_and_task_arithmetic(tmp_path: Path) -> None:
         f"  - {{name: f2, kind: finetune, path: {ft2}, base: b}}\n",
     )
     spec = MergeSpec(method="task_arithmetic", scale=0.8)
-    out = stream_merge(plan_for(load_pool(pool_file), spec), spec, MergePoint({"f1": 0.6, "f2": -0.3}), tmp_path / "out")
+    out = stream_merge(
+        plan_for(load_pool(pool_file), spec), spec, MergePoint({"f1": 0.6, "f2": -0.3}), tmp_path / "out"
+    )
     b, t1, t2 = (load_file(d / "model.safetensors") for d in (base, ft1, ft2))
     got = merged(out)
     for key in b:
@@ -164,13 +177,19 @@ def test_lora_members_against_peft(tmp_path: Path) -> None:
     single = merged(stream_merge(plan_for(load_pool(pool_file), spec), spec, MergePoint({"l1": 1.0}), tmp_path / "o1"))
     for key, value in adapters[0].items():
         torch.testing.assert_close(single[key], value, rtol=1e-5, atol=1e-6)
-    mix = merged(stream_merge(plan_for(load_pool(pool_file), spec), spec, MergePoint({"l1": 0.5, "l2": 0.5}), tmp_path / "o2"))
+    mix = merged(
+        stream_merge(plan_for(load_pool(pool_file), spec), spec, MergePoint({"l1": 0.5, "l2": 0.5}), tmp_path / "o2")
+    )
     for key, value in adapters[0].items():  # exact: the average of the two merged models
         torch.testing.assert_close(mix[key], 0.5 * value + 0.5 * adapters[1][key], rtol=1e-5, atol=1e-6)
     resident = resident_state(pool_file, spec, {"l1": 0.5, "l2": 0.5})
     assert all(torch.allclose(resident[k], mix[k], atol=1e-6) for k in mix)
     factorwise = MergeSpec(method="lora_factorwise")
-    fw = merged(stream_merge(plan_for(load_pool(pool_file), factorwise), factorwise, MergePoint({"l1": 0.5, "l2": 0.5}), tmp_path / "o3"))
+    fw = merged(
+        stream_merge(
+            plan_for(load_pool(pool_file), factorwise), factorwise, MergePoint({"l1": 0.5, "l2": 0.5}), tmp_path / "o3"
+        )
+    )
     key = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.allclose(fw[key], mix[key], atol=1e-4)
     assert torch.equal(fw["model.layers.0.mlp.up_proj.weight"], mix["model.layers.0.mlp.up_proj.weight"])

@@ -41,15 +41,35 @@ def lm_eval_scores(model_dir: Path, tasks_dir: Path, out: Path) -> dict[str, dic
     """Scores from lm-eval's own command line, run as a user would, from the tasks' folder."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     subprocess.run(
-        [str(Path(sys.executable).with_name("lm_eval")), "--model", "hf", "--model_args", f"pretrained={model_dir},dtype=float32",
-         "--tasks", "toy_add,toy_reverse", "--include_path", str(tasks_dir), "--batch_size", "32", "--device", "cpu",
-         "--output_path", str(out)],
-        cwd=tasks_dir, env=env, check=True, capture_output=True, text=True,
+        [
+            str(Path(sys.executable).with_name("lm_eval")),
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={model_dir},dtype=float32",
+            "--tasks",
+            "toy_add,toy_reverse",
+            "--include_path",
+            str(tasks_dir),
+            "--batch_size",
+            "32",
+            "--device",
+            "cpu",
+            "--output_path",
+            str(out),
+        ],
+        cwd=tasks_dir,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(next(out.rglob("results_*.json")).read_text())["results"]
 
 
-def test_exported_trials_are_models_lm_eval_scores_as_the_search_did(run: Path, tiny_pool: Path, tmp_path: Path) -> None:
+def test_exported_trials_are_models_lm_eval_scores_as_the_search_did(
+    run: Path, tiny_pool: Path, tmp_path: Path
+) -> None:
     _, trials = read_table(run, "trials.parquet")
     _, front = read_table(run)
     merge_trial = int(trials[trials["source"] == "sampler"]["trial"].iloc[0])  # weights on several members
@@ -67,8 +87,13 @@ def test_exported_trials_are_models_lm_eval_scores_as_the_search_did(run: Path, 
         assert all(f"| {m} | checkpoint | {w:.4f} |" in card for m, w in weights.items())
         recipe = yaml.safe_load((out / "mergekit.yaml").read_text())
         assert recipe["merge_method"] == "linear" and recipe["parameters"] == {"normalize": False}
-        assert (recipe["dtype"], recipe["out_dtype"]) == ("float32", "float32")  # mergekit computes in float32, as we do
-        assert {Path(m["model"]).name: m["parameters"]["weight"] for m in recipe["models"]} == {m: w for m, w in weights.items() if w}
+        assert (recipe["dtype"], recipe["out_dtype"]) == (
+            "float32",
+            "float32",
+        )  # mergekit computes in float32, as we do
+        assert {Path(m["model"]).name: m["parameters"]["weight"] for m in recipe["models"]} == {
+            m: w for m, w in weights.items() if w
+        }
 
         model = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
         expected = resident_merge(tiny_pool, weights)
@@ -93,7 +118,24 @@ def test_one_off_merge_writes_the_same_outputs(tiny_pool: Path, tmp_path: Path) 
     assert "`mergefront merge`" in (out / "README.md").read_text()
     assert len(yaml.safe_load((out / "mergekit.yaml").read_text())["models"]) == 2
     # a method mergekit computes differently gets no recipe, and the card says why
-    assert main(["merge", "--pool", str(pool), "--method", "ties", "--density", "0.4", "--weights", "add=1,sort=1", "--out", str(tmp_path / "t")]) == 0
+    assert (
+        main(
+            [
+                "merge",
+                "--pool",
+                str(pool),
+                "--method",
+                "ties",
+                "--density",
+                "0.4",
+                "--weights",
+                "add=1,sort=1",
+                "--out",
+                str(tmp_path / "t"),
+            ]
+        )
+        == 0
+    )
     assert not (tmp_path / "t" / "mergekit.yaml").exists()
     assert "mergekit computes method 'ties' differently" in (tmp_path / "t" / "README.md").read_text()
 
@@ -106,10 +148,30 @@ def test_adapter_pool_merges_export_as_one_peft_adapter(tmp_path: Path, method: 
 
     base_dir, pool, _ = two_lora_pool(tmp_path)
     out = tmp_path / "adapter"
-    assert main(["merge", "--pool", str(pool), "--method", method, "--weights", "l1=0.3,l2=0.7", "--as-adapter", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "merge",
+                "--pool",
+                str(pool),
+                "--method",
+                method,
+                "--weights",
+                "l1=0.3,l2=0.7",
+                "--as-adapter",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["r"] == (8 if method == "linear" else 4) and config["lora_alpha"] == config["r"]
-    loaded = peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), out).merge_and_unload().state_dict()
+    loaded = (
+        peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), out)
+        .merge_and_unload()
+        .state_dict()
+    )
     expected = resident_state(pool, MergeSpec(method=method), {"l1": 0.3, "l2": 0.7})
     for key, tensor in expected.items():
         torch.testing.assert_close(loaded[key], tensor, rtol=1e-5, atol=1e-6)

@@ -23,12 +23,23 @@ pytestmark = pytest.mark.e2e
 BUDGET = 10
 
 
-def test_a_worker_killed_mid_trial_is_replaced_and_its_trial_re_queued(tiny_pool: Path, tmp_path: Path, ray_session) -> None:  # type: ignore[no-untyped-def]
+def test_a_worker_killed_mid_trial_is_replaced_and_its_trial_re_queued(
+    tiny_pool: Path, tmp_path: Path, ray_session
+) -> None:  # type: ignore[no-untyped-def]
     """The worker is killed while its trial is in flight: parked (tests/park.py) with every other trial done."""
     exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=BUDGET)
     run = tmp_path / "runs" / "tiny"
     address = ray_session.get_runtime_context().gcs_address
-    command = [str(Path(sys.executable).with_name("mergefront")), "search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--ray-address", address]
+    command = [
+        str(Path(sys.executable).with_name("mergefront")),
+        "search",
+        str(exp),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--no-progress",
+        "--ray-address",
+        address,
+    ]
     log = tmp_path / "driver.log"
     proc, worker = start_parked(command, run, BUDGET, log)
     worker.kill()
@@ -88,4 +99,6 @@ def test_resume_appends_trials_the_study_holds_but_parquet_lacks(tiny_run: Path,
     assert trials["trial"].is_unique and (trials["state"] == "COMPLETE").sum() == 7  # nothing re-evaluated
     row = trials.set_index("trial").loc[lost]
     assert [row["score.toy_add/perplexity"], row["score.toy_reverse/acc"]] == study.trials[lost].values
-    assert all(row[f"weight.{m}"] == pytest.approx(original[f"weight.{m}"]) for m in ("add", "reverse", "sort", "shift"))
+    assert all(
+        row[f"weight.{m}"] == pytest.approx(original[f"weight.{m}"]) for m in ("add", "reverse", "sort", "shift")
+    )

@@ -29,8 +29,13 @@ TASKS = Path(__file__).resolve().parents[1] / "experiments" / "tasks" / "toy"
 
 def llama(directory: Path, seed: int, vocab: int = 40, tied: bool = False, intermediate: int = 64) -> Path:
     config = LlamaConfig(
-        vocab_size=vocab, hidden_size=32, intermediate_size=intermediate, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, tie_word_embeddings=tied,
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=intermediate,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        tie_word_embeddings=tied,
     )
     torch.manual_seed(seed)
     LlamaForCausalLM(config).save_pretrained(directory)
@@ -66,14 +71,22 @@ def test_a_finetune_with_added_tokens_searches_under_task_arithmetic(tmp_path: P
     model.resize_token_embeddings(42)  # the fine-tune added two tokens
     model.save_pretrained(tmp_path / "ft")
     pool = tmp_path / "pool.yaml"
-    pool.write_text(f"bases: {{b: {{path: {base}}}}}\nmembers:\n  - {{name: ft, kind: finetune, path: {tmp_path / 'ft'}, base: b}}\n")
+    pool.write_text(
+        f"bases: {{b: {{path: {base}}}}}\nmembers:\n  - {{name: ft, kind: finetune, path: {tmp_path / 'ft'}, base: b}}\n"
+    )
     spec = MergeSpec(method="task_arithmetic", scale=0.7)
     live = live_equals_loaded(pool, spec, {"ft": 1.0}, tmp_path / "out")
     assert live.get_input_embeddings().weight.shape == (42, 32)
-    worker = Worker(WorkerSpec(  # the worker that failed to start
-        pool=load_pool(pool), objectives={"add": TaskSpec(task="toy_add", metric="perplexity", limit=4)}, tasks_dir=TASKS,
-        runtime=BackendSpec(batch_size=4), merge=spec, bootstrap_iters=0,
-    ))
+    worker = Worker(
+        WorkerSpec(  # the worker that failed to start
+            pool=load_pool(pool),
+            objectives={"add": TaskSpec(task="toy_add", metric="perplexity", limit=4)},
+            tasks_dir=TASKS,
+            runtime=BackendSpec(batch_size=4),
+            merge=spec,
+            bootstrap_iters=0,
+        )
+    )
     assert worker.evaluate(MergePoint({"ft": 0.5})).scores["add"].value > 0
 
 
@@ -87,7 +100,9 @@ def test_the_generation_config_is_the_one_transformers_loads(tmp_path: Path) -> 
     assert live.generation_config.repetition_penalty == 1.3
 
 
-def test_a_tied_config_whose_files_hold_the_head_too_loads_untied(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_tied_config_whose_files_hold_the_head_too_loads_untied(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     for i in range(2):
         directory = llama(tmp_path / f"m{i}", i, tied=True)
         tensors = load_file(directory / "model.safetensors")
@@ -112,9 +127,13 @@ def test_weight_files_are_the_ones_transformers_reads(tmp_path: Path, capsys: py
     live_equals_loaded(pool, MergeSpec(), {"m": 1.0}, tmp_path / "out")
     assert main(["pool", "check", str(pool)]) == 0
     out = capsys.readouterr().out
-    assert "model.safetensors (" in out and "ignored model.safetensors.index.json, old-00001-of-00001.safetensors" in out
+    assert (
+        "model.safetensors (" in out and "ignored model.safetensors.index.json, old-00001-of-00001.safetensors" in out
+    )
     config = json.loads((directory / "config.json").read_text())
-    (directory / "config.json").write_text(json.dumps({**config, "transformers_weights": "model.safetensors.index.json"}))
+    (directory / "config.json").write_text(
+        json.dumps({**config, "transformers_weights": "model.safetensors.index.json"})
+    )
     live = live_equals_loaded(pool, MergeSpec(), {"m": 1.0}, tmp_path / "out2")  # now the named index wins
     assert not live.model.embed_tokens.weight.any()
 
@@ -129,5 +148,8 @@ def test_vocabulary_rows_come_from_the_embeddings_not_from_a_size(tmp_path: Path
     pool.write_text(f"members:\n  - {{name: a, path: {tmp_path / 'a'}}}\n  - {{name: b, path: {tmp_path / 'b'}}}\n")
     plan = plan_for(load_pool(pool), MergeSpec())
     assert plan.tensors["model.layers.0.mlp.up_proj.weight"].shape == (64, 32)
-    assert plan.tensors["model.embed_tokens.weight"].shape == (66, 32) and plan.tensors["lm_head.weight"].shape == (66, 32)
+    assert plan.tensors["model.embed_tokens.weight"].shape == (66, 32) and plan.tensors["lm_head.weight"].shape == (
+        66,
+        32,
+    )
     live_equals_loaded(pool, MergeSpec(), {"a": 0.5, "b": 0.5}, tmp_path / "out")

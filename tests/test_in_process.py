@@ -18,7 +18,9 @@ from tests.conftest import write_experiment
 from tests.swap_checks import tiny_spec
 
 
-def test_an_in_process_search_records_what_the_ray_search_records(tiny_run: Path, tiny_pool: Path, tmp_path: Path) -> None:
+def test_an_in_process_search_records_what_the_ray_search_records(
+    tiny_run: Path, tiny_pool: Path, tmp_path: Path
+) -> None:
     """tiny_run is the same experiment searched by two Ray actors: trial for trial, the same weights
     (a seeded sampler) and the same scores (the same worker code, one thread, on CPU)."""
     from optimizer.cli import main
@@ -33,7 +35,9 @@ def test_an_in_process_search_records_what_the_ray_search_records(tiny_run: Path
     assert set(ours["worker"]) == {"worker-0"}
 
 
-def test_in_process_failures_are_counted_and_the_worker_retired(tiny_pool: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_in_process_failures_are_counted_and_the_worker_retired(
+    tiny_pool: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     workers = InProcessWorkers(tiny_spec(tiny_pool, BackendSpec(batch_size=32, threads=1)), retire_after=2)
     workers.wait_ready()
     worker = workers.idle.pop()
@@ -55,5 +59,8 @@ def test_an_in_process_worker_that_cannot_start_is_reported_as_over_ray(tiny_poo
     shutil.copytree(tiny_pool, copy)
     spec = tiny_spec(copy, BackendSpec(batch_size=32, threads=1))
     shutil.rmtree(copy / "pool" / "add")
-    with pytest.raises(MergefrontError, match=r"^a worker failed to start: evaluators\.errors\.PoolError: worker-0 cannot read the pool"):
+    with pytest.raises(
+        MergefrontError,
+        match=r"^a worker failed to start: evaluators\.errors\.PoolError: worker-0 cannot read the pool",
+    ):
         InProcessWorkers(spec).wait_ready()

@@ -31,8 +31,15 @@ def test_torn_tail_is_cut_to_the_last_complete_line(tmp_path: Path) -> None:
 def test_lock_of_a_killed_holder_is_free_at_once(tmp_path: Path) -> None:
     lock = tmp_path / "study.journal.flock"
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from pathlib import Path; from optimizer.journal import FlockLock; FlockLock(Path({str(lock)!r})).acquire(); print('held', flush=True); input()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1],
+        [
+            sys.executable,
+            "-c",
+            f"from pathlib import Path; from optimizer.journal import FlockLock; FlockLock(Path({str(lock)!r})).acquire(); print('held', flush=True); input()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[1],
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
@@ -70,7 +77,9 @@ def test_resume_settles_proposals_cut_short(tiny_pool: Path, tmp_path: Path) -> 
     assert rows["error"].str.contains("re-queued").all()
     trials = resumed.study.get_trials()
     assert [t.state for t in trials[:2]] == [TrialState.FAIL, TrialState.FAIL]
-    again = {t.user_attrs["requeued_from"]: t.system_attrs["fixed_params"] for t in trials if "requeued_from" in t.user_attrs}
+    again = {
+        t.user_attrs["requeued_from"]: t.system_attrs["fixed_params"] for t in trials if "requeued_from" in t.user_attrs
+    }
     assert again == fixed
     assert all(t.state == TrialState.WAITING for t in trials if "requeued_from" in t.user_attrs)
 

@@ -31,8 +31,13 @@ State = dict[str, torch.Tensor]
 
 def llama(directory: Path) -> Path:
     config = LlamaConfig(
-        vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=64,
+        vocab_size=40,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
     )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(directory)
@@ -137,12 +142,17 @@ def factorwise_by_peft(base: Path, adapters: list[Path], weights: list[float]) -
     layers = [{n: m for n, m in model.named_modules() if isinstance(m, peft.tuners.lora.LoraLayer)} for model in models]
     for name, layer in layers[0].items():
         for factor in ("lora_A", "lora_B"):
-            mixed = sum(w * getattr(each[name], factor)["default"].weight.detach() for w, each in zip(weights, layers, strict=True))
+            mixed = sum(
+                w * getattr(each[name], factor)["default"].weight.detach()
+                for w, each in zip(weights, layers, strict=True)
+            )
             getattr(layer, factor)["default"].weight.data = mixed
     return {k: v.detach() for k, v in models[0].merge_and_unload().state_dict().items()}
 
 
-SHARED = lora(**LLAMA, alpha_pattern={"o_proj": 32}, rank_pattern={"v_proj": 8})  # lora_factorwise: one rank and scale per module
+SHARED = lora(
+    **LLAMA, alpha_pattern={"o_proj": 32}, rank_pattern={"v_proj": 8}
+)  # lora_factorwise: one rank and scale per module
 AS_ADAPTER = {
     "llama_alpha_pattern-linear": (llama, "linear", ALPHA_PATTERN, lora(**LLAMA, alpha_pattern=FIRST_MATCH)),
     "llama_patterns-linear": (llama, "linear", ALPHA_PATTERN, RSLORA),
@@ -159,7 +169,23 @@ def test_as_adapter_is_read_back_by_peft_as_the_merge(tmp_path: Path, case: str)
     a, b = adapter(base, tmp_path / "a", 1, first()), adapter(base, tmp_path / "b", 2, second())
     pool = pool_of(tmp_path, base, {"a": a, "b": b})
     out = tmp_path / "merged"
-    assert main(["merge", "--pool", str(pool), "--method", method, "--weights", "a=0.3,b=0.7", "--as-adapter", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "merge",
+                "--pool",
+                str(pool),
+                "--method",
+                method,
+                "--weights",
+                "a=0.3,b=0.7",
+                "--as-adapter",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     if method == "linear":
         pa, pb = by_peft(base, a), by_peft(base, b)
         expected = {k: 0.3 * pa[k] + 0.7 * pb[k] for k in pa}
@@ -173,19 +199,45 @@ def test_as_adapter_is_read_back_by_peft_as_the_merge(tmp_path: Path, case: str)
 FIX = ["merge_and_unload", "'finetune' member"]
 REFUSED: dict[str, tuple[Callable[[Path], Path], Callable[[], peft.PeftConfig], dict[str, Any] | None, list[str]]] = {
     "dora": (llama, lora(r=2, target_modules=["q_proj"], use_dora=True), None, ["DoRA", "use_dora", *FIX]),
-    "modules_to_save": (llama, lora(r=2, target_modules=["q_proj"], modules_to_save=["lm_head"]), None, ["modules_to_save", "lm_head", *FIX]),
-    "embedding": (llama, lora(r=2, target_modules=["q_proj", "embed_tokens"]), None, ["embedding", "model.embed_tokens", *FIX]),
+    "modules_to_save": (
+        llama,
+        lora(r=2, target_modules=["q_proj"], modules_to_save=["lm_head"]),
+        None,
+        ["modules_to_save", "lm_head", *FIX],
+    ),
+    "embedding": (
+        llama,
+        lora(r=2, target_modules=["q_proj", "embed_tokens"]),
+        None,
+        ["embedding", "model.embed_tokens", *FIX],
+    ),
     "lora_bias": (gpt2, lora(r=2, target_modules=["c_attn"], lora_bias=True), None, ["lora_bias", *FIX]),
     "bias_all": (gpt2, lora(r=2, target_modules=["c_attn"], bias="all"), None, ["bias: all", *FIX]),
-    "not_lora": (llama, lambda: peft.LoHaConfig(r=2, target_modules=["q_proj"], init_weights=False), None, ["LOHA", *FIX]),
-    "init_rewrites_base": (llama, lora(r=2, target_modules=["q_proj"]), {"init_lora_weights": "olora"},
-                           ["init_lora_weights 'olora'", "path_initial_model_for_weight_conversion", *FIX]),
-    "rank_pattern_not_the_factors": (llama, lora(**LLAMA), {"rank_pattern": {"o_proj": 8}}, ["rank 8", "rank 4", "rank_pattern", "o_proj"]),
+    "not_lora": (
+        llama,
+        lambda: peft.LoHaConfig(r=2, target_modules=["q_proj"], init_weights=False),
+        None,
+        ["LOHA", *FIX],
+    ),
+    "init_rewrites_base": (
+        llama,
+        lora(r=2, target_modules=["q_proj"]),
+        {"init_lora_weights": "olora"},
+        ["init_lora_weights 'olora'", "path_initial_model_for_weight_conversion", *FIX],
+    ),
+    "rank_pattern_not_the_factors": (
+        llama,
+        lora(**LLAMA),
+        {"rank_pattern": {"o_proj": 8}},
+        ["rank 8", "rank 4", "rank_pattern", "o_proj"],
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))
-def test_adapters_we_cannot_merge_are_refused_with_their_cause(tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_adapters_we_cannot_merge_are_refused_with_their_cause(
+    tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     arch, config, edit, pieces = REFUSED[case]
     base = arch(tmp_path / "base")
     pool = pool_of(tmp_path, base, {"ad": adapter(base, tmp_path / "ad", 1, config(), edit)})

@@ -19,11 +19,22 @@ from evaluators.merge.engine import plan_for
 from evaluators.pool import load_pool
 from optimizer.mergekit import mergekit_recipe
 
-MERGEKIT = Path(os.environ.get("MERGEKIT_VENV", Path(__file__).resolve().parents[1] / ".venv-mergekit")) / "bin" / "mergekit-yaml"
+MERGEKIT = (
+    Path(os.environ.get("MERGEKIT_VENV", Path(__file__).resolve().parents[1] / ".venv-mergekit"))
+    / "bin"
+    / "mergekit-yaml"
+)
 
 
 def llama(directory: Path, seed: int, vocab: int = 40) -> Path:
-    config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2)
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
     torch.manual_seed(seed)
     LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(directory)
     return directory
@@ -50,7 +61,9 @@ def test_the_base_as_a_member_adds_nothing_to_task_arithmetic(tmp_path: Path) ->
     llama(tmp_path / "base", 0)
     llama(tmp_path / "ft", 1)
     pool = tmp_path / "pool.yaml"
-    pool.write_text("bases: {b: {path: base}}\nmembers:\n  - {name: b, kind: base, base: b}\n  - {name: ft, kind: finetune, path: ft, base: b}\n")
+    pool.write_text(
+        "bases: {b: {path: base}}\nmembers:\n  - {name: b, kind: base, base: b}\n  - {name: ft, kind: finetune, path: ft, base: b}\n"
+    )
     written, _ = recipe(pool, "task_arithmetic", {"b": 0.5, "ft": 0.8})
     assert written is not None and Path(written["base_model"]).name == "base"
     assert [Path(m["model"]).name for m in written["models"]] == ["ft"]
@@ -72,7 +85,10 @@ def test_padded_vocabularies_and_mixed_dtypes_get_no_recipe_and_say_why(tmp_path
 
 
 # `make test-mergekit` sets MERGEKIT_VENV: there a missing mergekit fails instead of skipping
-@pytest.mark.skipif(not MERGEKIT.is_file() and "MERGEKIT_VENV" not in os.environ, reason="no mergekit environment (`make test-mergekit` builds .venv-mergekit)")
+@pytest.mark.skipif(
+    not MERGEKIT.is_file() and "MERGEKIT_VENV" not in os.environ,
+    reason="no mergekit environment (`make test-mergekit` builds .venv-mergekit)",
+)
 @pytest.mark.parametrize("method", ["linear", "task_arithmetic"])
 def test_mergekit_runs_the_recipe_and_computes_our_tensors(tmp_path: Path, method: str) -> None:
     from optimizer.cli import main
@@ -86,10 +102,18 @@ def test_mergekit_runs_the_recipe_and_computes_our_tensors(tmp_path: Path, metho
         "  - {name: x2, kind: finetune, path: x, base: b}\n  - {name: y, kind: finetune, path: y, base: b}\n"
     )
     ours = tmp_path / "ours"
-    assert main(["merge", "--pool", str(pool), "--method", method, "--weights", "x=0.2,x2=0.3,y=0.5", "--out", str(ours)]) == 0
+    assert (
+        main(["merge", "--pool", str(pool), "--method", method, "--weights", "x=0.2,x2=0.3,y=0.5", "--out", str(ours)])
+        == 0
+    )
     theirs = tmp_path / "theirs"
-    subprocess.run([str(MERGEKIT), str(ours / "mergekit.yaml"), str(theirs)], check=True, capture_output=True, timeout=600)
-    a, b = load_file(ours / "model.safetensors"), {k: v for p in theirs.glob("*.safetensors") for k, v in load_file(p).items()}
+    subprocess.run(
+        [str(MERGEKIT), str(ours / "mergekit.yaml"), str(theirs)], check=True, capture_output=True, timeout=600
+    )
+    a, b = (
+        load_file(ours / "model.safetensors"),
+        {k: v for p in theirs.glob("*.safetensors") for k, v in load_file(p).items()},
+    )
     assert set(a) == set(b)
     for key, tensor in a.items():
         assert tensor.dtype == b[key].dtype == torch.bfloat16

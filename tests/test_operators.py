@@ -23,7 +23,9 @@ def checkpoints(*rows: list[float], base: list[float] | None = None) -> TensorIn
     sources = [torch.tensor(r) for r in rows] + ([torch.tensor(base)] if base is not None else [])
     mix = torch.zeros(len(rows), len(sources))
     mix[:, : len(rows)] = torch.eye(len(rows))
-    return TensorInputs("t", tuple(sources[0].shape), sources, mix, (None,) * len(rows), len(rows) if base is not None else None)
+    return TensorInputs(
+        "t", tuple(sources[0].shape), sources, mix, (None,) * len(rows), len(rows) if base is not None else None
+    )
 
 
 def test_linear() -> None:
@@ -46,7 +48,9 @@ def test_ties_by_hand() -> None:
     # agreeing means: [3 (only τ̂1), -2 (only τ̂2), 0 (no sign), 2]
     torch.testing.assert_close(run("ties", x, [0.5, 0.5], density=0.5), torch.tensor([3.0, -2.0, 0.0, 2.0]))
     # weights change the election: w=[0.2, 0.8] -> Σ = [0.6-1.6, -1.6, 0, 0.4] -> [-, -, 0, +]
-    torch.testing.assert_close(run("ties", x, [0.2, 0.8], density=0.5, scale=0.5), 0.5 * torch.tensor([-2.0, -2.0, 0.0, 2.0]))
+    torch.testing.assert_close(
+        run("ties", x, [0.2, 0.8], density=0.5, scale=0.5), 0.5 * torch.tensor([-2.0, -2.0, 0.0, 2.0])
+    )
 
 
 def _mask(seed: int, key: str, member: int, shape: tuple[int, ...], p: float) -> torch.Tensor:
@@ -61,7 +65,9 @@ def test_dare_linear_formula_and_determinism() -> None:
     x = checkpoints(*rows, base=base.tolist())
     got = run("dare_linear", x, [0.7, 0.3], drop=0.4, seed=5, scale=1.5)
     taus = [torch.tensor(r) - base for r in rows]
-    expected = base + 1.5 * sum(w * t * _mask(5, "t", i, (1000,), 0.4) / 0.6 for i, (w, t) in enumerate(zip([0.7, 0.3], taus, strict=True)))
+    expected = base + 1.5 * sum(
+        w * t * _mask(5, "t", i, (1000,), 0.4) / 0.6 for i, (w, t) in enumerate(zip([0.7, 0.3], taus, strict=True))
+    )
     torch.testing.assert_close(got, expected)
     assert torch.equal(got, run("dare_linear", x, [0.7, 0.3], drop=0.4, seed=5, scale=1.5))
     assert not torch.equal(got, run("dare_linear", x, [0.7, 0.3], drop=0.4, seed=6, scale=1.5))
@@ -72,7 +78,10 @@ def test_dare_linear_formula_and_determinism() -> None:
 def test_dare_ties_is_ties_consensus_of_the_dropped_vectors() -> None:
     x = checkpoints([1.0, -2.0, 3.0, -4.0], [2.0, 2.0, -1.0, -1.0], base=[0.0] * 4)
     got = run("dare_ties", x, [0.5, 0.5], drop=0.5, seed=1)
-    d = [torch.tensor(r) * _mask(1, "t", i, (4,), 0.5) / 0.5 for i, r in enumerate([[1.0, -2.0, 3.0, -4.0], [2.0, 2.0, -1.0, -1.0]])]
+    d = [
+        torch.tensor(r) * _mask(1, "t", i, (4,), 0.5) / 0.5
+        for i, r in enumerate([[1.0, -2.0, 3.0, -4.0], [2.0, 2.0, -1.0, -1.0]])
+    ]
     expected = []
     for e in range(4):
         s = torch.sign(0.5 * d[0][e] + 0.5 * d[1][e])

@@ -30,7 +30,7 @@ from tests.conftest import write_experiment
 SERVER = os.environ.get("MERGEFRONT_TEST_POSTGRES")
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not SERVER, reason="needs a PostgreSQL server: eval \"$(.ci/postgres start)\" (.ci/run does)"),
+    pytest.mark.skipif(not SERVER, reason='needs a PostgreSQL server: eval "$(.ci/postgres start)" (.ci/run does)'),
 ]
 BUDGET = 10
 START_TIMEOUT = 600  # bounds a hang only: both drivers start a Ray and load a worker meanwhile
@@ -55,7 +55,9 @@ def database() -> Iterator[str]:
 def mergefront(*args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     cli = str(Path(sys.executable).with_name("mergefront"))
-    return subprocess.Popen([cli, *args, "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    return subprocess.Popen(
+        [cli, *args, "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
 
 
 @contextmanager

@@ -18,8 +18,18 @@ from optimizer.store import Columns, read_table
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # the flags this machine needs: no sandbox as root, and no background connections to a closed network
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+]
 HANG = 600  # seconds for one Chromium run; bounds a hang only (a loaded machine starts it slowly)
 
 
@@ -27,7 +37,21 @@ def test_plot_png_and_html(tiny_run: Path, tmp_path: Path) -> None:
     assert main(["plot", str(tiny_run), "--out", str(tmp_path / "front.png")]) == 0
     image = matplotlib.image.imread(tmp_path / "front.png")
     assert image.shape[0] > 300 and image.shape[1] > 400 and image[..., :3].std() > 0.05
-    assert main(["plot", str(tiny_run), "--x", "toy_reverse/acc", "--y", "toy_add/perplexity", "--out", str(tmp_path / "front.html")]) == 0
+    assert (
+        main(
+            [
+                "plot",
+                str(tiny_run),
+                "--x",
+                "toy_reverse/acc",
+                "--y",
+                "toy_add/perplexity",
+                "--out",
+                str(tmp_path / "front.html"),
+            ]
+        )
+        == 0
+    )
     page = (tmp_path / "front.html").read_text()
     assert "<svg" in page and "<script" not in page
     labels = re.findall(r"<text[^>]*>([^<]*)</text>", page)
@@ -35,10 +59,21 @@ def test_plot_png_and_html(tiny_run: Path, tmp_path: Path) -> None:
 
 
 def test_more_than_two_objectives_give_a_scatter_matrix() -> None:
-    columns = Columns(weights=("a", "b"), objectives=("p", "q", "r"), directions=("maximize", "minimize", "maximize"), knobs=(), report=())
+    columns = Columns(
+        weights=("a", "b"),
+        objectives=("p", "q", "r"),
+        directions=("maximize", "minimize", "maximize"),
+        knobs=(),
+        report=(),
+    )
     rng = np.random.default_rng(0)
-    trials = pd.DataFrame({"state": "COMPLETE", "source": ["single:a", "single:b", "uniform", "sampler", "sampler"],
-                           **{f"score.{o}": rng.random(5) for o in columns.objectives}})
+    trials = pd.DataFrame(
+        {
+            "state": "COMPLETE",
+            "source": ["single:a", "single:b", "uniform", "sampler", "sampler"],
+            **{f"score.{o}": rng.random(5) for o in columns.objectives},
+        }
+    )
     figure = front_figure(columns, trials, trials.iloc[:3], None, None)
     assert len(figure.axes) == 9
     assert len(front_figure(columns, trials, trials.iloc[:3], "p", "r").axes) == 1
@@ -52,17 +87,29 @@ def test_report_renders_in_headless_chromium(tiny_run: Path, tmp_path: Path) -> 
     assert not re.search(r"""(src|href)=["']?https?:""", page), "the report must not load anything from the network"
 
     profile = ["--user-data-dir=" + str(tmp_path / "profile")]
-    dom = subprocess.run([CHROMIUM, *FLAGS, *profile, "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=HANG, check=True)
+    dom = subprocess.run(
+        [CHROMIUM, *FLAGS, *profile, "--dump-dom", out.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+        check=True,
+    )
     _, front = read_table(tiny_run)
     table = re.search(r'<table[^>]*id="front-table".*?</table>', dom.stdout, re.DOTALL)
     assert table is not None, "the front table is missing"
     assert len(re.findall(r"<tr", table.group(0))) == len(front) + 1  # header + one row per front trial
     plot = re.search(r'<figure id="front-plot">(.*?)</figure>', dom.stdout, re.DOTALL)
-    assert plot is not None and "<svg" in plot.group(1) and plot.group(1).count("<path") > 10, "the front plot is missing"
+    assert plot is not None and "<svg" in plot.group(1) and plot.group(1).count("<path") > 10, (
+        "the front plot is missing"
+    )
     assert "Uncaught" not in dom.stderr and not re.search(r"CONSOLE.*(error|Error)", dom.stderr), dom.stderr
 
     shot = tmp_path / "report.png"
-    subprocess.run([CHROMIUM, *FLAGS, *profile, "--window-size=1280,2400", f"--screenshot={shot}", out.as_uri()],
-                   capture_output=True, timeout=HANG, check=True)
+    subprocess.run(
+        [CHROMIUM, *FLAGS, *profile, "--window-size=1280,2400", f"--screenshot={shot}", out.as_uri()],
+        capture_output=True,
+        timeout=HANG,
+        check=True,
+    )
     pixels = matplotlib.image.imread(shot)[..., :3]
     assert (pixels.mean(axis=2) < 0.9).mean() > 0.02, "the page rendered (nearly) blank"

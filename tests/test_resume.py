@@ -26,10 +26,25 @@ def test_stopped_search_resumes_to_exactly_the_budget(
     tiny_pool: Path, tmp_path: Path, ray_session, capsys: pytest.CaptureFixture[str], sig: signal.Signals, code: int
 ) -> None:
     """The driver is stopped parked (tests/park.py): every trial done but one, in flight on a stopped worker."""
-    exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=BUDGET, extra="sampler: {name: tpe}\n")
+    exp = write_experiment(
+        tmp_path,
+        tiny_pool / "pool" / "checkpoints.yaml",
+        tiny_pool / "tasks",
+        trials=BUDGET,
+        extra="sampler: {name: tpe}\n",
+    )
     run = tmp_path / "runs" / "tiny"
     address = ray_session.get_runtime_context().gcs_address
-    command = [str(Path(sys.executable).with_name("mergefront")), "search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--ray-address", address]
+    command = [
+        str(Path(sys.executable).with_name("mergefront")),
+        "search",
+        str(exp),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--no-progress",
+        "--ray-address",
+        address,
+    ]
     log = tmp_path / "driver.log"
     proc, worker = start_parked(command, run, BUDGET, log)
     try:
@@ -50,7 +65,9 @@ def test_stopped_search_resumes_to_exactly_the_budget(
     assert trials["error"].fillna("").str.contains("re-queued").any(), "the stop should have caught a trial in flight"
     assert (trials["state"] == "COMPLETE").sum() == BUDGET
     after = dict(zip(trials["trial"], trials["state"], strict=True))
-    assert all(after[n] == state for n, state in zip(before["trial"], before["state"], strict=True))  # nothing rewritten
+    assert all(
+        after[n] == state for n, state in zip(before["trial"], before["state"], strict=True)
+    )  # nothing rewritten
 
     study = optuna.load_study(study_name="tiny", storage=journal_storage(run / "study.journal"))
     states = {t.number: t.state for t in study.get_trials()}
@@ -58,9 +75,15 @@ def test_stopped_search_resumes_to_exactly_the_budget(
     complete = sorted(n for n, s in states.items() if s == optuna.trial.TrialState.COMPLETE)
     assert complete == sorted(trials.loc[trials["state"] == "COMPLETE", "trial"])
     for t in study.get_trials():  # every trial the stopped driver left running was re-queued with its parameters
-        if t.state == optuna.trial.TrialState.FAIL and "re-queued" in str(trials.set_index("trial").loc[t.number, "error"]):
+        if t.state == optuna.trial.TrialState.FAIL and "re-queued" in str(
+            trials.set_index("trial").loc[t.number, "error"]
+        ):
             again = [u for u in study.get_trials() if u.user_attrs.get("requeued_from") == t.number]
-            assert len(again) == 1 and t.params.items() <= again[0].params.items() and again[0].state == optuna.trial.TrialState.COMPLETE
+            assert (
+                len(again) == 1
+                and t.params.items() <= again[0].params.items()
+                and again[0].state == optuna.trial.TrialState.COMPLETE
+            )
 
     # a larger budget given to resume is kept for later resumes
     assert main(["resume", str(run), "--trials", str(BUDGET + 2), "--no-progress"]) == 0

@@ -20,12 +20,16 @@ pytestmark = pytest.mark.e2e
 
 
 def search(tmp_path: Path, tiny_pool: Path, extra: str, trials: int) -> pd.DataFrame:
-    exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=trials, extra=extra)
+    exp = write_experiment(
+        tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=trials, extra=extra
+    )
     assert main(["search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]) == 0
     return pd.read_parquet(tmp_path / "runs" / "tiny" / "trials.parquet")
 
 
-def test_screening_keeps_the_front_full_fidelity_and_reports_held_out_tasks(tiny_pool: Path, tmp_path: Path, ray_session: object) -> None:
+def test_screening_keeps_the_front_full_fidelity_and_reports_held_out_tasks(
+    tiny_pool: Path, tmp_path: Path, ray_session: object
+) -> None:
     extra = "sampler: {name: random}\nevaluation: {screen: 8, margin: 0.0}\nreport: [{task: toy_sort_report, name: sort_report}]\n"
     trials = search(tmp_path, tiny_pool, extra, trials=12)
     front = pd.read_parquet(tmp_path / "runs" / "tiny" / "front.parquet")
@@ -41,7 +45,9 @@ def test_screening_keeps_the_front_full_fidelity_and_reports_held_out_tasks(tiny
     assert front["report.sort_report"].between(0, 1).all() and front["report_stderr.sort_report"].notna().all()
 
 
-def test_grouped_box_space_with_searched_scale_under_cmaes(tiny_pool: Path, tmp_path: Path, ray_session: object) -> None:
+def test_grouped_box_space_with_searched_scale_under_cmaes(
+    tiny_pool: Path, tmp_path: Path, ray_session: object
+) -> None:
     extra = (
         "merge: {method: task_arithmetic}\n"
         "space: {kind: box, low: -0.5, high: 1.5, groups: {attn: 'self_attn\\.'}, knobs: {scale: [0.5, 1.5]}}\n"
@@ -60,7 +66,9 @@ def test_grouped_box_space_with_searched_scale_under_cmaes(tiny_pool: Path, tmp_
     assert ((w >= -0.5) & (w <= 1.5)).all() and (w < 0).any() | (np.abs(w.sum(axis=1) - 1) > 1e-6).any()
 
 
-def test_surrogate_predictions_are_stored_beside_measurements(tiny_pool: Path, tmp_path: Path, ray_session: object) -> None:
+def test_surrogate_predictions_are_stored_beside_measurements(
+    tiny_pool: Path, tmp_path: Path, ray_session: object
+) -> None:
     trials = search(tmp_path, tiny_pool, "sampler: {name: surrogate}\n", trials=24)
     predicted = trials[trials["predicted.toy_reverse/acc"].notna()]
     assert len(predicted) >= 3, "after 15 trials the surrogate proposes the rest"
@@ -86,7 +94,13 @@ class TrialClock:
 
 def start(tiny_pool: Path, tmp_path: Path, budget: dict[str, float]) -> Search:
     """A created run on the tiny pool (2 workers, random sampler) with ``budget`` besides 200 trials."""
-    exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=200, extra="sampler: {name: random}\n")
+    exp = write_experiment(
+        tmp_path,
+        tiny_pool / "pool" / "checkpoints.yaml",
+        tiny_pool / "tasks",
+        trials=200,
+        extra="sampler: {name: random}\n",
+    )
     experiment, pool = load_experiment(exp)
     experiment = experiment.model_copy(update={"budget": experiment.budget.model_copy(update=budget)})
     return start_run(experiment, pool, exp, tmp_path / "runs")
@@ -94,7 +108,10 @@ def start(tiny_pool: Path, tmp_path: Path, budget: dict[str, float]) -> Search:
 
 @pytest.mark.parametrize(
     ("budget", "reason", "spent_at"),
-    [({"worker_hours": 0.01}, "0.01 worker-hours used", 4), ({"wall_minutes": 0.45}, "wall time of 0.45 min reached", 3)],
+    [
+        ({"worker_hours": 0.01}, "0.01 worker-hours used", 4),
+        ({"wall_minutes": 0.45}, "wall time of 0.45 min reached", 3),
+    ],
     ids=["worker_hours", "wall_minutes"],
 )
 def test_time_budgets_stop_the_search(
@@ -122,4 +139,7 @@ def test_the_wall_time_budget_counts_the_workers_start_up(tiny_pool: Path, tmp_p
 def test_the_real_clock_charges_the_time_workers_measured() -> None:
     row = {"state": "COMPLETE", "merge_seconds": 0.5, "swap_seconds": None, "eval_seconds": 2.0}
     assert RealClock().worker_seconds(row) == 2.5
-    assert RealClock().worker_seconds({"state": "FAIL", "merge_seconds": None, "swap_seconds": None, "eval_seconds": None}) == 0.0
+    assert (
+        RealClock().worker_seconds({"state": "FAIL", "merge_seconds": None, "swap_seconds": None, "eval_seconds": None})
+        == 0.0
+    )

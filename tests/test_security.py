@@ -40,7 +40,9 @@ def one_error_line(capsys: pytest.CaptureFixture[str], expected: str) -> None:
     assert len(err.splitlines()) == 1 and err.startswith("mergefront: error:") and expected in err, err
 
 
-def test_pickle_weights_need_allow_pickle_and_then_merge_like_safetensors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pickle_weights_need_allow_pickle_and_then_merge_like_safetensors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     a, b = tiny_llama(tmp_path / "a", 0), tiny_llama(tmp_path / "b", 1)
     pool_file = write_pool(tmp_path, f"members:\n  - {{name: a, path: {a}}}\n  - {{name: b, path: {b}}}\n")
     merge = ["merge", "--pool", str(pool_file), "--weights", "a=0.25,b=0.75"]
@@ -103,16 +105,23 @@ def test_remote_code_runs_only_where_the_pool_entry_trusts_it(
     monkeypatch.setenv("MERGEFRONT_TEST_MARKER", str(marker))
     config = json.loads((a / "config.json").read_text())
     (a / "custom.py").write_text(REMOTE_CODE)
-    (a / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoConfig": "custom.Config", "AutoModelForCausalLM": "custom.Model"}}))
+    (a / "config.json").write_text(
+        json.dumps({**config, "auto_map": {"AutoConfig": "custom.Config", "AutoModelForCausalLM": "custom.Model"}})
+    )
     plain = write_pool(tmp_path, f"members:\n  - {{name: a, path: {a}}}\n  - {{name: b, path: {b}}}\n")
     assert main(["pool", "check", str(plain)]) == 2
     one_error_line(capsys, "set 'trust_remote_code: true' on its entry")
     assert not load_pool(plain).trusts_remote_code and not marker.exists()
 
-    trusted = write_pool(tmp_path, f"members:\n  - {{name: a, path: {a}, trust_remote_code: true}}\n  - {{name: b, path: {b}}}\n")
+    trusted = write_pool(
+        tmp_path, f"members:\n  - {{name: a, path: {a}, trust_remote_code: true}}\n  - {{name: b, path: {b}}}\n"
+    )
     assert load_pool(trusted).trusts_remote_code
     assert main(["pool", "check", str(trusted)]) == 0
     assert marker.exists(), "the trusted entry's own code builds the model"
     # trust is per entry: the model is built from the `tokenizer` entry, here the untrusted b
-    other = write_pool(tmp_path, f"tokenizer: b\nmembers:\n  - {{name: a, path: {a}, trust_remote_code: true}}\n  - {{name: b, path: {b}}}\n")
+    other = write_pool(
+        tmp_path,
+        f"tokenizer: b\nmembers:\n  - {{name: a, path: {a}, trust_remote_code: true}}\n  - {{name: b, path: {b}}}\n",
+    )
     assert not load_pool(other).trusts_remote_code

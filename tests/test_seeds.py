@@ -109,14 +109,34 @@ def test_ranked_trials_orders_complete_full_trials_by_signed_macro(tmp_path: Pat
     from optimizer.seeds.common import ranked_trials
     from optimizer.store import Columns, TrialRecord, TrialStore
 
-    columns = Columns(weights=("a", "b"), objectives=("acc", "loss"), directions=("maximize", "minimize"), knobs=("scale",))
+    columns = Columns(
+        weights=("a", "b"), objectives=("acc", "loss"), directions=("maximize", "minimize"), knobs=("scale",)
+    )
     now = datetime.now(UTC)
     store = TrialStore(tmp_path, columns)
 
     def add(trial: int, acc: float, loss: float, **extra: object) -> None:
-        fields = {"weights": {"a": 0.5, "b": 0.5}, "scores": {"acc": acc, "loss": loss}, "stderr": {}, "knobs": {"scale": 1.0}}
-        store.append(TrialRecord(trial, "COMPLETE", "sampler", **fields, merge_seconds=0.0, eval_seconds=0.0, worker="w",
-                                 device="cpu", started_at=now, finished_at=now, **extra))  # type: ignore[arg-type]
+        fields = {
+            "weights": {"a": 0.5, "b": 0.5},
+            "scores": {"acc": acc, "loss": loss},
+            "stderr": {},
+            "knobs": {"scale": 1.0},
+        }
+        store.append(
+            TrialRecord(
+                trial,
+                "COMPLETE",
+                "sampler",
+                **fields,
+                merge_seconds=0.0,
+                eval_seconds=0.0,
+                worker="w",
+                device="cpu",
+                started_at=now,
+                finished_at=now,
+                **extra,
+            )
+        )  # type: ignore[arg-type]
 
     add(0, 0.5, 0.25)  # macro (0.5 - 0.25) / 2 = 0.125
     add(1, 0.5, 0.0)  # 0.25

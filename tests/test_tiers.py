@@ -23,8 +23,13 @@ WEIGHTS = {"c": 0.4, "t": 0.3, "l": 0.2, "b": 0.1}
 
 def bf16_llama(directory: Path, seed: int, vocab: int = 40, shard: str | None = None) -> Path:
     config = LlamaConfig(
-        vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, tie_word_embeddings=True,
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).to(torch.bfloat16)
@@ -76,10 +81,16 @@ def files(directory: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("method", ["linear", "task_arithmetic"])
-def test_every_tier_and_the_export_merge_bit_identically(mixed_pool: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path, method: str) -> None:
+def test_every_tier_and_the_export_merge_bit_identically(
+    mixed_pool: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path, method: str
+) -> None:
     pool_file, _ = mixed_pool
     spec = MergeSpec(method=method, scale=0.9 if method == "task_arithmetic" else None)
-    exported = files(stream_merge(plan_for(load_pool(pool_file), spec), spec, MergePoint(WEIGHTS), tmp_path / "out", max_shard_bytes=30_000))
+    exported = files(
+        stream_merge(
+            plan_for(load_pool(pool_file), spec), spec, MergePoint(WEIGHTS), tmp_path / "out", max_shard_bytes=30_000
+        )
+    )
     assert "lm_head.weight" not in exported and exported["model.embed_tokens.weight"].shape == (44, 32)
     for tier in ("device", "host", "disk"):
         model, placement = live_merge(pool_file, spec, tier)
@@ -91,24 +102,41 @@ def test_every_tier_and_the_export_merge_bit_identically(mixed_pool: tuple[Path,
         assert model.lm_head.weight is model.model.embed_tokens.weight
 
 
-def test_the_merge_equals_the_formula_with_peft_and_transfer_references(mixed_pool: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path) -> None:
+def test_the_merge_equals_the_formula_with_peft_and_transfer_references(
+    mixed_pool: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path
+) -> None:
     pool_file, lora_reference = mixed_pool
     root = pool_file.parent
-    got = files(stream_merge(plan_for(load_pool(pool_file), MergeSpec()), MergeSpec(), MergePoint(WEIGHTS), tmp_path / "out"))
+    got = files(
+        stream_merge(plan_for(load_pool(pool_file), MergeSpec()), MergeSpec(), MergePoint(WEIGHTS), tmp_path / "out")
+    )
     c, b, v1, ft = (files(root / d) for d in ("ckpt", "base", "v1", "v1-ft"))
 
     def pad(t: torch.Tensor) -> torch.Tensor:
-        return torch.cat([t.double(), torch.zeros(44 - t.shape[0], *t.shape[1:], dtype=torch.float64)]) if t.shape[0] == 40 else t.double()
+        return (
+            torch.cat([t.double(), torch.zeros(44 - t.shape[0], *t.shape[1:], dtype=torch.float64)])
+            if t.shape[0] == 40
+            else t.double()
+        )
 
     for key, value in got.items():
-        terms = [0.4 * pad(c[key]), 0.3 * pad(b[key]), 0.3 * ft[key].double(), -0.3 * pad(v1[key]), 0.2 * pad(lora_reference[key]), 0.1 * pad(b[key])]
+        terms = [
+            0.4 * pad(c[key]),
+            0.3 * pad(b[key]),
+            0.3 * ft[key].double(),
+            -0.3 * pad(v1[key]),
+            0.2 * pad(lora_reference[key]),
+            0.1 * pad(b[key]),
+        ]
         expected = sum(terms)
         # one bf16 rounding (half a step: at most 2^-8 relative) of a float32 sum (2^-24 per term's magnitude)
         bound = expected.abs() * 2**-8 + 2**-22 * sum(t.abs() for t in terms)
         assert ((value.double() - expected).abs() <= bound).all(), key
 
 
-def test_the_empty_built_live_model_computes_what_transformers_loads(mixed_pool: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path) -> None:
+def test_the_empty_built_live_model_computes_what_transformers_loads(
+    mixed_pool: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path
+) -> None:
     pool_file, _ = mixed_pool
     out = stream_merge(plan_for(load_pool(pool_file), MergeSpec()), MergeSpec(), MergePoint(WEIGHTS), tmp_path / "out")
     loaded = AutoModelForCausalLM.from_pretrained(out, local_files_only=True).eval()
@@ -124,8 +152,10 @@ def test_the_empty_built_live_model_computes_what_transformers_loads(mixed_pool:
         assert torch.equal(loaded(ids).logits, live(ids).logits)
 
 
-def test_auto_picks_host_when_the_pool_fits_and_disk_when_it_does_not(mixed_pool: tuple[Path, dict[str, torch.Tensor]], monkeypatch: pytest.MonkeyPatch) -> None:
-    import evaluators.pool.tiers as tiers
+def test_auto_picks_host_when_the_pool_fits_and_disk_when_it_does_not(
+    mixed_pool: tuple[Path, dict[str, torch.Tensor]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evaluators.pool import tiers
 
     plan = plan_for(load_pool(mixed_pool[0]), MergeSpec())
     size = tiers.pool_bytes(plan)

@@ -67,14 +67,23 @@ def test_search_with_the_vllm_backend_in_a_ray_worker(tiny_pool: Path, tmp_path:
 
     engine = ENGINE.model_dump()
     exp = write_experiment(
-        tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=6,
+        tmp_path,
+        tiny_pool / "pool" / "checkpoints.yaml",
+        tiny_pool / "tasks",
+        trials=6,
         extra=f"workers: {{count: 1, backend: vllm, batch_size: 32, vllm: {engine}}}\nevaluation: {{bootstrap_iters: 0}}\n",
     )
     address = ray_session.get_runtime_context().gcs_address
-    assert main(["search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--ray-address", address]) == 0
+    assert (
+        main(["search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--ray-address", address]) == 0
+    )
     trials = pd.read_parquet(tmp_path / "runs" / "tiny" / "trials.parquet")
     assert (trials["state"] == "COMPLETE").sum() == 6
-    assert (trials["swap_seconds"] >= 0).all() and (trials["merge_seconds"] > 0).all() and (trials["samples"] == 2 * 24).all()
+    assert (
+        (trials["swap_seconds"] >= 0).all()
+        and (trials["merge_seconds"] > 0).all()
+        and (trials["samples"] == 2 * 24).all()
+    )
     assert set(trials["device"]) == {"cpu"} and set(trials["worker"]) == {"worker-0"}
 
 
@@ -93,14 +102,24 @@ def family_pool(root: Path, name: str) -> Path:
 
     extra = dict(VLLM_FAMILIES[name])
     config = AutoConfig.for_model(
-        extra.pop("model_type"), vocab_size=64, hidden_size=128, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False, **extra,
+        extra.pop("model_type"),
+        vocab_size=64,
+        hidden_size=128,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+        **extra,
     )
     for i in range(2):
         torch.manual_seed(i)
         AutoModelForCausalLM.from_config(config).save_pretrained(root / f"m{i}")
         build_tokenizer().save_pretrained(root / f"m{i}")
-    (root / "pool.yaml").write_text(f"members:\n  - {{name: m0, path: {root / 'm0'}}}\n  - {{name: m1, path: {root / 'm1'}}}\n")
+    (root / "pool.yaml").write_text(
+        f"members:\n  - {{name: m0, path: {root / 'm0'}}}\n  - {{name: m1, path: {root / 'm1'}}}\n"
+    )
     return root / "pool.yaml"
 
 
@@ -126,14 +145,21 @@ def test_vllm_searches_other_families_and_scores_as_hf_does(family: str, tmp_pat
         f"workers: {{count: 1, backend: vllm, batch_size: 16, threads: 1, vllm: {engine}}}\n"
     )
     address = ray_session.get_runtime_context().gcs_address
-    assert main(["search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--ray-address", address]) == 0
+    assert (
+        main(["search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--ray-address", address]) == 0
+    )
     trials = pd.read_parquet(tmp_path / "runs" / family / "trials.parquet")
     assert (trials["state"] == "COMPLETE").sum() == 4
     row = trials[trials["source"] == "sampler"].iloc[0]
-    hf = Worker(WorkerSpec(
-        pool=load_pool(pool), objectives={"ppl": TaskSpec(task="toy_add", metric="perplexity", limit=16)}, tasks_dir=tasks,
-        runtime=BackendSpec(backend="hf", batch_size=16, dtype="float32"), bootstrap_iters=100,
-    ))
+    hf = Worker(
+        WorkerSpec(
+            pool=load_pool(pool),
+            objectives={"ppl": TaskSpec(task="toy_add", metric="perplexity", limit=16)},
+            tasks_dir=tasks,
+            runtime=BackendSpec(backend="hf", batch_size=16, dtype="float32"),
+            bootstrap_iters=100,
+        )
+    )
     theirs = hf.evaluate(MergePoint(weights={m: float(row[f"weight.{m}"]) for m in ("m0", "m1")})).scores["ppl"]
     ours = float(row["score.toy_add/perplexity"])
     assert abs(ours - theirs.value) <= (theirs.stderr or 0.0), (family, ours, theirs)

@@ -28,16 +28,37 @@ def five_member_pool(tiny_pool: Path, directory: Path) -> Path:
     return path
 
 
-def test_warm_start_reuses_old_trials_without_re_evaluating(tiny_pool: Path, tmp_path: Path, ray_session: object) -> None:
+def test_warm_start_reuses_old_trials_without_re_evaluating(
+    tiny_pool: Path, tmp_path: Path, ray_session: object
+) -> None:
     runs = tmp_path / "runs"
-    old_exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=6, extra="sampler: {name: tpe}\n")
+    old_exp = write_experiment(
+        tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=6, extra="sampler: {name: tpe}\n"
+    )
     assert main(["search", str(old_exp), "--runs-dir", str(runs), "--no-progress"]) == 0
     old = pd.read_parquet(runs / "tiny" / "trials.parquet")
 
     new_dir = tmp_path / "new"
     new_dir.mkdir()
-    new_exp = write_experiment(new_dir, five_member_pool(tiny_pool, new_dir), tiny_pool / "tasks", trials=3, extra="sampler: {name: tpe}\n")
-    assert main(["search", str(new_exp), "--runs-dir", str(runs), "--name", "tiny5", "--warm-start", str(runs / "tiny"), "--no-progress"]) == 0
+    new_exp = write_experiment(
+        new_dir, five_member_pool(tiny_pool, new_dir), tiny_pool / "tasks", trials=3, extra="sampler: {name: tpe}\n"
+    )
+    assert (
+        main(
+            [
+                "search",
+                str(new_exp),
+                "--runs-dir",
+                str(runs),
+                "--name",
+                "tiny5",
+                "--warm-start",
+                str(runs / "tiny"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     new = pd.read_parquet(runs / "tiny5" / "trials.parquet")
 
     warm = new[new["source"].str.startswith("warm:tiny#")]
@@ -47,7 +68,13 @@ def test_warm_start_reuses_old_trials_without_re_evaluating(tiny_pool: Path, tmp
     # no old trial was evaluated again: no old single is re-run and imported rows keep their old timings
     assert set(fresh["source"]) <= {"single:base", "uniform", "sampler"}
     matched = old.set_index("trial").loc[[int(s.split("#")[1]) for s in warm["source"]]]
-    for col in ["score.toy_add/perplexity", "score.toy_reverse/acc", "merge_seconds", "eval_seconds", *[f"weight.{m}" for m in MEMBERS]]:
+    for col in [
+        "score.toy_add/perplexity",
+        "score.toy_reverse/acc",
+        "merge_seconds",
+        "eval_seconds",
+        *[f"weight.{m}" for m in MEMBERS],
+    ]:
         np.testing.assert_array_equal(warm[col].to_numpy(), matched[col].to_numpy())
     assert (warm["weight.base"] == 0).all()
     assert warm["finished_at"].max() < fresh["started_at"].min()
@@ -56,7 +83,8 @@ def test_warm_start_reuses_old_trials_without_re_evaluating(tiny_pool: Path, tmp
     front = pd.read_parquet(runs / "tiny5" / "front.parquet")
     scores = new[["score.toy_add/perplexity", "score.toy_reverse/acc"]].to_numpy() * SIGNS
     expected = {
-        int(t) for t, row in zip(new["trial"], scores, strict=True)
+        int(t)
+        for t, row in zip(new["trial"], scores, strict=True)
         if not any((o >= row).all() and (o > row).any() for o in scores)
     }
     assert set(front["trial"]) == expected
@@ -65,16 +93,25 @@ def test_warm_start_reuses_old_trials_without_re_evaluating(tiny_pool: Path, tmp
     study = optuna.load_study(study_name="tiny5", storage=journal_storage(runs / "tiny5" / "study.journal"))
     done = {t.number: t.values for t in study.get_trials(states=[optuna.trial.TrialState.COMPLETE])}
     assert set(done) == set(new["trial"])
-    assert all(t.params["x.base"] == 0.0 for t in study.get_trials() if str(t.user_attrs.get("source")).startswith("warm:"))
+    assert all(
+        t.params["x.base"] == 0.0 for t in study.get_trials() if str(t.user_attrs.get("source")).startswith("warm:")
+    )
 
 
-def test_warm_start_refuses_changed_evaluation_settings(tiny_pool: Path, tmp_path: Path, ray_session: object, capsys: pytest.CaptureFixture[str]) -> None:
+def test_warm_start_refuses_changed_evaluation_settings(
+    tiny_pool: Path, tmp_path: Path, ray_session: object, capsys: pytest.CaptureFixture[str]
+) -> None:
     runs = tmp_path / "runs"
-    old_exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=2, extra="sampler: {name: tpe}\n")
+    old_exp = write_experiment(
+        tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=2, extra="sampler: {name: tpe}\n"
+    )
     assert main(["search", str(old_exp), "--runs-dir", str(runs), "--no-progress"]) == 0
     changed = tmp_path / "changed.yaml"
     changed.write_text(old_exp.read_text().replace("metric: acc,", "metric: acc, limit: 5,"))
-    assert main(["search", str(changed), "--runs-dir", str(runs), "--name", "again", "--warm-start", str(runs / "tiny")]) == 2
+    assert (
+        main(["search", str(changed), "--runs-dir", str(runs), "--name", "again", "--warm-start", str(runs / "tiny")])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "cannot warm-start from" in err and "objective 'toy_reverse/acc' changed" in err
     assert not (runs / "again").exists()

@@ -27,11 +27,27 @@ def trials(run: Path) -> pd.DataFrame:
 
 
 def watch_once(exp: Path, runs: Path, capsys: pytest.CaptureFixture[str], per_member: int = 3) -> str:
-    assert main(["watch", str(exp), "--once", "--runs-dir", str(runs), "--trials-per-member", str(per_member), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "watch",
+                str(exp),
+                "--once",
+                "--runs-dir",
+                str(runs),
+                "--trials-per-member",
+                str(per_member),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     return capsys.readouterr().out.splitlines()[0]
 
 
-def test_watch_once_follows_the_pool(tiny_pool: Path, tmp_path: Path, ray_session: object, capsys: pytest.CaptureFixture[str]) -> None:
+def test_watch_once_follows_the_pool(
+    tiny_pool: Path, tmp_path: Path, ray_session: object, capsys: pytest.CaptureFixture[str]
+) -> None:
     ckpts = tmp_path / "ckpts"
     for member in ("add", "reverse", "sort", "shift"):
         shutil.copytree(tiny_pool / "pool" / member, ckpts / member)
@@ -63,7 +79,8 @@ def test_watch_once_follows_the_pool(tiny_pool: Path, tmp_path: Path, ray_sessio
     front = pd.read_parquet(runs / "tiny-2" / "front.parquet")
     signed = second.loc[second["state"] == "COMPLETE", SCORES].to_numpy() * np.array([-1.0, 1.0])
     expected = {
-        int(t) for t, row in zip(second.loc[second["state"] == "COMPLETE", "trial"], signed, strict=True)
+        int(t)
+        for t, row in zip(second.loc[second["state"] == "COMPLETE", "trial"], signed, strict=True)
         if not any((o >= row).all() and (o > row).any() for o in signed)
     }
     assert set(front["trial"]) == expected  # one front over old and new trials
@@ -71,7 +88,10 @@ def test_watch_once_follows_the_pool(tiny_pool: Path, tmp_path: Path, ray_sessio
 
     # the add checkpoint is rewritten: named as changed; trials that gave it weight are not reused
     weights = load_file(ckpts / "add" / "model.safetensors")
-    save_file({k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v for k, v in weights.items()}, ckpts / "add" / "model.safetensors")
+    save_file(
+        {k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v for k, v in weights.items()},
+        ckpts / "add" / "model.safetensors",
+    )
     line = watch_once(exp, runs, capsys, per_member=2)
     assert "changed: add" in line and "scores that used add (changed files) are not reused" in line, line
     third = trials(runs / "tiny-3")

@@ -18,7 +18,9 @@ from evaluators.resident import MergeSource
 class VllmSpec(Frozen):
     """Engine settings passed through to ``vllm.LLM`` (the vLLM backend only)."""
 
-    gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1, description="share of GPU memory the engine may take")
+    gpu_memory_utilization: float = Field(
+        default=0.85, gt=0, le=1, description="share of GPU memory the engine may take"
+    )
     max_model_len: int | None = Field(default=None, ge=1, description="context length (default: the model's)")
     tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs per engine; a worker holds that many")
     enforce_eager: bool = Field(default=False, description="skip CUDA graph capture: faster start, slower decode")
@@ -44,7 +46,9 @@ class BackendSpec(Frozen):
         "memory-mapped copy per node, shared), disk (read from the files each trial); auto picks from free memory",
     )
     gpu_memory_fraction: float | None = Field(
-        default=None, gt=0, le=1,
+        default=None,
+        gt=0,
+        le=1,
         description="cap on the share of its GPU a worker may use (HF backend; the pool tier decision respects it)",
     )
     vllm: VllmSpec = VllmSpec()

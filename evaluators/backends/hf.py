@@ -21,7 +21,6 @@ from evaluators.pool.plan import PoolPlan
 from evaluators.pool.tiers import DEVICE_HEADROOM
 from evaluators.resident import MergeSource
 
-
 GENERATION_CONFIG = "generation_config.json"
 
 
@@ -43,7 +42,9 @@ def empty_model(source: MergeSource, plan: PoolPlan, dtype: torch.dtype, device:
         for name, param in list(module._parameters.items()):
             if param is not None:
                 if id(param) not in storage:
-                    storage[id(param)] = torch.nn.Parameter(torch.empty(param.shape, dtype=param.dtype, device=device), requires_grad=False)
+                    storage[id(param)] = torch.nn.Parameter(
+                        torch.empty(param.shape, dtype=param.dtype, device=device), requires_grad=False
+                    )
                 module._parameters[name] = storage[id(param)]
     model.tie_weights()  # as from_pretrained does: a tied head is the embedding tensor itself
     if (source.model_dir() / GENERATION_CONFIG).is_file():
@@ -55,7 +56,10 @@ def live_targets(model: PreTrainedModel, plan: PoolPlan) -> dict[str, torch.Tens
     """Each pool tensor's place in the live model (a parameter, a persistent buffer, or a view of a fused
     parameter), as transformers would load the file tensor of that name."""
     saved = model.state_dict(keep_vars=True)
-    live = {**{k: v for k, v in model.named_buffers() if k in saved}, **dict(model.named_parameters(remove_duplicate=False))}
+    live = {
+        **{k: v for k, v in model.named_buffers() if k in saved},
+        **dict(model.named_parameters(remove_duplicate=False)),
+    }
     return {key: slot.view(live[slot.name]) for key, slot in plan.slots.items()}
 
 
@@ -72,8 +76,12 @@ class HFBackend:
             share *= spec.gpu_memory_fraction
         plan = source.plan()
         self.model = empty_model(source, plan, plan.model_dtype(spec.dtype), device)
-        tokenizer = AutoTokenizer.from_pretrained(source.model_dir(), local_files_only=True, trust_remote_code=source.pool.trusts_remote_code)
-        self._lm = QuietHFLM(pretrained=self.model, tokenizer=tokenizer, batch_size=spec.resolved_batch_size, device=self.device)
+        tokenizer = AutoTokenizer.from_pretrained(
+            source.model_dir(), local_files_only=True, trust_remote_code=source.pool.trusts_remote_code
+        )
+        self._lm = QuietHFLM(
+            pretrained=self.model, tokenizer=tokenizer, batch_size=spec.resolved_batch_size, device=self.device
+        )
         self._targets = live_targets(self.model, plan)
         self.merger, placed = source.merger(device, plan, resident_share=share)
         self.placement = f"pool tier {placed.tier} ({placed.reason})"

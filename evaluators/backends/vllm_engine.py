@@ -22,7 +22,9 @@ from evaluators.merge import MergePoint
 from evaluators.resident import MergeSource
 
 EXTENSION = "evaluators.backends.vllm_extension.MergeExtension"
-INSTALL_HINT = "install it with pip install -e '.[vllm]' (GPU), use `make test-vllm`'s CPU environment, or set workers.backend: hf"
+INSTALL_HINT = (
+    "install it with pip install -e '.[vllm]' (GPU), use `make test-vllm`'s CPU environment, or set workers.backend: hf"
+)
 
 
 def _lm_eval_vllm() -> type[LM]:

@@ -36,7 +36,9 @@ class MergeExtension:
     def mergefront_load(self, source: dict[str, Any]) -> tuple[str, str]:
         """Open the pool (given as ``MergeSource`` JSON) for this worker's device; returns the device and
         the pool tier chosen, with why."""
-        self._mergefront_merger, placed = MergeSource.model_validate(source).merger(self.device, resident_share=RESIDENT_SHARE)
+        self._mergefront_merger, placed = MergeSource.model_validate(source).merger(
+            self.device, resident_share=RESIDENT_SHARE
+        )
         return str(self.device), f"pool tier {placed.tier} ({placed.reason})"
 
     def mergefront_swap(self, point: dict[str, Any]) -> tuple[float, float]:

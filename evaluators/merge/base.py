@@ -70,7 +70,9 @@ class Operator:
 OPERATORS: Registry[Operator] = Registry("merge method")
 
 
-def operator(name: str, knobs: dict[str, Any] | None = None, needs_base: bool = False, adapters_only: bool = False) -> Callable[[OperatorFn], OperatorFn]:
+def operator(
+    name: str, knobs: dict[str, Any] | None = None, needs_base: bool = False, adapters_only: bool = False
+) -> Callable[[OperatorFn], OperatorFn]:
     """Register ``fn`` as merge method ``name``."""
 
     def add(fn: OperatorFn) -> OperatorFn:

@@ -42,7 +42,11 @@ def plan_for(pool: Pool, spec: MergeSpec, exact: bool = True) -> PoolPlan:
     if op.adapters_only and not all(isinstance(m, LoraMember) for m in pool.members):
         raise PoolError(f"merge method '{spec.method}' needs a pool of LoRA members only")
     if op.needs_base and pool.merge_base is None:
-        found = f"several bases ({', '.join(pool.bases)}) and no 'base:' to pick one" if pool.bases else "no entry under 'bases'"
+        found = (
+            f"several bases ({', '.join(pool.bases)}) and no 'base:' to pick one"
+            if pool.bases
+            else "no entry under 'bases'"
+        )
         raise PoolError(
             f"merge method '{spec.method}' needs a merge base θ₀, but pool '{pool.name}' has {found}; "
             "declare the base under 'bases' (and name it with 'base:' if there are several)"
@@ -57,7 +61,14 @@ class PoolMerger:
     integer buffers (bookkeeping, equal in every member) are taken from the first source.
     """
 
-    def __init__(self, plan: PoolPlan, spec: MergeSpec, tier: SourceTier, device: torch.device, groups: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        plan: PoolPlan,
+        spec: MergeSpec,
+        tier: SourceTier,
+        device: torch.device,
+        groups: Mapping[str, str] | None = None,
+    ) -> None:
         self.plan, self.spec, self.tier, self.device = plan, spec, tier, device
         self.operator = OPERATORS.get(spec.method)
         self.group_of = assign_groups(plan.tensors, groups or {})
@@ -68,7 +79,9 @@ class PoolMerger:
         for key in self.floating:
             factors = plan.lowrank(key)
             if any(f is not None for f in factors):
-                self.lowrank[key] = tuple(None if f is None else LowRank(f.a.to(device), f.b.to(device), f.scale) for f in factors)
+                self.lowrank[key] = tuple(
+                    None if f is None else LowRank(f.a.to(device), f.b.to(device), f.scale) for f in factors
+                )
 
     def resolve(self, point: MergePoint) -> ResolvedPoint:
         return ResolvedPoint(point, self.plan.members, self.spec, self.group_of)
@@ -76,8 +89,13 @@ class PoolMerger:
     def inputs(self, key: str) -> TensorInputs:
         """Tensor ``key``'s sources as the tier holds them (call ``tier.done(key)`` when finished)."""
         return TensorInputs(
-            key, self.plan.tensors[key].shape, self.tier.fetch(key), self.mix,
-            self.lowrank.get(key, (None,) * len(self.plan.members)), self.plan.base_index, self.device,
+            key,
+            self.plan.tensors[key].shape,
+            self.tier.fetch(key),
+            self.mix,
+            self.lowrank.get(key, (None,) * len(self.plan.members)),
+            self.plan.base_index,
+            self.device,
         )
 
     def tensor_into(self, key: str, resolved: ResolvedPoint, out: torch.Tensor) -> None:

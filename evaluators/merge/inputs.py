@@ -11,6 +11,8 @@ import torch
 from evaluators.merge.kernel import Combination, LowRankTerm, combine_into
 from evaluators.pool.adapters import LowRank
 
+CPU = torch.device("cpu")
+
 
 @dataclass(frozen=True)
 class TensorInputs:
@@ -29,7 +31,7 @@ class TensorInputs:
     mix: torch.Tensor  # [K, U], float32, CPU
     lowrank: tuple[LowRank | None, ...]  # per member
     base_index: int | None
-    device: torch.device = torch.device("cpu")
+    device: torch.device = CPU
 
     def combination(self, w: torch.Tensor) -> Combination:
         """Σ_i w_i·value_i as a recipe over the sources; low-rank terms stay factors (w_i·s_i·B_i@A_i)."""

@@ -91,8 +91,13 @@ def _segment(out: torch.Tensor, pairs: list[tuple[torch.Tensor, float]]) -> None
         out.zero_()
     elif out.device.type == "cpu" and _fusable(out) and all(_fusable(s) for s, _ in pairs):
         _fused.combine(
-            out.data_ptr(), CODES[out.dtype], out.numel(), [s.data_ptr() for s, _ in pairs],
-            [CODES[s.dtype] for s, _ in pairs], [float(c) for _, c in pairs], torch.get_num_threads(),
+            out.data_ptr(),
+            CODES[out.dtype],
+            out.numel(),
+            [s.data_ptr() for s, _ in pairs],
+            [CODES[s.dtype] for s, _ in pairs],
+            [float(c) for _, c in pairs],
+            torch.get_num_threads(),
         )
     else:
         _torch_segment(out, pairs)

@@ -32,7 +32,9 @@ def disjoint_mean(deltas: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     agree = (torch.sign(deltas) == sign) & (deltas != 0)
     numerator = (weighted * agree).sum(dim=0)
     denominator = (wv * agree).sum(dim=0)
-    return torch.where(denominator != 0, numerator / denominator.where(denominator != 0, torch.ones_like(denominator)), 0.0)
+    return torch.where(
+        denominator != 0, numerator / denominator.where(denominator != 0, torch.ones_like(denominator)), 0.0
+    )
 
 
 @operator("ties", knobs={"scale": 1.0, "density": 0.5}, needs_base=True)

@@ -35,10 +35,18 @@ FIX = "merge it into its base with peft's merge_and_unload() and add the result 
 # peft's LoRA variants (LoraConfig fields tagged is_lora_variant): their merge is not base + scale·B@A, or there is none
 VARIANTS = {
     "use_dora": "a DoRA adapter (use_dora), whose merge rescales W + ΔW to a trained norm per output feature (lora_magnitude_vector)",
-    **{field: f"a {name} adapter ({field}), a LoRA variant" for field, name in (
-        ("alora_invocation_tokens", "aLoRA"), ("arrow_config", "Arrow"), ("use_bdlora", "BD-LoRA"), ("velora_config", "VeLoRA"),
-        ("monteclora_config", "MonteCLoRA"), ("kasa_config", "KaSA"), ("use_qalora", "QA-LoRA"),
-    )},
+    **{
+        field: f"a {name} adapter ({field}), a LoRA variant"
+        for field, name in (
+            ("alora_invocation_tokens", "aLoRA"),
+            ("arrow_config", "Arrow"),
+            ("use_bdlora", "BD-LoRA"),
+            ("velora_config", "VeLoRA"),
+            ("monteclora_config", "MonteCLoRA"),
+            ("kasa_config", "KaSA"),
+            ("use_qalora", "QA-LoRA"),
+        )
+    },
 }
 # other fields that put more than the LoRA factors into the model, with what they do
 EXTRAS = {
@@ -81,7 +89,9 @@ def _pattern(patterns: dict[str, Any], module: str, default: Any, field: str, ow
             if re.match(rf"(.*\.)?({key})$", module):
                 return value
         except re.error as exc:
-            raise PoolError(f"member '{owner}': {CONFIG} {field} key '{key}' is not a regular expression ({exc}); fix that key") from None
+            raise PoolError(
+                f"member '{owner}': {CONFIG} {field} key '{key}' is not a regular expression ({exc}); fix that key"
+            ) from None
     return default
 
 
@@ -89,14 +99,20 @@ def _refusal(config: dict[str, Any], keys: list[str]) -> str | None:
     """Why peft merges this adapter other than as base + scale·B@A (or not at all), and the fix; None for plain LoRA."""
     kind = config.get("peft_type") or "LORA"
     causes = [] if kind == "LORA" else [f"a {kind} adapter (peft_type), not LoRA"]
-    causes += [cause.format(value=config[field]) for field, cause in {**VARIANTS, **EXTRAS}.items() if config.get(field)]
+    causes += [
+        cause.format(value=config[field]) for field, cause in {**VARIANTS, **EXTRAS}.items() if config.get(field)
+    ]
     init = config.get("init_lora_weights")
     if isinstance(init, str) and init.lower().startswith(REWRITES_BASE):
-        causes.append(f"its init_lora_weights '{init}' makes peft subtract fresh initial factors from the base weights "
-                      "whenever it loads the adapter")
+        causes.append(
+            f"its init_lora_weights '{init}' makes peft subtract fresh initial factors from the base weights "
+            "whenever it loads the adapter"
+        )
     embedding = next((k for k in keys if ".lora_embedding_" in k), None)
     if embedding:
-        causes.append(f"it adapts an embedding ('{embedding.removeprefix(PREFIX).split('.lora_embedding_')[0]}', lora_embedding_A/B)")
+        causes.append(
+            f"it adapts an embedding ('{embedding.removeprefix(PREFIX).split('.lora_embedding_')[0]}', lora_embedding_A/B)"
+        )
     bias = next((k for k in keys if k.endswith(".bias")), None)
     if bias:
         causes.append(f"it trains biases (bias: {config.get('bias', 'none')}, tensor '{bias}')")
@@ -123,11 +139,17 @@ def _read_config(directory: Path, owner: str) -> dict[str, Any]:
 def _rank_and_scale(config: dict[str, Any], module: str, owner: str) -> tuple[int, float]:
     """The module's rank and scale as peft's ``_create_and_replace`` and ``update_layer`` compute them."""
     rank = _pattern(config.get("rank_pattern") or {}, module, config.get("r", DEFAULT_RANK), "rank_pattern", owner)
-    alpha = _pattern(config.get("alpha_pattern") or {}, module, config.get("lora_alpha", DEFAULT_ALPHA), "alpha_pattern", owner)
+    alpha = _pattern(
+        config.get("alpha_pattern") or {}, module, config.get("lora_alpha", DEFAULT_ALPHA), "alpha_pattern", owner
+    )
     if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
-        raise PoolError(f"member '{owner}': {CONFIG} gives '{module}' rank {rank!r} (r / rank_pattern); a rank is a positive integer")
+        raise PoolError(
+            f"member '{owner}': {CONFIG} gives '{module}' rank {rank!r} (r / rank_pattern); a rank is a positive integer"
+        )
     if isinstance(alpha, bool) or not isinstance(alpha, int | float):
-        raise PoolError(f"member '{owner}': {CONFIG} gives '{module}' lora_alpha {alpha!r} (lora_alpha / alpha_pattern); set a number")
+        raise PoolError(
+            f"member '{owner}': {CONFIG} gives '{module}' lora_alpha {alpha!r} (lora_alpha / alpha_pattern); set a number"
+        )
     return rank, alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
 
 
@@ -145,12 +167,16 @@ class Adapter:
         stems = {k.removesuffix(".lora_A.weight") for k in keys if k.endswith(".lora_A.weight")}
         lone = sorted(stems ^ {k.removesuffix(".lora_B.weight") for k in keys if k.endswith(".lora_B.weight")})
         if lone:
-            raise PoolError(f"member '{owner}': '{lone[0]}' has only one of lora_A and lora_B in {directory}; the adapter file is incomplete")
+            raise PoolError(
+                f"member '{owner}': '{lone[0]}' has only one of lora_A and lora_B in {directory}; the adapter file is incomplete"
+            )
         self.targets: dict[str, Target] = {}
         for stem in sorted(stems):
             module = stem.removeprefix(PREFIX)
             rank, scale = _rank_and_scale(config, module, owner)
-            self.targets[module + ".weight"] = Target(module, stem + ".lora_A.weight", stem + ".lora_B.weight", rank, scale)
+            self.targets[module + ".weight"] = Target(
+                module, stem + ".lora_A.weight", stem + ".lora_B.weight", rank, scale
+            )
         self.transposed: frozenset[str] = frozenset()  # base tensors of Conv1D modules, known after check_against
 
     def check_against(self, base_shapes: dict[str, tuple[int, ...]], base_name: str, conv1d: frozenset[str]) -> None:

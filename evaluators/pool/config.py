@@ -108,9 +108,7 @@ class Pool(Frozen):
         description="the merge base θ₀ of task-vector methods; default: the only entry of 'bases'",
     )
     members: list[Member]
-    tokenizer: str | None = Field(
-        default=None, description="member or base whose tokenizer and config the worker uses"
-    )
+    tokenizer: str | None = Field(default=None, description="member or base whose tokenizer and config the worker uses")
     allow_pickle: bool = Field(default=False, description="set by --allow-pickle only, never in the pool file")
 
     @field_validator("members", mode="before")
@@ -130,8 +128,13 @@ class Pool(Frozen):
             pattern = str(entry["glob"])
             found = sorted(Path(p) for p in glob.glob(str(base / pattern)) if Path(p).is_dir())
             if not found:
-                raise ValueError(f"glob '{pattern}' matches no directory under {base}; fix the pattern (relative to the YAML file)")
-            out += [{"name": p.name, "path": str(p), "trust_remote_code": entry.get("trust_remote_code", False)} for p in found]
+                raise ValueError(
+                    f"glob '{pattern}' matches no directory under {base}; fix the pattern (relative to the YAML file)"
+                )
+            out += [
+                {"name": p.name, "path": str(p), "trust_remote_code": entry.get("trust_remote_code", False)}
+                for p in found
+            ]
         return out
 
     @field_validator("members")
@@ -208,5 +211,7 @@ def load_pool(path: Path, allow_pickle: bool = False) -> Pool:
     pool file from someone else cannot opt its readers into unpickling."""
     pool = load_config(Pool, path)
     if pool.allow_pickle:
-        raise ConfigError(f"{path}: 'allow_pickle' cannot be set in a pool file; remove it and pass --allow-pickle to opt in")
+        raise ConfigError(
+            f"{path}: 'allow_pickle' cannot be set in a pool file; remove it and pass --allow-pickle to opt in"
+        )
     return pool.model_copy(update={"allow_pickle": allow_pickle})

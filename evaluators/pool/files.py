@@ -48,7 +48,12 @@ class CheckpointFiles:
         self.owner = owner
         self._file_of: dict[str, SafetensorsFile | PickleFile] = {}
         self.paths: list[Path] = []
-        names = [self._explicit(), single, f"{single}.index.json", *([pickled, f"{pickled}.index.json"] if allow_pickle else [])]
+        names = [
+            self._explicit(),
+            single,
+            f"{single}.index.json",
+            *([pickled, f"{pickled}.index.json"] if allow_pickle else []),
+        ]
         chosen = next((directory / n for n in names if n and (directory / n).is_file()), None)
         if chosen is None:
             self._refuse(single, pickled)
@@ -66,7 +71,9 @@ class CheckpointFiles:
         except (OSError, json.JSONDecodeError, AttributeError):
             return None
         if name is not None and (not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts):
-            raise PoolError(f"member '{self.owner}': config.json names transformers_weights {name!r}, not a file inside {self.directory}; fix it")
+            raise PoolError(
+                f"member '{self.owner}': config.json names transformers_weights {name!r}, not a file inside {self.directory}; fix it"
+            )
         return name
 
     def _open(self, path: Path) -> SafetensorsFile | PickleFile:
@@ -77,7 +84,9 @@ class CheckpointFiles:
         handle = self._open(path)
         twice = sorted(set(handle.entries) & set(self._file_of))
         if twice:
-            raise PoolError(f"member '{self.owner}': tensor '{twice[0]}' is in two shards of {self.directory}; re-save the model")
+            raise PoolError(
+                f"member '{self.owner}': tensor '{twice[0]}' is in two shards of {self.directory}; re-save the model"
+            )
         self._file_of.update({key: handle for key in handle.entries})
         self.paths.append(path)
 
@@ -97,7 +106,9 @@ class CheckpointFiles:
             self._add(path)
         absent = sorted(k for k, shard in weight_map.items() if k not in self._file_of)
         if absent:
-            raise PoolError(f"member '{self.owner}': {index_path.name} lists tensor '{absent[0]}', which no shard holds; re-save the model")
+            raise PoolError(
+                f"member '{self.owner}': {index_path.name} lists tensor '{absent[0]}', which no shard holds; re-save the model"
+            )
 
     def _refuse(self, single: str, pickled: str) -> None:
         pickles = [p for p in (pickled, f"{pickled}.index.json") if (self.directory / p).exists()]

@@ -64,7 +64,10 @@ def inspect_members(plan: PoolPlan) -> list[MemberReport]:
             dist2 += ((x.values().double() - base) ** 2).reshape(k, -1).sum(dim=1)
             base2 += float((base**2).sum())
         for i, m in transfers.items():
-            tb, sft, sb = (x.dense(x.unit(plan.source_index(p))).double() for p in (plan.pool.bases[m.target_base].path, m.source_finetune, m.source_base))
+            tb, sft, sb = (
+                x.dense(x.unit(plan.source_index(p))).double()
+                for p in (plan.pool.bases[m.target_base].path, m.source_finetune, m.source_base)
+            )
             d_base, diff = tb - sb, sft - sb
             sums[i] += torch.tensor([(d_base * diff).sum(), (d_base**2).sum(), (diff**2).sum(), (sb**2).sum()])
         merger.tier.done(key)
@@ -74,7 +77,9 @@ def inspect_members(plan: PoolPlan) -> list[MemberReport]:
         signal = None
         if i in transfers:
             dot, nb, nd, ns = sums[i].tolist()
-            signal = TransferSignal(dot / math.sqrt(nb * nd) if nb > 0 and nd > 0 else 0.0, math.sqrt(nb / ns) if ns else 0.0)
+            signal = TransferSignal(
+                dot / math.sqrt(nb * nd) if nb > 0 and nd > 0 else 0.0, math.sqrt(nb / ns) if ns else 0.0
+            )
         reports.append(MemberReport(m.name, m.kind, params, plan.member_dtype(i), distance, signal))
     return reports
 
@@ -97,16 +102,24 @@ def format_reports(plan: PoolPlan, reports: list[MemberReport]) -> str:
 def _files_lines(plan: PoolPlan, warnings: list[str]) -> list[str]:
     """Which files each directory contributes, and the model the worker builds: what transformers would load."""
     config = plan.model_config()
-    model = f"{(config.architectures or ['?'])[0]} ({config.model_type}), {str(plan.model_dtype()).removeprefix('torch.')}"
+    model = (
+        f"{(config.architectures or ['?'])[0]} ({config.model_type}), {str(plan.model_dtype()).removeprefix('torch.')}"
+    )
     lines = [f"model: {model}, vocabulary {plan.vocab}, config from {plan.model_dir() / 'config.json'}", "files read:"]
     for src in plan.sources:
         names = ", ".join(p.name for p in src.files.paths)
         lines.append(f"  {src.label:<14} {names} ({len(src.key_of)} tensors)")
         if src.files.ignored:
-            warnings.append(f"warning: '{src.label}': ignored {', '.join(src.files.ignored)} in {src.directory} (transformers does not read them either)")
+            warnings.append(
+                f"warning: '{src.label}': ignored {', '.join(src.files.ignored)} in {src.directory} (transformers does not read them either)"
+            )
         if src.ignored:
-            warnings.append(f"warning: '{src.label}': tensors transformers does not load are left out: {', '.join(src.ignored[:3])}")
+            warnings.append(
+                f"warning: '{src.label}': tensors transformers does not load are left out: {', '.join(src.ignored[:3])}"
+            )
     if plan.untie:
-        warnings.append("warning: the config ties the output embeddings to the input embeddings but the files hold both; "
-                        "transformers loads them untied, and so does mergefront")
+        warnings.append(
+            "warning: the config ties the output embeddings to the input embeddings but the files hold both; "
+            "transformers loads them untied, and so does mergefront"
+        )
     return lines

@@ -19,9 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -139,7 +137,11 @@ class ModelLayout:
         from transformers.core_model_loading import Concatenate, MergeModulelist
 
         ops = group.converter.operations
-        if not (isinstance(ops[0], MergeModulelist) and all(isinstance(op, Concatenate) for op in ops[1:2]) and len(ops) <= 2):
+        if not (
+            isinstance(ops[0], MergeModulelist)
+            and all(isinstance(op, Concatenate) for op in ops[1:2])
+            and len(ops) <= 2
+        ):
             raise PoolError(
                 f"{self.model_type}: transformers builds '{name}' with {[type(op).__name__ for op in ops]}, which mergefront "
                 "cannot write in place; merge and export work, but this architecture cannot be searched yet"

@@ -33,7 +33,9 @@ class PickleFile:
         if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
             raise PoolError(f"member '{owner}': {path} is not a flat mapping of tensor names to tensors (a state_dict)")
         self._tensors: dict[str, torch.Tensor] = loaded
-        self.entries = {key: Entry(t.dtype, tuple(t.shape), 0, t.numel() * t.element_size()) for key, t in loaded.items()}
+        self.entries = {
+            key: Entry(t.dtype, tuple(t.shape), 0, t.numel() * t.element_size()) for key, t in loaded.items()
+        }
 
     def read(self, key: str) -> torch.Tensor:
         return self._tensors[key].clone()

@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
-
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from evaluators.errors import PoolError
-from evaluators.registry import did_you_mean
 from evaluators.pool.adapters import Adapter, LowRank
 from evaluators.pool.config import (
     BaseMember,
@@ -43,6 +41,7 @@ from evaluators.pool.config import (
 )
 from evaluators.pool.files import CheckpointFiles, TensorInfo
 from evaluators.pool.layout import Slot
+from evaluators.registry import did_you_mean
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -50,7 +49,12 @@ if TYPE_CHECKING:
     from evaluators.pool.layout import ModelLayout
 
 SHOWN = 3  # how many offending tensor names an error lists
-MERGEABLE = ("float64", "float32", "float16", "bfloat16")  # floating dtypes that widen to float32 (float8 needs its scales)
+MERGEABLE = (
+    "float64",
+    "float32",
+    "float16",
+    "bfloat16",
+)  # floating dtypes that widen to float32 (float8 needs its scales)
 
 
 @dataclass
@@ -108,7 +112,9 @@ def model_type_fix(config: dict) -> str:
     by_class = {cls: name for name, cls in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.items()}
     architecture = next((a for a in config.get("architectures") or [] if a in by_class), None)
     if architecture is None:
-        return f'{problem}; set model_type to the type of the model it holds (e.g. "llama"), as save_pretrained writes it'
+        return (
+            f'{problem}; set model_type to the type of the model it holds (e.g. "llama"), as save_pretrained writes it'
+        )
     verb = "add" if kind is None else "set"
     return f'{problem}; {verb} "model_type": "{by_class[architecture]}" (the type of its architecture {architecture})'
 
@@ -132,14 +138,18 @@ class PoolPlan:
             for u, coef in row.items():
                 self.mix[i, u] += coef
         self.adapters = {
-            i: Adapter(m.path, m.name, pool.allow_pickle) for i, m in enumerate(pool.members) if isinstance(m, LoraMember)
+            i: Adapter(m.path, m.name, pool.allow_pickle)
+            for i, m in enumerate(pool.members)
+            if isinstance(m, LoraMember)
         }
         self.vocab = max(s.vocab for s in self.sources)
         self._check_remote_code()
         self.exact = exact or bool(self.adapters) or len({s.vocab for s in self.sources}) > 1 or not self._same_names()
         self.slots: dict[str, Slot] = {}
         self.tensors = self._check_sources() if self.exact else self._same_sources()
-        live_shapes = {self.slots[k].name: v.shape for k, v in self.tensors.items() if self.slots[k] == Slot(self.slots[k].name)}
+        live_shapes = {
+            self.slots[k].name: v.shape for k, v in self.tensors.items() if self.slots[k] == Slot(self.slots[k].name)
+        }
         for i, adapter in self.adapters.items():
             adapter.check_against(live_shapes, pool.members[i].base, self.layout.conv1d)  # type: ignore[union-attr]
 
@@ -205,7 +215,7 @@ class PoolPlan:
         """Sources with one set of tensor names and one vocabulary: every file tensor is merged by its name
         (a tensor transformers would not load is merged too; loading the result skips it again)."""
         for src in self.sources:
-            src.key_of = {k: k for k in src.files.keys()}
+            src.key_of = {k: k for k in src.files.keys()}  # noqa: SIM118 - CheckpointFiles, not a dict
         self.slots = {k: Slot(k) for k in self.sources[0].key_of}
         return self._check_shapes({k: self.sources[0].info(k) for k in self.slots})
 
@@ -213,22 +223,29 @@ class PoolPlan:
         """Line up every source's tensors by where transformers loads them; the first source's file names
         name the plan's tensors. Files tensors transformers ignores are left out (and listed per source)."""
         first = self.sources[0]
-        shapes = {k: first.files.info(k).shape for k in first.files.keys()}
+        shapes = {k: first.files.info(k).shape for k in first.files.keys()}  # noqa: SIM118 - CheckpointFiles, not a dict
         self.slots = self.layout.slots(shapes)
         first.key_of = {k: k for k in self.slots}
         first.ignored = sorted(set(shapes) - set(self.slots))
         ref = {self.layout.canonical(k): k for k in self.slots}
         for src in self.sources[1:]:
             self._check_architecture(src)
-            own = {self.layout.canonical(k): k for k in src.files.keys()}
-            missing, extra = sorted(set(ref) - set(own)), sorted(k for c, k in own.items() if c not in ref and self.layout.loads(k))
+            own = {self.layout.canonical(k): k for k in src.files.keys()}  # noqa: SIM118 - CheckpointFiles, not a dict
+            missing, extra = (
+                sorted(set(ref) - set(own)),
+                sorted(k for c, k in own.items() if c not in ref and self.layout.loads(k)),
+            )
             if missing or extra:
                 what = f"lacks {[ref[c] for c in missing][:SHOWN]}" if missing else f"has extra {extra[:SHOWN]}"
-                raise PoolError(f"'{src.label}' {what} compared with '{first.label}'; all members must have the same tensor names")
+                raise PoolError(
+                    f"'{src.label}' {what} compared with '{first.label}'; all members must have the same tensor names"
+                )
             src.key_of = {ref[c]: k for c, k in own.items() if c in ref}
             src.ignored = sorted(k for c, k in own.items() if c not in ref)
         self._check_coverage()
-        return self._check_shapes({k: TensorInfo(self._padded(first, k, shapes[k]), first.info(k).dtype) for k in self.slots})
+        return self._check_shapes(
+            {k: TensorInfo(self._padded(first, k, shapes[k]), first.info(k).dtype) for k in self.slots}
+        )
 
     def _check_architecture(self, src: Source) -> None:
         first = self.sources[0]
@@ -281,7 +298,9 @@ class PoolPlan:
                     )
             floats = [(src, dtype) for src, dtype in infos if getattr(torch, dtype).is_floating_point]
             if floats and len(floats) < len(infos):
-                odd, odd_dtype = next((src, dtype) for src, dtype in infos if not getattr(torch, dtype).is_floating_point)
+                odd, odd_dtype = next(
+                    (src, dtype) for src, dtype in infos if not getattr(torch, dtype).is_floating_point
+                )
                 src, dtype = floats[0]
                 raise PoolError(
                     f"'{odd.label}': tensor '{key}' is {odd_dtype} in {odd.directory} but {dtype} in '{src.label}'; "
@@ -337,10 +356,18 @@ class PoolPlan:
 
         directory = self.model_dir()
         try:
-            config = AutoConfig.from_pretrained(directory, local_files_only=True, trust_remote_code=self.pool.trusts_remote_code)
+            config = AutoConfig.from_pretrained(
+                directory, local_files_only=True, trust_remote_code=self.pool.trusts_remote_code
+            )
         except ValueError:  # transformers cannot tell which model the config describes
-            raise PoolError(f"'{self.pool.tokenizer or self.members[0]}': {directory / 'config.json'} {model_type_fix(_config(directory, 'model'))}") from None
-        except (OSError, ImportError, AttributeError) as exc:  # the checkpoint's own config code (auto_map) did not load
+            raise PoolError(
+                f"'{self.pool.tokenizer or self.members[0]}': {directory / 'config.json'} {model_type_fix(_config(directory, 'model'))}"
+            ) from None
+        except (
+            OSError,
+            ImportError,
+            AttributeError,
+        ) as exc:  # the checkpoint's own config code (auto_map) did not load
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise PoolError(
                 f"'{self.pool.tokenizer or self.members[0]}': the config code that {directory / 'config.json'} names in auto_map "
@@ -360,7 +387,7 @@ class PoolPlan:
         if isinstance(configured, torch.dtype):
             return configured
         files = CheckpointFiles(self.model_dir(), "model", allow_pickle=self.pool.allow_pickle)
-        floating = (getattr(torch, files.info(k).dtype) for k in files.keys())
+        floating = (getattr(torch, files.info(k).dtype) for k in files.keys())  # noqa: SIM118 - CheckpointFiles, not a dict
         return next((d for d in floating if d.is_floating_point), torch.float32)
 
     @property

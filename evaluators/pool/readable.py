@@ -15,7 +15,9 @@ from pathlib import Path
 from evaluators.errors import PoolError
 from evaluators.pool.config import Pool
 
-SHARED_STORAGE = "checkpoint paths must be on storage every Ray node sees (a shared filesystem mounted at the same path)"
+SHARED_STORAGE = (
+    "checkpoint paths must be on storage every Ray node sees (a shared filesystem mounted at the same path)"
+)
 
 
 @contextmanager

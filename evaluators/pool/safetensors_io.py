@@ -41,6 +41,8 @@ DTYPES: dict[str, torch.dtype] = {
     "F8_E5M2": torch.float8_e5m2,
 }
 MAX_HEADER = 100 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class Entry:
     dtype: torch.dtype
@@ -174,7 +176,11 @@ class ShardedWriter:
         if self._shard or not self._files:
             self._flush()
         count = len(self._files)
-        names = ["model.safetensors"] if count == 1 else [f"model-{i + 1:05d}-of-{count:05d}.safetensors" for i in range(count)]
+        names = (
+            ["model.safetensors"]
+            if count == 1
+            else [f"model-{i + 1:05d}-of-{count:05d}.safetensors" for i in range(count)]
+        )
         weight_map = {}
         for i, (keys, name) in enumerate(zip(self._files, names, strict=True)):
             (self.tmp / f"shard-{i:05d}").rename(self.tmp / name)

@@ -117,7 +117,9 @@ def available_host_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     return int(line.split()[1]) * 1024
 
 
-def choose_tier(requested: str, plan: PoolPlan, device: torch.device, *, resident_share: float = 1.0 - DEVICE_HEADROOM) -> Placement:
+def choose_tier(
+    requested: str, plan: PoolPlan, device: torch.device, *, resident_share: float = 1.0 - DEVICE_HEADROOM
+) -> Placement:
     """``requested`` as it is, or for ``auto`` the fastest tier that fits: ``device`` on a GPU with room for
     the pool beside the model (measured after the model is built; ``resident_share`` of total GPU memory
     may be used in all), else ``host`` when the pool fits the node's available memory, else ``disk``."""
@@ -129,9 +131,18 @@ def choose_tier(requested: str, plan: PoolPlan, device: torch.device, *, residen
         free, total = torch.cuda.mem_get_info(device)
         room = min(free, resident_share * total - (total - free))
         if size <= room:
-            return Placement("device", f"{size / GB:.2f} GB of sources fit beside the model on {device} ({room / GB:.1f} GB to spare)")
+            return Placement(
+                "device",
+                f"{size / GB:.2f} GB of sources fit beside the model on {device} ({room / GB:.1f} GB to spare)",
+            )
     host = available_host_bytes()
     if host is None or size <= HOST_HEADROOM * host:
         where = "unknown" if host is None else f"{host / GB:.1f} GB"
-        return Placement("host", f"{size / GB:.2f} GB of sources fit the node's available memory ({where}); one copy per node, shared by its workers")
-    return Placement("disk", f"{size / GB:.2f} GB of sources exceed {HOST_HEADROOM:.0%} of the node's available memory ({host / GB:.1f} GB); read from the files each trial")
+        return Placement(
+            "host",
+            f"{size / GB:.2f} GB of sources fit the node's available memory ({where}); one copy per node, shared by its workers",
+        )
+    return Placement(
+        "disk",
+        f"{size / GB:.2f} GB of sources exceed {HOST_HEADROOM:.0%} of the node's available memory ({host / GB:.1f} GB); read from the files each trial",
+    )

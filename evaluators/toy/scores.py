@@ -50,5 +50,7 @@ def score_report(pool_dir: Path, tasks_dir: Path) -> str:
     lines = ["member    " + "".join(f"{s:>9}" for s in skills)]
     lines += [f"{m:<10}" + "".join(f"{row[s]:>9.3f}" for s in skills) for m, row in scores.items()]
     each, none_all = trade_offs(scores)
-    lines.append(f"every member best at something: {'yes' if each else 'NO'}; none best at everything: {'yes' if none_all else 'NO'}")
+    lines.append(
+        f"every member best at something: {'yes' if each else 'NO'}; none best at everything: {'yes' if none_all else 'NO'}"
+    )
     return "\n".join(lines)

@@ -56,9 +56,7 @@ SKILLS: dict[str, Skill] = {
 }
 
 
-def sample_unique(
-    skill: Skill, rng: random.Random, count: int, exclude: set[str]
-) -> list[tuple[str, str]]:
+def sample_unique(skill: Skill, rng: random.Random, count: int, exclude: set[str]) -> list[tuple[str, str]]:
     """Draw ``count`` examples whose prompts are distinct and not in ``exclude``."""
     seen = set(exclude)
     out: list[tuple[str, str]] = []

@@ -97,7 +97,9 @@ class SplitScorer:
         return Row(name, weights, self.search(weights, knobs), report, dict(knobs or {}))
 
 
-def greedy_soup(alone: Mapping[str, float], held_in: Callable[[dict[str, float]], float]) -> tuple[dict[str, float], list[str]]:
+def greedy_soup(
+    alone: Mapping[str, float], held_in: Callable[[dict[str, float]], float]
+) -> tuple[dict[str, float], list[str]]:
     """Wortsman et al. (2022): rank the members by their own held-in score, start from the best,
     and add each next one to the uniform soup when that does not lower the soup's held-in score.
 
@@ -132,7 +134,8 @@ def ranked_trials(run_dir: Path) -> list[Trial]:
     signs = [1.0 if d == "maximize" else -1.0 for d in columns.directions]
     trials = [
         Trial(
-            int(r["trial"]), str(r["source"]),
+            int(r["trial"]),
+            str(r["source"]),
             {m: float(r[WEIGHT + m]) for m in columns.weights},
             {k: float(r[KNOB + k]) for k in columns.knobs},
             mean([s * float(r[SCORE + o]) for s, o in zip(signs, columns.objectives, strict=True)]),
@@ -150,11 +153,16 @@ def scores_table(rows: Sequence[Row]) -> str:
     """Markdown: one line per row, the objectives then their macro-average on the search split, the
     same on the report split, and how many members take part; the best value of a column in bold."""
     objectives = list(rows[0].search)
-    values = [[*(r.search[o] for o in objectives), r.search_macro, *(r.report[o] for o in objectives), r.report_macro] for r in rows]
+    values = [
+        [*(r.search[o] for o in objectives), r.search_macro, *(r.report[o] for o in objectives), r.report_macro]
+        for r in rows
+    ]
     best = [max(col) for col in zip(*values, strict=True)]
     head = ["merge", "members > 0.01", *objectives, "macro", *(f"{o} (report)" for o in objectives), "macro (report)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += [f"| {r.name} | {r.used} | " + " | ".join(_cells(v, best)) + " |" for r, v in zip(rows, values, strict=True)]
+    lines += [
+        f"| {r.name} | {r.used} | " + " | ".join(_cells(v, best)) + " |" for r, v in zip(rows, values, strict=True)
+    ]
     return "\n".join(lines)
 
 
@@ -199,7 +207,9 @@ def write_results(run_dir: Path, markdown: str, figure: Figure) -> tuple[Path, P
     return md, png
 
 
-def main_of(prog: str, doc: str | None, experiment: str, runs: Mapping[str, str], results: Callable[..., str]) -> Callable[[list[str] | None], int]:
+def main_of(
+    prog: str, doc: str | None, experiment: str, runs: Mapping[str, str], results: Callable[..., str]
+) -> Callable[[list[str] | None], int]:
     """The command line of one seed experiment's results step: ``--experiment`` and one option per
     run directory (``runs``: option name -> default), passed to ``results`` in that order; the
     results go into the first run directory."""

@@ -46,7 +46,9 @@ def _beats(best: Row, rows: list[Row], split: str) -> str:
 def results(experiment: Path, pareto_run: Path, cmaes_run: Path) -> str:
     scorer = SplitScorer(experiment)
     singles = [scorer.row(m, {m: 1.0}) for m in scorer.members]
-    soup, trace = greedy_soup({r.name: r.search_macro for r in singles}, lambda w: mean(list(scorer.search(w).values())))
+    soup, trace = greedy_soup(
+        {r.name: r.search_macro for r in singles}, lambda w: mean(list(scorer.search(w).values()))
+    )
     baselines = [*singles, scorer.row("uniform soup", uniform(scorer.members)), scorer.row("greedy soup", soup)]
     searched = []
     for label, run in (("Pareto (TPE)", pareto_run), ("scalarised (CMA-ES)", cmaes_run)):
@@ -81,7 +83,13 @@ def results(experiment: Path, pareto_run: Path, cmaes_run: Path) -> str:
     return "\n".join(lines)
 
 
-main = main_of("optimizer.seeds.recycle", __doc__, "experiments/recycle.yaml", {"run": "runs/recycle", "cmaes-run": "runs/recycle-cmaes"}, results)
+main = main_of(
+    "optimizer.seeds.recycle",
+    __doc__,
+    "experiments/recycle.yaml",
+    {"run": "runs/recycle", "cmaes-run": "runs/recycle-cmaes"},
+    results,
+)
 
 
 if __name__ == "__main__":

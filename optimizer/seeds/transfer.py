@@ -44,10 +44,15 @@ ROWS = {  # row name -> weights over the transfer pool's members (linear merge)
 def connectivity(pool_file: Path) -> list[str]:
     """Markdown lines: each transfer member's cosine, relative distance and pool check warning."""
     plan = plan_for(load_pool(pool_file), MergeSpec(method="linear"))
-    lines = ["| transfer | cosine(target − source base, diff) | ‖target − source base‖ / ‖source base‖ | pool check says |", "|---|---|---|---|"]
+    lines = [
+        "| transfer | cosine(target − source base, diff) | ‖target − source base‖ / ‖source base‖ | pool check says |",
+        "|---|---|---|---|",
+    ]
     for r in inspect_members(plan):
         if r.transfer is not None:
-            lines.append(f"| {r.name} | {r.transfer.cosine:+.3f} | {r.transfer.relative_distance:.3f} | {r.transfer.warning or 'no warning'} |")
+            lines.append(
+                f"| {r.name} | {r.transfer.cosine:+.3f} | {r.transfer.relative_distance:.3f} | {r.transfer.warning or 'no warning'} |"
+            )
     return lines
 
 
@@ -58,7 +63,9 @@ def lambda_front(run: Path) -> list[str]:
     lines = ["| λ | " + " | ".join(columns.objectives) + " | macro |", "|" + "---|" * (len(columns.objectives) + 2)]
     for _, r in front.iterrows():
         scores = [float(r[SCORE + o]) for o in columns.objectives]
-        lines.append(f"| {r[KNOB + 'scale']:.2f} | " + " | ".join(f"{v:.3f}" for v in scores) + f" | {mean(scores):.3f} |")
+        lines.append(
+            f"| {r[KNOB + 'scale']:.2f} | " + " | ".join(f"{v:.3f}" for v in scores) + f" | {mean(scores):.3f} |"
+        )
     return lines
 
 
@@ -69,10 +76,20 @@ def results(experiment: Path, run: Path) -> str:
     lam = best.knobs["scale"]
     rows = [scorer.row(name, weights) for name, weights in ROWS.items()]
     # v2 + λ·diff as a linear merge of the pool's members: (1 − λ)·v2 + λ·(v2 + diff)
-    rows.append(scorer.row(f"v2 + {lam:.2f} × v1's diff (searched, trial {best.number})", {"v2": 1.0 - lam, "v2_plus_diff": lam}))
+    rows.append(
+        scorer.row(
+            f"v2 + {lam:.2f} × v1's diff (searched, trial {best.number})", {"v2": 1.0 - lam, "v2_plus_diff": lam}
+        )
+    )
     by_name = {r.name: r for r in rows}
-    direct, v2, good, bad = (by_name[n] for n in ("v2 fine-tuned directly", "v2 (v1 trained further)", "v2 + v1's diff", "v0 + v1's diff"))
-    skill = next(o for o in direct.search if direct.search[o] - v2.search[o] == max(direct.search[k] - v2.search[k] for k in direct.search))
+    direct, v2, good, bad = (
+        by_name[n] for n in ("v2 fine-tuned directly", "v2 (v1 trained further)", "v2 + v1's diff", "v0 + v1's diff")
+    )
+    skill = next(
+        o
+        for o in direct.search
+        if direct.search[o] - v2.search[o] == max(direct.search[k] - v2.search[k] for k in direct.search)
+    )
     gain = direct.search[skill] - v2.search[skill]
     lines = [
         "# Fine-tuning transfer across base versions (toy scale)",

@@ -61,13 +61,19 @@ class Trainer:
     def load(self, parent: str) -> LlamaForCausalLM:
         if parent == INIT:
             return new_model(TOY.shape, self.tokenizer, TOY.seed)
-        directory = self.toy_dir / parent.removeprefix(TOY_PREFIX) if parent.startswith(TOY_PREFIX) else self.out_dir / parent
+        directory = (
+            self.toy_dir / parent.removeprefix(TOY_PREFIX) if parent.startswith(TOY_PREFIX) else self.out_dir / parent
+        )
         return LlamaForCausalLM.from_pretrained(directory)
 
-    def train(self, model: PreTrainedModel, stages: tuple[Stage, ...], seed: int, until: int | None = None) -> PreTrainedModel:
+    def train(
+        self, model: PreTrainedModel, stages: tuple[Stage, ...], seed: int, until: int | None = None
+    ) -> PreTrainedModel:
         """Train ``model`` in place through ``stages`` (stage i seeded ``seed + i``)."""
         for i, stage in enumerate(stages):
-            train_stage(model, self.encoder, stage, seed + i, self.held_out, until=until if i == len(stages) - 1 else None)
+            train_stage(
+                model, self.encoder, stage, seed + i, self.held_out, until=until if i == len(stages) - 1 else None
+            )
         return model
 
     def derive(self, name: str, spec: Derived) -> Path:
@@ -85,21 +91,29 @@ class Trainer:
 def toy_fingerprint(toy_dir: Path) -> str:
     manifest = toy_dir / MANIFEST
     if not manifest.is_file():
-        raise ConfigError(f"{toy_dir}: no toy pool there; run `make toy` (or `mergefront toy build --out {toy_dir}`) first")
+        raise ConfigError(
+            f"{toy_dir}: no toy pool there; run `make toy` (or `mergefront toy build --out {toy_dir}`) first"
+        )
     fingerprint = json.loads(manifest.read_text()).get("fingerprint")
     if fingerprint != TOY.fingerprint():
-        raise ConfigError(f"{toy_dir}: toy pool recipe {fingerprint} is not the default {TOY.fingerprint()}; rebuild it with `make toy`")
+        raise ConfigError(
+            f"{toy_dir}: toy pool recipe {fingerprint} is not the default {TOY.fingerprint()}; rebuild it with `make toy`"
+        )
     return fingerprint
 
 
-def cached_build(out_dir: Path, toy_dir: Path, recipe: Any, build: Callable[[Trainer], None], force: bool = False) -> bool:
+def cached_build(
+    out_dir: Path, toy_dir: Path, recipe: Any, build: Callable[[Trainer], None], force: bool = False
+) -> bool:
     """Run ``build`` into ``out_dir`` unless a build of the same recipe on the same toy pool is there.
 
     Returns False when the cached build was kept. The manifest is written last, so an interrupted
     build is never taken for a finished one.
     """
     toy = toy_fingerprint(toy_dir)
-    fingerprint = hashlib.sha256(json.dumps({"recipe": asdict(recipe), "toy": toy}, sort_keys=True).encode()).hexdigest()[:16]
+    fingerprint = hashlib.sha256(
+        json.dumps({"recipe": asdict(recipe), "toy": toy}, sort_keys=True).encode()
+    ).hexdigest()[:16]
     manifest = out_dir / MANIFEST
     if not force and manifest.is_file() and json.loads(manifest.read_text()).get("fingerprint") == fingerprint:
         return False

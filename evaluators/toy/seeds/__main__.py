@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     # one thread: the toy model gains nothing from more, and on a busy 2-CPU machine 2 threads ran 4x slower
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     apply_process_env()
     torch.set_num_threads(args.threads)
     out = args.out or Path("toy/seeds") / args.name

@@ -41,7 +41,9 @@ def build(out_dir: Path, toy_dir: Path, recipe: AdapterRecipe = AdapterRecipe(),
         raise ConfigError("the adapter pool is trained with peft; install it with `pip install -e '.[test]'`") from None
 
     def run(trainer: Trainer) -> None:
-        config = peft.LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha, target_modules=list(recipe.targets), lora_dropout=0.0)
+        config = peft.LoraConfig(
+            r=recipe.rank, lora_alpha=recipe.alpha, target_modules=list(recipe.targets), lora_dropout=0.0
+        )
         members = []
         for i, seed in enumerate(recipe.data_seeds):
             name = f"lora{i}"
@@ -52,7 +54,11 @@ def build(out_dir: Path, toy_dir: Path, recipe: AdapterRecipe = AdapterRecipe(),
             model.save_pretrained(out_dir / name)
             members.append({"name": name, "kind": "lora", "path": name, "base": "toy-base"})
         bases = {"toy-base": {"path": trainer.rel(toy_dir / "base")}}
-        write_pool(out_dir / POOL_FILE, "The adapter pool, written by `python -m evaluators.toy.seeds adapters`.", {"name": "adapters", "bases": bases, "members": members})
+        write_pool(
+            out_dir / POOL_FILE,
+            "The adapter pool, written by `python -m evaluators.toy.seeds adapters`.",
+            {"name": "adapters", "bases": bases, "members": members},
+        )
         base_only = {"name": "toy-base", "members": [{"name": "toy-base", "path": trainer.rel(toy_dir / "base")}]}
         write_pool(out_dir / BASE_POOL, "The toy base alone, scored beside its adapters.", base_only)
 

@@ -53,19 +53,32 @@ def build(out_dir: Path, toy_dir: Path, recipe: TransferRecipe = TransferRecipe(
         v1, v1_ft = trainer.rel(toy_dir / "base"), trainer.rel(toy_dir / recipe.finetune)
 
         def diff_onto(target: str) -> dict[str, str]:
-            return {"name": f"{target}_plus_diff", "kind": "transfer", "source_finetune": v1_ft, "source_base": v1, "target_base": target}
+            return {
+                "name": f"{target}_plus_diff",
+                "kind": "transfer",
+                "source_finetune": v1_ft,
+                "source_base": v1,
+                "target_base": target,
+            }
 
         pool = {
             "name": "transfer",
             "bases": {"v0": {"path": "v0"}, "v1": {"path": v1}, "v2": {"path": "v2"}},
             "base": "v2",
             "members": [
-                diff_onto("v2"), diff_onto("v0"), {"name": "v2_ft", "path": "v2_ft"}, {"name": "v1_ft", "path": v1_ft},
+                diff_onto("v2"),
+                diff_onto("v0"),
+                {"name": "v2_ft", "path": "v2_ft"},
+                {"name": "v1_ft", "path": v1_ft},
                 *({"name": v, "kind": "base", "base": v} for v in ("v2", "v1", "v0")),
             ],
         }
-        write_pool(out_dir / POOL_FILE, "The transfer pool, written by `python -m evaluators.toy.seeds transfer`.", pool)
+        write_pool(
+            out_dir / POOL_FILE, "The transfer pool, written by `python -m evaluators.toy.seeds transfer`.", pool
+        )
         search = {"name": "transfer-search", "bases": {"v2": {"path": "v2"}}, "members": [diff_onto("v2")]}
-        write_pool(out_dir / SEARCH_POOL, "Version 2 plus version 1's diff: task arithmetic on base v2 searches λ.", search)
+        write_pool(
+            out_dir / SEARCH_POOL, "Version 2 plus version 1's diff: task arithmetic on base v2 searches λ.", search
+        )
 
     return cached_build(out_dir, toy_dir, recipe, run, force)
