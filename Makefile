@@ -18,7 +18,7 @@ MERGEKIT_VENV := .venv-mergekit
 MERGEKIT_STAMP := $(MERGEKIT_VENV)/.installed
 MERGEKIT := mergekit==0.1.5
 
-.PHONY: demo test test-vllm test-mergekit install toy clean recycle adapters transfer image-cpu image-gpu smoke-image
+.PHONY: demo test test-vllm test-mergekit lint install toy clean recycle adapters transfer image-cpu image-gpu smoke-image
 
 # the merge kernel (evaluators/merge/_fused.c) is compiled by the install: a change rebuilds it
 $(STAMP): pyproject.toml evaluators/merge/_fused.c
@@ -61,6 +61,12 @@ transfer: toy
 
 test: $(STAMP)
 	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest
+
+# style and types: ruff's rules and formatting on the tree, mypy on the packages (pyproject.toml)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 $(VLLM_STAMP): pyproject.toml evaluators/merge/_fused.c
 	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)

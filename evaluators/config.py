@@ -238,7 +238,8 @@ def load_config(model: type[M], path: Path) -> M:
         needs = f"; it needs at least: {', '.join(required)}" if required else ""
         if data is None:
             raise ConfigError(f"{path}: the file is empty{needs}")
-        kind = {list: "a list", str: "a single string"}.get(type(data), f"the value {data!r}")
+        kinds: dict[type, str] = {list: "a list", str: "a single string"}
+        kind = kinds.get(type(data), f"the value {data!r}")
         raise ConfigError(
             f"{path}: the top level is {kind}, but it must be a mapping of keys (key: value lines){needs}"
         )

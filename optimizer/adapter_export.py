@@ -38,7 +38,7 @@ def _factors(method: str, w: list[float], factors: list[LowRank]) -> tuple[torch
         )
     a = sum(wi * f.a.float() for wi, f in zip(w, factors, strict=True))
     b = sum(wi * f.b.float() for wi, f in zip(w, factors, strict=True))
-    return a, factors[0].scale * b  # type: ignore[return-value,operator]
+    return a, factors[0].scale * b  # type: ignore[return-value]
 
 
 def _config(template: dict[str, Any], ranks: dict[str, int], conv1d: bool, base: Path) -> dict[str, Any]:

@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
         command = self.prog.removeprefix("mergefront").strip()
         raise ConfigError(f"{command + ': ' if command else ''}{message}; see `{self.prog} --help`")
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def, override]
+    def parse_known_args(self, args=None, namespace=None):
         namespace, extra = super().parse_known_args(args, namespace)
         if extra and self._subparsers is None:  # a command's own parser: suggest one of its options
             options = [o for action in self._actions for o in action.option_strings]

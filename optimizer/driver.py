@@ -25,7 +25,7 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import optuna
 import pyarrow as pa
@@ -218,7 +218,7 @@ def _start_ray(address: str | None, cpus_needed: int) -> bool:
 
     if ray.is_initialized():
         return False
-    kwargs: dict[str, object] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     if address is None:
         kwargs["num_cpus"] = max(os.cpu_count() or 1, cpus_needed)
     try:
@@ -269,7 +269,7 @@ class Search:
         cls, experiment: Experiment, pool: Pool, run_dir: Path, warm_from: Path | None = None, storage: str = JOURNAL
     ) -> Search:
         """A new run in the (new, empty) ``run_dir``; with ``warm_from``, import that run's trials first."""
-        meta = {
+        meta: dict[str, Any] = {
             "experiment": experiment.model_dump(mode="json"),
             "pool": pool.model_dump(mode="json"),
             "study_name": experiment.name,
@@ -325,6 +325,7 @@ class Search:
             if self.store.find(trial.number) is not None:
                 continue
             log.warning("trial %d is complete in the study but missing from Parquet; appending it", trial.number)
+            finished = trial.datetime_complete or datetime.now(UTC)  # Optuna sets it on every complete trial
             self.store.append(
                 TrialRecord(
                     trial=trial.number,
@@ -339,8 +340,8 @@ class Search:
                     worker=None,
                     device=None,
                     fidelity=str(trial.user_attrs.get("fidelity", FULL)),
-                    started_at=trial.datetime_start or trial.datetime_complete,
-                    finished_at=trial.datetime_complete,
+                    started_at=trial.datetime_start or finished,
+                    finished_at=finished,
                 )
             )
 
@@ -348,7 +349,7 @@ class Search:
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             row = self.store.find(trial.number)
             if row is not None and row["state"] == "COMPLETE":
-                self.study.tell(trial.number, [row[SCORE + o] for o in self.labels])
+                self.study.tell(trial.number, [cast(float, row[SCORE + o]) for o in self.labels])
                 continue
             if row is None:
                 self._record_orphan(trial)

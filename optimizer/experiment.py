@@ -134,7 +134,7 @@ class Experiment(Frozen):
                 raise ValueError(f"space.knobs: '{name}' is searched, so do not also fix it under merge")
             for value in (low, high):
                 try:
-                    MergeSpec(method=self.merge.method, **{name: value})  # the knob's own range check
+                    MergeSpec.model_validate({"method": self.merge.method, name: value})  # the knob's own range check
                 except ValidationError as exc:
                     raise ValueError(f"space.knobs: {name} = {value}: {exc.errors()[0]['msg']}") from None
         return self

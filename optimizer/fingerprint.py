@@ -144,7 +144,7 @@ def pool_change(old: dict[str, str], new: dict[str, str]) -> PoolChange:
     new name is a rename; the same name with other content is a change."""
     gone = [n for n in old if n not in new]
     fresh = [n for n in new if n not in old]
-    renamed = {}
+    renamed: dict[str, str] = {}
     for name in gone:
         match = next((n for n in fresh if new[n] == old[name] and n not in renamed.values()), None)
         if match is not None:

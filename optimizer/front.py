@@ -20,7 +20,7 @@ def pareto_mask(values: np.ndarray, maximize: Sequence[bool]) -> np.ndarray:
     at_least = (v[:, None, :] >= v[None, :, :]).all(axis=2)
     better = (v[:, None, :] > v[None, :, :]).any(axis=2)
     dominated_by = at_least & better  # [a, b]: a dominates b
-    return ~dominated_by.any(axis=0)
+    return np.asarray(~dominated_by.any(axis=0))
 
 
 def is_dominated(row: np.ndarray, others: np.ndarray, maximize: Sequence[bool]) -> bool:

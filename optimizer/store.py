@@ -116,7 +116,7 @@ class TrialRecord:
     @classmethod
     def failure(cls, error: str, **fields: object) -> TrialRecord:
         """A failed trial: no scores, timings or worker."""
-        empty = {
+        empty: dict[str, object] = {
             "scores": {},
             "stderr": {},
             "merge_seconds": None,

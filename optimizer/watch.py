@@ -16,6 +16,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from optimizer.driver import RUN_META, Search, read_meta, start_run
 from optimizer.experiment import load_experiment
@@ -56,7 +57,7 @@ def poll(
     """Compare the pool with the latest run and create the search this calls for, if any."""
     experiment, pool = load_experiment(experiment_file, allow_pickle)
     runs = generations(runs_dir, experiment.name)
-    start = {"storage": storage, "ray_address": ray_address}
+    start: dict[str, Any] = {"storage": storage, "ray_address": ray_address}
     if not runs:
         search = start_run(experiment, pool, experiment_file, runs_dir, **start)
         return Poll(f"no earlier run of {experiment.name}: searching {len(pool.members)} members", search)

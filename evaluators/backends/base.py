@@ -74,13 +74,13 @@ class BackendSpec(Frozen):
 class QuietRequests:
     """lm-eval LM mixin that turns off per-request progress bars (one trial would print several)."""
 
-    def loglikelihood(self, requests, disable_tqdm: bool = True):  # type: ignore[no-untyped-def]
+    def loglikelihood(self, requests, disable_tqdm: bool = True):
         return super().loglikelihood(requests, disable_tqdm=True)  # type: ignore[misc]
 
-    def loglikelihood_rolling(self, requests, disable_tqdm: bool = True):  # type: ignore[no-untyped-def]
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = True):
         return super().loglikelihood_rolling(requests, disable_tqdm=True)  # type: ignore[misc]
 
-    def generate_until(self, requests, disable_tqdm: bool = True):  # type: ignore[no-untyped-def]
+    def generate_until(self, requests, disable_tqdm: bool = True):
         return super().generate_until(requests, disable_tqdm=True)  # type: ignore[misc]
 
 

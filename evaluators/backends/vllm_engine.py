@@ -38,9 +38,9 @@ def _lm_eval_vllm() -> type[LM]:
     current_platform.device_type  # noqa: B018  (resolving the lazy platform is the point)
     real = importlib.metadata.version
 
-    def version(name: str) -> str:
-        if name != "vllm":
-            return real(name)
+    def version(distribution_name: str) -> str:
+        if distribution_name != "vllm":
+            return real(distribution_name)
         try:
             return real("vllm")
         except PackageNotFoundError:
@@ -75,7 +75,7 @@ class VllmBackend:
             worker_extension_cls=EXTENSION,
             **extra,
         )
-        self._llm = self._lm.model  # type: ignore[attr-defined]
+        self._llm = self._lm.model
         loaded = self._llm.collective_rpc("mergefront_load", args=(source.model_dump(mode="json"),))
         self.device = ",".join(dict.fromkeys(device for device, _ in loaded))
         self.placement = loaded[0][1]  # every rank decides alike on a node

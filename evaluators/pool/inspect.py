@@ -63,10 +63,10 @@ def inspect_members(plan: PoolPlan) -> list[MemberReport]:
             base = x.base.double()
             dist2 += ((x.values().double() - base) ** 2).reshape(k, -1).sum(dim=1)
             base2 += float((base**2).sum())
-        for i, m in transfers.items():
+        for i, transfer in transfers.items():
             tb, sft, sb = (
                 x.dense(x.unit(plan.source_index(p))).double()
-                for p in (plan.pool.bases[m.target_base].path, m.source_finetune, m.source_base)
+                for p in (plan.pool.bases[transfer.target_base].path, transfer.source_finetune, transfer.source_base)
             )
             d_base, diff = tb - sb, sft - sb
             sums[i] += torch.tensor([(d_base * diff).sum(), (d_base**2).sum(), (diff**2).sum(), (sb**2).sum()])

@@ -137,33 +137,34 @@ class ModelLayout:
         from transformers.core_model_loading import Concatenate, MergeModulelist
 
         ops = group.converter.operations
+        stacking, concat = ops[0], (ops[1] if len(ops) == 2 else None)
         if not (
-            isinstance(ops[0], MergeModulelist)
-            and all(isinstance(op, Concatenate) for op in ops[1:2])
+            isinstance(stacking, MergeModulelist)
+            and (concat is None or isinstance(concat, Concatenate))
             and len(ops) <= 2
         ):
             raise PoolError(
                 f"{self.model_type}: transformers builds '{name}' with {[type(op).__name__ for op in ops]}, which mergefront "
                 "cannot write in place; merge and export work, but this architecture cannot be searched yet"
             )
-        stack = ops[0].dim
+        stack = stacking.dim
         patterns = sorted({j for j, _ in group.keys.values()})
         offsets, start = {}, 0
         for j in patterns:  # Concatenate keeps the converter's pattern order
             members = sorted((e, k) for k, (jj, e) in group.keys.items() if jj == j)
             stacked = list(shapes[members[0][1]])
             stacked.insert(stack, len(members))
-            size = stacked[ops[1].dim] if len(ops) == 2 else 0
+            size = stacked[concat.dim] if concat is not None else 0
             offsets[j] = (start, size, {k: p for p, (_, k) in enumerate(members)})
             start += size
         slots = {}
         for key, (j, _) in group.keys.items():
             begin, size, position = offsets[j]
-            narrow = (ops[1].dim, begin, size) if len(ops) == 2 else None
+            narrow = (concat.dim, begin, size) if concat is not None else None
             slots[key] = Slot(name, narrow, ((stack, position[key]),))
         meta = self.meta[name]
         counts = {len(position) for _, _, position in offsets.values()}
-        complete = counts == {meta.shape[stack]} and (len(ops) == 1 or start == meta.shape[ops[1].dim])
+        complete = counts == {meta.shape[stack]} and (concat is None or start == meta.shape[concat.dim])
         for key, slot in slots.items():
             if not complete or tuple(slot.view(meta).shape) != tuple(shapes[key]):
                 raise PoolError(

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from evaluators.errors import PoolError
 from evaluators.pool.config import Pool
 
@@ -32,15 +34,15 @@ def readable_here(pool: Pool, reader: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        owner = _owner_of(exc.filename, paths)
-        if owner is None:
+        named_by = _owner_of(exc.filename, paths)
+        if named_by is None:
             raise
-        raise PoolError(_not_on_this_node(reader, Path(exc.filename), owner, _reason(exc))) from exc
+        raise PoolError(_not_on_this_node(reader, Path(exc.filename), named_by, _reason(exc))) from exc
 
 
 def pool_paths(pool: Pool) -> list[tuple[str, Path]]:
     """Every directory or file the pool names, with the base or member that names it."""
-    entries = [(f"base '{name}'", base) for name, base in pool.bases.items()]
+    entries: list[tuple[str, BaseModel]] = [(f"base '{name}'", base) for name, base in pool.bases.items()]
     entries += [(f"member '{m.name}'", m) for m in pool.members]
     return [(owner, value) for owner, entry in entries for _, value in entry if isinstance(value, Path)]
 

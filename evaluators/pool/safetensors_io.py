@@ -122,7 +122,7 @@ class SafetensorsFile:
         self.map(populate=False)
         with warnings.catch_warnings():  # torch warns that the map is read-only; we only read
             warnings.simplefilter("ignore", UserWarning)
-            flat = torch.frombuffer(self._map, dtype=entry.dtype, count=math.prod(entry.shape), offset=entry.start)  # type: ignore[arg-type]
+            flat = torch.frombuffer(self._map, dtype=entry.dtype, count=math.prod(entry.shape), offset=entry.start)
         return flat.view(entry.shape)
 
     def release(self, key: str) -> None:

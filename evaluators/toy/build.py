@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 from tqdm import tqdm
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
 from evaluators.toy.skills import SKILLS, sample_unique
@@ -175,7 +175,7 @@ def build_toy_pool(
     return True
 
 
-def save_model(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, directory: Path) -> None:
+def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     hf_logging.disable_progress_bar()
     model.save_pretrained(directory)

@@ -209,7 +209,7 @@ def write_results(run_dir: Path, markdown: str, figure: Figure) -> tuple[Path, P
 
 def main_of(
     prog: str, doc: str | None, experiment: str, runs: Mapping[str, str], results: Callable[..., str]
-) -> Callable[[list[str] | None], int]:
+) -> Callable[..., int]:
     """The command line of one seed experiment's results step: ``--experiment`` and one option per
     run directory (``runs``: option name -> default), passed to ``results`` in that order; the
     results go into the first run directory."""

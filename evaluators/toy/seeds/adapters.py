@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
+from transformers import PreTrainedModel
 
 from evaluators.errors import ConfigError
 from evaluators.toy.seeds import POOL_FILE, TOY_PREFIX, Trainer, cached_build, uniform_mixture, write_pool
@@ -50,8 +52,8 @@ def build(out_dir: Path, toy_dir: Path, recipe: AdapterRecipe = AdapterRecipe(),
             log.info("training LoRA adapter %s (data seed %d, %d steps)", name, seed, recipe.stage.steps)
             torch.manual_seed(recipe.init_seed)  # the same A factors (B starts at zero) for every adapter
             model = peft.get_peft_model(trainer.load(TOY_PREFIX + "base"), config)
-            trainer.train(model, (recipe.stage,), seed)
-            model.save_pretrained(out_dir / name)
+            trainer.train(cast(PreTrainedModel, model), (recipe.stage,), seed)  # peft's wrapper trains as its model
+            model.save_pretrained(str(out_dir / name))
             members.append({"name": name, "kind": "lora", "path": name, "base": "toy-base"})
         bases = {"toy-base": {"path": trainer.rel(toy_dir / "base")}}
         write_pool(
