@@ -31,7 +31,7 @@ from evaluators.merge.engine import plan_for
 from evaluators.worker import Worker
 from optimizer.experiment import load_experiment
 from optimizer.hypervolume import hypervolume
-from optimizer.samplers import SAMPLERS, SamplerContext
+from optimizer.sampler import SAMPLERS, SamplerContext
 from optimizer.space import space_for
 
 

@@ -39,7 +39,7 @@ from evaluators.worker import Promotion, TrialResult
 from optimizer.experiment import Experiment
 from optimizer.fingerprint import fingerprint, member_digests
 from optimizer.preflight import preflight
-from optimizer.samplers import SAMPLERS, SamplerContext
+from optimizer.sampler import SAMPLERS, SamplerContext
 from optimizer.space import space_for
 from optimizer.storage import JOURNAL, check_storage_url, open_storage, study_exists
 from optimizer.store import FULL, KNOB, REPORT, SCORE, WEIGHT, Columns, TrialRecord, TrialStore

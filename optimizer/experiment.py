@@ -19,7 +19,7 @@ from evaluators.merge import OPERATORS, MergeSpec
 from evaluators.pool import Pool, load_pool
 from evaluators.tasks import TaskLibrary, TaskSpec
 from evaluators.worker import WorkerSpec
-from optimizer.samplers import SAMPLERS
+from optimizer.sampler import SAMPLERS
 from optimizer.space import SpaceSpec
 
 Direction = Literal["maximize", "minimize"]

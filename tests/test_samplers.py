@@ -9,9 +9,9 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from evaluators.worker import Promotion
-from optimizer.samplers import SAMPLERS, SamplerContext
-from optimizer.scalarised import GENERATION, ScalarisedCmaEs
-from optimizer.surrogate import QuadraticModel, QuadraticSurrogate, improvement, quadratic_features
+from optimizer.sampler import SAMPLERS, SamplerContext
+from optimizer.sampler.scalarised import GENERATION, ScalarisedCmaEs
+from optimizer.sampler.surrogate import QuadraticModel, QuadraticSurrogate, improvement, quadratic_features
 
 SPACE = {"x.a": FloatDistribution(0, 1), "x.b": FloatDistribution(0, 1)}
 optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -21,7 +21,7 @@ from optuna.samplers import BaseSampler, QMCSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from optimizer.front import pareto_mask
-from optimizer.samplers import SamplerContext, finished_float_space, is_fixed
+from optimizer.sampler.base import SAMPLERS, SamplerContext, finished_float_space, is_fixed
 
 EPS = 1e-3
 
@@ -109,3 +109,9 @@ class QuadraticSurrogate(BaseSampler):
         self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> object:
         return self._startup.sample_independent(study, trial, param_name, param_distribution)
+
+
+@SAMPLERS.register("surrogate")
+def _surrogate(seed: int, context: SamplerContext) -> optuna.samplers.BaseSampler:
+    """Quadratic per-objective surrogate: proposes the predicted front points."""
+    return QuadraticSurrogate(seed, context)

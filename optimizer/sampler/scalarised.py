@@ -19,7 +19,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from optimizer.samplers import finished_float_space, is_fixed
+from optimizer.sampler.base import SAMPLERS, SamplerContext, finished_float_space, is_fixed
 
 GENERATION = "cmaes:generation"
 
@@ -73,3 +73,9 @@ class ScalarisedCmaEs(BaseSampler):
         self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> object:
         return self._random.sample_independent(study, trial, param_name, param_distribution)
+
+
+@SAMPLERS.register("cmaes")
+def _cmaes(seed: int, context: SamplerContext) -> optuna.samplers.BaseSampler:
+    """The recycling paper's recipe: CMA-ES on the macro-average of the objectives."""
+    return ScalarisedCmaEs(seed, context.directions)
