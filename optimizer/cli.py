@@ -6,6 +6,7 @@ import argparse
 import logging
 import math
 import re
+import struct
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -210,7 +211,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from optimizer.driver import read_meta
+    from optimizer.rundir import read_meta
     from optimizer.storage import JOURNAL, open_storage
 
     meta = read_meta(args.run_dir)  # a clear error for a directory that is not a run
@@ -237,6 +238,10 @@ def _finite(name: str, value: str, weight: float) -> float:
     if abs(weight) > FLOAT32_MAX:
         raise argparse.ArgumentTypeError(
             f"{name}={value} is beyond float32's range (±{FLOAT32_MAX:.1e}), in which the merge is computed; give a smaller weight"
+        )
+    if weight != 0 and struct.unpack("f", struct.pack("f", weight))[0] == 0:
+        raise argparse.ArgumentTypeError(
+            f"{name}={value} rounds to 0 in float32, in which the merge is computed; give 0 or a weight of at least 1.4e-45"
         )
     return weight
 
@@ -313,8 +318,8 @@ def _pool_check(args: argparse.Namespace) -> int:
     from evaluators.config import validate
     from evaluators.merge import MergeSpec
     from evaluators.merge.engine import plan_for
+    from evaluators.merge.inspect import format_reports, inspect_members
     from evaluators.pool import load_pool
-    from evaluators.pool.inspect import format_reports, inspect_members
 
     pool = load_pool(args.pool, args.allow_pickle)
     method = args.method or ("task_arithmetic" if pool.merge_base else "linear")

@@ -14,7 +14,6 @@ a lock. Two drivers checking the budget at the same moment can overshoot it by o
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import shutil
@@ -39,14 +38,15 @@ from evaluators.worker import Promotion, TrialResult
 from optimizer.experiment import Experiment
 from optimizer.fingerprint import fingerprint, member_digests
 from optimizer.preflight import preflight
+from optimizer.rundir import read_meta, write_meta
 from optimizer.sampler import SAMPLERS, SamplerContext
 from optimizer.space import space_for
 from optimizer.storage import JOURNAL, check_storage_url, open_storage, study_exists
 from optimizer.store import FULL, KNOB, REPORT, SCORE, WEIGHT, Columns, TrialRecord, TrialStore
+from optimizer.warmstart import import_trials
 from optimizer.workers import InProcessWorkers, RayWorkers, TrialFailed, WorkerLost, WorkerPool
 
 log = logging.getLogger(__name__)
-RUN_META = "run.json"
 WARM = "warm:"
 
 
@@ -141,13 +141,6 @@ def create_run_dir(runs_dir: Path, name: str, overwrite: bool) -> Path:
             f"cannot create run directory {run_dir} ({exc.strerror}); choose a writable --runs-dir"
         ) from None
     return run_dir
-
-
-def read_meta(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / RUN_META
-    if not path.is_file():
-        raise ConfigError(f"{path} does not exist; is {run_dir} a run directory written by `mergefront search`?")
-    return json.loads(path.read_text())
 
 
 def read_run(run_dir: Path, fix: str) -> tuple[Experiment, Pool]:
@@ -277,15 +270,13 @@ class Search:
             "fingerprint": fingerprint(experiment, pool),
             "started_at": datetime.now(UTC).isoformat(),
         }
-        (run_dir / RUN_META).write_text(json.dumps(meta, indent=2))
+        write_meta(run_dir, meta)
         search = cls(experiment, pool, run_dir, storage)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             search.study.set_metric_names(search.labels)
         imported: list[dict[str, float]] = []
         if warm_from is not None:
-            from optimizer.warmstart import import_trials
-
             imported = import_trials(search, warm_from, meta["fingerprint"])
         for source, params in search.space.baselines()[: experiment.budget.trials]:
             if params not in imported:
@@ -314,9 +305,7 @@ class Search:
         )
         meta = read_meta(self.run_dir)
         meta["experiment"] = self.experiment.model_dump(mode="json")
-        tmp = self.run_dir / f".{RUN_META}.tmp"
-        tmp.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, self.run_dir / RUN_META)
+        write_meta(self.run_dir, meta)
 
     def _reconcile(self) -> None:
         """Append to Parquet the trials Optuna holds as complete but Parquet lacks. The loop writes

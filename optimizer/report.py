@@ -69,7 +69,7 @@ def _metadata(run_dir: Path, meta: dict, trials: pd.DataFrame, front: pd.DataFra
 
 
 def write_report(run_dir: Path, out: Path) -> None:
-    from optimizer.driver import read_meta
+    from optimizer.rundir import read_meta
 
     meta = read_meta(run_dir)
     columns, front = read_table(run_dir, FRONT)

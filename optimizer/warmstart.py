@@ -13,16 +13,15 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import optuna
 
 from evaluators.errors import ConfigError
 from optimizer.fingerprint import check_reusable
-from optimizer.store import FULL, KNOB, SCORE, STDERR, TRIALS, WEIGHT, TrialRecord, read_table
-
-if TYPE_CHECKING:
-    from optimizer.driver import Search
+from optimizer.rundir import read_meta
+from optimizer.space import WeightSpace
+from optimizer.store import FULL, KNOB, SCORE, STDERR, TRIALS, WEIGHT, TrialRecord, TrialStore, read_table
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +35,17 @@ def _value(x: Any) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
-def import_trials(search: Search, old_run: Path, new_fingerprint: dict[str, Any]) -> list[dict[str, float]]:
-    """Import ``old_run``'s complete full-fidelity trials into ``search``; returns their raw params."""
-    from optimizer.driver import read_meta
+class ImportTarget(Protocol):
+    """What a warm start writes into: the new search's space, objectives, study and trial store."""
 
+    space: WeightSpace
+    labels: list[str]
+    study: optuna.Study
+    store: TrialStore
+
+
+def import_trials(search: ImportTarget, old_run: Path, new_fingerprint: dict[str, Any]) -> list[dict[str, float]]:
+    """Import ``old_run``'s complete full-fidelity trials into ``search``; returns their raw params."""
     old_meta = read_meta(old_run)
     change = check_reusable(old_meta["fingerprint"], new_fingerprint, old_run)
     columns, frame = read_table(old_run, TRIALS)

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optimizer.driver import RUN_META, Search, read_meta, start_run
+from optimizer.driver import Search, start_run
 from optimizer.experiment import load_experiment
 from optimizer.fingerprint import member_digests, pool_change
+from optimizer.rundir import RUN_META, read_meta
 from optimizer.storage import JOURNAL
 
 log = logging.getLogger(__name__)

@@ -240,17 +240,22 @@ def missing_config(env: Env) -> list[str]:
     return search(env)
 
 
-def model_type_everywhere(model_type: str | None) -> Build:
-    """Every config.json of the pool with this model_type (None: without one), so that the members still agree."""
+def model_type_everywhere(model_type: str | None, then: Build = search) -> Build:
+    """Every config.json of the pool with this model_type (None: without one), so that the members still agree;
+    then ``then``'s command (a search by default)."""
 
     def build(env: Env) -> list[str]:
         for path in env.pool.glob("*/config.json"):
             config = json.loads(path.read_text())
             del config["model_type"]
             path.write_text(json.dumps(config if model_type is None else {**config, "model_type": model_type}))
-        return search(env)
+        return then(env)
 
     return build
+
+
+def merging_add(env: Env) -> list[str]:
+    return ["merge", "--pool", str(env.pool_file), "--weights", "add=1", "--out", str(env.tmp / "out")]
 
 
 def stored_as(dtype: torch.dtype, then: Build) -> Build:
@@ -400,6 +405,30 @@ def lora_pool(env: Env) -> Path:
 
     _, pool_file, _ = two_lora_pool(env.tmp / "lora")
     return pool_file
+
+
+def ranks_differ(then: Callable[[Env, Path], list[str]]) -> Build:
+    """The two-adapter pool with a third adapter of rank 8 on o_proj (the others: rank 4 on q_proj, v_proj)."""
+
+    def build(env: Env) -> list[str]:
+        import peft
+        from transformers import AutoModelForCausalLM
+
+        pool_file = lora_pool(env)
+        base = AutoModelForCausalLM.from_pretrained(pool_file.parent / "base")
+        config = peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], rank_pattern={"v_proj": 8})
+        peft.get_peft_model(base, config).save_pretrained(pool_file.parent / "lora3")
+        text = pool_file.read_text()
+        pool_file.write_text(text + f"  - {{name: l3, kind: lora, path: {pool_file.parent / 'lora3'}, base: b}}\n")
+        return then(env, pool_file)
+
+    return build
+
+
+FACTORWISE = (
+    "merge method 'lora_factorwise' averages the adapters' factors, so every member must adapt the same modules"
+)
+RANK_8 = "has rank 8 and scale 1 in member 'l3' but rank 4 and scale 2 in member 'l1'"
 
 
 def runs_dir_under_a_file(env: Env) -> list[str]:
@@ -610,6 +639,11 @@ CASES = [
         model_type_everywhere(None),
         "'add': {pool}/add/config.json has no model_type, so transformers cannot tell which model to build",
         'add "model_type": "llama" (the type of its architecture LlamaForCausalLM)',
+    ),
+    case(
+        "merge-config-without-model-type",
+        model_type_everywhere(None, merging_add),
+        "'add': {pool}/add/config.json has no model_type, so transformers cannot tell which model to build",
     ),
     case(
         "checkpoint-unknown-model-type",
@@ -1104,6 +1138,37 @@ CASES = [
         adapter_weights_off_one,
         "the weights sum to 1.200000, so the merge scales the base too",
         "export a full model instead",
+    ),
+    case(
+        "merge-weight-rounds-to-zero-in-float32",
+        command("merge", "--pool", "{pool}/checkpoints.yaml", "--weights", "add=1e-46", "--out", "{tmp}/out"),
+        WEIGHTS + "add=1e-46 rounds to 0 in float32, in which the merge is computed",
+    ),
+    case(
+        "merge-factorwise-ranks-differ",
+        ranks_differ(
+            lambda env, pool: [
+                "merge",
+                "--pool",
+                str(pool),
+                "--method",
+                "lora_factorwise",
+                "--weights",
+                "l1=0.5,l3=0.5",
+                "--as-adapter",
+                "--out",
+                str(env.tmp / "out"),
+            ]
+        ),
+        FACTORWISE,
+        RANK_8,
+        "use method 'linear', which merges adapters of any rank exactly",
+    ),
+    case(
+        "pool-check-factorwise-ranks-differ",
+        ranks_differ(lambda env, pool: ["pool", "check", str(pool), "--method", "lora_factorwise"]),
+        FACTORWISE,
+        RANK_8,
     ),
     case(
         "merge-adapter-of-a-full-model-pool",

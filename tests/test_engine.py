@@ -12,9 +12,9 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from evaluators.merge import MergeSpec
 from evaluators.merge.engine import PoolMerger, plan_for, stream_merge
+from evaluators.merge.inspect import inspect_members
 from evaluators.merge.point import MergePoint
 from evaluators.pool import load_pool
-from evaluators.pool.inspect import inspect_members
 from evaluators.pool.tiers import TIERS
 from optimizer.cli import main
 

@@ -114,6 +114,9 @@ def test_a_tied_config_whose_files_hold_the_head_too_loads_untied(
     assert "loads them untied" in capsys.readouterr().out
     live = live_equals_loaded(pool, MergeSpec(), {"m0": 0.25, "m1": 0.75}, tmp_path / "out")
     assert live.lm_head.weight.data_ptr() != live.model.embed_tokens.weight.data_ptr()
+    exported = AutoModelForCausalLM.from_pretrained(tmp_path / "out", local_files_only=True)
+    exported.tie_weights()  # as lm-eval's HFLM does after loading: the export must stay the searched model
+    assert torch.equal(exported.lm_head.weight, live.lm_head.weight)
 
 
 def test_weight_files_are_the_ones_transformers_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

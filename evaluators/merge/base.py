@@ -57,6 +57,7 @@ class Operator:
     knobs: dict[str, Any]
     needs_base: bool = False
     adapters_only: bool = False
+    same_factors: bool = False  # averages the adapters' factors: one rank and scale per module
 
     def write(self, x: TensorInputs, w: torch.Tensor, spec: MergeSpec, out: torch.Tensor) -> None:
         """Merge one tensor into ``out`` (in ``out``'s dtype and device); ``w`` holds one weight per member."""
@@ -71,12 +72,16 @@ OPERATORS: Registry[Operator] = Registry("merge method")
 
 
 def operator(
-    name: str, knobs: dict[str, Any] | None = None, needs_base: bool = False, adapters_only: bool = False
+    name: str,
+    knobs: dict[str, Any] | None = None,
+    needs_base: bool = False,
+    adapters_only: bool = False,
+    same_factors: bool = False,
 ) -> Callable[[OperatorFn], OperatorFn]:
     """Register ``fn`` as merge method ``name``."""
 
     def add(fn: OperatorFn) -> OperatorFn:
-        OPERATORS.register(name)(Operator(fn, knobs or {}, needs_base, adapters_only))
+        OPERATORS.register(name)(Operator(fn, knobs or {}, needs_base, adapters_only, same_factors))
         return fn
 
     return add

@@ -51,7 +51,34 @@ def plan_for(pool: Pool, spec: MergeSpec, exact: bool = True) -> PoolPlan:
             f"merge method '{spec.method}' needs a merge base θ₀, but pool '{pool.name}' has {found}; "
             "declare the base under 'bases' (and name it with 'base:' if there are several)"
         )
-    return PoolPlan(pool, need_base=op.needs_base, exact=exact)
+    plan = PoolPlan(pool, need_base=op.needs_base, exact=exact)
+    if op.same_factors:
+        _check_same_factors(plan, spec.method)
+    return plan
+
+
+def _check_same_factors(plan: PoolPlan, method: str) -> None:
+    """A factor-wise average needs every adapter to adapt the same modules with the same rank and scale."""
+    adapters = [plan.adapters[i] for i in sorted(plan.adapters)]
+    first = {k: (t.rank, t.scale) for k, t in adapters[0].targets.items()}
+    for adapter in adapters[1:]:
+        own = {k: (t.rank, t.scale) for k, t in adapter.targets.items()}
+        if own == first:
+            continue
+        if set(own) != set(first):
+            key = min(set(own) ^ set(first))
+            which = adapter.owner if key in own else adapters[0].owner
+            problem = f"only member '{which}' adapts '{key}'"
+        else:
+            key = next(k for k in sorted(own) if own[k] != first[k])
+            problem = (
+                f"'{key}' has rank {own[key][0]} and scale {own[key][1]:g} in member '{adapter.owner}' but rank "
+                f"{first[key][0]} and scale {first[key][1]:g} in member '{adapters[0].owner}'"
+            )
+        raise PoolError(
+            f"merge method '{method}' averages the adapters' factors, so every member must adapt the same modules "
+            f"with the same rank and scale: {problem}; use method 'linear', which merges adapters of any rank exactly"
+        )
 
 
 class PoolMerger:

@@ -14,7 +14,7 @@ from evaluators.merge.inputs import TensorInputs
 from evaluators.merge.kernel import Combination, LowRankTerm
 
 
-@operator("lora_factorwise", adapters_only=True)
+@operator("lora_factorwise", adapters_only=True, same_factors=True)
 def lora_factorwise(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> Combination:
     coef = tuple((w.float() @ x.mix).tolist())
     factors = [lr for lr in x.lowrank if lr is not None]

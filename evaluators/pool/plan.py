@@ -144,6 +144,7 @@ class PoolPlan:
         }
         self.vocab = max(s.vocab for s in self.sources)
         self._check_remote_code()
+        self._check_model_type()
         self.exact = exact or bool(self.adapters) or len({s.vocab for s in self.sources}) > 1 or not self._same_names()
         self.slots: dict[str, Slot] = {}
         self.tensors = self._check_sources() if self.exact else self._same_sources()
@@ -152,6 +153,21 @@ class PoolPlan:
         }
         for i, adapter in self.adapters.items():
             adapter.check_against(live_shapes, pool.members[i].base, self.layout.conv1d)  # type: ignore[union-attr]
+
+    def _check_model_type(self) -> None:
+        """The model directory's config must name a model type transformers knows (or trusted remote code),
+        checked from the config alone so that a plan that skips the layout checks it too."""
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+        directory = self.pool.model_dir()
+        config = _config(directory, self.pool.tokenizer or self.members[0])
+        if config.get("model_type") in CONFIG_MAPPING_NAMES or (
+            self.pool.trusts_remote_code and config.get("auto_map")
+        ):
+            return
+        raise PoolError(
+            f"'{self.pool.tokenizer or self.members[0]}': {directory / 'config.json'} {model_type_fix(config)}"
+        )
 
     def _check_remote_code(self) -> None:
         """The live model is built from one directory's config.json; if that asks to import the checkpoint's
@@ -347,6 +363,11 @@ class PoolPlan:
         config.pop("transformers_weights", None)
         if config.get("vocab_size") and config["vocab_size"] != self.vocab:
             config["vocab_size"] = self.vocab
+        if self.untie:  # the merge holds both tensors, as the live model does; a loader that ties
+            # after loading (lm-eval's HFLM calls tie_weights()) would otherwise score another model
+            for part in (config, config.get("text_config")):
+                if isinstance(part, dict):
+                    part["tie_word_embeddings"] = False
         return config
 
     def model_config(self) -> PretrainedConfig:
@@ -392,5 +413,8 @@ class PoolPlan:
 
     @property
     def untie(self) -> bool:
-        """Whether the files hold a tensor that the config ties to another (lm_head beside the embeddings)."""
+        """Whether the files hold a tensor that the config ties to another (lm_head beside the embeddings).
+        An untied config answers without building the layout (a one-off merge skips the modeling code)."""
+        if not getattr(self.model_config().get_text_config(), "tie_word_embeddings", False):
+            return False
         return any(self.slots[k].name in self.layout.aliases for k in self.tensors)

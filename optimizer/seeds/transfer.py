@@ -13,8 +13,8 @@ from pathlib import Path
 
 from evaluators.merge import MergeSpec
 from evaluators.merge.engine import plan_for
+from evaluators.merge.inspect import inspect_members
 from evaluators.pool import load_pool
-from evaluators.pool.inspect import inspect_members
 from evaluators.toy.seeds import POOL_FILE
 from optimizer.experiment import load_experiment
 from optimizer.seeds.common import (

@@ -1,0 +1,121 @@
+"""The house rules on imports: no import cycle between modules or between packages, and the scoring
+side (``evaluators``) never imports the search side (``optimizer``). Every import statement counts,
+those inside functions and under ``TYPE_CHECKING`` too: a lazy import hides a cycle, it does not
+remove it. Importing a submodule runs its package's ``__init__`` first; that implicit step is not an
+edge, an explicit ``from package import name`` of something the ``__init__`` defines is.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("evaluators", "optimizer")
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            found[".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _absolute(module: str, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    here = module.split(".") if MODULES[module].name == "__init__.py" else module.split(".")[:-1]
+    base = here[: len(here) - node.level + 1]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _target(name: str) -> str | None:
+    """The project module ``name`` refers to: itself, or the package defining it (``pkg.attr``);
+    None outside the project or for a compiled extension (``evaluators.merge._fused``)."""
+    parent, _, leaf = name.rpartition(".")
+    if name not in MODULES and parent in MODULES and any(MODULES[parent].parent.glob(f"{leaf}.c")):
+        return None  # its C source sits beside it (the built .so may not exist yet)
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _edges() -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = {m: set() for m in MODULES}
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = _absolute(module, node)
+                names = [f"{base}.{a.name}" for a in node.names]
+            else:
+                continue
+            edges[module] |= {t for t in map(_target, names) if t is not None and t != module}
+    return edges
+
+
+def _package(module: str) -> str:
+    return module if MODULES[module].name == "__init__.py" else module.rpartition(".")[0]
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one node (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while (top := stack.pop()) != node:
+                component.append(top)
+            if component:
+                found.append(sorted([*component, node]))
+
+    for node in list(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_checker_sees_imports_inside_functions_and_extensions() -> None:
+    """Guard: the graph holds a known lazy import and leaves the compiled kernel out."""
+    edges = _edges()
+    assert "optimizer.driver" in edges["optimizer.cli"]  # imported inside _resume/_join only
+    assert "evaluators.merge" not in edges["evaluators.merge.kernel"]  # from evaluators.merge import _fused
+    assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+
+
+def test_no_module_imports_itself_back() -> None:
+    assert _cycles(_edges()) == []
+
+
+def test_no_package_imports_itself_back() -> None:
+    packages: dict[str, set[str]] = {}
+    for module, targets in _edges().items():
+        a = _package(module)
+        packages.setdefault(a, set())
+        for b in map(_package, targets):
+            if b != a and not b.startswith(a + "."):  # a package may use its own subpackages
+                packages[a].add(b)
+    assert _cycles(packages) == []
+
+
+def test_the_scoring_side_never_imports_the_search_side() -> None:
+    edges = _edges()
+    wrong = {m: sorted(t for t in edges[m] if t.startswith("optimizer")) for m in edges if m.startswith("evaluators")}
+    assert {m: t for m, t in wrong.items() if t} == {}
