@@ -9,33 +9,28 @@ torn tail is cut off before the journal is opened (the trial it belonged to was 
 
 from __future__ import annotations
 
-import fcntl
 import os
-import threading
 from pathlib import Path
+from typing import Any, cast
 
+from filelock import FileLock
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
-from optuna.storages.journal._file import BaseJournalFileLock
 
 
-class FlockLock(BaseJournalFileLock):
-    """An exclusive ``flock`` on ``<journal>.flock``, one descriptor per holding thread."""
+class JournalLock:
+    """The two calls Optuna's journal backend makes on its lock (``acquire``, ``release``), on filelock's
+    ``flock`` of ``<journal>.flock`` (one per thread, as Optuna's writers may be threads)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._held = threading.local()
+        self._lock = FileLock(path, thread_local=True)
 
     def acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        self._held.fd = fd
+        self._lock.acquire()
         return True
 
     def release(self) -> None:
-        fd = self._held.fd
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        self._lock.release()
 
 
 def trim_torn_tail(path: Path) -> int:
@@ -61,10 +56,11 @@ def trim_torn_tail(path: Path) -> int:
 
 def journal_storage(path: Path) -> JournalStorage:
     """Optuna storage on the journal at ``path``, locked with ``flock`` and free of a torn tail."""
-    lock = FlockLock(path.with_name(path.name + ".flock"))
+    lock = JournalLock(path.with_name(path.name + ".flock"))
     lock.acquire()
     try:
         trim_torn_tail(path)
     finally:
         lock.release()
-    return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+    # Optuna types lock_obj as its own lock base class, which it does not export; it only calls these two
+    return JournalStorage(JournalFileBackend(str(path), lock_obj=cast(Any, lock)))

@@ -19,11 +19,9 @@ Names and directions are kept in the Parquet schema metadata under ``mergefront`
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from filelock import FileLock
 
 from evaluators.errors import ConfigError
 from optimizer.front import pareto_mask
@@ -232,14 +231,9 @@ class TrialStore:
 
         return self._update(add)
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        fd = os.open(self.run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the flock
+    def _locked(self) -> FileLock:
+        """An exclusive ``flock`` on the run's lock file (the kernel releases it if the holder dies)."""
+        return FileLock(self.run_dir / LOCK)
 
     def _stat(self) -> tuple[int, int, int]:
         st = os.stat(self._path)

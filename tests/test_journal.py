@@ -34,7 +34,7 @@ def test_lock_of_a_killed_holder_is_free_at_once(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            f"from pathlib import Path; from optimizer.journal import FlockLock; FlockLock(Path({str(lock)!r})).acquire(); print('held', flush=True); input()",
+            f"from pathlib import Path; from optimizer.journal import JournalLock; held = JournalLock(Path({str(lock)!r})); held.acquire(); print('held', flush=True); input()",
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
