@@ -73,7 +73,14 @@ def _absolute(value: Any, folder: Path) -> Any:
     return value
 
 
-def _load_task_yaml(path: Path) -> dict[str, Any]:
+def _load_task_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A task file with its includes, as lm-eval's ``load_yaml`` reads it (``include`` one file or a list, merged
+    in order, the file's own keys winning; a cycle is an error), but parsed by our safe loader: lm-eval's
+    loader turns ``!function`` into a path string when asked not to import it, so it could not be refused."""
+    if path.resolve() in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path.resolve()))
+        raise ConfigError(f"{seen[0]}: its includes form a cycle ({chain}); remove one of these includes")
+    seen = (*seen, path.resolve())
     with path.open() as fh:
         loader = _SafeTaskLoader(fh)
         loader.name = str(path)
@@ -86,13 +93,17 @@ def _load_task_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         return {}
     if "include" in data:
-        include = str(data.pop("include"))
-        included = path.parent / include
-        if not included.is_file():
-            raise ConfigError(
-                f"{path}: include '{include}' does not exist (resolved to {included}); fix the path, which is relative to the task file"
-            )
-        base = _load_task_yaml(included)
+        includes = data.pop("include")
+        base: dict[str, Any] = {}
+        for include in includes if isinstance(includes, list) else [includes]:
+            included = path.parent / str(include)
+            if not included.is_file():
+                raise ConfigError(
+                    f"{path}: include '{include}' does not exist (resolved to {included}); fix the path, which is relative to the task file"
+                )
+            inherited = _load_task_yaml(included, seen)
+            inherited.pop("task_list", None)  # as lm-eval: an included file's task list is its own
+            base.update(inherited)
         data = {**base, **data}
     files = data.get("dataset_kwargs", {}).get("data_files")
     if files is not None:

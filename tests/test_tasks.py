@@ -49,6 +49,29 @@ def test_include_merges_the_base_file(tmp_path: Path) -> None:
         TaskLibrary(tmp_path).config("tt")
 
 
+def test_an_include_list_merges_as_lm_eval_merges_it(tmp_path: Path) -> None:
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    (tmp_path / "_a.yaml").write_text("output_type: loglikelihood\nnum_fewshot: 1\ntest_split: a\n")
+    (tmp_path / "_b.yaml").write_text("include: _c.yaml\nnum_fewshot: 2\ntask_list: [x]\n")
+    (tmp_path / "_c.yaml").write_text("test_split: c\nrepeats: 3\n")
+    (tmp_path / "t.yaml").write_text("include: [_a.yaml, _b.yaml]\ntask: t\nrepeats: 4\n")
+    expected = load_yaml(tmp_path / "t.yaml", resolve_func=False)
+    assert TaskLibrary(tmp_path).config("t") == expected
+    assert expected["num_fewshot"] == 2 and expected["test_split"] == "c" and "task_list" not in expected
+
+
+def test_an_include_cycle_is_one_error_line(tmp_path: Path) -> None:
+    (tmp_path / "_a.yaml").write_text("include: _b.yaml\n")
+    (tmp_path / "_b.yaml").write_text("include: [_a.yaml]\n")
+    (tmp_path / "t.yaml").write_text("include: _a.yaml\ntask: t\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"_a\.yaml: its includes form a cycle \(\S*_a\.yaml -> \S*_b\.yaml -> \S*_a\.yaml\); remove one",
+    ):
+        TaskLibrary(tmp_path)
+
+
 LOCAL_TASK = """\
 task: local_folder
 dataset_path: {path}
