@@ -82,7 +82,7 @@ def mergekit_recipe(
     }
     if base is not None:
         recipe["base_model"] = str(base)
-        recipe["parameters"] = {"normalize": False, "lambda": float(knobs.get("scale", spec.knob("scale")))}
+        recipe["parameters"] = {"normalize": False, "lambda": float(knobs.get("scale", spec.value("scale")))}
     else:
         recipe["parameters"] = {"normalize": False}
     return yaml.safe_dump(

@@ -526,8 +526,8 @@ CASES = [
     ),
     case(
         "pool-check-unknown-method",
-        command("pool", "check", "{pool}/checkpoints.yaml", "--method", "slerp"),
-        "--method: unknown merge method 'slerp'; available: dare_linear, dare_ties, linear",
+        command("pool", "check", "{pool}/checkpoints.yaml", "--method", "della"),
+        "--method: unknown merge method 'della'; available: dare_linear, dare_ties, linear",
     ),
     # --- checkpoint files (reverse is the bad member) ----------------------------------------
     case(
@@ -690,18 +690,18 @@ CASES = [
     ),
     case(
         "experiment-unknown-merge-method",
-        with_experiment("merge: {method: slerp}"),
-        "{exp}: merge: unknown merge method 'slerp'; available:",
+        with_experiment("merge: {method: della}"),
+        "{exp}: merge: unknown merge method 'della'; available:",
     ),
     case(
         "experiment-knob-of-another-method",
         with_experiment("merge: {method: linear, density: 0.5}"),
-        "{exp}: merge: knob 'density' does not apply to method 'linear' (its knobs: none)",
+        "{exp}: merge: parameter 'density' does not apply to method 'linear' (its parameters: none)",
     ),
     case(
         "experiment-ties-with-drop",
         with_experiment("merge: {method: ties, drop: 0.2}"),
-        "{exp}: merge: knob 'drop' does not apply to method 'ties' (its knobs: density, scale)",
+        "{exp}: merge: parameter 'drop' does not apply to method 'ties' (its parameters: density, lambda)",
     ),
     case(
         "experiment-zero-trials",
@@ -710,18 +710,18 @@ CASES = [
     ),
     case(
         "experiment-searched-knob-not-of-method",
-        with_experiment("space: {knobs: {scale: [0.5, 1.5]}}"),
-        "{exp}: space.knobs: 'scale' is not a knob of merge method 'linear' (its knobs: none)",
+        with_experiment("space: {knobs: {lambda: [0.5, 1.5]}}"),
+        "{exp}: space.knobs: 'lambda' is not a parameter of merge method 'linear' (its parameters: none)",
     ),
     case(
         "experiment-searched-knob-out-of-range",
         with_experiment("merge: {method: ties}\nspace: {knobs: {density: [0.0, 0.5]}}"),
-        "{exp}: space.knobs: density = 0.0: Input should be greater than 0",
+        "{exp}: space.knobs: parameter 'density' = 0.0 lies outside (0, 1]",
     ),
     case(
         "experiment-knob-searched-and-fixed",
-        with_experiment("merge: {method: ties, scale: 1.0}\nspace: {knobs: {scale: [0.5, 1.5]}}"),
-        "{exp}: space.knobs: 'scale' is searched, so do not also fix it under merge",
+        with_experiment("merge: {method: ties, lambda: 1.0}\nspace: {knobs: {lambda: [0.5, 1.5]}}"),
+        "{exp}: space.knobs: 'lambda' is searched, so do not also fix it under merge",
     ),
     case(
         "experiment-group-matches-nothing",
@@ -1060,7 +1060,7 @@ CASES = [
             "--out",
             "{tmp}/out",
         ),
-        "--method and its knobs: knob 'density' does not apply to method 'linear' (its knobs: none)",
+        "--method and its parameters: parameter 'density' does not apply to method 'linear' (its parameters: none)",
     ),
     case(
         "merge-malformed-weights",
