@@ -724,6 +724,17 @@ CASES = [
         "{exp}: space.knobs: 'lambda' is searched, so do not also fix it under merge",
     ),
     case(
+        "experiment-slerp-on-four-members",
+        with_experiment("merge: {method: slerp}\nspace: {knobs: {t: [0.0, 1.0]}}"),
+        "{exp}: merge: merge method 'slerp' merges at most 2 members, but the search would weight all 4 of pool "
+        "'toy'; search a pool of 2",
+    ),
+    case(
+        "experiment-slerp-t-range-outside",
+        with_experiment("merge: {method: slerp}\nspace: {knobs: {t: [0.0, 1.5]}}"),
+        "{exp}: space.knobs: parameter 't' = 1.5 lies outside [0, 1]",
+    ),
+    case(
         "experiment-group-matches-nothing",
         with_experiment("space: {groups: {vision: vision_tower}}"),
         "{exp}: space.groups: weight group(s) ['vision'] match no tensor of the pool",
@@ -1061,6 +1072,39 @@ CASES = [
             "{tmp}/out",
         ),
         "--method and its parameters: parameter 'density' does not apply to method 'linear' (its parameters: none)",
+    ),
+    case(
+        "merge-slerp-of-three-members",
+        command(
+            "merge",
+            "--pool",
+            "{pool}/checkpoints.yaml",
+            "--method",
+            "slerp",
+            "--weights",
+            "add=1,reverse=1,sort=1",
+            "--out",
+            "{tmp}/out",
+        ),
+        "merge method 'slerp' merges at most 2 members, but the weights give 3 a non-zero weight (add, reverse, sort); "
+        "give weight to 2 of them",
+    ),
+    case(
+        "merge-slerp-t-outside",
+        command(
+            "merge",
+            "--pool",
+            "{pool}/checkpoints.yaml",
+            "--method",
+            "slerp",
+            "--weights",
+            "add=1,reverse=1",
+            "--t",
+            "1.5",
+            "--out",
+            "{tmp}/out",
+        ),
+        "--method and its parameters: parameter 't' = 1.5 lies outside [0, 1]",
     ),
     case(
         "merge-malformed-weights",
