@@ -51,6 +51,12 @@ def resolve_path(value: Path, info: ValidationInfo) -> Path:
     return value if value.is_absolute() or base is None else Path(base) / value
 
 
+def from_a_person(info: ValidationInfo) -> bool:
+    """Whether this validation runs on input a person wrote (through ``validate``/``load_config``, which set a
+    context), not on a stored run or an internal copy: only there are deprecated names worth a log line."""
+    return "base_dir" in (info.context or {})
+
+
 def _existing(value: Path, info: ValidationInfo, kind: str) -> Path:
     path = resolve_path(value, info)
     if not (path.is_dir() if kind == "directory" else path.is_file()):

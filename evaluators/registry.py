@@ -47,3 +47,7 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._items)
+
+    def values(self) -> list[T]:
+        """Every implementation, in registration order (where order shows, e.g. CLI flags)."""
+        return list(self._items.values())

@@ -8,12 +8,14 @@ import math
 import re
 import struct
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from evaluators.environment import apply_process_env
 from evaluators.errors import ConfigError, MergefrontError
 from evaluators.registry import did_you_mean
+from optimizer.parameter_flags import add_parameter_flags, given_parameters
 
 if TYPE_CHECKING:
     from optimizer.driver import Search
@@ -23,13 +25,29 @@ DEFAULT_EXPERIMENT = Path("experiments/toy.yaml")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are ConfigErrors: one line and exit code 2, like any other bad input."""
+    """argparse whose errors are ConfigErrors: one line and exit code 2, like any other bad input.
+
+    ``extend`` adds arguments the first time this parser parses or shows help: flags that need a heavy
+    import (the merge methods' parameters need torch) cost nothing to the other commands.
+    """
+
+    extend: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def _extended(self) -> None:
+        if self.extend is not None:
+            extend, self.extend = self.extend, None
+            extend(self)
+
+    def format_help(self) -> str:
+        self._extended()
+        return super().format_help()
 
     def error(self, message: str) -> NoReturn:
         command = self.prog.removeprefix("mergefront").strip()
         raise ConfigError(f"{command + ': ' if command else ''}{message}; see `{self.prog} --help`")
 
     def parse_known_args(self, args=None, namespace=None):
+        self._extended()
         namespace, extra = super().parse_known_args(args, namespace)
         if extra and self._subparsers is None:  # a command's own parser: suggest one of its options
             options = [o for action in self._actions for o in action.option_strings]
@@ -279,8 +297,8 @@ def _merge(args: argparse.Namespace) -> int:
     from optimizer.modelcard import Provenance
 
     pool = load_pool(args.pool, args.allow_pickle)
-    knobs = {k: getattr(args, k) for k in ("scale", "density", "drop", "seed") if getattr(args, k) is not None}
-    spec = validate(MergeSpec, {"method": args.method, **knobs}, "--method and its knobs")
+    parameters = given_parameters(args)
+    spec = validate(MergeSpec, {"method": args.method, **parameters}, "--method and its parameters")
     unknown = sorted(set(args.weights) - set(pool.names))
     if unknown:
         raise ConfigError(f"--weights: {unknown} are not members of {args.pool} (members: {', '.join(pool.names)})")
@@ -502,10 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     merge.add_argument("--method", default="linear", help="merge method (default linear)")
     merge.add_argument("--weights", type=_weights, required=True, help="name=w,name=w (members left out get 0)")
-    merge.add_argument("--scale", type=float, help="λ of task-vector methods")
-    merge.add_argument("--density", type=float, help="share of entries TIES keeps")
-    merge.add_argument("--drop", type=float, help="DARE's drop probability")
-    merge.add_argument("--seed", type=int, help="DARE's seed")
+    merge.extend = add_parameter_flags  # --lambda, --density, --drop, --seed, --t: from the methods' declarations
     _model_output_args(merge)
     _allow_pickle_arg(merge)
     merge.set_defaults(func=_merge)

@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import Field, ModelWrapValidatorHandler, ValidationError, field_validator, model_validator
+from pydantic import Field, ModelWrapValidatorHandler, field_validator, model_validator
 
 from evaluators.backends import BACKENDS, BackendSpec
 from evaluators.config import ExistingDir, ExistingFile, Frozen, load_config, registered
 from evaluators.errors import ConfigError
-from evaluators.merge import OPERATORS, MergeSpec
+from evaluators.merge import MergeSpec, declared_parameters
 from evaluators.pool import Pool, load_pool
 from evaluators.tasks import TaskLibrary, TaskSpec
 from evaluators.worker import WorkerSpec
@@ -124,19 +124,22 @@ class Experiment(Frozen):
 
     @model_validator(mode="after")
     def _searched_knobs_fit_the_method(self) -> Experiment:
-        knobs = OPERATORS.get(self.merge.method).knobs
-        for name, (low, high) in self.space.knobs.items():
-            if name not in knobs:
+        op = self.merge.operator
+        for key, (low, high) in self.space.knobs.items():
+            param = op.parameter(key)
+            if param is None:
+                allowed = ", ".join(sorted(p.name for p in op.parameters)) or "none"
+                name = next((p.name for p in declared_parameters().values() if p.key == key), key)
                 raise ValueError(
-                    f"space.knobs: '{name}' is not a knob of merge method '{self.merge.method}' (its knobs: {', '.join(sorted(knobs)) or 'none'})"
+                    f"space.knobs: '{name}' is not a parameter of merge method '{self.merge.method}' (its parameters: {allowed})"
                 )
-            if getattr(self.merge, name) is not None:
-                raise ValueError(f"space.knobs: '{name}' is searched, so do not also fix it under merge")
+            if key in self.merge.parameters:
+                raise ValueError(f"space.knobs: '{param.name}' is searched, so do not also fix it under merge")
             for value in (low, high):
                 try:
-                    MergeSpec.model_validate({"method": self.merge.method, name: value})  # the knob's own range check
-                except ValidationError as exc:
-                    raise ValueError(f"space.knobs: {name} = {value}: {exc.errors()[0]['msg']}") from None
+                    param.check(value)
+                except ValueError as exc:
+                    raise ValueError(f"space.knobs: {exc}") from None
         return self
 
     @field_validator("workers")

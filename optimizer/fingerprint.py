@@ -157,6 +157,12 @@ def pool_change(old: dict[str, str], new: dict[str, str]) -> PoolChange:
     )
 
 
+def _set(section: Any) -> Any:
+    """A section without its unset (null) entries: runs before merge parameters were declared per method
+    recorded every method's parameters, unset ones as null; the values that were set must agree."""
+    return {k: v for k, v in section.items() if v is not None} if isinstance(section, dict) else section
+
+
 def check_reusable(old: dict[str, Any], new: dict[str, Any], old_run: Path) -> PoolChange:
     """Refuse to reuse ``old_run``'s scores unless the tasks and settings they depend on are unchanged;
     returns how the pool changed (scores involving changed or removed members are not reused)."""
@@ -172,6 +178,6 @@ def check_reusable(old: dict[str, Any], new: dict[str, Any], old_run: Path) -> P
         if old["objectives"][label] != spec:
             refuse(f"objective '{label}' changed (task config, data, metric, limit or few-shot)")
     for section in ("evaluation", "seed", "merge", "space"):
-        if old[section] != new[section]:
+        if _set(old[section]) != _set(new[section]):
             refuse(f"the {section} settings differ ({old[section]} there, {new[section]} now)")
     return pool_change(old["members"], new["members"])

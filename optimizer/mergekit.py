@@ -1,6 +1,6 @@
 """The mergekit recipe of a merge, written only where mergekit computes the same tensors.
 
-Only ``linear`` and ``task_arithmetic`` over members that are plain model directories qualify, and
+Only ``linear``, ``task_arithmetic`` and ``slerp`` over members that are plain model directories qualify, and
 only when mergekit can load them as mergefront merges them:
 - one checkpoint under two member names is one mergekit input with the summed weight (mergekit
   refuses duplicate inputs); a member that is the base itself adds nothing to a task-vector merge;
@@ -23,7 +23,7 @@ from evaluators.merge import MergeSpec
 from evaluators.pool.config import BaseMember, CheckpointMember, FinetuneMember
 from evaluators.pool.plan import PoolPlan
 
-EXPRESSIBLE = ("linear", "task_arithmetic")
+EXPRESSIBLE = ("linear", "task_arithmetic", "slerp")
 
 
 def _inputs(plan: PoolPlan, weights: Mapping[str, float], base: Path | None) -> dict[Path, float] | str:
@@ -74,6 +74,8 @@ def mergekit_recipe(
     inputs = _inputs(plan, weights, base)
     if isinstance(inputs, str):
         return None, inputs
+    if spec.method == "slerp":
+        return _slerp(list(inputs), float(knobs.get("t", spec.value("t"))), dtypes[0])
     recipe: dict[str, object] = {
         "merge_method": spec.method,
         "models": [{"model": str(path), "parameters": {"weight": w}} for path, w in inputs.items()],
@@ -82,9 +84,29 @@ def mergekit_recipe(
     }
     if base is not None:
         recipe["base_model"] = str(base)
-        recipe["parameters"] = {"normalize": False, "lambda": float(knobs.get("scale", spec.knob("scale")))}
+        recipe["parameters"] = {"normalize": False, "lambda": float(knobs.get("scale", spec.value("scale")))}
     else:
         recipe["parameters"] = {"normalize": False}
+    return yaml.safe_dump(
+        recipe, sort_keys=False
+    ), "the same merge as a mergekit recipe (`mergekit-yaml mergekit.yaml OUT`)"
+
+
+def _slerp(inputs: list[Path], t: float, out_dtype: str) -> tuple[str | None, str]:
+    """mergekit's SLERP from its base_model (our first weighted member, t = 0) to the other input."""
+    if len(inputs) != 2:
+        return None, (
+            f"the merge interpolates {len(inputs)} distinct model director{'y' if len(inputs) == 1 else 'ies'}; "
+            "mergekit's slerp needs two"
+        )
+    recipe = {
+        "merge_method": "slerp",
+        "base_model": str(inputs[0]),
+        "models": [{"model": str(path)} for path in inputs],
+        "parameters": {"t": t},
+        "dtype": "float32",
+        "out_dtype": out_dtype,
+    }
     return yaml.safe_dump(
         recipe, sort_keys=False
     ), "the same merge as a mergekit recipe (`mergekit-yaml mergekit.yaml OUT`)"

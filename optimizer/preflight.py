@@ -118,6 +118,12 @@ def check_backend(experiment: Experiment, source: Path) -> None:
 def preflight(experiment: Experiment, pool: Pool, source: Path) -> PoolPlan:
     """Validate the pool's files against the merge method, the space, and the objectives; returns the plan."""
     plan = plan_for(pool, experiment.merge)
+    most = experiment.merge.operator.max_members
+    if most is not None and len(plan.members) > most:
+        raise ConfigError(
+            f"{source}: merge: merge method '{experiment.merge.method}' merges at most {most} members, but the "
+            f"search would weight all {len(plan.members)} of pool '{pool.name}'; search a pool of {most}"
+        )
     try:
         space_for(experiment.space, experiment.merge, plan)  # groups must match tensors
     except ConfigError as exc:

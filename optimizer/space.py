@@ -5,9 +5,11 @@
 - ``box``: the weights themselves, each in [low, high] (negatives allowed: task arithmetic).
 - ``groups``: named regular expressions over tensor names; each group gets its own weights
   (simplex or box), tensors no group matches form the group ``rest``. Recorded as ``group/member``.
-- ``knobs``: operator knobs searched in a range (``scale`` = the global λ, ``density``, ``drop``).
+- ``knobs``: merge-method parameters searched in a range (``lambda`` = the global λ, ``density``,
+  ``drop``, ``t``: whichever the methods declare searchable, see ``searchable_parameters``).
 
-Raw parameters are ``x.<label>`` and ``k.<knob>``; Parquet records the real weights.
+Raw parameters are ``x.<label>`` and ``k.<key>`` (a parameter's stored key: ``scale`` for ``lambda``);
+Parquet records the real weights.
 """
 
 from __future__ import annotations
@@ -17,17 +19,16 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from optuna.distributions import BaseDistribution, FloatDistribution
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from evaluators.config import Frozen
+from evaluators.config import Frozen, from_a_person
 from evaluators.errors import ConfigError
-from evaluators.merge import MergeSpec
+from evaluators.merge import MergeSpec, Parameter, declared_parameters
 from evaluators.merge.point import MergePoint, assign_groups
 from evaluators.pool.plan import PoolPlan
 
 PARAM_PREFIX, KNOB_PREFIX = "x.", "k."
 REST = "rest"
-SEARCHABLE_KNOBS = ("scale", "density", "drop")
 GROUP_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,31}$"
 
 
@@ -64,13 +65,24 @@ class SpaceSpec(Frozen):
 
     @field_validator("knobs")
     @classmethod
-    def _knobs(cls, knobs: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    def _knobs(cls, knobs: dict[str, tuple[float, float]], info: ValidationInfo) -> dict[str, tuple[float, float]]:
+        """Searched parameters by stored key (``lambda`` is stored as ``scale``), each a searchable one."""
+        searchable = searchable_parameters()
+        out: dict[str, tuple[float, float]] = {}
         for name, (low, high) in knobs.items():
-            if name not in SEARCHABLE_KNOBS:
-                raise ValueError(f"knob '{name}' cannot be searched; searchable knobs: {', '.join(SEARCHABLE_KNOBS)}")
+            param = next((p for p in searchable.values() if p.spelled(name)), None)
+            if param is None:
+                raise ValueError(
+                    f"parameter '{name}' cannot be searched; searchable parameters: {', '.join(searchable)}"
+                )
+            if from_a_person(info):
+                param.deprecated(name, "space.knobs")
             if low >= high:
-                raise ValueError(f"knob '{name}': range [{low}, {high}] is empty; write [low, high] with low < high")
-        return knobs
+                raise ValueError(
+                    f"parameter '{name}': range [{low}, {high}] is empty; write [low, high] with low < high"
+                )
+            out[param.key] = (low, high)
+        return out
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -166,9 +178,14 @@ class WeightSpace:
         return [(label, everywhere(w)) for label, w in candidates if all(low <= x <= high for x in w.values())]
 
 
+def searchable_parameters() -> dict[str, Parameter]:
+    """The parameters a search may vary, by name: every registered method's searchable declarations."""
+    return {name: p for name, p in declared_parameters().items() if p.searchable}
+
+
 def space_for(spec: SpaceSpec, merge: MergeSpec, plan: PoolPlan) -> WeightSpace:
     """Bind ``spec`` to a planned pool: groups that match nothing are refused, ``rest`` added when needed."""
     grouped = assign_groups(plan.tensors, spec.groups)
     groups = [*spec.groups, REST] if spec.groups and len(grouped) < len(plan.tensors) else list(spec.groups)
-    defaults = {k: min(max(float(merge.knob(k)), low), high) for k, (low, high) in spec.knobs.items()}
+    defaults = {k: min(max(float(merge.value(k)), low), high) for k, (low, high) in spec.knobs.items()}
     return WeightSpace(spec, plan.members, groups, defaults)

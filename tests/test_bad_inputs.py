@@ -555,8 +555,8 @@ CASES = [
     ),
     case(
         "pool-check-unknown-method",
-        command("pool", "check", "{pool}/checkpoints.yaml", "--method", "slerp"),
-        "--method: unknown merge method 'slerp'; available: dare_linear, dare_ties, linear",
+        command("pool", "check", "{pool}/checkpoints.yaml", "--method", "della"),
+        "--method: unknown merge method 'della'; available: dare_linear, dare_ties, linear",
     ),
     # --- checkpoint files (reverse is the bad member) ----------------------------------------
     case(
@@ -724,18 +724,18 @@ CASES = [
     ),
     case(
         "experiment-unknown-merge-method",
-        with_experiment("merge: {method: slerp}"),
-        "{exp}: merge: unknown merge method 'slerp'; available:",
+        with_experiment("merge: {method: della}"),
+        "{exp}: merge: unknown merge method 'della'; available:",
     ),
     case(
         "experiment-knob-of-another-method",
         with_experiment("merge: {method: linear, density: 0.5}"),
-        "{exp}: merge: knob 'density' does not apply to method 'linear' (its knobs: none)",
+        "{exp}: merge: parameter 'density' does not apply to method 'linear' (its parameters: none)",
     ),
     case(
         "experiment-ties-with-drop",
         with_experiment("merge: {method: ties, drop: 0.2}"),
-        "{exp}: merge: knob 'drop' does not apply to method 'ties' (its knobs: density, scale)",
+        "{exp}: merge: parameter 'drop' does not apply to method 'ties' (its parameters: density, lambda)",
     ),
     case(
         "experiment-zero-trials",
@@ -744,18 +744,29 @@ CASES = [
     ),
     case(
         "experiment-searched-knob-not-of-method",
-        with_experiment("space: {knobs: {scale: [0.5, 1.5]}}"),
-        "{exp}: space.knobs: 'scale' is not a knob of merge method 'linear' (its knobs: none)",
+        with_experiment("space: {knobs: {lambda: [0.5, 1.5]}}"),
+        "{exp}: space.knobs: 'lambda' is not a parameter of merge method 'linear' (its parameters: none)",
     ),
     case(
         "experiment-searched-knob-out-of-range",
         with_experiment("merge: {method: ties}\nspace: {knobs: {density: [0.0, 0.5]}}"),
-        "{exp}: space.knobs: density = 0.0: Input should be greater than 0",
+        "{exp}: space.knobs: parameter 'density' = 0.0 lies outside (0, 1]",
     ),
     case(
         "experiment-knob-searched-and-fixed",
-        with_experiment("merge: {method: ties, scale: 1.0}\nspace: {knobs: {scale: [0.5, 1.5]}}"),
-        "{exp}: space.knobs: 'scale' is searched, so do not also fix it under merge",
+        with_experiment("merge: {method: ties, lambda: 1.0}\nspace: {knobs: {lambda: [0.5, 1.5]}}"),
+        "{exp}: space.knobs: 'lambda' is searched, so do not also fix it under merge",
+    ),
+    case(
+        "experiment-slerp-on-four-members",
+        with_experiment("merge: {method: slerp}\nspace: {knobs: {t: [0.0, 1.0]}}"),
+        "{exp}: merge: merge method 'slerp' merges at most 2 members, but the search would weight all 4 of pool "
+        "'toy'; search a pool of 2",
+    ),
+    case(
+        "experiment-slerp-t-range-outside",
+        with_experiment("merge: {method: slerp}\nspace: {knobs: {t: [0.0, 1.5]}}"),
+        "{exp}: space.knobs: parameter 't' = 1.5 lies outside [0, 1]",
     ),
     case(
         "experiment-group-matches-nothing",
@@ -1094,7 +1105,40 @@ CASES = [
             "--out",
             "{tmp}/out",
         ),
-        "--method and its knobs: knob 'density' does not apply to method 'linear' (its knobs: none)",
+        "--method and its parameters: parameter 'density' does not apply to method 'linear' (its parameters: none)",
+    ),
+    case(
+        "merge-slerp-of-three-members",
+        command(
+            "merge",
+            "--pool",
+            "{pool}/checkpoints.yaml",
+            "--method",
+            "slerp",
+            "--weights",
+            "add=1,reverse=1,sort=1",
+            "--out",
+            "{tmp}/out",
+        ),
+        "merge method 'slerp' merges at most 2 members, but the weights give 3 a non-zero weight (add, reverse, sort); "
+        "give weight to 2 of them",
+    ),
+    case(
+        "merge-slerp-t-outside",
+        command(
+            "merge",
+            "--pool",
+            "{pool}/checkpoints.yaml",
+            "--method",
+            "slerp",
+            "--weights",
+            "add=1,reverse=1",
+            "--t",
+            "1.5",
+            "--out",
+            "{tmp}/out",
+        ),
+        "--method and its parameters: parameter 't' = 1.5 lies outside [0, 1]",
     ),
     case(
         "merge-malformed-weights",

@@ -1,8 +1,9 @@
 """Merge operators, one module each; importing this package registers them all."""
 
-from evaluators.merge import dare, linear, lora_factorwise, task_arithmetic, ties  # noqa: F401  (registration)
-from evaluators.merge.base import OPERATORS, MergeSpec, Operator
+from evaluators.merge import dare, linear, lora_factorwise, slerp, task_arithmetic, ties  # noqa: F401  (registration)
+from evaluators.merge.base import OPERATORS, MergeSpec, Operator, declared_parameters
 from evaluators.merge.inputs import TensorInputs
+from evaluators.merge.parameters import Parameter
 from evaluators.merge.point import MergePoint
 
-__all__ = ["OPERATORS", "MergePoint", "MergeSpec", "Operator", "TensorInputs"]
+__all__ = ["OPERATORS", "MergePoint", "MergeSpec", "Operator", "Parameter", "TensorInputs", "declared_parameters"]

@@ -1,4 +1,4 @@
-"""The merge-operator plug point: a pure function of one tensor's pool data, weights and knobs."""
+"""The merge-operator plug point: a pure function of one tensor's pool data, weights and parameters."""
 
 from __future__ import annotations
 
@@ -7,41 +7,63 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_serializer, model_validator
 
-from evaluators.config import Frozen, registered
+from evaluators.config import Frozen, from_a_person, registered
 from evaluators.merge.inputs import TensorInputs
 from evaluators.merge.kernel import Combination, combine_into
+from evaluators.merge.parameters import Parameter
 from evaluators.registry import Registry
 
 
 class MergeSpec(Frozen):
-    """Which operator an experiment merges with, and its knobs.
+    """Which method an experiment merges with, and the values of its parameters.
 
-    ``scale`` is the global λ of task-vector methods; ``density`` the share of entries TIES keeps;
-    ``drop`` the probability p with which DARE drops an entry; ``seed`` makes DARE reproducible.
+    Written flat, as in YAML (``{method: ties, lambda: 0.8, density: 0.3}``); each method declares
+    its parameters once (``Operator.parameters``), and this checks the values against them. Held by
+    stored key (``Parameter.key``) and dumped flat, each of the method's parameters with its value or
+    None, so ``run.json`` reads as before; an old dump's nulls for other methods' parameters load.
     """
 
     method: str = "linear"
-    scale: float | None = None
-    density: float | None = Field(default=None, gt=0.0, le=1.0)
-    drop: float | None = Field(default=None, ge=0.0, lt=1.0)
-    seed: int | None = None
+    parameters: dict[str, float | int] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _knobs_fit_the_method(self) -> MergeSpec:
-        registered(OPERATORS, self.method)
-        info = OPERATORS.get(self.method)
-        for knob in ("scale", "density", "drop", "seed"):
-            if getattr(self, knob) is not None and knob not in info.knobs:
-                allowed = ", ".join(sorted(info.knobs)) or "none"
-                raise ValueError(f"knob '{knob}' does not apply to method '{self.method}' (its knobs: {allowed})")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _parameters_fit_the_method(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        given = dict(data)
+        method = given.pop("method", "linear")
+        nested = given.pop("parameters", None)
+        given.update(nested if isinstance(nested, dict) else {})
+        registered(OPERATORS, method)
+        op = OPERATORS.get(method)
+        values: dict[str, float | int] = {}
+        for name, value in given.items():
+            if value is None:
+                continue  # unset; an old run.json writes every method's parameters, unset ones as null
+            param = op.parameter(str(name))
+            if param is None:
+                allowed = ", ".join(sorted(p.name for p in op.parameters)) or "none"
+                raise ValueError(f"parameter '{name}' does not apply to method '{method}' (its parameters: {allowed})")
+            if from_a_person(info):
+                param.deprecated(str(name), "merge")
+            values[param.key] = param.check(value)
+        return {"method": method, "parameters": values}
 
-    def knob(self, name: str) -> Any:
-        """The knob's value, or the operator's default for it."""
-        value = getattr(self, name)
-        return OPERATORS.get(self.method).knobs[name] if value is None else value
+    @model_serializer(mode="plain")
+    def _flat(self) -> dict[str, Any]:
+        return {"method": self.method, **{p.key: self.parameters.get(p.key) for p in self.operator.parameters}}
+
+    @property
+    def operator(self) -> Operator:
+        return OPERATORS.get(self.method)
+
+    def value(self, param: Parameter | str) -> Any:
+        """The parameter's value (by ``Parameter`` or stored key), or the method's default for it."""
+        key = param if isinstance(param, str) else param.key
+        return self.parameters[key] if key in self.parameters else self.operator.default(key)
 
 
 # An operator returns either a Combination of the sources (linear methods: the kernel writes it
@@ -51,13 +73,30 @@ OperatorFn = Callable[[TensorInputs, torch.Tensor, MergeSpec], torch.Tensor | Co
 
 @dataclass(frozen=True)
 class Operator:
-    """A merge function with what it needs: its knobs (with defaults) and whether it needs θ₀."""
+    """A merge function with what it needs: its parameters, whether it needs θ₀, and how many members
+    it can merge (``max_members``: members with a non-zero weight; SLERP interpolates two)."""
 
     fn: OperatorFn
-    knobs: dict[str, Any]
+    parameters: tuple[Parameter, ...] = ()
     needs_base: bool = False
     adapters_only: bool = False
     same_factors: bool = False  # averages the adapters' factors: one rank and scale per module
+    max_members: int | None = None
+
+    @property
+    def knobs(self) -> dict[str, Any]:
+        """Each parameter's default, by stored key."""
+        return {p.key: p.default for p in self.parameters}
+
+    def parameter(self, name: str) -> Parameter | None:
+        """The parameter ``name`` means (its name, stored key or a former name), if the method has it."""
+        return next((p for p in self.parameters if p.spelled(name)), None)
+
+    def default(self, key: str) -> Any:
+        param = self.parameter(key)
+        if param is None:
+            raise KeyError(f"merge method has no parameter '{key}'")
+        return param.default
 
     def write(self, x: TensorInputs, w: torch.Tensor, spec: MergeSpec, out: torch.Tensor) -> None:
         """Merge one tensor into ``out`` (in ``out``'s dtype and device); ``w`` holds one weight per member."""
@@ -73,15 +112,28 @@ OPERATORS: Registry[Operator] = Registry("merge method")
 
 def operator(
     name: str,
-    knobs: dict[str, Any] | None = None,
+    parameters: tuple[Parameter, ...] = (),
     needs_base: bool = False,
     adapters_only: bool = False,
+    max_members: int | None = None,
     same_factors: bool = False,
 ) -> Callable[[OperatorFn], OperatorFn]:
-    """Register ``fn`` as merge method ``name``."""
+    """Register ``fn`` as merge method ``name``: the one place a method is declared."""
 
     def add(fn: OperatorFn) -> OperatorFn:
-        OPERATORS.register(name)(Operator(fn, knobs or {}, needs_base, adapters_only, same_factors))
+        OPERATORS.register(name)(
+            Operator(fn, parameters, needs_base, adapters_only, same_factors=same_factors, max_members=max_members)
+        )
         return fn
 
     return add
+
+
+def declared_parameters() -> dict[str, Parameter]:
+    """Every registered method's parameters by name, in registration order (one entry per name: methods
+    that share a parameter share its declaration)."""
+    out: dict[str, Parameter] = {}
+    for op in OPERATORS.values():
+        for param in op.parameters:
+            out.setdefault(param.name, param)
+    return out

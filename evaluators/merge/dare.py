@@ -13,7 +13,12 @@ import torch
 
 from evaluators.merge.base import MergeSpec, operator
 from evaluators.merge.inputs import TensorInputs
+from evaluators.merge.parameters import Parameter
+from evaluators.merge.task_arithmetic import LAMBDA
 from evaluators.merge.ties import disjoint_mean
+
+DROP = Parameter("drop", 0.5, "DARE's drop probability", low=0.0, high=1.0, open_high=True)
+SEED = Parameter("seed", 0, "DARE's seed", integer=True, searchable=False)
 
 
 def drop_and_rescale(deltas: torch.Tensor, p: float, seed: int, key: str) -> torch.Tensor:
@@ -28,14 +33,14 @@ def drop_and_rescale(deltas: torch.Tensor, p: float, seed: int, key: str) -> tor
 
 
 def _dropped(x: TensorInputs, spec: MergeSpec) -> torch.Tensor:
-    return drop_and_rescale(x.deltas(), spec.knob("drop"), spec.knob("seed"), x.key)
+    return drop_and_rescale(x.deltas(), spec.value(DROP), spec.value(SEED), x.key)
 
 
-@operator("dare_linear", knobs={"scale": 1.0, "drop": 0.5, "seed": 0}, needs_base=True)
+@operator("dare_linear", parameters=(LAMBDA, DROP, SEED), needs_base=True)
 def dare_linear(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> torch.Tensor:
-    return x.base + spec.knob("scale") * torch.tensordot(w.to(x.device), _dropped(x, spec), dims=1)
+    return x.base + spec.value(LAMBDA) * torch.tensordot(w.to(x.device), _dropped(x, spec), dims=1)
 
 
-@operator("dare_ties", knobs={"scale": 1.0, "drop": 0.5, "seed": 0}, needs_base=True)
+@operator("dare_ties", parameters=(LAMBDA, DROP, SEED), needs_base=True)
 def dare_ties(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> torch.Tensor:
-    return x.base + spec.knob("scale") * disjoint_mean(_dropped(x, spec), w)
+    return x.base + spec.value(LAMBDA) * disjoint_mean(_dropped(x, spec), w)

@@ -182,6 +182,7 @@ def stream_merge(
         raise ConfigError(f"output directory {out_dir} already exists; choose a new one")
     cpu = torch.device("cpu")
     merger = PoolMerger(plan, spec, TIERS.get("disk")(plan, cpu), cpu, groups)
+    merger.resolve(point)  # a point the method cannot merge is refused before anything is written
     writer = ShardedWriter(out_dir, max_shard_bytes)
     try:
         bar = tqdm(total=len(plan.tensors), desc="merge", unit="tensor", disable=not progress)

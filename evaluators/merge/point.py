@@ -47,6 +47,17 @@ def assign_groups(keys: Iterable[str], patterns: Mapping[str, str]) -> dict[str,
     return out
 
 
+def _check_member_count(spec: MergeSpec, members: list[str], w: torch.Tensor) -> None:
+    """Refuse, before any tensor is merged, more non-zero weights than the method can merge."""
+    most = spec.operator.max_members
+    weighted = [m for m, x in zip(members, w.tolist(), strict=True) if x != 0.0]
+    if most is not None and len(weighted) > most:
+        raise ConfigError(
+            f"merge method '{spec.method}' merges at most {most} members, but the weights give "
+            f"{len(weighted)} a non-zero weight ({', '.join(weighted)}); give weight to {most} of them"
+        )
+
+
 class ResolvedPoint:
     """A point bound to a pool: the weight vector of each tensor and the merge spec with knobs applied."""
 
@@ -65,6 +76,8 @@ class ResolvedPoint:
         self.default = weight_vector(members, point.weights).to(device)
         self.by_group = {g: weight_vector(members, w).to(device) for g, w in point.groups.items()}
         self.group_of = group_of
+        for w in (self.default, *self.by_group.values()):
+            _check_member_count(self.spec, members, w)
 
     def vector(self, key: str) -> torch.Tensor:
         group = self.group_of.get(key)

@@ -11,13 +11,17 @@ import torch
 from evaluators.merge.base import MergeSpec, operator
 from evaluators.merge.inputs import TensorInputs
 from evaluators.merge.kernel import Combination
+from evaluators.merge.parameters import Parameter
+
+# The global λ of every task-vector method (mergekit's `lambda`); runs store it as `scale`, its name before.
+LAMBDA = Parameter("lambda", 1.0, "λ of task-vector methods", stored_as="scale", formerly=("scale",))
 
 
-@operator("task_arithmetic", knobs={"scale": 1.0}, needs_base=True)
+@operator("task_arithmetic", parameters=(LAMBDA,), needs_base=True)
 def task_arithmetic(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> Combination:
     if x.base_index is None:
         raise ValueError("task_arithmetic needs a merge base")
-    scale = float(spec.knob("scale"))
+    scale = float(spec.value(LAMBDA))
     combo = x.combination(scale * w)
     coef = list(combo.coef)
     coef[x.base_index] += 1.0 - scale * float(w.sum())

@@ -11,6 +11,10 @@ import torch
 
 from evaluators.merge.base import MergeSpec, operator
 from evaluators.merge.inputs import TensorInputs
+from evaluators.merge.parameters import Parameter
+from evaluators.merge.task_arithmetic import LAMBDA
+
+DENSITY = Parameter("density", 0.5, "share of entries TIES keeps", low=0.0, high=1.0, open_low=True)
 
 
 def trim(deltas: torch.Tensor, density: float) -> torch.Tensor:
@@ -37,6 +41,6 @@ def disjoint_mean(deltas: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     )
 
 
-@operator("ties", knobs={"scale": 1.0, "density": 0.5}, needs_base=True)
+@operator("ties", parameters=(LAMBDA, DENSITY), needs_base=True)
 def ties(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> torch.Tensor:
-    return x.base + spec.knob("scale") * disjoint_mean(trim(x.deltas(), spec.knob("density")), w)
+    return x.base + spec.value(LAMBDA) * disjoint_mean(trim(x.deltas(), spec.value(DENSITY)), w)
