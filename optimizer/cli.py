@@ -293,7 +293,7 @@ def _merge(args: argparse.Namespace) -> int:
     from evaluators.merge import MergePoint, MergeSpec
     from evaluators.merge.engine import plan_for
     from evaluators.pool import load_pool
-    from optimizer.export import write_merge
+    from optimizer.export import Destination, write_merge
     from optimizer.modelcard import Provenance
 
     pool = load_pool(args.pool, args.allow_pickle)
@@ -305,16 +305,8 @@ def _merge(args: argparse.Namespace) -> int:
     weights = {m: args.weights.get(m, 0.0) for m in pool.names}
     provenance = Provenance(origin=f"`mergefront merge` on {args.pool}")
     point = MergePoint(weights=weights)
-    out = write_merge(
-        plan_for(pool, spec, exact=False),
-        spec,
-        point,
-        weights,
-        args.out,
-        args.force,
-        provenance,
-        as_adapter=args.as_adapter,
-    )
+    to = Destination(args.out, args.force, args.as_adapter)
+    out = write_merge(plan_for(pool, spec, exact=False), spec, point, weights, provenance, to)
     print(f"merged {', '.join(f'{m}={w:g}' for m, w in weights.items())} with {spec.method} into {out}")
     return 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from evaluators.errors import ConfigError
@@ -41,23 +42,32 @@ def check_output(out: Path, force: bool) -> Path:
     return partial
 
 
+@dataclass(frozen=True)
+class Destination:
+    """Where an export goes: ``path`` (replaced only with ``force``), as a model directory or, with
+    ``as_adapter``, a PEFT adapter."""
+
+    path: Path
+    force: bool = False
+    as_adapter: bool = False
+
+
 def write_merge(
     plan: PoolPlan,
     spec: MergeSpec,
     point: MergePoint,
     weights: Mapping[str, float],
-    out: Path,
-    force: bool,
     provenance: Provenance,
+    to: Destination,
     groups: Mapping[str, str] | None = None,
-    as_adapter: bool = False,
 ) -> Path:
-    """Stream the merge of ``point`` over the planned pool into ``out`` (a model directory, or with
-    ``as_adapter`` a PEFT adapter) with README.md and, where it is exact, mergekit.yaml."""
-    partial = check_output(out, force)
+    """Stream the merge of ``point`` over the planned pool to ``to`` with README.md and, where it is
+    exact, mergekit.yaml; returns the written directory."""
+    out = to.path
+    partial = check_output(out, to.force)
     pool = plan.pool
     try:
-        if as_adapter:
+        if to.as_adapter:
             write_adapter(plan, spec, weights, bool(groups), partial)
             recipe, note = (
                 None,

@@ -9,7 +9,7 @@ import pandas as pd
 
 from evaluators.errors import ConfigError
 from evaluators.merge.engine import plan_for
-from optimizer.export import write_merge
+from optimizer.export import Destination, write_merge
 from optimizer.modelcard import Provenance
 from optimizer.space import space_for
 from optimizer.store import FRONT, KNOB, REPORT, SCORE, STDERR, TRIALS, WEIGHT, read_table
@@ -59,6 +59,5 @@ def export_trial(run_dir: Path, trial: int, out: Path, force: bool, as_adapter: 
         front=_front_line(row, front, experiment.name, list(columns.objectives), list(columns.directions)),
     )
     point = space.point(weights, knobs)
-    return write_merge(
-        plan, experiment.merge, point, weights, out, force, provenance, experiment.space.groups, as_adapter
-    )
+    to = Destination(out, force, as_adapter)
+    return write_merge(plan, experiment.merge, point, weights, provenance, to, experiment.space.groups)

@@ -88,24 +88,29 @@ def import_trials(search: ImportTarget, old_run: Path, new_fingerprint: dict[str
             )
         )
         number = search.study.get_trials(deepcopy=False)[-1].number
-        search.store.append(
-            TrialRecord(
-                trial=number,
-                state="COMPLETE",
-                source=source,
-                weights=search.space.weights(params),
-                knobs=knobs,
-                scores=dict(zip(search.labels, values, strict=True)),
-                stderr={o: _value(row[STDERR + o]) for o in search.labels},
-                merge_seconds=_value(row["merge_seconds"]),
-                swap_seconds=_value(row.get("swap_seconds")),
-                eval_seconds=_value(row["eval_seconds"]),
-                worker=row["worker"],
-                device=row["device"],
-                started_at=row["started_at"].to_pydatetime(),
-                finished_at=row["finished_at"].to_pydatetime(),
-                samples=None if _value(row["samples"]) is None else int(row["samples"]),
-            )
-        )
+        search.store.append(_record(row, number, source, search.space.weights(params), knobs, search.labels))
         imported.append(params)
     return imported
+
+
+def _record(
+    row: Any, number: int, source: str, weights: dict[str, float], knobs: dict[str, float], labels: list[str]
+) -> TrialRecord:
+    """An old run's stored trial as trial ``number`` of the new run: its scores, timings and worker kept."""
+    return TrialRecord(
+        trial=number,
+        state="COMPLETE",
+        source=source,
+        weights=weights,
+        knobs=knobs,
+        scores={o: float(row[SCORE + o]) for o in labels},
+        stderr={o: _value(row[STDERR + o]) for o in labels},
+        merge_seconds=_value(row["merge_seconds"]),
+        swap_seconds=_value(row.get("swap_seconds")),
+        eval_seconds=_value(row["eval_seconds"]),
+        worker=row["worker"],
+        device=row["device"],
+        started_at=row["started_at"].to_pydatetime(),
+        finished_at=row["finished_at"].to_pydatetime(),
+        samples=None if _value(row["samples"]) is None else int(row["samples"]),
+    )

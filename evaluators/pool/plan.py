@@ -20,8 +20,6 @@ vocabulary and no member is an adapter. The merged tensors are the same either w
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,7 +39,7 @@ from evaluators.pool.config import (
 )
 from evaluators.pool.files import CheckpointFiles, TensorInfo
 from evaluators.pool.layout import Slot
-from evaluators.registry import did_you_mean
+from evaluators.pool.source import Source, model_type_fix, read_config
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -55,68 +53,6 @@ MERGEABLE = (
     "float16",
     "bfloat16",
 )  # floating dtypes that widen to float32 (float8 needs its scales)
-
-
-@dataclass
-class Source:
-    """One unique model directory of the pool. ``key_of`` maps the plan's tensor names (the first
-    source's file names) to this directory's own, which may differ where transformers renames keys
-    (GPT-2 files with and without the ``transformer.`` prefix)."""
-
-    label: str  # the member or base that introduced this directory, for messages
-    directory: Path
-    files: CheckpointFiles
-    architecture: str
-    vocab: int
-    key_of: dict[str, str] = field(default_factory=dict)
-    ignored: list[str] = field(default_factory=list)  # file tensors transformers does not load either
-
-    def view(self, key: str) -> torch.Tensor:
-        return self.files.view(self.key_of[key])
-
-    def read(self, key: str) -> torch.Tensor:
-        return self.files.tensor(self.key_of[key])
-
-    def release(self, key: str) -> None:
-        self.files.release(self.key_of[key])
-
-    def nbytes(self, key: str) -> int:
-        return self.files.nbytes(self.key_of[key])
-
-    def info(self, key: str) -> TensorInfo:
-        return self.files.info(self.key_of[key])
-
-
-def _config(directory: Path, owner: str) -> dict:
-    path = directory / "config.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise PoolError(f"member '{owner}': {path} is missing; a model directory needs its config.json") from None
-    except json.JSONDecodeError as exc:
-        raise PoolError(f"member '{owner}': {path} is not valid JSON ({exc})") from None
-
-
-def model_type_fix(config: dict) -> str:
-    """What is wrong with a config's model_type, and the value transformers would build its architecture from."""
-    import transformers
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-    kind = config.get("model_type")
-    if kind is None:
-        problem = "has no model_type, so transformers cannot tell which model to build"
-    else:
-        known = did_you_mean(str(kind), list(CONFIG_MAPPING_NAMES))
-        problem = f"has model_type '{kind}', which transformers {transformers.__version__} does not know{known}"
-    by_class = {cls: name for name, cls in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.items()}
-    architecture = next((a for a in config.get("architectures") or [] if a in by_class), None)
-    if architecture is None:
-        return (
-            f'{problem}; set model_type to the type of the model it holds (e.g. "llama"), as save_pretrained writes it'
-        )
-    verb = "add" if kind is None else "set"
-    return f'{problem}; {verb} "model_type": "{by_class[architecture]}" (the type of its architecture {architecture})'
 
 
 class PoolPlan:
@@ -160,7 +96,7 @@ class PoolPlan:
         from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
         directory = self.pool.model_dir()
-        config = _config(directory, self.pool.tokenizer or self.members[0])
+        config = read_config(directory, self.pool.tokenizer or self.members[0])
         if config.get("model_type") in CONFIG_MAPPING_NAMES or (
             self.pool.trusts_remote_code and config.get("auto_map")
         ):
@@ -173,7 +109,7 @@ class PoolPlan:
         """The live model is built from one directory's config.json; if that asks to import the checkpoint's
         own Python code (``auto_map``), its pool entry must say ``trust_remote_code: true``."""
         directory = self.pool.model_dir()
-        auto_map = _config(directory, self.pool.tokenizer or self.members[0]).get("auto_map")
+        auto_map = read_config(directory, self.pool.tokenizer or self.members[0]).get("auto_map")
         if auto_map and not self.pool.trusts_remote_code:
             raise PoolError(
                 f"{directory / 'config.json'} asks to run the checkpoint's own Python code (auto_map: "
@@ -183,7 +119,7 @@ class PoolPlan:
 
     def _source(self, directory: Path, label: str) -> int:
         if directory not in self._index:
-            config = _config(directory, label)
+            config = read_config(directory, label)
             quantized = config.get("quantization_config")
             if quantized:
                 method = quantized.get("quant_method", "?") if isinstance(quantized, dict) else "?"
@@ -359,7 +295,7 @@ class PoolPlan:
     def output_config(self) -> dict:
         """The model config of the merge: the model directory's, with the pool's vocabulary size, and without a
         ``transformers_weights`` file name (the merge is written under the standard names)."""
-        config = _config(self.model_dir(), "output")
+        config = read_config(self.model_dir(), "output")
         config.pop("transformers_weights", None)
         if config.get("vocab_size") and config["vocab_size"] != self.vocab:
             config["vocab_size"] = self.vocab
@@ -382,7 +318,7 @@ class PoolPlan:
             )
         except ValueError:  # transformers cannot tell which model the config describes
             raise PoolError(
-                f"'{self.pool.tokenizer or self.members[0]}': {directory / 'config.json'} {model_type_fix(_config(directory, 'model'))}"
+                f"'{self.pool.tokenizer or self.members[0]}': {directory / 'config.json'} {model_type_fix(read_config(directory, 'model'))}"
             ) from None
         except (
             OSError,
