@@ -1,27 +1,22 @@
-"""The ``mergefront`` command line. Heavy libraries are imported inside commands so ``--help`` is instant."""
+"""The ``mergefront`` argument parser: its commands, their options and the argument types that refuse
+bad values (one line and exit code 2, like any other bad input)."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import math
-import re
 import struct
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import Any, NoReturn
 
-from evaluators.environment import apply_process_env
-from evaluators.errors import ConfigError, MergefrontError
+from evaluators.errors import ConfigError
 from evaluators.registry import did_you_mean
-from optimizer.parameter_flags import add_parameter_flags, given_parameters
+from optimizer.cli import commands
+from optimizer.cli.parameter_flags import add_parameter_flags
 
-if TYPE_CHECKING:
-    from optimizer.driver import Search
-
-log = logging.getLogger("mergefront")
 DEFAULT_EXPERIMENT = Path("experiments/toy.yaml")
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32: merges are computed in float32
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,191 +55,6 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
-
-
-def _quiet_optuna(verbose: bool) -> None:
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.DEBUG if verbose else optuna.logging.WARNING)
-
-
-def _run_and_report(search: Search, args: argparse.Namespace) -> int:
-    """Run a created or resumed search, then print its front, verdict, cost and idle time."""
-    from optimizer.store import FRONT, TRIALS, read_table, sort_front
-    from optimizer.table import format_table, merge_verdict
-
-    summary = search.run(args.ray_address, progress=not args.no_progress, in_process=args.in_process)
-    run_dir = search.run_dir
-    columns, front = read_table(run_dir, FRONT)
-    trials = read_table(run_dir, TRIALS)[1]
-    complete = int((trials["state"] == "COMPLETE").sum())
-    print(
-        f"\nPareto front of {run_dir} ({len(front)} of {complete} complete trials, {int((trials['state'] == 'FAIL').sum())} failed):"
-    )
-    print(format_table(columns, sort_front(front, columns, None)))
-    print(merge_verdict(columns, trials, front))
-    print(
-        f"\nstopped: {summary.stop_reason}; this call: {summary.complete} trials complete ({summary.screened} screened only), {summary.failed} failed"
-    )
-    print(
-        f"wall time {summary.wall_seconds:.1f} s; {summary.timing_line()}; worker-hours so far {search.worker_hours():.3f}"
-    )
-    print(summary.idle_line())
-    print(summary.workers_line())
-    return 0
-
-
-def _search(args: argparse.Namespace) -> int:
-    from evaluators.config import validate
-    from optimizer.driver import start_run
-    from optimizer.experiment import RUN_NAME, WorkersSpec, load_experiment
-    from optimizer.storage import JOURNAL
-
-    _quiet_optuna(args.verbose)
-    experiment, pool = load_experiment(args.experiment, args.allow_pickle)
-    if args.name and not re.fullmatch(RUN_NAME, args.name):
-        raise ConfigError(
-            f"--name: '{args.name}' is not a valid name; use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
-        )
-    updates = {"name": args.name} if args.name else {}
-    if args.trials:
-        updates["budget"] = experiment.budget.model_copy(update={"trials": args.trials})
-    workers = {k: v for k, v in (("count", args.workers), ("device", args.device), ("threads", args.threads)) if v}
-    if workers:
-        updates["workers"] = validate(
-            WorkersSpec, {**experiment.workers.model_dump(), **workers}, "--workers/--device/--threads"
-        )
-    experiment = experiment.model_copy(update=updates)
-    search = start_run(
-        experiment,
-        pool,
-        args.experiment,
-        args.runs_dir,
-        overwrite=args.overwrite,
-        warm_from=args.warm_start,
-        storage=args.storage or JOURNAL,
-        ray_address=args.ray_address,
-    )
-    return _run_and_report(search, args)
-
-
-def _resume(args: argparse.Namespace) -> int:
-    from optimizer.driver import Search, check_ray_address
-
-    _quiet_optuna(args.verbose)
-    check_ray_address(args.ray_address)  # before resume settles anything in the run directory
-    search = Search.resume(args.run_dir)
-    if args.trials:
-        search.set_trials(args.trials)
-    log.info(
-        "resuming %s: %d of %d trials evaluated", args.run_dir, search.evaluated(), search.experiment.budget.trials
-    )
-    return _run_and_report(search, args)
-
-
-def _join(args: argparse.Namespace) -> int:
-    from optimizer.driver import Search, check_ray_address
-
-    _quiet_optuna(args.verbose)
-    search = Search.join(args.run_dir)
-    check_ray_address(args.ray_address)
-    log.info(
-        "joining %s as driver %s: %d of %d trials evaluated so far",
-        args.run_dir,
-        search.driver,
-        search.evaluated(),
-        search.experiment.budget.trials,
-    )
-    return _run_and_report(search, args)
-
-
-def _watch(args: argparse.Namespace) -> int:
-    import time
-
-    from optimizer.storage import JOURNAL, check_storage_url
-    from optimizer.watch import poll
-
-    _quiet_optuna(args.verbose)
-    storage = check_storage_url(args.storage) if args.storage else JOURNAL
-    while True:
-        try:
-            step = poll(
-                args.experiment,
-                args.runs_dir,
-                args.trials_per_member,
-                allow_pickle=args.allow_pickle,
-                storage=storage,
-                ray_address=args.ray_address,
-            )
-            print(step.message, flush=True)
-            if step.search is not None:
-                _run_and_report(step.search, args)
-        except ConfigError as exc:
-            if args.once:
-                raise
-            log.error("%s; next poll in %d s", exc, args.interval)  # a checkpoint still being written, say
-        if args.once:
-            return 0
-        time.sleep(args.interval)
-
-
-def _front(args: argparse.Namespace) -> int:
-    from optimizer.store import FRONT, TRIALS, read_table, sort_front
-    from optimizer.table import format_table, front_json
-
-    columns, frame = read_table(args.run_dir, TRIALS if args.all else FRONT)
-    frame = sort_front(frame, columns, args.sort)
-    print(front_json(columns, frame) if args.json else format_table(columns, frame))
-    return 0
-
-
-def _export(args: argparse.Namespace) -> int:
-    from optimizer.export_run import export_trial
-
-    out = export_trial(args.run_dir, args.trial, args.out, args.force, args.as_adapter)
-    print(f"exported trial {args.trial} of {args.run_dir} to {out}")
-    return 0
-
-
-def _plot(args: argparse.Namespace) -> int:
-    from optimizer.plots import check_output_file, front_figure, save_figure
-    from optimizer.store import FRONT, TRIALS, read_table
-
-    check_output_file(args.out, (".png", ".html"))
-    columns, front = read_table(args.run_dir, FRONT)
-    trials = read_table(args.run_dir, TRIALS)[1]
-    save_figure(front_figure(columns, trials, front, args.x, args.y), args.out, f"Pareto front of {args.run_dir}")
-    print(f"wrote {args.out}")
-    return 0
-
-
-def _report(args: argparse.Namespace) -> int:
-    from optimizer.plots import check_output_file
-    from optimizer.report import write_report
-
-    check_output_file(args.out, (".html",))
-    write_report(args.run_dir, args.out)
-    print(f"wrote {args.out}")
-    return 0
-
-
-def _dashboard(args: argparse.Namespace) -> int:
-    from optimizer.rundir import read_meta
-    from optimizer.storage import JOURNAL, open_storage
-
-    meta = read_meta(args.run_dir)  # a clear error for a directory that is not a run
-    try:
-        from optuna_dashboard import run_server
-    except ModuleNotFoundError:
-        raise ConfigError(
-            "the dashboard needs optuna-dashboard; install it with pip install -e '.[dashboard]'"
-        ) from None
-    print(f"optuna-dashboard for {args.run_dir} at http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
-    run_server(open_storage(args.run_dir, meta.get("storage", JOURNAL)), host=args.host, port=args.port)
-    return 0
-
-
-FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32: merges are computed in float32
 
 
 def _finite(name: str, value: str, weight: float) -> float:
@@ -286,56 +96,6 @@ def _weights(text: str) -> dict[str, float]:
             "every weight is 0, so the merge would hold none of the members; give at least one member a nonzero weight"
         )
     return out
-
-
-def _merge(args: argparse.Namespace) -> int:
-    from evaluators.config import validate
-    from evaluators.merge import MergePoint, MergeSpec
-    from evaluators.merge.engine import plan_for
-    from evaluators.pool import load_pool
-    from optimizer.export import Destination, write_merge
-    from optimizer.modelcard import Provenance
-
-    pool = load_pool(args.pool, args.allow_pickle)
-    parameters = given_parameters(args)
-    spec = validate(MergeSpec, {"method": args.method, **parameters}, "--method and its parameters")
-    unknown = sorted(set(args.weights) - set(pool.names))
-    if unknown:
-        raise ConfigError(f"--weights: {unknown} are not members of {args.pool} (members: {', '.join(pool.names)})")
-    weights = {m: args.weights.get(m, 0.0) for m in pool.names}
-    provenance = Provenance(origin=f"`mergefront merge` on {args.pool}")
-    point = MergePoint(weights=weights)
-    to = Destination(args.out, args.force, args.as_adapter)
-    out = write_merge(plan_for(pool, spec, exact=False), spec, point, weights, provenance, to)
-    print(f"merged {', '.join(f'{m}={w:g}' for m, w in weights.items())} with {spec.method} into {out}")
-    return 0
-
-
-def _toy_build(args: argparse.Namespace) -> int:
-    from evaluators.toy.build import ToyRecipe, build_toy_pool
-    from evaluators.toy.scores import score_report
-
-    recipe = ToyRecipe(seed=args.seed)
-    if build_toy_pool(args.out, args.tasks_out, recipe, force=args.force):
-        log.info("toy pool written to %s", args.out)
-    else:
-        log.info("toy pool at %s is up to date (recipe %s); --force rebuilds it", args.out, recipe.fingerprint())
-    print(score_report(args.out, args.tasks_out))
-    return 0
-
-
-def _pool_check(args: argparse.Namespace) -> int:
-    from evaluators.config import validate
-    from evaluators.merge import MergeSpec
-    from evaluators.merge.engine import plan_for
-    from evaluators.merge.inspect import format_reports, inspect_members
-    from evaluators.pool import load_pool
-
-    pool = load_pool(args.pool, args.allow_pickle)
-    method = args.method or ("task_arithmetic" if pool.merge_base else "linear")
-    plan = plan_for(pool, validate(MergeSpec, {"method": method}, "--method"))
-    print(format_reports(plan, inspect_members(plan)))
-    return 0
 
 
 def _driver_args(parser: argparse.ArgumentParser) -> None:
@@ -385,6 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _search_command(sub)
+    _continuing_commands(sub)
+    _viewing_commands(sub)
+    _model_commands(sub)
+    _pool_commands(sub)
+    return parser
+
+
+def _search_command(sub: Any) -> None:
+    """The search command."""
     search = sub.add_parser(
         "search", help="run a multi-objective merge search", description="Run a search; the run goes to RUNS_DIR/NAME."
     )
@@ -411,8 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     _driver_args(search)
     _storage_arg(search)
     _allow_pickle_arg(search)
-    search.set_defaults(func=_search)
+    search.set_defaults(func=commands._search)
 
+
+def _continuing_commands(sub: Any) -> None:
+    """Commands that continue or repeat a search: resume, join, watch."""
     resume = sub.add_parser(
         "resume",
         help="continue a stopped or killed search",
@@ -422,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     resume.add_argument("--trials", type=_positive, help="raise (or set) the trial budget")
     _driver_args(resume)
-    resume.set_defaults(func=_resume)
+    resume.set_defaults(func=commands._resume)
 
     join = sub.add_parser(
         "join",
@@ -433,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     join.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     _driver_args(join)
-    join.set_defaults(func=_join)
+    join.set_defaults(func=commands._join)
 
     watch = sub.add_parser(
         "watch",
@@ -452,14 +225,17 @@ def build_parser() -> argparse.ArgumentParser:
     _driver_args(watch)
     _storage_arg(watch)
     _allow_pickle_arg(watch)
-    watch.set_defaults(func=_watch)
+    watch.set_defaults(func=commands._watch)
 
+
+def _viewing_commands(sub: Any) -> None:
+    """Commands that show a run: front, plot, report, dashboard."""
     front = sub.add_parser("front", help="print the Pareto front of a run", description="Print a run's Pareto front.")
     front.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     front.add_argument("--json", action="store_true", help="JSON array of {trial, weights, scores}")
     front.add_argument("--all", action="store_true", help="every trial, not only the front")
     front.add_argument("--sort", metavar="OBJECTIVE", help="sort by this objective, best first (default: the first)")
-    front.set_defaults(func=_front)
+    front.set_defaults(func=commands._front)
 
     plot = sub.add_parser(
         "plot",
@@ -470,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--x", metavar="OBJECTIVE", help="objective on the x axis (with --y: one scatter of that pair)")
     plot.add_argument("--y", metavar="OBJECTIVE", help="objective on the y axis")
     plot.add_argument("--out", type=Path, required=True, help="FILE.png, or FILE.html (self-contained)")
-    plot.set_defaults(func=_plot)
+    plot.set_defaults(func=commands._plot)
 
     report = sub.add_parser(
         "report",
@@ -479,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     report.add_argument("--out", type=Path, required=True, help="FILE.html")
-    report.set_defaults(func=_report)
+    report.set_defaults(func=commands._report)
 
     dashboard = sub.add_parser(
         "dashboard",
@@ -489,8 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     dashboard.add_argument("--port", type=_positive, default=8080, help="port (default 8080)")
-    dashboard.set_defaults(func=_dashboard)
+    dashboard.set_defaults(func=commands._dashboard)
 
+
+def _model_commands(sub: Any) -> None:
+    """Commands that write a model: export (a trial), merge (given weights)."""
     export = sub.add_parser(
         "export",
         help="write a trial's merge as a model directory",
@@ -500,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     export.add_argument("--trial", type=int, required=True, help="trial number (see `mergefront front RUN_DIR`)")
     _model_output_args(export)
-    export.set_defaults(func=_export)
+    export.set_defaults(func=commands._export)
 
     merge = sub.add_parser(
         "merge",
@@ -515,8 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     merge.extend = add_parameter_flags  # --lambda, --density, --drop, --seed, --t: from the methods' declarations
     _model_output_args(merge)
     _allow_pickle_arg(merge)
-    merge.set_defaults(func=_merge)
+    merge.set_defaults(func=commands._merge)
 
+
+def _pool_commands(sub: Any) -> None:
+    """Commands on a pool: pool check, toy build."""
     pool = sub.add_parser("pool", help="inspect a checkpoint pool").add_subparsers(
         dest="pool_command", required=True, metavar="ACTION"
     )
@@ -531,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--method", help="also check the pool suits this merge method")
     _allow_pickle_arg(check)
-    check.set_defaults(func=_pool_check)
+    check.set_defaults(func=commands._pool_check)
 
     toy = sub.add_parser("toy", help="the embedded toy pool").add_subparsers(
         dest="toy_command", required=True, metavar="ACTION"
@@ -547,41 +329,4 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--force", action="store_true", help="rebuild even when an identical build exists")
-    build.set_defaults(func=_toy_build)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except ConfigError as exc:
-        print(f"mergefront: error: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    apply_process_env()
-    # lm-eval's per-call notes and Ray's note on local token authentication would bury our output.
-    logging.getLogger("lm_eval").setLevel(logging.INFO if args.verbose else logging.ERROR)
-    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        print(f"mergefront: error: {exc}", file=sys.stderr)
-        return 2
-    except MergefrontError as exc:
-        print(f"mergefront: failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("mergefront: interrupted", file=sys.stderr)
-        return 130
-
-
-def run() -> None:
-    sys.exit(main())
-
-
-if __name__ == "__main__":  # `python -m optimizer.cli` is the `mergefront` command
-    run()
+    build.set_defaults(func=commands._toy_build)

@@ -1,0 +1,49 @@
+"""The ``mergefront`` command line: ``parser`` defines the commands and their options, ``commands`` does
+what each one says, ``main`` turns our errors into one line and an exit code (2 for bad input, 1 for a
+failed run, 130 when interrupted).
+
+Imports: this package imports the search side lazily, inside the commands; nothing imports it back.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from evaluators.environment import apply_process_env
+from evaluators.errors import ConfigError, MergefrontError
+from optimizer.cli.parser import build_parser
+
+__all__ = ["build_parser", "main", "run"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except ConfigError as exc:
+        print(f"mergefront: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    apply_process_env()
+    # lm-eval's per-call notes and Ray's note on local token authentication would bury our output.
+    logging.getLogger("lm_eval").setLevel(logging.INFO if args.verbose else logging.ERROR)
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"mergefront: error: {exc}", file=sys.stderr)
+        return 2
+    except MergefrontError as exc:
+        print(f"mergefront: failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mergefront: interrupted", file=sys.stderr)
+        return 130
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""`python -m optimizer.cli` is the `mergefront` command."""
+
+from optimizer.cli import run
+
+run()

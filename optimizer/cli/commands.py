@@ -1,0 +1,249 @@
+"""What each ``mergefront`` command does, given its parsed arguments. Heavy libraries are imported
+inside the commands, so ``--help`` and a mistyped option answer at once."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from typing import TYPE_CHECKING
+
+from evaluators.errors import ConfigError
+from optimizer.cli.parameter_flags import given_parameters
+
+if TYPE_CHECKING:
+    from optimizer.driver import Search
+
+log = logging.getLogger("mergefront")
+
+
+def _quiet_optuna(verbose: bool) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.DEBUG if verbose else optuna.logging.WARNING)
+
+
+def _run_and_report(search: Search, args: argparse.Namespace) -> int:
+    """Run a created or resumed search, then print its front, verdict, cost and idle time."""
+    from optimizer.store import FRONT, TRIALS, read_table, sort_front
+    from optimizer.table import format_table, merge_verdict
+
+    summary = search.run(args.ray_address, progress=not args.no_progress, in_process=args.in_process)
+    run_dir = search.run_dir
+    columns, front = read_table(run_dir, FRONT)
+    trials = read_table(run_dir, TRIALS)[1]
+    complete = int((trials["state"] == "COMPLETE").sum())
+    print(
+        f"\nPareto front of {run_dir} ({len(front)} of {complete} complete trials, {int((trials['state'] == 'FAIL').sum())} failed):"
+    )
+    print(format_table(columns, sort_front(front, columns, None)))
+    print(merge_verdict(columns, trials, front))
+    print(
+        f"\nstopped: {summary.stop_reason}; this call: {summary.complete} trials complete ({summary.screened} screened only), {summary.failed} failed"
+    )
+    print(
+        f"wall time {summary.wall_seconds:.1f} s; {summary.timing_line()}; worker-hours so far {search.worker_hours():.3f}"
+    )
+    print(summary.idle_line())
+    print(summary.workers_line())
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from evaluators.config import validate
+    from optimizer.driver import start_run
+    from optimizer.experiment import RUN_NAME, WorkersSpec, load_experiment
+    from optimizer.storage import JOURNAL
+
+    _quiet_optuna(args.verbose)
+    experiment, pool = load_experiment(args.experiment, args.allow_pickle)
+    if args.name and not re.fullmatch(RUN_NAME, args.name):
+        raise ConfigError(
+            f"--name: '{args.name}' is not a valid name; use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        )
+    updates = {"name": args.name} if args.name else {}
+    if args.trials:
+        updates["budget"] = experiment.budget.model_copy(update={"trials": args.trials})
+    workers = {k: v for k, v in (("count", args.workers), ("device", args.device), ("threads", args.threads)) if v}
+    if workers:
+        updates["workers"] = validate(
+            WorkersSpec, {**experiment.workers.model_dump(), **workers}, "--workers/--device/--threads"
+        )
+    experiment = experiment.model_copy(update=updates)
+    search = start_run(
+        experiment,
+        pool,
+        args.experiment,
+        args.runs_dir,
+        overwrite=args.overwrite,
+        warm_from=args.warm_start,
+        storage=args.storage or JOURNAL,
+        ray_address=args.ray_address,
+    )
+    return _run_and_report(search, args)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from optimizer.driver import Search, check_ray_address
+
+    _quiet_optuna(args.verbose)
+    check_ray_address(args.ray_address)  # before resume settles anything in the run directory
+    search = Search.resume(args.run_dir)
+    if args.trials:
+        search.set_trials(args.trials)
+    log.info(
+        "resuming %s: %d of %d trials evaluated", args.run_dir, search.evaluated(), search.experiment.budget.trials
+    )
+    return _run_and_report(search, args)
+
+
+def _join(args: argparse.Namespace) -> int:
+    from optimizer.driver import Search, check_ray_address
+
+    _quiet_optuna(args.verbose)
+    search = Search.join(args.run_dir)
+    check_ray_address(args.ray_address)
+    log.info(
+        "joining %s as driver %s: %d of %d trials evaluated so far",
+        args.run_dir,
+        search.driver,
+        search.evaluated(),
+        search.experiment.budget.trials,
+    )
+    return _run_and_report(search, args)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    import time
+
+    from optimizer.storage import JOURNAL, check_storage_url
+    from optimizer.watch import poll
+
+    _quiet_optuna(args.verbose)
+    storage = check_storage_url(args.storage) if args.storage else JOURNAL
+    while True:
+        try:
+            step = poll(
+                args.experiment,
+                args.runs_dir,
+                args.trials_per_member,
+                allow_pickle=args.allow_pickle,
+                storage=storage,
+                ray_address=args.ray_address,
+            )
+            print(step.message, flush=True)
+            if step.search is not None:
+                _run_and_report(step.search, args)
+        except ConfigError as exc:
+            if args.once:
+                raise
+            log.error("%s; next poll in %d s", exc, args.interval)  # a checkpoint still being written, say
+        if args.once:
+            return 0
+        time.sleep(args.interval)
+
+
+def _front(args: argparse.Namespace) -> int:
+    from optimizer.store import FRONT, TRIALS, read_table, sort_front
+    from optimizer.table import format_table, front_json
+
+    columns, frame = read_table(args.run_dir, TRIALS if args.all else FRONT)
+    frame = sort_front(frame, columns, args.sort)
+    print(front_json(columns, frame) if args.json else format_table(columns, frame))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from optimizer.export_run import export_trial
+
+    out = export_trial(args.run_dir, args.trial, args.out, args.force, args.as_adapter)
+    print(f"exported trial {args.trial} of {args.run_dir} to {out}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from optimizer.plots import check_output_file, front_figure, save_figure
+    from optimizer.store import FRONT, TRIALS, read_table
+
+    check_output_file(args.out, (".png", ".html"))
+    columns, front = read_table(args.run_dir, FRONT)
+    trials = read_table(args.run_dir, TRIALS)[1]
+    save_figure(front_figure(columns, trials, front, args.x, args.y), args.out, f"Pareto front of {args.run_dir}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from optimizer.plots import check_output_file
+    from optimizer.report import write_report
+
+    check_output_file(args.out, (".html",))
+    write_report(args.run_dir, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from optimizer.rundir import read_meta
+    from optimizer.storage import JOURNAL, open_storage
+
+    meta = read_meta(args.run_dir)  # a clear error for a directory that is not a run
+    try:
+        from optuna_dashboard import run_server
+    except ModuleNotFoundError:
+        raise ConfigError(
+            "the dashboard needs optuna-dashboard; install it with pip install -e '.[dashboard]'"
+        ) from None
+    print(f"optuna-dashboard for {args.run_dir} at http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
+    run_server(open_storage(args.run_dir, meta.get("storage", JOURNAL)), host=args.host, port=args.port)
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from evaluators.config import validate
+    from evaluators.merge import MergePoint, MergeSpec
+    from evaluators.merge.engine import plan_for
+    from evaluators.pool import load_pool
+    from optimizer.export import Destination, write_merge
+    from optimizer.modelcard import Provenance
+
+    pool = load_pool(args.pool, args.allow_pickle)
+    parameters = given_parameters(args)
+    spec = validate(MergeSpec, {"method": args.method, **parameters}, "--method and its parameters")
+    unknown = sorted(set(args.weights) - set(pool.names))
+    if unknown:
+        raise ConfigError(f"--weights: {unknown} are not members of {args.pool} (members: {', '.join(pool.names)})")
+    weights = {m: args.weights.get(m, 0.0) for m in pool.names}
+    provenance = Provenance(origin=f"`mergefront merge` on {args.pool}")
+    point = MergePoint(weights=weights)
+    to = Destination(args.out, args.force, args.as_adapter)
+    out = write_merge(plan_for(pool, spec, exact=False), spec, point, weights, provenance, to)
+    print(f"merged {', '.join(f'{m}={w:g}' for m, w in weights.items())} with {spec.method} into {out}")
+    return 0
+
+
+def _toy_build(args: argparse.Namespace) -> int:
+    from evaluators.toy.build import ToyRecipe, build_toy_pool
+    from evaluators.toy.scores import score_report
+
+    recipe = ToyRecipe(seed=args.seed)
+    if build_toy_pool(args.out, args.tasks_out, recipe, force=args.force):
+        log.info("toy pool written to %s", args.out)
+    else:
+        log.info("toy pool at %s is up to date (recipe %s); --force rebuilds it", args.out, recipe.fingerprint())
+    print(score_report(args.out, args.tasks_out))
+    return 0
+
+
+def _pool_check(args: argparse.Namespace) -> int:
+    from evaluators.config import validate
+    from evaluators.merge import MergeSpec
+    from evaluators.merge.engine import plan_for
+    from evaluators.merge.inspect import format_reports, inspect_members
+    from evaluators.pool import load_pool
+
+    pool = load_pool(args.pool, args.allow_pickle)
+    method = args.method or ("task_arithmetic" if pool.merge_base else "linear")
+    plan = plan_for(pool, validate(MergeSpec, {"method": method}, "--method"))
+    print(format_reports(plan, inspect_members(plan)))
+    return 0
