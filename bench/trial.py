@@ -34,8 +34,9 @@ from evaluators.backends.hf import QuietHFLM
 from evaluators.lmeval import Scorer
 from evaluators.merge import MergePoint
 from evaluators.merge.engine import plan_for, stream_merge
-from optimizer.driver import Search, create_run_dir
+from optimizer.driver import Search
 from optimizer.experiment import load_experiment
+from optimizer.rundir import create_run_dir
 from optimizer.store import SCORE, WEIGHT
 
 

@@ -13,22 +13,19 @@ a lock. Two drivers checking the budget at the same moment can overshoot it by o
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import shutil
 import socket
-import statistics
-import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any
 
 import optuna
 import pyarrow as pa
-from optuna.trial import FrozenTrial, Trial, TrialState
+from optuna.trial import Trial, TrialState
 from tqdm import tqdm
 
 from evaluators.errors import ConfigError, MergefrontError
@@ -36,41 +33,28 @@ from evaluators.merge.engine import plan_for
 from evaluators.pool import Pool
 from evaluators.worker import Promotion, TrialResult
 from optimizer.experiment import Experiment
-from optimizer.fingerprint import fingerprint, member_digests
+from optimizer.fingerprint import fingerprint
 from optimizer.preflight import preflight
-from optimizer.rundir import read_meta, write_meta
+from optimizer.recovery import reconcile, requeue, settle_orphans, trial_source
+from optimizer.rundir import create_run_dir, read_meta, read_run, write_meta
 from optimizer.sampler import SAMPLERS, SamplerContext
 from optimizer.space import space_for
 from optimizer.storage import JOURNAL, check_storage_url, open_storage, study_exists
 from optimizer.store import FULL, KNOB, REPORT, SCORE, WEIGHT, Columns, TrialRecord, TrialStore
+from optimizer.summary import Clock, RealClock, SearchSummary
 from optimizer.warmstart import import_trials
-from optimizer.workers import InProcessWorkers, RayWorkers, TrialFailed, WorkerLost, WorkerPool
+from optimizer.workers import (
+    InProcessWorkers,
+    RayWorkers,
+    TrialFailed,
+    WorkerLost,
+    WorkerPool,
+    check_ray_address,
+    start_ray,
+)
 
 log = logging.getLogger(__name__)
 WARM = "warm:"
-
-
-class Clock(Protocol):
-    """Where the time budgets read time (``Search.clock``). A test sets its own, so that a budget stops
-    a search at a trial it can name, however fast or loaded the machine."""
-
-    def now(self) -> float:
-        """Seconds on a clock that never goes back (the wall-time budget and the run's wall time)."""
-        ...
-
-    def worker_seconds(self, row: dict[str, Any]) -> float:
-        """Worker time a stored trial used (the worker-hours budget)."""
-        ...
-
-
-class RealClock:
-    """The driver's monotonic clock, and the merge, swap and evaluation time each worker measured."""
-
-    def now(self) -> float:
-        return time.perf_counter()
-
-    def worker_seconds(self, row: dict[str, Any]) -> float:
-        return sum(row.get(c) or 0.0 for c in ("merge_seconds", "swap_seconds", "eval_seconds"))
 
 
 @dataclass
@@ -82,92 +66,6 @@ class _InFlight:
     knobs: dict[str, float]
     predicted: dict[str, float]
     started_at: datetime
-
-
-@dataclass
-class SearchSummary:
-    run_dir: Path
-    complete: int = 0
-    failed: int = 0
-    screened: int = 0
-    wall_seconds: float = 0.0
-    stop_reason: str = ""
-    restarts: int = 0
-    retired: list[str] = field(default_factory=list)
-    records: list[TrialRecord] = field(default_factory=list)
-    front: pa.Table | None = None
-
-    def timing_line(self) -> str:
-        done = [r for r in self.records if r.state == "COMPLETE"]
-        if not done:
-            return "no trial completed"
-        merge = statistics.median(r.merge_seconds or 0.0 for r in done)
-        swap = statistics.median(r.swap_seconds or 0.0 for r in done)
-        evaluation = statistics.median(r.eval_seconds or 0.0 for r in done)
-        return f"median trial: merge {merge:.3f} s, swap {swap:.3f} s, eval {evaluation:.2f} s"
-
-    def workers_line(self) -> str:
-        retired = ", ".join(self.retired) or "none"
-        return f"workers: {self.restarts} replaced after dying, retired: {retired}"
-
-    def idle_line(self) -> str:
-        """Worker idle time between consecutive trials of this call, from the trials' timestamps."""
-        by_worker: dict[str, list[TrialRecord]] = {}
-        for r in self.records:
-            if r.worker:
-                by_worker.setdefault(r.worker, []).append(r)
-        idle = busy = 0.0
-        for runs in by_worker.values():
-            runs.sort(key=lambda r: r.started_at)
-            busy += sum((r.finished_at - r.started_at).total_seconds() for r in runs)
-            idle += sum(max(0.0, (b.started_at - a.finished_at).total_seconds()) for a, b in itertools.pairwise(runs))
-        share = idle / (idle + busy) if idle + busy else 0.0
-        return f"worker idle between trials: {idle:.1f} s in total, {share:.1%} of worker time"
-
-
-def create_run_dir(runs_dir: Path, name: str, overwrite: bool) -> Path:
-    """Make ``runs_dir/name``; an existing one is replaced only with ``overwrite``."""
-    run_dir = runs_dir / name
-    if run_dir.exists():
-        if not overwrite:
-            raise ConfigError(
-                f"run directory {run_dir} already exists; pass --overwrite to replace it, --name to pick another, or `mergefront resume {run_dir}`"
-            )
-        shutil.rmtree(run_dir)
-    try:
-        run_dir.mkdir(parents=True)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot create run directory {run_dir} ({exc.strerror}); choose a writable --runs-dir"
-        ) from None
-    return run_dir
-
-
-def read_run(run_dir: Path, fix: str) -> tuple[Experiment, Pool]:
-    """The experiment and pool a run was started with; refused (with ``fix``) if the pool's files changed since."""
-    meta = read_meta(run_dir)
-    experiment = Experiment.model_validate(meta["experiment"])
-    pool = Pool.model_validate(meta["pool"])
-    if member_digests(pool) != meta["fingerprint"]["members"]:
-        raise ConfigError(f"the pool's files changed since {run_dir} started; {fix}")
-    return experiment, pool
-
-
-def check_ray_address(address: str | None) -> None:
-    """Refuse a cluster address where nothing listens, before any run directory is written."""
-    if address is None or address == "auto":
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
-    except ValueError:
-        raise ConfigError(
-            f"--ray-address '{address}' is not HOST:PORT (e.g. 10.0.0.5:6379, the head's GCS port)"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(
-            f"--ray-address {address}: nothing answers there ({exc.strerror or exc}); start the cluster with `ray start --head` or fix the address"
-        ) from None
 
 
 def start_run(
@@ -203,27 +101,6 @@ def start_run(
     except ConfigError:
         shutil.rmtree(run_dir)  # a refused warm start leaves nothing half-written
         raise
-
-
-def _start_ray(address: str | None, cpus_needed: int) -> bool:
-    """Connect to ``address`` or start a local Ray; returns whether we started it (and must stop it)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
-    if address is None:
-        kwargs["num_cpus"] = max(os.cpu_count() or 1, cpus_needed)
-    try:
-        ray.init(address=address, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ConfigError(f"cannot connect to Ray at '{address}' ({exc}); check --ray-address") from None
-    return True
-
-
-def _source(trial: Trial | FrozenTrial) -> str:
-    """Where a trial's weights came from: a baseline label, ``sampler``, or ``warm:...``."""
-    return str(trial.user_attrs.get("source", "sampler"))
 
 
 class Search:
@@ -288,8 +165,8 @@ class Search:
         """Reopen a stopped or killed run; trials it left running are settled from Parquet or re-queued.
         Only while no other driver serves the study: their running trials would be settled too."""
         search = cls.join(run_dir)
-        search._reconcile()
-        search._settle_orphans()
+        reconcile(search)
+        settle_orphans(search)
         return search
 
     @classmethod
@@ -307,61 +184,6 @@ class Search:
         meta["experiment"] = self.experiment.model_dump(mode="json")
         write_meta(self.run_dir, meta)
 
-    def _reconcile(self) -> None:
-        """Append to Parquet the trials Optuna holds as complete but Parquet lacks. The loop writes
-        Parquet first, so only a warm-start import killed between its two writes leaves such a trial."""
-        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if self.store.find(trial.number) is not None:
-                continue
-            log.warning("trial %d is complete in the study but missing from Parquet; appending it", trial.number)
-            finished = trial.datetime_complete or datetime.now(UTC)  # Optuna sets it on every complete trial
-            self.store.append(
-                TrialRecord(
-                    trial=trial.number,
-                    state="COMPLETE",
-                    source=_source(trial),
-                    weights=self.space.weights(trial.params),
-                    knobs=self.space.knob_values(trial.params),
-                    scores=dict(zip(self.labels, trial.values, strict=True)),
-                    stderr={},
-                    merge_seconds=None,
-                    eval_seconds=None,
-                    worker=None,
-                    device=None,
-                    fidelity=str(trial.user_attrs.get("fidelity", FULL)),
-                    started_at=trial.datetime_start or finished,
-                    finished_at=finished,
-                )
-            )
-
-    def _settle_orphans(self) -> None:
-        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            row = self.store.find(trial.number)
-            if row is not None and row["state"] == "COMPLETE":
-                self.study.tell(trial.number, [cast(float, row[SCORE + o]) for o in self.labels])
-                continue
-            if row is None:
-                self._record_orphan(trial)
-            self.study.tell(trial.number, state=TrialState.FAIL)
-
-    def _record_orphan(self, trial: FrozenTrial) -> None:
-        """Store a trial the stopped driver left running and re-queue its parameters.
-
-        A kill while the sampler was still proposing leaves some parameters unset: an enqueued
-        trial is re-queued from its fixed parameters, a sampler's half proposal is dropped.
-        """
-        params = trial.params if self.space.is_complete(trial.params) else trial.system_attrs.get("fixed_params")
-        fields: dict[str, Any] = {"trial": trial.number, "source": _source(trial), "finished_at": datetime.now(UTC)}
-        fields["started_at"] = trial.datetime_start or fields["finished_at"]
-        if params is None:
-            error = "the driver stopped while the sampler was proposing this trial; dropped"
-            self.store.append(TrialRecord.failure(error, weights={}, **fields))
-            return
-        error = "the driver stopped before this trial finished; re-queued"
-        weights, knobs = self.space.weights(params), self.space.knob_values(params)
-        self.store.append(TrialRecord.failure(error, weights=weights, knobs=knobs, **fields))
-        self._requeue(params, _source(trial), trial.number)
-
     # ----- the loop -----
 
     def evaluated(self) -> int:
@@ -371,7 +193,7 @@ class Search:
     def _claimed(self) -> int:
         """Trials evaluated or under evaluation by any driver of the study (imported ones excluded)."""
         trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-        return sum(1 for t in trials if not _source(t).startswith(WARM))
+        return sum(1 for t in trials if not trial_source(t).startswith(WARM))
 
     def worker_hours(self) -> float:
         return sum(self.clock.worker_seconds(r) for r in self.store.rows) / 3600
@@ -386,7 +208,7 @@ class Search:
     def _submit(self, workers: WorkerPool, actor: Any) -> tuple[Any, _InFlight]:
         trial = self.study.ask(self.space.distributions())
         weights, knobs = self.space.weights(trial.params), self.space.knob_values(trial.params)
-        source = _source(trial)
+        source = trial_source(trial)
         prediction = getattr(self.sampler, "predictions", {}).get(trial.number)
         predicted = dict(zip(self.labels, prediction, strict=True)) if prediction else {}
         started_at = datetime.now(UTC)
@@ -445,7 +267,7 @@ class Search:
         process instead of Ray actors (``workers.count`` is then ignored)."""
         spec = self.experiment.workers
         started = self.clock.now()  # the budget counts the workers' start-up
-        owns_ray = not in_process and _start_ray(ray_address, spec.count * (spec.threads or 1))
+        owns_ray = not in_process and start_ray(ray_address, spec.count * (spec.threads or 1))
         summary = SearchSummary(self.run_dir)
         workers: WorkerPool | None = None
         try:
@@ -549,7 +371,7 @@ class Search:
         in_flight.clear()
 
     def _requeue(self, params: dict[str, Any], source: str, number: int) -> None:
-        self.study.enqueue_trial(params, user_attrs={"source": source, "requeued_from": number})
+        requeue(self.study, params, source, number)
 
     def _report(self, workers: WorkerPool) -> pa.Table:
         """Score the held-out report tasks for front trials that have none yet (on every live worker,

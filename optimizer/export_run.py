@@ -29,7 +29,7 @@ def _front_line(row: pd.Series, front: pd.DataFrame, run: str, objectives: list[
 
 def export_trial(run_dir: Path, trial: int, out: Path, force: bool, as_adapter: bool = False) -> Path:
     """Export trial ``trial`` of the run in ``run_dir`` to ``out``."""
-    from optimizer.driver import read_run
+    from optimizer.rundir import read_run
 
     columns, trials = read_table(run_dir, TRIALS)
     experiment, pool = read_run(

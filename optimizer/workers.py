@@ -16,10 +16,12 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from evaluators.errors import MergefrontError
+from evaluators.errors import ConfigError, MergefrontError
 from evaluators.worker import Worker, WorkerSpec, start_worker
 
 log = logging.getLogger(__name__)
@@ -277,3 +279,36 @@ def cause(exc: Exception) -> str:
     """The last line of a remote traceback: the error type and message that matter."""
     text = str(getattr(exc, "cause", None) or exc).strip().splitlines()
     return text[-1] if text else type(exc).__name__
+
+
+def check_ray_address(address: str | None) -> None:
+    """Refuse a cluster address where nothing listens, before any run directory is written."""
+    if address is None or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except ValueError:
+        raise ConfigError(
+            f"--ray-address '{address}' is not HOST:PORT (e.g. 10.0.0.5:6379, the head's GCS port)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"--ray-address {address}: nothing answers there ({exc.strerror or exc}); start the cluster with `ray start --head` or fix the address"
+        ) from None
+
+
+def start_ray(address: str | None, cpus_needed: int) -> bool:
+    """Connect to ``address`` or start a local Ray; returns whether we started it (and must stop it)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    if address is None:
+        kwargs["num_cpus"] = max(os.cpu_count() or 1, cpus_needed)
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ConfigError(f"cannot connect to Ray at '{address}' ({exc}); check --ray-address") from None
+    return True

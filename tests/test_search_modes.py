@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from optimizer.cli import main
-from optimizer.driver import RealClock, Search, start_run
+from optimizer.driver import Search, start_run
 from optimizer.experiment import load_experiment
+from optimizer.summary import RealClock
 from tests.conftest import write_experiment
 
 pytestmark = pytest.mark.e2e

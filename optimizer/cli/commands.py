@@ -84,7 +84,8 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from optimizer.driver import Search, check_ray_address
+    from optimizer.driver import Search
+    from optimizer.workers import check_ray_address
 
     _quiet_optuna(args.verbose)
     check_ray_address(args.ray_address)  # before resume settles anything in the run directory
@@ -98,7 +99,8 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _join(args: argparse.Namespace) -> int:
-    from optimizer.driver import Search, check_ray_address
+    from optimizer.driver import Search
+    from optimizer.workers import check_ray_address
 
     _quiet_optuna(args.verbose)
     search = Search.join(args.run_dir)

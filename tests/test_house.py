@@ -1,5 +1,6 @@
-"""The house rules on imports: no import cycle between modules or between packages, and the scoring
-side (``evaluators``) never imports the search side (``optimizer``). Every import statement counts,
+"""The house rules. Sizes: no module over 400 lines, no function over 60 lines or 8 parameters (self
+and cls not counted), so each stays readable in one sitting. Imports: no import cycle between modules or
+between packages, and the scoring side (``evaluators``) never imports the search side (``optimizer``). Every import statement counts,
 those inside functions and under ``TYPE_CHECKING`` too: a lazy import hides a cycle, it does not
 remove it. Importing a submodule runs its package's ``__init__`` first; that implicit step is not an
 edge, an explicit ``from package import name`` of something the ``__init__`` defines is.
@@ -119,3 +120,26 @@ def test_the_scoring_side_never_imports_the_search_side() -> None:
     edges = _edges()
     wrong = {m: sorted(t for t in edges[m] if t.startswith("optimizer")) for m in edges if m.startswith("evaluators")}
     assert {m: t for m, t in wrong.items() if t} == {}
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES, MAX_PARAMETERS = 400, 60, 8
+
+
+def _parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    a = node.args
+    names = [*a.posonlyargs, *a.args, *a.kwonlyargs, *filter(None, (a.vararg, a.kwarg))]
+    return len([n for n in names if n.arg not in ("self", "cls")])
+
+
+def test_modules_and_functions_stay_small() -> None:
+    too_big = []
+    for module, path in MODULES.items():
+        text = path.read_text()
+        if (lines := len(text.splitlines())) > MAX_MODULE_LINES:
+            too_big.append(f"{module}: {lines} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES or _parameters(node) > MAX_PARAMETERS:
+                    too_big.append(f"{module}.{node.name}: {length} lines, {_parameters(node)} parameters")
+    assert too_big == []
