@@ -63,7 +63,7 @@ def test_search_with_the_vllm_backend_in_a_ray_worker(tiny_pool: Path, tmp_path:
     import pandas as pd
 
     from optimizer.cli import main
-    from tests.conftest import write_experiment
+    from tests.helpers import write_experiment
 
     engine = ENGINE.model_dump()
     exp = write_experiment(
