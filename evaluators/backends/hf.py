@@ -85,15 +85,15 @@ class HFBackend:
         self._lm = QuietHFLM(
             pretrained=self.model, tokenizer=tokenizer, batch_size=spec.resolved_batch_size, device=self.device
         )
-        self._targets = live_targets(self.model, plan)
+        self.targets = live_targets(self.model, plan)
         self.merger, placed = source.merger(device, plan, resident_share=share)
         self.placement = f"pool tier {placed.tier} ({placed.reason})"
-        self.merger.check_targets(self._targets)
+        self.merger.check_targets(self.targets)
         self._sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def swap(self, point: MergePoint) -> SwapTimes:
         start = time.perf_counter()
-        self.merger.merge_into(point, self._targets)
+        self.merger.merge_into(point, self.targets)
         self._sync()
         return SwapTimes(merge_seconds=time.perf_counter() - start, swap_seconds=0.0)
 
