@@ -1,11 +1,14 @@
 """The model-backend contract, checked over every backend on the tiny pool (dummy and hf here; vllm in
 `make test-vllm`'s environment): a swap writes the merge in place and the live tensors equal the merge
 engine's; the same point scores the same however the backend got there; another member scores
-differently; screening scores a seeded subset; report tasks are scored; device and placement lines."""
+differently; screening scores a seeded subset; report tasks are scored; device and placement lines. And
+backends are registered by name and imported only when first built."""
 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -13,6 +16,7 @@ import pytest
 import torch
 
 from evaluators.backends import BackendSpec, Score
+from evaluators.errors import ConfigError
 from evaluators.merge import MergePoint, MergeSpec
 from evaluators.tasks import TaskLibrary, TaskSpec
 from evaluators.worker import Worker
@@ -91,3 +95,23 @@ def test_report_tasks_are_scored(worker: Worker) -> None:
     assert set(result.scores) == {"sort_report"} and result.fidelity == "full"
     assert 0 <= result.scores["sort_report"].value <= 1 and result.scores["sort_report"].samples > 0
     assert result.device == worker.backend.device and result.worker == "worker-0"
+
+
+def test_backends_are_imported_when_first_built_not_when_an_experiment_is_read() -> None:
+    """Reading an experiment imports no backend, lm-eval or transformers (it took 7-9 s); the names are
+    known at once, and an unknown one is refused with the list."""
+    code = (
+        "import sys, optimizer.experiment\n"
+        "from evaluators.backends import BACKENDS\n"
+        "heavy = ('lm_eval', 'transformers', 'sklearn', 'evaluators.backends.hf', 'evaluators.backends.dummy')\n"
+        "print(BACKENDS.names(), [m for m in heavy if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['dummy', 'hf', 'vllm'] []"
+    from evaluators.backends import BACKENDS
+
+    with pytest.raises(
+        ConfigError, match=r"unknown model backend 'dumy' \(did you mean 'dummy'\?\); available: dummy, hf, vllm"
+    ):
+        BACKENDS.check("dumy")
+    assert BACKENDS.get("dummy").__module__ == "evaluators.backends.dummy"
