@@ -1,22 +1,27 @@
 """Helpers shared by the test modules: pool and experiment writers, a search run through the CLI, the
-front recomputed independently, a free port. Fixtures stay in conftest.py."""
+front recomputed independently, the swap contract every model backend keeps, a free port. Fixtures stay
+in conftest.py; tests/park.py parks a driver on Ray."""
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load_file
 
+from evaluators.backends import BackendSpec
 from evaluators.merge import MergeSpec
 from evaluators.merge.engine import PoolMerger, plan_for
 from evaluators.merge.point import MergePoint
 from evaluators.pool import load_pool
 from evaluators.pool.tiers import TIERS
+from evaluators.tasks import TaskSpec
+from evaluators.worker import TrialResult, Worker, WorkerSpec
 
 MEMBERS = ("add", "reverse", "sort", "shift")
 OBJECTIVES = ["toy_add/perplexity", "toy_reverse/acc"]
@@ -163,3 +168,49 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# The swap contract every model backend must keep, checked on the tiny pool (tests/test_backend_contract.py,
+# tests/test_vllm.py).
+
+
+def one_hot(member: str) -> MergePoint:
+    return MergePoint(weights={m: float(m == member) for m in MEMBERS})
+
+
+class Evaluates(Protocol):
+    """A worker, in this process or behind a Ray actor."""
+
+    def evaluate(self, point: MergePoint) -> TrialResult: ...
+
+
+def tiny_spec(tiny_pool: Path, runtime: BackendSpec) -> WorkerSpec:
+    """A worker scoring a continuous metric (perplexity on add) and a discrete one (accuracy on sort)."""
+    return WorkerSpec(
+        pool=load_pool(tiny_pool / "pool" / "checkpoints.yaml"),
+        objectives={
+            "add": TaskSpec(task="toy_add", metric="perplexity"),
+            "sort": TaskSpec(task="toy_sort", metric="acc"),
+        },
+        tasks_dir=tiny_pool / "tasks",
+        runtime=runtime,
+        bootstrap_iters=0,
+    )
+
+
+def tiny_worker(tiny_pool: Path, runtime: BackendSpec) -> Worker:
+    return Worker(tiny_spec(tiny_pool, runtime))
+
+
+def scores(worker: Evaluates, point: MergePoint) -> dict[str, float]:
+    return {k: s.value for k, s in worker.evaluate(point).scores.items()}
+
+
+def assert_swaps_change_and_restore(worker: Evaluates) -> dict[str, dict[str, float]]:
+    """Swapping to another member changes the scores; swapping back gives the first scores exactly."""
+    first = scores(worker, one_hot("add"))
+    other = scores(worker, one_hot("sort"))
+    again = scores(worker, one_hot("add"))
+    assert other["add"] != first["add"], "a different checkpoint should score differently"
+    assert again == first, "swapping back must restore the original scores exactly"
+    return {"add": first, "sort": other}

@@ -20,8 +20,7 @@ from evaluators.errors import ConfigError
 from evaluators.merge import MergePoint, MergeSpec
 from evaluators.tasks import TaskLibrary, TaskSpec
 from evaluators.worker import Worker
-from tests.helpers import MEMBERS, live_merger
-from tests.swap_checks import assert_swaps_change_and_restore, one_hot, tiny_spec
+from tests.helpers import MEMBERS, assert_swaps_change_and_restore, live_merger, one_hot, tiny_spec
 
 BACKENDS = [
     "dummy",

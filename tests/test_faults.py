@@ -18,9 +18,8 @@ from evaluators.backends import BackendSpec
 from optimizer.cli import main
 from optimizer.journal import journal_storage
 from optimizer.workers import RayWorkers
-from tests.helpers import write_experiment
+from tests.helpers import tiny_spec, write_experiment
 from tests.park import TIMEOUT, start_parked
-from tests.swap_checks import tiny_spec
 
 BUDGET = 10
 

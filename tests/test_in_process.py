@@ -14,8 +14,7 @@ from evaluators.backends import BackendSpec
 from evaluators.errors import MergefrontError
 from evaluators.merge import MergePoint
 from optimizer.workers import InProcessWorkers, TrialFailed
-from tests.helpers import write_experiment
-from tests.swap_checks import tiny_spec
+from tests.helpers import tiny_spec, write_experiment
 
 
 @pytest.mark.e2e
