@@ -53,7 +53,7 @@ def _probes(task: str, plan: PoolPlan, keys: list[str]) -> list[_Probe]:
         key = keys[i]
         numel = math.prod(plan.tensors[key].shape)
         index = torch.randint(numel, (min(ELEMENTS, numel),), generator=generator)
-        values = torch.stack([s.read(key).reshape(-1)[index].double() for s in plan.sources])
+        values = torch.stack([s.read(key).reshape(-1)[index].double() for s in plan.sources if key in s.key_of])
         mean = values.mean(dim=0)
         spread = values.std(dim=0, correction=0) if len(values) > 1 else torch.zeros_like(mean)
         direction = torch.randn(len(index), generator=generator, dtype=torch.float64)
@@ -117,7 +117,8 @@ class DummyScorer:
 def _probe_keys(plan: PoolPlan) -> list[str]:
     """Floating tensors that every source holds in the merged shape (no padded vocabulary), sorted."""
     keys = sorted(k for k in plan.tensors if plan.dtype(k).is_floating_point)
-    same = [k for k in keys if all(tuple(s.info(k).shape) == tuple(plan.tensors[k].shape) for s in plan.sources)]
+    shape = {k: tuple(plan.tensors[k].shape) for k in keys}
+    same = [k for k in keys if all(k in s.key_of and tuple(s.info(k).shape) == shape[k] for s in plan.sources)]
     return same or keys
 
 
