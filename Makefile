@@ -1,5 +1,6 @@
 # Two commands: `make demo` (set up, build the toy pool if missing, run the main search)
-# and `make test` (set up, run every test). Both create .venv when it is missing.
+# and `make test` (set up, run every test; `make test-fast`: all but the end-to-end ones).
+# Both create .venv when it is missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,7 +19,7 @@ MERGEKIT_VENV := .venv-mergekit
 MERGEKIT_STAMP := $(MERGEKIT_VENV)/.installed
 MERGEKIT := mergekit==0.1.5
 
-.PHONY: demo test test-vllm test-mergekit lint install toy clean recycle adapters transfer image-cpu image-gpu smoke-image
+.PHONY: demo test test-fast test-vllm test-mergekit lint install toy clean recycle adapters transfer image-cpu image-gpu smoke-image
 
 # the merge kernel (evaluators/merge/_fused.c) is compiled by the install: a change rebuilds it
 $(STAMP): pyproject.toml evaluators/merge/_fused.c
@@ -61,6 +62,10 @@ transfer: toy
 
 test: $(STAMP)
 	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest
+
+# the tests that are not end to end (no Ray, no vLLM): driver logic runs on the dummy backend in-process
+test-fast: $(STAMP)
+	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -m "not e2e and not vllm"
 
 # style and types: ruff's rules and formatting on the tree, mypy on the packages (pyproject.toml)
 lint: $(STAMP)

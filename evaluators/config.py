@@ -74,9 +74,10 @@ ExistingFile = Annotated[Path, AfterValidator(lambda v, info: _existing(v, info,
 
 
 def registered(registry: Registry[Any], name: str) -> str:
-    """Field-validator helper: ``name`` must be in ``registry`` (the error keeps the file location)."""
+    """Field-validator helper: ``name`` must be in ``registry`` (the error keeps the file location); a
+    lazily registered implementation is not imported."""
     try:
-        registry.get(name)
+        registry.check(name)
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
     return name

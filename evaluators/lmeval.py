@@ -7,26 +7,18 @@ import math
 import random
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from lm_eval import simple_evaluate
 from lm_eval.api.model import LM
 from lm_eval.tasks import TaskManager, get_task_dict
 
+from evaluators.backends.base import Score, ScoreTasks
 from evaluators.errors import EvaluationError
 from evaluators.tasks import TaskLibrary, TaskSpec
 
 RunKey = tuple[int | None, int | None, bool, str]
-
-
-@dataclass(frozen=True)
-class Score:
-    """One objective's value, its standard error when lm-eval gives one, and the sample count."""
-
-    value: float
-    stderr: float | None
-    samples: int
 
 
 def _as_float(value: Any) -> float | None:
@@ -115,3 +107,15 @@ class Scorer:
             raise EvaluationError(f"objective '{name}': metric {spec.result_key} is {row[spec.result_key]!r}")
         stderr = _as_float(row.get(f"{spec.metric}_stderr,{spec.filter}"))
         return Score(value=value, stderr=stderr, samples=samples[key])
+
+
+def lm_eval_scorer(
+    lm: LM,
+    specs: Mapping[str, TaskSpec],
+    library: TaskLibrary,
+    bootstrap_iters: int,
+    seed: int,
+    subset: int | None = None,
+) -> ScoreTasks:
+    """The real backends' scorer (``ModelBackend.scorer``): lm-eval on their LM wrapper ``lm``."""
+    return partial(Scorer(specs, library, bootstrap_iters, seed, subset).score, lm)

@@ -1,4 +1,5 @@
-"""The evaluation worker: holds the pool and ONE live model, merges in place, scores with lm-eval.
+"""The evaluation worker: holds the pool and ONE live model, merges in place, scores it with the
+backend's scorers (lm-eval for the real backends).
 
 ``Worker`` is a plain class (usable in-process, e.g. for the toy pool's score table);
 ``start_worker`` wraps it as a Ray actor, on CPU slots or GPUs.
@@ -14,10 +15,9 @@ from pathlib import Path
 import torch
 from pydantic import Field
 
-from evaluators.backends import BACKENDS, BackendSpec, SwapTimes
+from evaluators.backends import BACKENDS, BackendSpec, Score, SwapTimes
 from evaluators.config import Frozen
 from evaluators.environment import PROCESS_ENV, apply_process_env
-from evaluators.lmeval import Score, Scorer
 from evaluators.merge import MergePoint, MergeSpec
 from evaluators.pool import Pool
 from evaluators.pool.readable import readable_here
@@ -89,12 +89,11 @@ class Worker:
         with readable_here(spec.pool, worker_id):
             self.backend = BACKENDS.get(spec.runtime.backend)(spec.runtime, spec.source)
         library = TaskLibrary(spec.tasks_dir, spec.builtin_tasks)
-        self.scorer = Scorer(spec.objectives, library, spec.bootstrap_iters, spec.seed)
+        settings = (library, spec.bootstrap_iters, spec.seed)
+        self.scorer = self.backend.scorer(spec.objectives, *settings)
         self.screen_size = spec.screen
-        self.screener = (
-            Scorer(spec.objectives, library, spec.bootstrap_iters, spec.seed, spec.screen) if spec.screen else None
-        )
-        self.reporter = Scorer(spec.report, library, spec.bootstrap_iters, spec.seed) if spec.report else None
+        self.screener = self.backend.scorer(spec.objectives, *settings, spec.screen) if spec.screen else None
+        self.reporter = self.backend.scorer(spec.report, *settings) if spec.report else None
         self.built_in = time.perf_counter() - start  # pool opened, model built, tasks indexed (imports excluded)
         log.info("%s", self.ready())
 
@@ -109,10 +108,10 @@ class Worker:
         swap = self.backend.swap(point)
         start = time.perf_counter()
         if promotion is not None and self.screener is not None:
-            screened = self.screener.score(self.backend.lm())
+            screened = self.screener()
             if not promotion.promotes([s.value for s in screened.values()]):
                 return self._result(screened, swap, start, f"screen:{self.screen_size}")
-        return self._result(self.scorer.score(self.backend.lm()), swap, start, "full")
+        return self._result(self.scorer(), swap, start, "full")
 
     def report(self, point: MergePoint) -> TrialResult:
         """Merge ``point`` and score the held-out report tasks (never seen by the sampler)."""
@@ -120,7 +119,7 @@ class Worker:
             raise ValueError("this worker has no report tasks")
         swap = self.backend.swap(point)
         start = time.perf_counter()
-        return self._result(self.reporter.score(self.backend.lm()), swap, start, "full")
+        return self._result(self.reporter(), swap, start, "full")
 
     def _result(self, scores: dict[str, Score], swap: SwapTimes, eval_start: float, fidelity: str) -> TrialResult:
         return TrialResult(

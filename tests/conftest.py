@@ -1,9 +1,13 @@
-"""Shared fixtures: a tiny toy pool built in seconds, and one local Ray session for e2e tests."""
+"""Shared fixtures: a tiny toy pool (trained once per machine, copied per session), one local Ray session for
+e2e tests, and finished runs shared read-only. Helpers that are not fixtures are in tests/helpers.py."""
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,8 +17,10 @@ from evaluators.environment import apply_process_env
 apply_process_env()
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
+import evaluators.toy
 from evaluators.toy.build import ModelShape, ToyRecipe, build_toy_pool, focus
 from evaluators.toy.train import Stage
+from tests.helpers import search, tiny_experiment, write_experiment
 
 TINY = ToyRecipe(
     seed=7,
@@ -30,11 +36,33 @@ TINY = ToyRecipe(
 )
 
 
+def built_tiny_pool() -> Path:
+    """The tiny pool and its tasks, trained once per machine into a cache directory keyed by the recipe and
+    the toy builder's code (``MERGEFRONT_TEST_CACHE``, default ~/.cache/mergefront-tests): training takes
+    40-100 s on 2 loaded CPUs. Built beside the cache entry and renamed into place, under a lock, so a
+    concurrent session waits and an interrupted build leaves nothing."""
+    sources = sorted(Path(evaluators.toy.__file__).parent.glob("*.py"))
+    key = hashlib.sha256(TINY.fingerprint().encode() + b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
+    cache = Path(os.environ.get("MERGEFRONT_TEST_CACHE", Path.home() / ".cache" / "mergefront-tests"))
+    entry = cache / f"tiny-{key}"
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not entry.is_dir():
+            partial = Path(tempfile.mkdtemp(prefix=".building-", dir=cache))
+            try:
+                build_toy_pool(partial / "pool", partial / "tasks", TINY, progress=False)
+                partial.rename(entry)
+            finally:
+                shutil.rmtree(partial, ignore_errors=True)
+    return entry
+
+
 @pytest.fixture(scope="session")
 def tiny_pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 4-member toy pool (plus its tasks under ``tasks/``); returns its directory."""
+    """A 4-member toy pool (plus its tasks under ``tasks/``), this session's own copy; returns its directory."""
     root = tmp_path_factory.mktemp("tiny")
-    build_toy_pool(root / "pool", root / "tasks", TINY, progress=False)
+    shutil.copytree(built_tiny_pool(), root, dirs_exist_ok=True)
     return root
 
 
@@ -66,19 +94,10 @@ def tiny_run(tiny_pool: Path, tmp_path_factory: pytest.TempPathFactory, ray_sess
     return root / "runs" / "tiny"
 
 
-def write_experiment(directory: Path, pool_file: Path, tasks_dir: Path, extra: str = "", trials: int = 6) -> Path:
-    """An experiment YAML for the tiny pool: perplexity on add (min) and accuracy on reverse (max)."""
-    path = directory / "exp.yaml"
-    path.write_text(
-        f"""\
-name: tiny
-pool: {pool_file}
-tasks_dir: {tasks_dir}
-objectives:
-  - {{task: toy_add, metric: perplexity, direction: minimize}}
-  - {{task: toy_reverse, metric: acc, direction: maximize}}
-budget: {{trials: {trials}}}
-workers: {{count: 2, threads: 1, batch_size: 32}}
-{extra}"""
-    )
-    return path
+@pytest.fixture(scope="session")
+def dummy_run(tiny_pool: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny_run's search with the dummy backend in this process (no Ray, synthetic scores): for tests of
+    what is done with a finished run."""
+    root = tmp_path_factory.mktemp("dummy-run")
+    search(tiny_experiment(tiny_pool, root, trials=7), root / "runs", "--in-process")
+    return root / "runs" / "tiny"

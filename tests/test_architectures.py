@@ -38,6 +38,7 @@ from evaluators.pool import load_pool
 from evaluators.resident import MergeSource
 from evaluators.toy.tokenizer import build_tokenizer
 from optimizer.cli import main
+from tests.helpers import safetensors_dir
 
 TASKS = Path(__file__).resolve().parents[1] / "experiments" / "tasks" / "toy"
 WEIGHTS = {"m0": 0.3, "m1": 0.7}
@@ -93,17 +94,13 @@ def family(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     return name, root
 
 
-def files(directory: Path) -> dict[str, torch.Tensor]:
-    return {k: v for p in sorted(directory.glob("*.safetensors")) for k, v in load_file(p).items()}
-
-
 def test_pool_check_merge_formula_and_the_export_loads_and_generates(family: tuple[str, Path], tmp_path: Path) -> None:
     name, root = family
     pool = root / "pool.yaml"
     assert main(["pool", "check", str(pool)]) == 0
     out = tmp_path / "merged"
     assert main(["merge", "--pool", str(pool), "--weights", "m0=0.3,m1=0.7", "--out", str(out)]) == 0
-    m0, m1, got = files(root / "m0"), files(root / "m1"), files(out)
+    m0, m1, got = safetensors_dir(root / "m0"), safetensors_dir(root / "m1"), safetensors_dir(out)
     assert set(got) == set(m0)
     for key, value in got.items():
         other = m1.get(key, m1.get(key.removeprefix("transformer."), None))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from evaluators.backends import BackendSpec, VllmSpec
-from tests.swap_checks import assert_swaps_change_and_restore, one_hot, tiny_worker
+from tests.helpers import assert_swaps_change_and_restore, one_hot, tiny_worker
 
 
 def test_hf_swap_changes_scores_and_swapping_back_restores_them(tiny_pool: Path) -> None:

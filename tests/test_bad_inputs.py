@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -31,7 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from optimizer.cli import main
-from tests.conftest import write_experiment
+from tests.helpers import free_port, write_experiment
 
 
 @dataclass(frozen=True)
@@ -168,12 +167,6 @@ def save(env: Env, member: str, values: dict[str, torch.Tensor]) -> None:
 
 def weights_file(env: Env, member: str = "reverse") -> Path:
     return env.pool / member / "model.safetensors"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,7 +394,7 @@ def a_file(env: Env) -> Path:
 
 def lora_pool(env: Env) -> Path:
     pytest.importorskip("peft")
-    from tests.test_engine import two_lora_pool
+    from tests.helpers import two_lora_pool
 
     _, pool_file, _ = two_lora_pool(env.tmp / "lora")
     return pool_file
@@ -1239,7 +1232,7 @@ def env(request: pytest.FixtureRequest, pool_copy: Path, tmp_path: Path, monkeyp
     run = None
     if case.needs_run:
         run = tmp_path / "run"
-        shutil.copytree(request.getfixturevalue("tiny_run"), run)
+        shutil.copytree(request.getfixturevalue("dummy_run"), run)
     write_experiment(tmp_path, pool_copy / "pool" / "checkpoints.yaml", pool_copy / "tasks")
     monkeypatch.chdir(tmp_path)  # relative defaults (runs/, checkpoints.yaml) land in the case's directory
     return Env(tmp_path, run)

@@ -28,7 +28,7 @@ from evaluators.pool import load_pool
 from evaluators.pool.readable import SHARED_STORAGE
 from evaluators.tasks import TaskSpec
 from evaluators.worker import Worker, WorkerSpec
-from tests.conftest import write_experiment
+from tests.helpers import free_port, write_experiment
 
 pytestmark = pytest.mark.e2e
 
@@ -47,12 +47,6 @@ nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
 workers = [a for a in actors().values() if a["ActorClassName"].rsplit(".", 1)[-1] == "Worker"]
 print(json.dumps({"nodes": nodes, "workers": [[a["Address"]["NodeID"], a["State"]] for a in workers]}))
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _marked_processes(marker: str) -> list[str]:
@@ -80,7 +74,7 @@ class LocalCluster:
         # the session's unix sockets must stay under ~107 characters: a short directory under /tmp
         self.root = Path(tempfile.mkdtemp(prefix="mfc", dir="/tmp"))
         self.marker = self.root.name
-        self.port = _free_port()
+        self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         self.env.update({MARKER: self.marker, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
@@ -101,7 +95,7 @@ class LocalCluster:
             str(BIN / "ray"), "start", *args, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
             "--object-store-memory", str(100 * 1024**2), "--temp-dir", str(self.root / name),
             "--disable-usage-stats", "--block",
-            *[x for flag in ports for x in (flag, str(_free_port()))],
+            *[x for flag in ports for x in (flag, str(free_port()))],
         ]  # fmt: skip
         with log.open("wb") as out:
             proc = subprocess.Popen(command, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -15,15 +15,9 @@ import pytest
 
 from optimizer.driver import Search
 from optimizer.experiment import load_experiment
-from tests.conftest import write_experiment
+from tests.helpers import free_port, write_experiment
 
 STARTUP = 300.0  # seconds for the dashboard to answer; bounds a hang only (a loaded machine starts it slowly)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def outward_address() -> str:

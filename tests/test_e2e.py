@@ -12,7 +12,7 @@ import pytest
 
 from optimizer.cli import main
 from optimizer.journal import journal_storage
-from tests.conftest import write_experiment
+from tests.helpers import write_experiment
 
 pytestmark = pytest.mark.e2e
 OBJECTIVES = ["toy_add/perplexity", "toy_reverse/acc"]
@@ -69,27 +69,3 @@ def test_search_writes_trials_front_and_journal(
         assert set(r) == {"trial", "weights", "knobs", "scores", "report"}
         assert set(r["weights"]) == {"add", "reverse", "sort", "shift"} and set(r["scores"]) == set(OBJECTIVES)
         assert isinstance(r["trial"], int) and abs(sum(r["weights"].values()) - 1) < 1e-9
-
-
-def test_failed_evaluations_are_recorded_and_repeated_failures_stop_the_search(
-    tiny_pool: Path,
-    tmp_path: Path,
-    ray_session: object,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import optimizer.preflight
-
-    exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=3)
-    exp.write_text(exp.read_text().replace("metric: acc,", "metric: acc, filter: strict-match,"))
-    # preflight refuses a filter the task lacks (tests/test_bad_inputs.py); skip it so every trial fails in the workers
-    monkeypatch.setattr(optimizer.preflight, "check_objectives", lambda *args: None)
-    assert main(["search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]) == 1
-    trials = pd.read_parquet(tmp_path / "runs" / "tiny" / "trials.parquet")
-    assert (trials["state"] == "FAIL").all()
-    assert trials["error"].str.contains("lm-eval gave no 'acc,strict-match'").sum() == 3
-    assert set(trials["error"][~trials["error"].str.contains("strict-match")]) <= {
-        "interrupted; re-queued"
-    }  # in flight at the stop
-    assert len(pd.read_parquet(tmp_path / "runs" / "tiny" / "front.parquet")) == 0
-    assert "stopped after 3 failed trials in a row; last error:" in capsys.readouterr().err

@@ -8,60 +8,19 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, LlamaConfig
 
 from evaluators.merge import MergeSpec
-from evaluators.merge.engine import PoolMerger, plan_for, stream_merge
+from evaluators.merge.engine import plan_for, stream_merge
 from evaluators.merge.inspect import inspect_members
 from evaluators.merge.point import MergePoint
 from evaluators.pool import load_pool
-from evaluators.pool.tiers import TIERS
 from optimizer.cli import main
-
-
-def tiny_llama(directory: Path, seed: int, vocab: int = 40, tied: bool = False, positions: int = 64) -> Path:
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=positions,
-        tie_word_embeddings=tied,
-    )
-    torch.manual_seed(seed)
-    LlamaForCausalLM(config).save_pretrained(directory)
-    return directory
-
-
-def write_pool(directory: Path, text: str) -> Path:
-    path = directory / "pool.yaml"
-    path.write_text(text)
-    return path
+from tests.helpers import live_merger, resident_state, tiny_llama, two_lora_pool, write_pool
 
 
 def merged(out: Path) -> dict[str, torch.Tensor]:
     return load_file(out / "model.safetensors")
-
-
-def live_merger(
-    pool_file: Path, spec: MergeSpec, groups: dict[str, str] | None = None, tier: str = "host"
-) -> PoolMerger:
-    plan = plan_for(load_pool(pool_file), spec)
-    return PoolMerger(plan, spec, TIERS.get(tier)(plan, torch.device("cpu")), torch.device("cpu"), groups)
-
-
-def resident_state(
-    pool_file: Path, spec: MergeSpec, weights: dict[str, float], tied: bool = False
-) -> dict[str, torch.Tensor]:
-    """The merge written in place into a model built from the pool's config, as a worker does."""
-    merger = live_merger(pool_file, spec)
-    model = AutoModelForCausalLM.from_config(LlamaConfig.from_pretrained(merger.plan.model_dir()))
-    targets = dict(model.named_parameters())
-    merger.check_targets(targets)
-    merger.merge_into(MergePoint(weights), targets)
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def test_streaming_sharded_output_matches_formula_resident_and_loads(tiny_pool: Path, tmp_path: Path) -> None:
@@ -146,28 +105,6 @@ def test_tied_weights_stay_tied(tmp_path: Path) -> None:
     state = resident_state(pool_file, spec, {"a": 0.5, "b": 0.5})
     ea, eb = (load_file(d / "model.safetensors")["model.embed_tokens.weight"] for d in (a, b))
     torch.testing.assert_close(state["lm_head.weight"], 0.5 * ea + 0.5 * eb)
-
-
-def two_lora_pool(tmp_path: Path) -> tuple[Path, Path, list[dict[str, torch.Tensor]]]:
-    """Two random rank-4 PEFT adapters on one tiny base: (base dir, pool file, each adapter merged by peft)."""
-    import peft
-
-    base_dir = tiny_llama(tmp_path / "base", 0)
-    adapters = []
-    for seed in (1, 2):
-        torch.manual_seed(seed)
-        model = peft.get_peft_model(
-            AutoModelForCausalLM.from_pretrained(base_dir),
-            peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
-        )
-        model.save_pretrained(tmp_path / f"lora{seed}")
-        adapters.append(model.merge_and_unload().state_dict())
-    pool_file = write_pool(
-        tmp_path,
-        f"bases: {{b: {{path: {base_dir}}}}}\nmembers:\n  - {{name: l1, kind: lora, path: {tmp_path / 'lora1'}, base: b}}\n"
-        f"  - {{name: l2, kind: lora, path: {tmp_path / 'lora2'}, base: b}}\n",
-    )
-    return base_dir, pool_file, adapters
 
 
 def test_lora_members_against_peft(tmp_path: Path) -> None:

@@ -144,7 +144,7 @@ def test_one_off_merge_writes_the_same_outputs(tiny_pool: Path, tmp_path: Path) 
 def test_adapter_pool_merges_export_as_one_peft_adapter(tmp_path: Path, method: str) -> None:
     import peft
 
-    from tests.test_engine import resident_state, two_lora_pool
+    from tests.helpers import resident_state, two_lora_pool
 
     base_dir, pool, _ = two_lora_pool(tmp_path)
     out = tmp_path / "adapter"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, GenerationConfig, LlamaForCausalLM
 
 from evaluators.backends import BackendSpec
 from evaluators.backends.hf import empty_model, live_targets
@@ -23,22 +23,14 @@ from evaluators.tasks import TaskSpec
 from evaluators.toy.tokenizer import build_tokenizer
 from evaluators.worker import Worker, WorkerSpec
 from optimizer.cli import main
+from tests.helpers import tiny_llama
 
 TASKS = Path(__file__).resolve().parents[1] / "experiments" / "tasks" / "toy"
 
 
 def llama(directory: Path, seed: int, vocab: int = 40, tied: bool = False, intermediate: int = 64) -> Path:
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=intermediate,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        tie_word_embeddings=tied,
-    )
-    torch.manual_seed(seed)
-    LlamaForCausalLM(config).save_pretrained(directory)
+    """tests.helpers.tiny_llama with the toy tokenizer beside it."""
+    tiny_llama(directory, seed, vocab, tied, positions=2048, intermediate=intermediate)  # LlamaConfig's default
     build_tokenizer().save_pretrained(directory)
     return directory
 

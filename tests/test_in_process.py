@@ -14,10 +14,10 @@ from evaluators.backends import BackendSpec
 from evaluators.errors import MergefrontError
 from evaluators.merge import MergePoint
 from optimizer.workers import InProcessWorkers, TrialFailed
-from tests.conftest import write_experiment
-from tests.swap_checks import tiny_spec
+from tests.helpers import tiny_spec, write_experiment
 
 
+@pytest.mark.e2e
 def test_an_in_process_search_records_what_the_ray_search_records(
     tiny_run: Path, tiny_pool: Path, tmp_path: Path
 ) -> None:

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from optimizer.driver import Search
 from optimizer.experiment import load_experiment
 from optimizer.journal import trim_torn_tail
-from tests.conftest import write_experiment
+from tests.helpers import write_experiment
 
 
 def test_torn_tail_is_cut_to_the_last_complete_line(tmp_path: Path) -> None:

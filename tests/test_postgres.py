@@ -25,7 +25,7 @@ import pytest
 
 from optimizer.driver import start_run
 from optimizer.experiment import load_experiment
-from tests.conftest import write_experiment
+from tests.helpers import write_experiment
 
 SERVER = os.environ.get("MERGEFRONT_TEST_POSTGRES")
 pytestmark = [

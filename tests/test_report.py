@@ -33,15 +33,15 @@ FLAGS = [
 HANG = 600  # seconds for one Chromium run; bounds a hang only (a loaded machine starts it slowly)
 
 
-def test_plot_png_and_html(tiny_run: Path, tmp_path: Path) -> None:
-    assert main(["plot", str(tiny_run), "--out", str(tmp_path / "front.png")]) == 0
+def test_plot_png_and_html(dummy_run: Path, tmp_path: Path) -> None:
+    assert main(["plot", str(dummy_run), "--out", str(tmp_path / "front.png")]) == 0
     image = matplotlib.image.imread(tmp_path / "front.png")
     assert image.shape[0] > 300 and image.shape[1] > 400 and image[..., :3].std() > 0.05
     assert (
         main(
             [
                 "plot",
-                str(tiny_run),
+                str(dummy_run),
                 "--x",
                 "toy_reverse/acc",
                 "--y",
@@ -80,9 +80,9 @@ def test_more_than_two_objectives_give_a_scatter_matrix() -> None:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed here; .ci/run installs Debian's chromium")
-def test_report_renders_in_headless_chromium(tiny_run: Path, tmp_path: Path) -> None:
+def test_report_renders_in_headless_chromium(dummy_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
-    assert main(["report", str(tiny_run), "--out", str(out)]) == 0
+    assert main(["report", str(dummy_run), "--out", str(out)]) == 0
     page = out.read_text()
     assert not re.search(r"""(src|href)=["']?https?:""", page), "the report must not load anything from the network"
 
@@ -94,7 +94,7 @@ def test_report_renders_in_headless_chromium(tiny_run: Path, tmp_path: Path) -> 
         timeout=HANG,
         check=True,
     )
-    _, front = read_table(tiny_run)
+    _, front = read_table(dummy_run)
     table = re.search(r'<table[^>]*id="front-table".*?</table>', dom.stdout, re.DOTALL)
     assert table is not None, "the front table is missing"
     assert len(re.findall(r"<tr", table.group(0))) == len(front) + 1  # header + one row per front trial

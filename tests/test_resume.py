@@ -1,4 +1,7 @@
-"""Crash and continue: SIGKILL (or Ctrl-C) the driver mid-search, then `mergefront resume` completes the budget."""
+"""Crash and continue: SIGKILL (or Ctrl-C) the driver mid-search, then `mergefront resume` completes the budget.
+
+The driver is stopped parked on Ray (tests/park.py; e2e, with the dummy backend's fast trials), or
+interrupted in this process while a trial is being evaluated."""
 
 from __future__ import annotations
 
@@ -12,27 +15,22 @@ import pandas as pd
 import psutil
 import pytest
 
+from evaluators.backends.dummy import DummyScorer
 from optimizer.cli import main
 from optimizer.journal import journal_storage
-from tests.conftest import write_experiment
+from tests.helpers import tiny_experiment
 from tests.park import TIMEOUT, start_parked
 
-pytestmark = pytest.mark.e2e
 BUDGET = 9
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGINT, 130)])
 def test_stopped_search_resumes_to_exactly_the_budget(
     tiny_pool: Path, tmp_path: Path, ray_session, capsys: pytest.CaptureFixture[str], sig: signal.Signals, code: int
 ) -> None:
     """The driver is stopped parked (tests/park.py): every trial done but one, in flight on a stopped worker."""
-    exp = write_experiment(
-        tmp_path,
-        tiny_pool / "pool" / "checkpoints.yaml",
-        tiny_pool / "tasks",
-        trials=BUDGET,
-        extra="sampler: {name: tpe}\n",
-    )
+    exp = tiny_experiment(tiny_pool, tmp_path, "sampler: {name: tpe}\n", trials=BUDGET)
     run = tmp_path / "runs" / "tiny"
     address = ray_session.get_runtime_context().gcs_address
     command = [
@@ -55,10 +53,39 @@ def test_stopped_search_resumes_to_exactly_the_budget(
         with contextlib.suppress(psutil.NoSuchProcess):  # unless Ray killed it with its driver
             worker.kill()  # frees its CPU for resume's workers
     assert proc.returncode == code, log.read_text()[-3000:]
-    before = pd.read_parquet(run / "trials.parquet")
-    assert (before["state"] == "COMPLETE").sum() == BUDGET - 1
+    assert_resume_completes_the_budget(run, BUDGET - 1, capsys)
 
-    assert main(["resume", str(run), "--no-progress"]) == 0
+
+def test_a_search_interrupted_in_a_trial_resumes_to_exactly_the_budget(
+    tiny_pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C arrives while the worker (in this process) scores the 6th trial."""
+    exp = tiny_experiment(tiny_pool, tmp_path, "sampler: {name: tpe}\n", trials=BUDGET)
+    calls = []
+    score = DummyScorer.__call__
+
+    def interrupted_at_the_sixth(self: DummyScorer) -> object:
+        calls.append(1)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return score(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(DummyScorer, "__call__", interrupted_at_the_sixth)
+        argv = ["search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--in-process"]
+        assert main(argv) == 130
+    assert_resume_completes_the_budget(tmp_path / "runs" / "tiny", 5, capsys, "--in-process")
+
+
+def assert_resume_completes_the_budget(run: Path, done: int, capsys: pytest.CaptureFixture[str], *flags: str) -> None:
+    """``done`` trials complete before resume; resume evaluates exactly the rest of the budget, re-queues
+    every trial left in flight with its parameters and rewrites nothing; a larger budget given to
+    resume is kept."""
+    before = pd.read_parquet(run / "trials.parquet")
+    assert (before["state"] == "COMPLETE").sum() == done
+    capsys.readouterr()
+
+    assert main(["resume", str(run), "--no-progress", *flags]) == 0
     assert f"{BUDGET} trials evaluated" in capsys.readouterr().out
     trials = pd.read_parquet(run / "trials.parquet")
     assert trials["trial"].is_unique
@@ -86,7 +113,7 @@ def test_stopped_search_resumes_to_exactly_the_budget(
             )
 
     # a larger budget given to resume is kept for later resumes
-    assert main(["resume", str(run), "--trials", str(BUDGET + 2), "--no-progress"]) == 0
-    assert main(["resume", str(run), "--no-progress"]) == 0
+    assert main(["resume", str(run), "--trials", str(BUDGET + 2), "--no-progress", *flags]) == 0
+    assert main(["resume", str(run), "--no-progress", *flags]) == 0
     assert f"{BUDGET + 2} trials evaluated" in capsys.readouterr().out
     assert (pd.read_parquet(run / "trials.parquet")["state"] == "COMPLETE").sum() == BUDGET + 2

@@ -1,6 +1,8 @@
-"""Search modes end to end on the tiny pool: screening with held-out report tasks, grouped box spaces
-with a searched λ under scalarised CMA-ES, the surrogate's predictions kept apart from scores, and the
-time budgets (on a clock that the test advances per trial, so they stop at a known trial on any machine)."""
+"""Search modes on the tiny pool: screening with held-out report tasks, grouped box spaces with a searched
+λ under scalarised CMA-ES, the surrogate's predictions kept apart from scores, and the time budgets (on a
+clock that the test advances per trial, so they stop at a known trial on any machine). Real searches
+(Optuna, Parquet, the merge engine) with the dummy backend in this process (``--in-process``); one
+budget test runs two Ray workers, for the trial still in flight when the budget runs out."""
 
 from __future__ import annotations
 
@@ -11,31 +13,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from optimizer.cli import main
+from evaluators.backends.dummy import EXAMPLES
 from optimizer.driver import Search, start_run
 from optimizer.experiment import load_experiment
 from optimizer.summary import RealClock
-from tests.conftest import write_experiment
-
-pytestmark = pytest.mark.e2e
+from tests.helpers import search as run_search
+from tests.helpers import tiny_experiment
 
 
 def search(tmp_path: Path, tiny_pool: Path, extra: str, trials: int) -> pd.DataFrame:
-    exp = write_experiment(
-        tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=trials, extra=extra
-    )
-    assert main(["search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]) == 0
-    return pd.read_parquet(tmp_path / "runs" / "tiny" / "trials.parquet")
+    return run_search(tiny_experiment(tiny_pool, tmp_path, extra, trials), tmp_path / "runs", "--in-process")
 
 
-def test_screening_keeps_the_front_full_fidelity_and_reports_held_out_tasks(
-    tiny_pool: Path, tmp_path: Path, ray_session: object
-) -> None:
+def test_screening_keeps_the_front_full_fidelity_and_reports_held_out_tasks(tiny_pool: Path, tmp_path: Path) -> None:
     extra = "sampler: {name: random}\nevaluation: {screen: 8, margin: 0.0}\nreport: [{task: toy_sort_report, name: sort_report}]\n"
     trials = search(tmp_path, tiny_pool, extra, trials=12)
     front = pd.read_parquet(tmp_path / "runs" / "tiny" / "front.parquet")
     baselines = trials[trials["source"] != "sampler"]
-    assert (baselines["fidelity"] == "full").all() and (baselines["samples"] == 48).all()  # 2 tasks x 24 examples
+    assert (baselines["fidelity"] == "full").all() and (baselines["samples"] == 2 * EXAMPLES).all()  # 2 tasks
     screened = trials[trials["fidelity"] == "screen:8"]
     assert (screened["samples"] == 16).all()
     assert set(trials["fidelity"]) <= {"full", "screen:8"} and len(screened) > 0
@@ -46,9 +41,7 @@ def test_screening_keeps_the_front_full_fidelity_and_reports_held_out_tasks(
     assert front["report.sort_report"].between(0, 1).all() and front["report_stderr.sort_report"].notna().all()
 
 
-def test_grouped_box_space_with_searched_scale_under_cmaes(
-    tiny_pool: Path, tmp_path: Path, ray_session: object
-) -> None:
+def test_grouped_box_space_with_searched_scale_under_cmaes(tiny_pool: Path, tmp_path: Path) -> None:
     extra = (
         "merge: {method: task_arithmetic}\n"
         "space: {kind: box, low: -0.5, high: 1.5, groups: {attn: 'self_attn\\.'}, knobs: {scale: [0.5, 1.5]}}\n"
@@ -67,10 +60,8 @@ def test_grouped_box_space_with_searched_scale_under_cmaes(
     assert ((w >= -0.5) & (w <= 1.5)).all() and (w < 0).any() | (np.abs(w.sum(axis=1) - 1) > 1e-6).any()
 
 
-def test_surrogate_predictions_are_stored_beside_measurements(
-    tiny_pool: Path, tmp_path: Path, ray_session: object
-) -> None:
-    trials = search(tmp_path, tiny_pool, "sampler: {name: surrogate}\n", trials=24)
+def test_surrogate_predictions_are_stored_beside_measurements(tiny_pool: Path, tmp_path: Path) -> None:
+    trials = search(tmp_path, tiny_pool, "sampler: {name: surrogate}\n", trials=19)
     predicted = trials[trials["predicted.toy_reverse/acc"].notna()]
     assert len(predicted) >= 3, "after 15 trials the surrogate proposes the rest"
     assert (trials.loc[trials["source"] != "sampler", "predicted.toy_reverse/acc"].isna()).all()
@@ -94,14 +85,9 @@ class TrialClock:
 
 
 def start(tiny_pool: Path, tmp_path: Path, budget: dict[str, float]) -> Search:
-    """A created run on the tiny pool (2 workers, random sampler) with ``budget`` besides 200 trials."""
-    exp = write_experiment(
-        tmp_path,
-        tiny_pool / "pool" / "checkpoints.yaml",
-        tiny_pool / "tasks",
-        trials=200,
-        extra="sampler: {name: random}\n",
-    )
+    """A created run on the tiny pool (dummy backend, 2 workers over Ray, random sampler) with ``budget``
+    besides 200 trials."""
+    exp = tiny_experiment(tiny_pool, tmp_path, "sampler: {name: random}\n", trials=200)
     experiment, pool = load_experiment(exp)
     experiment = experiment.model_copy(update={"budget": experiment.budget.model_copy(update=budget)})
     return start_run(experiment, pool, exp, tmp_path / "runs")
@@ -116,23 +102,37 @@ def start(tiny_pool: Path, tmp_path: Path, budget: dict[str, float]) -> Search:
     ids=["worker_hours", "wall_minutes"],
 )
 def test_time_budgets_stop_the_search(
-    tiny_pool: Path, tmp_path: Path, ray_session: object, budget: dict[str, float], reason: str, spent_at: int
+    tiny_pool: Path, tmp_path: Path, budget: dict[str, float], reason: str, spent_at: int
 ) -> None:
     """10 s per complete trial: 36 s of worker time are spent by the 4th trial, 27 s of wall time by the 3rd."""
     search = start(tiny_pool, tmp_path, budget)
     search.clock = TrialClock(search, step=10.0)
-    summary = search.run(progress=False)
+    summary = search.run(progress=False, in_process=True)
     assert summary.stop_reason == reason
-    # no trial starts once the budget is spent; the one then running on the other worker still completes
-    assert (summary.complete, summary.failed) == (spent_at + 1, 0)
-    assert (pd.read_parquet(search.run_dir / "trials.parquet")["state"] == "COMPLETE").sum() == spent_at + 1
-    assert search.worker_hours() == pytest.approx(10.0 * (spent_at + 1) / 3600)
+    assert (summary.complete, summary.failed) == (spent_at, 0)  # no trial starts once the budget is spent
+    assert (pd.read_parquet(search.run_dir / "trials.parquet")["state"] == "COMPLETE").sum() == spent_at
+    assert search.worker_hours() == pytest.approx(10.0 * spent_at / 3600)
 
 
-def test_the_wall_time_budget_counts_the_workers_start_up(tiny_pool: Path, tmp_path: Path, ray_session: object) -> None:
-    """On real time: a budget of 60 ns is spent before the workers are up (on any machine), so no trial starts."""
-    search = start(tiny_pool, tmp_path, {"wall_minutes": 1e-9})
+@pytest.mark.e2e
+def test_the_trial_in_flight_when_a_budget_runs_out_completes(
+    tiny_pool: Path, tmp_path: Path, ray_session: object
+) -> None:
+    """Two Ray workers: the worker-hour budget is spent by the 4th trial; the trial then running on the
+    other worker still completes, and no trial starts after it."""
+    search = start(tiny_pool, tmp_path, {"worker_hours": 0.01})
+    search.clock = TrialClock(search, step=10.0)
     summary = search.run(progress=False)
+    assert summary.stop_reason == "0.01 worker-hours used"
+    assert (summary.complete, summary.failed) == (5, 0)
+    assert (pd.read_parquet(search.run_dir / "trials.parquet")["state"] == "COMPLETE").sum() == 5
+    assert search.worker_hours() == pytest.approx(10.0 * 5 / 3600)
+
+
+def test_the_wall_time_budget_counts_the_workers_start_up(tiny_pool: Path, tmp_path: Path) -> None:
+    """On real time: a budget of 60 ns is spent before the worker is up (on any machine), so no trial starts."""
+    search = start(tiny_pool, tmp_path, {"wall_minutes": 1e-9})
+    summary = search.run(progress=False, in_process=True)
     assert summary.stop_reason == "wall time of 1e-09 min reached"
     assert summary.complete == summary.failed == 0 and not search.store.rows
 

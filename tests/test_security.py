@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from evaluators.pool import load_pool
 from optimizer.cli import main
-from tests.test_engine import tiny_llama, write_pool
+from tests.helpers import tiny_llama, write_pool
 
 
 def pickle_member(directory: Path) -> Path:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from evaluators.backends.hf import empty_model, live_targets
@@ -17,6 +16,7 @@ from evaluators.merge.engine import plan_for, stream_merge
 from evaluators.pool import load_pool
 from evaluators.pool.tiers import Placement, choose_tier
 from evaluators.resident import MergeSource
+from tests.helpers import safetensors_dir
 
 WEIGHTS = {"c": 0.4, "t": 0.3, "l": 0.2, "b": 0.1}
 
@@ -76,17 +76,13 @@ def live_merge(pool_file: Path, spec: MergeSpec, tier: str) -> tuple[torch.nn.Mo
     return model, placement
 
 
-def files(directory: Path) -> dict[str, torch.Tensor]:
-    return {k: v for p in sorted(directory.glob("*.safetensors")) for k, v in load_file(p).items()}
-
-
 @pytest.mark.parametrize("method", ["linear", "task_arithmetic"])
 def test_every_tier_and_the_export_merge_bit_identically(
     mixed_pool: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path, method: str
 ) -> None:
     pool_file, _ = mixed_pool
     spec = MergeSpec(method=method, scale=0.9 if method == "task_arithmetic" else None)
-    exported = files(
+    exported = safetensors_dir(
         stream_merge(
             plan_for(load_pool(pool_file), spec), spec, MergePoint(WEIGHTS), tmp_path / "out", max_shard_bytes=30_000
         )
@@ -107,10 +103,10 @@ def test_the_merge_equals_the_formula_with_peft_and_transfer_references(
 ) -> None:
     pool_file, lora_reference = mixed_pool
     root = pool_file.parent
-    got = files(
+    got = safetensors_dir(
         stream_merge(plan_for(load_pool(pool_file), MergeSpec()), MergeSpec(), MergePoint(WEIGHTS), tmp_path / "out")
     )
-    c, b, v1, ft = (files(root / d) for d in ("ckpt", "base", "v1", "v1-ft"))
+    c, b, v1, ft = (safetensors_dir(root / d) for d in ("ckpt", "base", "v1", "v1-ft"))
 
     def pad(t: torch.Tensor) -> torch.Tensor:
         return (

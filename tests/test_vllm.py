@@ -12,7 +12,7 @@ import pytest
 from evaluators.backends import BackendSpec, VllmSpec
 from evaluators.merge import MergePoint
 from evaluators.worker import TrialResult, start_worker
-from tests.swap_checks import MEMBERS, assert_swaps_change_and_restore, one_hot, scores, tiny_spec, tiny_worker
+from tests.helpers import MEMBERS, assert_swaps_change_and_restore, one_hot, scores, tiny_spec, tiny_worker
 
 pytest.importorskip("vllm", reason="vLLM is not installed here; `make test-vllm` builds an environment with it")
 # On CPU, vLLM sizes its KV cache as a share of the machine's memory; two engines live at once here
@@ -63,7 +63,7 @@ def test_search_with_the_vllm_backend_in_a_ray_worker(tiny_pool: Path, tmp_path:
     import pandas as pd
 
     from optimizer.cli import main
-    from tests.conftest import write_experiment
+    from tests.helpers import write_experiment
 
     engine = ENGINE.model_dump()
     exp = write_experiment(

@@ -1,4 +1,5 @@
-"""Warm start: a 4-member run imported into a 5-member pool, never re-evaluated, part of the new front."""
+"""Warm start: a 4-member run imported into a 5-member pool, never re-evaluated, part of the new front.
+Real searches with the dummy backend in this process."""
 
 from __future__ import annotations
 
@@ -11,37 +12,19 @@ import pytest
 
 from optimizer.cli import main
 from optimizer.journal import journal_storage
-from tests.conftest import write_experiment
-
-pytestmark = pytest.mark.e2e
-MEMBERS = ["add", "reverse", "sort", "shift"]
-SIGNS = np.array([-1.0, 1.0])  # add perplexity minimised, reverse accuracy maximised
+from tests.helpers import MEMBERS, five_member_pool, non_dominated, tiny_experiment, write_experiment
 
 
-def five_member_pool(tiny_pool: Path, directory: Path) -> Path:
-    pool = tiny_pool / "pool"
-    lines = ["name: toy5", "bases:", f"  toy-base: {{path: {pool / 'base'}}}", "members:"]
-    lines += [f"  - {{name: {m}, path: {pool / m}}}" for m in MEMBERS]
-    lines.append("  - {name: base, kind: base, base: toy-base}")
-    path = directory / "pool5.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def test_warm_start_reuses_old_trials_without_re_evaluating(
-    tiny_pool: Path, tmp_path: Path, ray_session: object
-) -> None:
+def test_warm_start_reuses_old_trials_without_re_evaluating(tiny_pool: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    old_exp = write_experiment(
-        tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=6, extra="sampler: {name: tpe}\n"
-    )
-    assert main(["search", str(old_exp), "--runs-dir", str(runs), "--no-progress"]) == 0
+    old_exp = tiny_experiment(tiny_pool, tmp_path, "sampler: {name: tpe}\n", trials=6)
+    assert main(["search", str(old_exp), "--runs-dir", str(runs), "--no-progress", "--in-process"]) == 0
     old = pd.read_parquet(runs / "tiny" / "trials.parquet")
 
     new_dir = tmp_path / "new"
     new_dir.mkdir()
     new_exp = write_experiment(
-        new_dir, five_member_pool(tiny_pool, new_dir), tiny_pool / "tasks", trials=3, extra="sampler: {name: tpe}\n"
+        new_dir, five_member_pool(tiny_pool, new_dir), tiny_pool / "tasks", "sampler: {name: tpe}\n", 3, "dummy"
     )
     assert (
         main(
@@ -55,6 +38,7 @@ def test_warm_start_reuses_old_trials_without_re_evaluating(
                 "--warm-start",
                 str(runs / "tiny"),
                 "--no-progress",
+                "--in-process",
             ]
         )
         == 0
@@ -81,13 +65,7 @@ def test_warm_start_reuses_old_trials_without_re_evaluating(
 
     # the new front is computed over old and new trials together
     front = pd.read_parquet(runs / "tiny5" / "front.parquet")
-    scores = new[["score.toy_add/perplexity", "score.toy_reverse/acc"]].to_numpy() * SIGNS
-    expected = {
-        int(t)
-        for t, row in zip(new["trial"], scores, strict=True)
-        if not any((o >= row).all() and (o > row).any() for o in scores)
-    }
-    assert set(front["trial"]) == expected
+    assert set(front["trial"]) == non_dominated(new)
     assert front["source"].str.startswith("warm:").any()
 
     study = optuna.load_study(study_name="tiny5", storage=journal_storage(runs / "tiny5" / "study.journal"))
@@ -99,17 +77,18 @@ def test_warm_start_reuses_old_trials_without_re_evaluating(
 
 
 def test_warm_start_refuses_changed_evaluation_settings(
-    tiny_pool: Path, tmp_path: Path, ray_session: object, capsys: pytest.CaptureFixture[str]
+    tiny_pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     runs = tmp_path / "runs"
-    old_exp = write_experiment(
-        tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=2, extra="sampler: {name: tpe}\n"
-    )
-    assert main(["search", str(old_exp), "--runs-dir", str(runs), "--no-progress"]) == 0
+    old_exp = tiny_experiment(tiny_pool, tmp_path, "sampler: {name: tpe}\n", trials=2)
+    assert main(["search", str(old_exp), "--runs-dir", str(runs), "--no-progress", "--in-process"]) == 0
     changed = tmp_path / "changed.yaml"
     changed.write_text(old_exp.read_text().replace("metric: acc,", "metric: acc, limit: 5,"))
     assert (
-        main(["search", str(changed), "--runs-dir", str(runs), "--name", "again", "--warm-start", str(runs / "tiny")])
+        main(
+            ["search", str(changed), "--runs-dir", str(runs), "--name", "again", "--warm-start", str(runs / "tiny")]
+            + ["--in-process"]
+        )
         == 2
     )
     err = capsys.readouterr().err

@@ -1,6 +1,7 @@
 """`mergefront watch --once` on a pool declared by a glob: a fifth checkpoint landing starts a warm-started
 search whose front mixes old trials (not re-evaluated) with new trials that use it; a checkpoint whose
-files change is named, and scores that used it are not reused; nothing new means no new run."""
+files change is named, and scores that used it are not reused; nothing new means no new run. Real
+searches with the dummy backend in this process."""
 
 from __future__ import annotations
 
@@ -16,10 +17,7 @@ from safetensors.torch import load_file, save_file
 from evaluators.pool import load_pool
 from optimizer.cli import main
 from optimizer.fingerprint import member_digests, pool_change
-from tests.conftest import write_experiment
-
-pytestmark = pytest.mark.e2e
-SCORES = ["score.toy_add/perplexity", "score.toy_reverse/acc"]
+from tests.helpers import SCORES, non_dominated, write_experiment
 
 
 def trials(run: Path) -> pd.DataFrame:
@@ -38,6 +36,7 @@ def watch_once(exp: Path, runs: Path, capsys: pytest.CaptureFixture[str], per_me
                 "--trials-per-member",
                 str(per_member),
                 "--no-progress",
+                "--in-process",
             ]
         )
         == 0
@@ -45,15 +44,13 @@ def watch_once(exp: Path, runs: Path, capsys: pytest.CaptureFixture[str], per_me
     return capsys.readouterr().out.splitlines()[0]
 
 
-def test_watch_once_follows_the_pool(
-    tiny_pool: Path, tmp_path: Path, ray_session: object, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_watch_once_follows_the_pool(tiny_pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ckpts = tmp_path / "ckpts"
     for member in ("add", "reverse", "sort", "shift"):
         shutil.copytree(tiny_pool / "pool" / member, ckpts / member)
     pool_file = tmp_path / "pool.yaml"
     pool_file.write_text("name: landing\nmembers:\n  - {glob: 'ckpts/*'}\n")
-    exp = write_experiment(tmp_path, pool_file, tiny_pool / "tasks", trials=6)
+    exp = write_experiment(tmp_path, pool_file, tiny_pool / "tasks", trials=6, backend="dummy")
     runs = tmp_path / "runs"
 
     assert watch_once(exp, runs, capsys).startswith("no earlier run of tiny: searching 4 members")
@@ -77,13 +74,7 @@ def test_watch_once_follows_the_pool(
     assert (warm["weight.base"] == 0).all()
     assert (fresh.loc[fresh["state"] == "COMPLETE", "weight.base"] > 0).any()  # new trials use the new member
     front = pd.read_parquet(runs / "tiny-2" / "front.parquet")
-    signed = second.loc[second["state"] == "COMPLETE", SCORES].to_numpy() * np.array([-1.0, 1.0])
-    expected = {
-        int(t)
-        for t, row in zip(second.loc[second["state"] == "COMPLETE", "trial"], signed, strict=True)
-        if not any((o >= row).all() and (o > row).any() for o in signed)
-    }
-    assert set(front["trial"]) == expected  # one front over old and new trials
+    assert set(front["trial"]) == non_dominated(second)  # one front over old and new trials
     assert front["source"].str.startswith("warm:").any()
 
     # the add checkpoint is rewritten: named as changed; trials that gave it weight are not reused

@@ -1,6 +1,18 @@
-"""Model backends, one module each; importing this package registers them all."""
+"""Model backends, one module each. Each is registered here by name and imported when a worker first
+builds it, so reading an experiment does not import lm-eval's models (or vLLM)."""
 
-from evaluators.backends import hf, vllm_engine  # noqa: F401  (registers "hf", "vllm")
-from evaluators.backends.base import BACKENDS, BackendSpec, ModelBackend, SwapTimes, VllmSpec
+from evaluators.backends.base import (
+    BACKENDS,
+    BackendSpec,
+    ModelBackend,
+    Score,
+    ScoreTasks,
+    SwapTimes,
+    VllmSpec,
+)
 
-__all__ = ["BACKENDS", "BackendSpec", "ModelBackend", "SwapTimes", "VllmSpec"]
+BACKENDS.provided_by("hf", "evaluators.backends.hf")
+BACKENDS.provided_by("vllm", "evaluators.backends.vllm_engine")
+BACKENDS.provided_by("dummy", "evaluators.backends.dummy")
+
+__all__ = ["BACKENDS", "BackendSpec", "ModelBackend", "Score", "ScoreTasks", "SwapTimes", "VllmSpec"]

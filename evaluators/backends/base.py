@@ -1,18 +1,19 @@
-"""The model-backend plug point: one live model per worker, a way to swap a merge into it, an lm-eval LM."""
+"""The model-backend plug point: one live model per worker, a way to swap a merge into it, and scorers
+that score the live model on named task specs (lm-eval for the real backends)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from lm_eval.api.model import LM
 from pydantic import Field
 
 from evaluators.config import Frozen, described
 from evaluators.merge import MergePoint
 from evaluators.registry import Registry
 from evaluators.resident import MergeSource
+from evaluators.tasks import TaskLibrary, TaskSpec
 
 
 class VllmSpec(Frozen):
@@ -92,6 +93,19 @@ class SwapTimes:
     swap_seconds: float
 
 
+@dataclass(frozen=True)
+class Score:
+    """One objective's value, its standard error when the scorer gives one, and the sample count."""
+
+    value: float
+    stderr: float | None
+    samples: int
+
+
+ScoreTasks = Callable[[], dict[str, Score]]
+"""Scores the live model as it is now, one Score per named task spec."""
+
+
 class ModelBackend(Protocol):
     """A live model whose weights are replaced by each trial's merge, built once per worker."""
 
@@ -102,8 +116,16 @@ class ModelBackend(Protocol):
         """Put the merge for ``point`` into the live model (every cache that keys on weights is reset)."""
         ...
 
-    def lm(self) -> LM:
-        """The lm-eval model wrapper, built once around the live model."""
+    def scorer(
+        self,
+        specs: Mapping[str, TaskSpec],
+        library: TaskLibrary,
+        bootstrap_iters: int,
+        seed: int,
+        subset: int | None = None,
+    ) -> ScoreTasks:
+        """A scorer for ``specs``, built once (tasks and datasets loaded); with ``subset`` (screening) each
+        task is scored on the same seeded ``subset`` of its examples every time."""
         ...
 
 

@@ -8,6 +8,7 @@ costs no random initialisation of billions of parameters; the first merge writes
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 import torch
 from accelerate import init_empty_weights
@@ -15,11 +16,13 @@ from lm_eval.api.model import LM
 from lm_eval.models.huggingface import HFLM
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
 
-from evaluators.backends.base import BACKENDS, BackendSpec, QuietRequests, SwapTimes
+from evaluators.backends.base import BACKENDS, BackendSpec, QuietRequests, ScoreTasks, SwapTimes
+from evaluators.lmeval import lm_eval_scorer
 from evaluators.merge import MergePoint
 from evaluators.pool.plan import PoolPlan
 from evaluators.pool.tiers import DEVICE_HEADROOM
 from evaluators.resident import MergeSource
+from evaluators.tasks import TaskLibrary, TaskSpec
 
 GENERATION_CONFIG = "generation_config.json"
 
@@ -82,20 +85,31 @@ class HFBackend:
         self._lm = QuietHFLM(
             pretrained=self.model, tokenizer=tokenizer, batch_size=spec.resolved_batch_size, device=self.device
         )
-        self._targets = live_targets(self.model, plan)
+        self.targets = live_targets(self.model, plan)
         self.merger, placed = source.merger(device, plan, resident_share=share)
         self.placement = f"pool tier {placed.tier} ({placed.reason})"
-        self.merger.check_targets(self._targets)
+        self.merger.check_targets(self.targets)
         self._sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def swap(self, point: MergePoint) -> SwapTimes:
         start = time.perf_counter()
-        self.merger.merge_into(point, self._targets)
+        self.merger.merge_into(point, self.targets)
         self._sync()
         return SwapTimes(merge_seconds=time.perf_counter() - start, swap_seconds=0.0)
 
     def lm(self) -> LM:
+        """The lm-eval model wrapper, built once around the live model."""
         return self._lm
+
+    def scorer(
+        self,
+        specs: Mapping[str, TaskSpec],
+        library: TaskLibrary,
+        bootstrap_iters: int,
+        seed: int,
+        subset: int | None = None,
+    ) -> ScoreTasks:
+        return lm_eval_scorer(self._lm, specs, library, bootstrap_iters, seed, subset)
 
 
 @BACKENDS.register("hf")
