@@ -109,13 +109,18 @@ class Scorer:
         return Score(value=value, stderr=stderr, samples=samples[key])
 
 
-def lm_eval_scorer(
-    lm: LM,
-    specs: Mapping[str, TaskSpec],
-    library: TaskLibrary,
-    bootstrap_iters: int,
-    seed: int,
-    subset: int | None = None,
-) -> ScoreTasks:
-    """The real backends' scorer (``ModelBackend.scorer``): lm-eval on their LM wrapper ``lm``."""
-    return partial(Scorer(specs, library, bootstrap_iters, seed, subset).score, lm)
+class LmEvalScoring:
+    """``ModelBackend.scorer`` for the backends that score with lm-eval (HF, vLLM): on their live
+    model's lm-eval wrapper ``_lm``, built once."""
+
+    _lm: LM
+
+    def scorer(
+        self,
+        specs: Mapping[str, TaskSpec],
+        library: TaskLibrary,
+        bootstrap_iters: int,
+        seed: int,
+        subset: int | None = None,
+    ) -> ScoreTasks:
+        return partial(Scorer(specs, library, bootstrap_iters, seed, subset).score, self._lm)

@@ -8,21 +8,18 @@ costs no random initialisation of billions of parameters; the first merge writes
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 
 import torch
 from accelerate import init_empty_weights
-from lm_eval.api.model import LM
 from lm_eval.models.huggingface import HFLM
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
 
-from evaluators.backends.base import BACKENDS, BackendSpec, QuietRequests, ScoreTasks, SwapTimes
-from evaluators.lmeval import lm_eval_scorer
+from evaluators.backends.base import BACKENDS, BackendSpec, QuietRequests, SwapTimes
+from evaluators.lmeval import LmEvalScoring
 from evaluators.merge import MergePoint
 from evaluators.pool.plan import PoolPlan
 from evaluators.pool.tiers import DEVICE_HEADROOM
 from evaluators.resident import MergeSource
-from evaluators.tasks import TaskLibrary, TaskSpec
 
 GENERATION_CONFIG = "generation_config.json"
 
@@ -66,7 +63,7 @@ def live_targets(model: PreTrainedModel, plan: PoolPlan) -> dict[str, torch.Tens
     return {key: slot.view(live[slot.name]) for key, slot in plan.slots.items()}
 
 
-class HFBackend:
+class HFBackend(LmEvalScoring):
     """Each merge is written straight into the model's tensors, so there is no separate swap step
     (``swap_seconds`` is 0)."""
 
@@ -96,20 +93,6 @@ class HFBackend:
         self.merger.merge_into(point, self.targets)
         self._sync()
         return SwapTimes(merge_seconds=time.perf_counter() - start, swap_seconds=0.0)
-
-    def lm(self) -> LM:
-        """The lm-eval model wrapper, built once around the live model."""
-        return self._lm
-
-    def scorer(
-        self,
-        specs: Mapping[str, TaskSpec],
-        library: TaskLibrary,
-        bootstrap_iters: int,
-        seed: int,
-        subset: int | None = None,
-    ) -> ScoreTasks:
-        return lm_eval_scorer(self._lm, specs, library, bootstrap_iters, seed, subset)
 
 
 @BACKENDS.register("hf")

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import importlib.metadata
 import time
-from collections.abc import Mapping
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError
 from typing import Any
 
 from lm_eval.api.model import LM
 
-from evaluators.backends.base import BACKENDS, BackendSpec, QuietRequests, ScoreTasks, SwapTimes
+from evaluators.backends.base import BACKENDS, BackendSpec, QuietRequests, SwapTimes
 from evaluators.errors import ConfigError
-from evaluators.lmeval import lm_eval_scorer
+from evaluators.lmeval import LmEvalScoring
 from evaluators.merge import MergePoint
 from evaluators.resident import MergeSource
-from evaluators.tasks import TaskLibrary, TaskSpec
 
 EXTENSION = "evaluators.backends.vllm_extension.MergeExtension"
 INSTALL_HINT = (
@@ -57,7 +55,7 @@ def _lm_eval_vllm() -> type[LM]:
     return type("QuietVLLM", (QuietRequests, VLLM), {})
 
 
-class VllmBackend:
+class VllmBackend(LmEvalScoring):
     """One ``vllm.LLM`` whose workers hold the pool; a swap merges there and reloads the weights."""
 
     def __init__(self, spec: BackendSpec, source: MergeSource) -> None:
@@ -89,20 +87,6 @@ class VllmBackend:
         self._llm.reset_prefix_cache()
         merge = max(m for m, _ in timings)
         return SwapTimes(merge_seconds=merge, swap_seconds=time.perf_counter() - start - merge)
-
-    def lm(self) -> LM:
-        """The lm-eval model wrapper, built once around the live model."""
-        return self._lm
-
-    def scorer(
-        self,
-        specs: Mapping[str, TaskSpec],
-        library: TaskLibrary,
-        bootstrap_iters: int,
-        seed: int,
-        subset: int | None = None,
-    ) -> ScoreTasks:
-        return lm_eval_scorer(self._lm, specs, library, bootstrap_iters, seed, subset)
 
 
 @BACKENDS.register("vllm")
