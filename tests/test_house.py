@@ -122,6 +122,20 @@ def test_the_scoring_side_never_imports_the_search_side() -> None:
     assert {m: t for m, t in wrong.items() if t} == {}
 
 
+# the scoring side's data path: a package may import those before it, never one after it
+LAYERS = ("evaluators.pool", "evaluators.merge", "evaluators.backends")
+
+
+def test_the_scoring_side_imports_along_its_data_path() -> None:
+    edges = _edges()
+    wrong = []
+    for module, targets in edges.items():
+        if (here := _package(module)) in LAYERS:
+            later = LAYERS[LAYERS.index(here) + 1 :]
+            wrong += [f"{module} -> {t}" for t in sorted(targets) if _package(t).startswith(later)]
+    assert wrong == []
+
+
 MAX_MODULE_LINES, MAX_FUNCTION_LINES, MAX_PARAMETERS = 400, 60, 8
 
 

@@ -1,5 +1,8 @@
 """Model backends, one module each. Each is registered here by name and imported when a worker first
-builds it, so reading an experiment does not import lm-eval's models (or vLLM)."""
+builds it, so reading an experiment does not import lm-eval's models (or vLLM).
+
+Imports: ``evaluators.merge``, ``evaluators.pool`` and the shared modules; never the worker.
+"""
 
 from evaluators.backends.base import (
     BACKENDS,

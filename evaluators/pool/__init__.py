@@ -1,4 +1,8 @@
-"""The checkpoint pool: its schema (``checkpoints.yaml``), file reading and consistency checks."""
+"""The checkpoint pool: its schema (``checkpoints.yaml``), file reading and consistency checks.
+
+Imports: the shared modules of ``evaluators`` only (errors, config, registry); never ``merge``,
+``backends`` or the worker, which build on the pool (``tests/test_house.py`` holds the order).
+"""
 
 from evaluators.pool.config import (
     BaseModelEntry,
