@@ -20,6 +20,7 @@ import fcntl
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -93,6 +94,21 @@ def _start_locked(command: list[str], run: Path, log: Path) -> tuple[subprocess.
         return proc, lock
     finally:
         remove_placement_group(cpus)
+
+
+def search_command(experiment: Path, runs_dir: Path, ray_address: str) -> list[str]:
+    """``mergefront search`` of ``experiment`` into ``runs_dir`` on the test's Ray, as a parked driver runs it."""
+    mergefront = str(Path(sys.executable).with_name("mergefront"))
+    return [
+        mergefront,
+        "search",
+        str(experiment),
+        "--runs-dir",
+        str(runs_dir),
+        "--no-progress",
+        "--ray-address",
+        ray_address,
+    ]
 
 
 def start_parked(

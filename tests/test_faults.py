@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 from pathlib import Path
 
 import optuna
@@ -19,7 +18,7 @@ from optimizer.cli import main
 from optimizer.journal import journal_storage
 from optimizer.workers import RayWorkers
 from tests.helpers import tiny_spec, write_experiment
-from tests.park import TIMEOUT, start_parked
+from tests.park import TIMEOUT, search_command, start_parked
 
 BUDGET = 10
 
@@ -32,18 +31,8 @@ def test_a_worker_killed_mid_trial_is_replaced_and_its_trial_re_queued(
     exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=BUDGET)
     run = tmp_path / "runs" / "tiny"
     address = ray_session.get_runtime_context().gcs_address
-    command = [
-        str(Path(sys.executable).with_name("mergefront")),
-        "search",
-        str(exp),
-        "--runs-dir",
-        str(tmp_path / "runs"),
-        "--no-progress",
-        "--ray-address",
-        address,
-    ]
     log = tmp_path / "driver.log"
-    proc, worker = start_parked(command, run, BUDGET, log)
+    proc, worker = start_parked(search_command(exp, tmp_path / "runs", address), run, BUDGET, log)
     worker.kill()
     try:
         proc.wait(timeout=TIMEOUT)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import sys
 from pathlib import Path
 
 import optuna
@@ -19,7 +18,7 @@ from evaluators.backends.dummy import DummyScorer
 from optimizer.cli import main
 from optimizer.journal import journal_storage
 from tests.helpers import tiny_experiment
-from tests.park import TIMEOUT, start_parked
+from tests.park import TIMEOUT, search_command, start_parked
 
 BUDGET = 9
 
@@ -33,18 +32,8 @@ def test_stopped_search_resumes_to_exactly_the_budget(
     exp = tiny_experiment(tiny_pool, tmp_path, "sampler: {name: tpe}\n", trials=BUDGET)
     run = tmp_path / "runs" / "tiny"
     address = ray_session.get_runtime_context().gcs_address
-    command = [
-        str(Path(sys.executable).with_name("mergefront")),
-        "search",
-        str(exp),
-        "--runs-dir",
-        str(tmp_path / "runs"),
-        "--no-progress",
-        "--ray-address",
-        address,
-    ]
     log = tmp_path / "driver.log"
-    proc, worker = start_parked(command, run, BUDGET, log)
+    proc, worker = start_parked(search_command(exp, tmp_path / "runs", address), run, BUDGET, log)
     try:
         proc.send_signal(sig)
         proc.wait(timeout=TIMEOUT)

@@ -79,8 +79,7 @@ class PoolPlan:
             if isinstance(m, LoraMember)
         }
         self.vocab = max(s.vocab for s in self.sources)
-        self._check_remote_code()
-        self._check_model_type()
+        self._check_model_config()
         self.exact = exact or bool(self.adapters) or len({s.vocab for s in self.sources}) > 1 or not self._same_names()
         self.slots: dict[str, Slot] = {}
         self.tensors = self._check_sources() if self.exact else self._same_sources()
@@ -90,31 +89,25 @@ class PoolPlan:
         for i, adapter in self.adapters.items():
             adapter.check_against(live_shapes, pool.members[i].base, self.layout.conv1d)  # type: ignore[union-attr]
 
-    def _check_model_type(self) -> None:
-        """The model directory's config must name a model type transformers knows (or trusted remote code),
-        checked from the config alone so that a plan that skips the layout checks it too."""
+    def _check_model_config(self) -> None:
+        """The live model is built from one directory's config.json, read once here. If it asks to import the
+        checkpoint's own Python code (``auto_map``), its pool entry must say ``trust_remote_code: true``;
+        otherwise it must name a model type transformers knows. Checked from the config alone, so that a
+        plan that skips the layout checks it too."""
         from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
         directory = self.pool.model_dir()
         config = read_config(directory, self.pool.tokenizer or self.members[0])
-        if config.get("model_type") in CONFIG_MAPPING_NAMES or (
-            self.pool.trusts_remote_code and config.get("auto_map")
-        ):
-            return
-        raise PoolError(
-            f"'{self.pool.tokenizer or self.members[0]}': {directory / 'config.json'} {model_type_fix(config)}"
-        )
-
-    def _check_remote_code(self) -> None:
-        """The live model is built from one directory's config.json; if that asks to import the checkpoint's
-        own Python code (``auto_map``), its pool entry must say ``trust_remote_code: true``."""
-        directory = self.pool.model_dir()
-        auto_map = read_config(directory, self.pool.tokenizer or self.members[0]).get("auto_map")
+        auto_map = config.get("auto_map")
         if auto_map and not self.pool.trusts_remote_code:
             raise PoolError(
                 f"{directory / 'config.json'} asks to run the checkpoint's own Python code (auto_map: "
                 f"{', '.join(sorted(auto_map))}); set 'trust_remote_code: true' on its entry in the pool file "
                 "only if you trust that code"
+            )
+        if config.get("model_type") not in CONFIG_MAPPING_NAMES and not auto_map:
+            raise PoolError(
+                f"'{self.pool.tokenizer or self.members[0]}': {directory / 'config.json'} {model_type_fix(config)}"
             )
 
     def _source(self, directory: Path, label: str) -> int:
