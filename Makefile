@@ -44,21 +44,21 @@ demo: toy
 SEEDS_ENV := RAY_AUTH_MODE=disabled
 
 recycle: toy
-	$(BIN)/python -m evaluators.toy.seeds recycle
+	$(BIN)/python -m toy.replications recycle
 	$(SEEDS_ENV) $(BIN)/mergefront search experiments/recycle.yaml --overwrite --no-progress
 	$(SEEDS_ENV) $(BIN)/mergefront search experiments/recycle-cmaes.yaml --overwrite --no-progress
-	$(SEEDS_ENV) $(BIN)/python -m optimizer.seeds.recycle
+	$(SEEDS_ENV) $(BIN)/python -m experiments.replications.recycle
 
 adapters: toy
-	$(BIN)/python -m evaluators.toy.seeds adapters
+	$(BIN)/python -m toy.replications adapters
 	$(SEEDS_ENV) $(BIN)/mergefront search experiments/adapters.yaml --overwrite --no-progress
-	$(SEEDS_ENV) $(BIN)/python -m optimizer.seeds.adapters
+	$(SEEDS_ENV) $(BIN)/python -m experiments.replications.adapters
 
 transfer: toy
-	$(BIN)/python -m evaluators.toy.seeds transfer
-	$(BIN)/mergefront pool check toy/seeds/transfer/checkpoints.yaml
+	$(BIN)/python -m toy.replications transfer
+	$(BIN)/mergefront pool check toy/pools/transfer/checkpoints.yaml
 	$(SEEDS_ENV) $(BIN)/mergefront search experiments/transfer.yaml --overwrite --no-progress
-	$(SEEDS_ENV) $(BIN)/python -m optimizer.seeds.transfer
+	$(SEEDS_ENV) $(BIN)/python -m experiments.replications.transfer
 
 test: $(STAMP)
 	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest
@@ -111,4 +111,5 @@ smoke-image: $(STAMP)
 	docker/smoke.sh
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) $(MERGEKIT_VENV) toy runs .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(MERGEKIT_VENV) runs .pytest_cache
+	git clean -fdqX toy  # the built toy pool (ignored files); its builders are tracked

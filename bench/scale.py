@@ -38,7 +38,7 @@ import psutil
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from evaluators.toy.tokenizer import build_tokenizer
+from toy.tokenizer import build_tokenizer
 
 GB = 1e9
 TASKS = Path(__file__).resolve().parents[1] / "experiments" / "tasks" / "toy"

@@ -20,19 +20,19 @@ import statistics
 import time
 from pathlib import Path
 
-from evaluators.environment import apply_process_env
+from evaluators.core.environment import apply_process_env
 
 apply_process_env()  # before lm-eval and tqdm are imported: they read the environment once
 
 import numpy as np
 import optuna
+from optuna._hypervolume import compute_hypervolume
 
 from evaluators.merge.engine import plan_for
 from evaluators.worker import Worker
-from optimizer.experiment import load_experiment
-from optimizer.hypervolume import hypervolume
+from optimizer.experiment.config import load_experiment
 from optimizer.sampler import SAMPLERS, SamplerContext
-from optimizer.space import space_for
+from optimizer.space.weights import space_for
 
 
 class MemoWorker:
@@ -73,6 +73,15 @@ def run_one(
         study.tell(trial, v)
         values.append(v)
     return values, ask_seconds
+
+
+def hypervolume(values: np.ndarray, ref: list[float], maximize: list[bool]) -> float:
+    """Optuna's exact hypervolume (minimisation only, every point within ``ref``): maximised objectives
+    are negated and points not strictly better than ``ref`` everywhere are dropped (they add nothing)."""
+    signs = np.where(np.asarray(maximize), -1.0, 1.0)
+    points, r = np.asarray(values, dtype=float) * signs, np.asarray(ref, dtype=float) * signs
+    inside = points[(points < r).all(axis=1)]
+    return float(compute_hypervolume(inside, r)) if len(inside) else 0.0
 
 
 def hv_curve(values: list[list[float]], ref: list[float], maximize: list[bool]) -> list[float]:

@@ -27,8 +27,8 @@ import psutil
 import ray
 import yaml
 
-from optimizer.journal import journal_storage
-from optimizer.store import TRIALS, read_table
+from optimizer.store.journal import journal_storage
+from optimizer.store.trials import TRIALS, read_table
 
 ROOT = Path(__file__).resolve().parent.parent
 

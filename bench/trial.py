@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from evaluators.environment import apply_process_env
+from evaluators.core.environment import apply_process_env
 
 apply_process_env()  # before lm-eval and tqdm are imported: they read the environment once
 
@@ -31,13 +31,13 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from evaluators.backends.hf import QuietHFLM
-from evaluators.lmeval import Scorer
 from evaluators.merge import MergePoint
 from evaluators.merge.engine import plan_for, stream_merge
-from optimizer.driver import Search
-from optimizer.experiment import load_experiment
-from optimizer.rundir import create_run_dir
-from optimizer.store import SCORE, WEIGHT
+from evaluators.scoring.lmeval import Scorer
+from optimizer.experiment.config import load_experiment
+from optimizer.run.directory import create_run_dir
+from optimizer.search.driver import Search
+from optimizer.store.trials import SCORE, WEIGHT
 
 
 def our_trials(experiment, pool, runs: Path) -> pd.DataFrame:  # type: ignore[no-untyped-def]

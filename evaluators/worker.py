@@ -15,14 +15,15 @@ from pathlib import Path
 import torch
 from pydantic import Field
 
-from evaluators.backends import BACKENDS, BackendSpec, Score, SwapTimes
-from evaluators.config import Frozen
-from evaluators.environment import PROCESS_ENV, apply_process_env
+from evaluators.backends import BACKENDS, BackendSpec, SwapTimes
+from evaluators.core.config import Frozen
+from evaluators.core.environment import PROCESS_ENV, apply_process_env
 from evaluators.merge import MergePoint, MergeSpec
+from evaluators.merge.resident import MergeSource
 from evaluators.pool import Pool
 from evaluators.pool.readable import readable_here
-from evaluators.resident import MergeSource
-from evaluators.tasks import TaskLibrary, TaskSpec
+from evaluators.scoring.score import Score
+from evaluators.scoring.tasks import TaskLibrary, TaskSpec
 
 log = logging.getLogger(__name__)
 

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from evaluators.environment import apply_process_env
+from evaluators.core.environment import apply_process_env
 
 apply_process_env()
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-import evaluators.toy
-from evaluators.toy.build import ModelShape, ToyRecipe, build_toy_pool, focus
-from evaluators.toy.train import Stage
+import toy
 from tests.helpers import search, tiny_experiment, write_experiment
+from toy.build import ModelShape, ToyRecipe, build_toy_pool, focus
+from toy.train import Stage
 
 TINY = ToyRecipe(
     seed=7,
@@ -41,7 +41,7 @@ def built_tiny_pool() -> Path:
     the toy builder's code (``MERGEFRONT_TEST_CACHE``, default ~/.cache/mergefront-tests): training takes
     40-100 s on 2 loaded CPUs. Built beside the cache entry and renamed into place, under a lock, so a
     concurrent session waits and an interrupted build leaves nothing."""
-    sources = sorted(Path(evaluators.toy.__file__).parent.glob("*.py"))
+    sources = sorted(Path(toy.__file__).parent.glob("*.py"))
     key = hashlib.sha256(TINY.fingerprint().encode() + b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
     cache = Path(os.environ.get("MERGEFRONT_TEST_CACHE", Path.home() / ".cache" / "mergefront-tests"))
     entry = cache / f"tiny-{key}"

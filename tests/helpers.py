@@ -20,7 +20,7 @@ from evaluators.merge.engine import PoolMerger, plan_for
 from evaluators.merge.point import MergePoint
 from evaluators.pool import load_pool
 from evaluators.pool.tiers import TIERS
-from evaluators.tasks import TaskSpec
+from evaluators.scoring.tasks import TaskSpec
 from evaluators.worker import TrialResult, Worker, WorkerSpec
 
 MEMBERS = ("add", "reverse", "sort", "shift")
@@ -67,7 +67,7 @@ def search(exp: Path, runs: Path, *flags: str) -> pd.DataFrame:
 
 
 def non_dominated(trials: pd.DataFrame, columns: Sequence[str] = SCORES, signs: np.ndarray = SIGNS) -> set[int]:
-    """The complete trials no other complete trial dominates, computed apart from optimizer.front."""
+    """The complete trials no other complete trial dominates, computed apart from optimizer.store.pareto."""
     done = trials[trials["state"] == "COMPLETE"]
     signed = done[list(columns)].to_numpy() * signs
     return {

@@ -33,8 +33,8 @@ from optuna.trial import TrialState
 from ray._private.state import actors, jobs
 from ray.util.placement_group import placement_group, remove_placement_group
 
-from optimizer.journal import journal_storage
-from optimizer.store import LOCK, TRIALS
+from optimizer.store.journal import journal_storage
+from optimizer.store.trials import LOCK, TRIALS
 
 TIMEOUT = 600.0  # seconds; bounds a hang only
 

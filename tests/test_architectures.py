@@ -34,11 +34,11 @@ from transformers import (
 
 from evaluators.backends.hf import empty_model, live_targets
 from evaluators.merge import MergePoint
+from evaluators.merge.resident import MergeSource
 from evaluators.pool import load_pool
-from evaluators.resident import MergeSource
-from evaluators.toy.tokenizer import build_tokenizer
 from optimizer.cli import main
 from tests.helpers import safetensors_dir
+from toy.tokenizer import build_tokenizer
 
 TASKS = Path(__file__).resolve().parents[1] / "experiments" / "tasks" / "toy"
 WEIGHTS = {"m0": 0.3, "m1": 0.7}

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from evaluators.backends import BackendSpec, Score
-from evaluators.errors import ConfigError
+from evaluators.backends import BackendSpec
+from evaluators.core.errors import ConfigError
 from evaluators.merge import MergePoint, MergeSpec
-from evaluators.tasks import TaskLibrary, TaskSpec
+from evaluators.scoring.score import Score
+from evaluators.scoring.tasks import TaskLibrary, TaskSpec
 from evaluators.worker import Worker
 from tests.helpers import MEMBERS, assert_swaps_change_and_restore, live_merger, one_hot, tiny_spec
 
@@ -100,7 +101,7 @@ def test_backends_are_imported_when_first_built_not_when_an_experiment_is_read()
     """Reading an experiment imports no backend, lm-eval or transformers (it took 7-9 s); the names are
     known at once, and an unknown one is refused with the list."""
     code = (
-        "import sys, optimizer.experiment\n"
+        "import sys, optimizer.experiment.config\n"
         "from evaluators.backends import BACKENDS\n"
         "heavy = ('lm_eval', 'transformers', 'sklearn', 'evaluators.backends.hf', 'evaluators.backends.dummy')\n"
         "print(BACKENDS.names(), [m for m in heavy if m in sys.modules])\n"

@@ -42,7 +42,7 @@ def test_objectives_with_and_without_the_chat_template_are_scored_apart(pool_cop
     import json
 
     from evaluators.pool import load_pool
-    from evaluators.tasks import TaskSpec
+    from evaluators.scoring.tasks import TaskSpec
     from evaluators.worker import Worker, WorkerSpec
 
     pool = load_pool(pool_copy / "pool" / "checkpoints.yaml")

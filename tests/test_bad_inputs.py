@@ -357,7 +357,7 @@ def metric_of_unknown_direction(env: Env) -> list[str]:
 
 
 def failed_trial(env: Env) -> list[str]:
-    from optimizer.store import TrialRecord, TrialStore, read_table
+    from optimizer.store.trials import TrialRecord, TrialStore, read_table
 
     assert env.run is not None
     columns, _ = read_table(env.run, "trials.parquet")
@@ -1244,7 +1244,7 @@ def _must_not_run(*args: object, **kwargs: object) -> None:
 
 @pytest.mark.parametrize("bad", CASES)
 def test_bad_input(bad: Case, env: Env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from optimizer.driver import Search
+    from optimizer.search.driver import Search
 
     monkeypatch.setattr(Search, "run", _must_not_run)
     argv = bad.build(env)

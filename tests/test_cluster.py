@@ -23,10 +23,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from evaluators.errors import MergefrontError, PoolError
+from evaluators.core.errors import MergefrontError, PoolError
 from evaluators.pool import load_pool
 from evaluators.pool.readable import SHARED_STORAGE
-from evaluators.tasks import TaskSpec
+from evaluators.scoring.tasks import TaskSpec
 from evaluators.worker import Worker, WorkerSpec
 from tests.helpers import free_port, write_experiment
 
@@ -214,7 +214,7 @@ def test_an_unreadable_file_in_a_member_directory_is_named(pool_copy: Path) -> N
 def test_the_driver_reports_a_worker_start_failure_with_the_path_and_node(pool_copy: Path, ray_session) -> None:  # type: ignore[no-untyped-def]
     import ray
 
-    from optimizer.workers import RayWorkers
+    from optimizer.search.workers import RayWorkers
 
     spec = _spec(pool_copy)
     shutil.rmtree(pool_copy / "pool" / "add")
@@ -225,7 +225,7 @@ def test_the_driver_reports_a_worker_start_failure_with_the_path_and_node(pool_c
     finally:
         workers.stop()
     expected = (
-        f"a worker failed to start: evaluators.errors.PoolError: worker-0 cannot read the pool on node "
+        f"a worker failed to start: evaluators.core.errors.PoolError: worker-0 cannot read the pool on node "
         f"{socket.gethostname()} ({ray.util.get_node_ip_address()}): {pool_copy / 'pool' / 'add'} (member 'add') "
         f"does not exist there; {SHARED_STORAGE}"
     )

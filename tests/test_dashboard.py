@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from optimizer.driver import Search
-from optimizer.experiment import load_experiment
+from optimizer.experiment.config import load_experiment
+from optimizer.search.driver import Search
 from tests.helpers import free_port, write_experiment
 
 STARTUP = 300.0  # seconds for the dashboard to answer; bounds a hang only (a loaded machine starts it slowly)

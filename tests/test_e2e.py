@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from optimizer.cli import main
-from optimizer.journal import journal_storage
+from optimizer.store.journal import journal_storage
 from tests.helpers import write_experiment
 
 pytestmark = pytest.mark.e2e
@@ -20,7 +20,7 @@ SIGNS = np.array([-1.0, 1.0])  # perplexity is minimised, accuracy maximised
 
 
 def dominates(a: np.ndarray, b: np.ndarray) -> bool:
-    """a dominates b, written out independently of optimizer.front (both in maximise form)."""
+    """a dominates b, written out independently of optimizer.store.pareto (both in maximise form)."""
     return all(x >= y for x, y in zip(a, b, strict=True)) and any(x > y for x, y in zip(a, b, strict=True))
 
 

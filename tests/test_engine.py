@@ -173,7 +173,7 @@ def test_grouped_weights_and_knobs_apply_per_tensor_in_both_modes(tiny_pool: Pat
 
 
 def test_a_group_that_matches_no_tensor_is_refused(tiny_pool: Path) -> None:
-    from evaluators.errors import ConfigError
+    from evaluators.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"weight group\(s\) \['vision'\] match no tensor"):
         live_merger(tiny_pool / "pool" / "checkpoints.yaml", MergeSpec(), {"vision": "vision_tower"})

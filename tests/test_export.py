@@ -17,10 +17,10 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from evaluators.merge import MergePoint, MergeSpec
+from evaluators.merge.resident import MergeSource
 from evaluators.pool import load_pool
-from evaluators.resident import MergeSource
 from optimizer.cli import main
-from optimizer.store import read_table
+from optimizer.store.trials import read_table
 
 pytestmark = pytest.mark.e2e
 MEMBERS = ["add", "reverse", "sort", "shift"]

@@ -15,8 +15,8 @@ import pytest
 
 from evaluators.backends import BackendSpec
 from optimizer.cli import main
-from optimizer.journal import journal_storage
-from optimizer.workers import RayWorkers
+from optimizer.search.workers import RayWorkers
+from optimizer.store.journal import journal_storage
 from tests.helpers import tiny_spec, write_experiment
 from tests.park import TIMEOUT, search_command, start_parked
 
@@ -64,7 +64,7 @@ def test_a_worker_that_keeps_failing_is_retired(tiny_pool: Path, ray_session, ca
     [second] = workers.settle()
     assert second is not first and workers.restarts == 1 and workers.name(second) == "worker-0"
     workers.idle.pop()
-    with caplog.at_level(logging.WARNING, logger="optimizer.workers"):
+    with caplog.at_level(logging.WARNING, logger="optimizer.search.workers"):
         workers.failed(second, "CUDA out of memory")
     assert workers.retired == ["worker-0"] and workers.alive == 0 and not workers.idle
     assert "worker-0 retired after 2 failures in a row; last: CUDA out of memory" in caplog.text
@@ -75,12 +75,12 @@ def test_failed_evaluations_are_recorded_and_repeated_failures_stop_the_search(
     tiny_pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The HF backend and lm-eval, in this process: every trial fails in lm-eval's metric lookup."""
-    import optimizer.preflight
+    import optimizer.experiment.preflight
 
     exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=3)
     exp.write_text(exp.read_text().replace("metric: acc,", "metric: acc, filter: strict-match,"))
     # preflight refuses a filter the task lacks (tests/test_bad_inputs.py); skip it so every trial fails in the worker
-    monkeypatch.setattr(optimizer.preflight, "check_objectives", lambda *args: None)
+    monkeypatch.setattr(optimizer.experiment.preflight, "check_objectives", lambda *args: None)
     argv = ["search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--in-process"]
     assert main(argv) == 1
     trials = pd.read_parquet(tmp_path / "runs" / "tiny" / "trials.parquet")

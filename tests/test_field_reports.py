@@ -17,13 +17,13 @@ from evaluators.backends import BackendSpec
 from evaluators.backends.hf import empty_model, live_targets
 from evaluators.merge import MergePoint, MergeSpec
 from evaluators.merge.engine import plan_for, stream_merge
+from evaluators.merge.resident import MergeSource
 from evaluators.pool import load_pool
-from evaluators.resident import MergeSource
-from evaluators.tasks import TaskSpec
-from evaluators.toy.tokenizer import build_tokenizer
+from evaluators.scoring.tasks import TaskSpec
 from evaluators.worker import Worker, WorkerSpec
 from optimizer.cli import main
 from tests.helpers import tiny_llama
+from toy.tokenizer import build_tokenizer
 
 TASKS = Path(__file__).resolve().parents[1] / "experiments" / "tasks" / "toy"
 

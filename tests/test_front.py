@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from optimizer.front import is_dominated, pareto_mask
+from optimizer.store.pareto import is_dominated, pareto_mask
 
 
 def test_maximize_both() -> None:

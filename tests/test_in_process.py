@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from evaluators.backends import BackendSpec
-from evaluators.errors import MergefrontError
+from evaluators.core.errors import MergefrontError
 from evaluators.merge import MergePoint
-from optimizer.workers import InProcessWorkers, TrialFailed
+from optimizer.search.workers import InProcessWorkers, TrialFailed
 from tests.helpers import tiny_spec, write_experiment
 
 
@@ -48,7 +48,7 @@ def test_in_process_failures_are_counted_and_the_worker_retired(
     workers.failed(worker, str(caught.value))
     assert workers.idle == [worker] and workers.alive == 1
     workers.idle.pop()
-    with caplog.at_level(logging.WARNING, logger="optimizer.workers"):
+    with caplog.at_level(logging.WARNING, logger="optimizer.search.workers"):
         workers.failed(worker, str(caught.value))
     assert workers.retired == ["worker-0"] and workers.alive == 0 and not workers.idle
     assert "worker-0 retired after 2 failures in a row" in caplog.text
@@ -61,6 +61,6 @@ def test_an_in_process_worker_that_cannot_start_is_reported_as_over_ray(tiny_poo
     shutil.rmtree(copy / "pool" / "add")
     with pytest.raises(
         MergefrontError,
-        match=r"^a worker failed to start: evaluators\.errors\.PoolError: worker-0 cannot read the pool",
+        match=r"^a worker failed to start: evaluators\.core\.errors\.PoolError: worker-0 cannot read the pool",
     ):
         InProcessWorkers(spec).wait_ready()

@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 from optuna.trial import TrialState
 
-from optimizer.driver import Search
-from optimizer.experiment import load_experiment
-from optimizer.journal import trim_torn_tail
+from optimizer.experiment.config import load_experiment
+from optimizer.search.driver import Search
+from optimizer.store.journal import trim_torn_tail
 from tests.helpers import write_experiment
 
 
@@ -34,7 +34,7 @@ def test_lock_of_a_killed_holder_is_free_at_once(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            f"from pathlib import Path; from optimizer.journal import JournalLock; held = JournalLock(Path({str(lock)!r})); held.acquire(); print('held', flush=True); input()",
+            f"from pathlib import Path; from optimizer.store.journal import JournalLock; held = JournalLock(Path({str(lock)!r})); held.acquire(); print('held', flush=True); input()",
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -6,15 +6,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from evaluators.lmeval import Score
 from evaluators.merge import OPERATORS, MergePoint
 from evaluators.pool import load_pool
-from evaluators.tasks import TaskSpec
+from evaluators.scoring.score import Score
+from evaluators.scoring.tasks import TaskSpec
 from evaluators.worker import Worker, WorkerSpec
 
 
 def test_unknown_operator_suggests_a_name() -> None:
-    from evaluators.errors import ConfigError
+    from evaluators.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="did you mean 'linear'"):
         OPERATORS.get("linaer")

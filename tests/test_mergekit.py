@@ -17,7 +17,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from evaluators.merge import MergeSpec
 from evaluators.merge.engine import plan_for
 from evaluators.pool import load_pool
-from optimizer.mergekit import mergekit_recipe
+from optimizer.export.mergekit import mergekit_recipe
 
 MERGEKIT = (
     Path(os.environ.get("MERGEKIT_VENV", Path(__file__).resolve().parents[1] / ".venv-mergekit"))

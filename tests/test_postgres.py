@@ -23,8 +23,8 @@ import optuna
 import pandas as pd
 import pytest
 
-from optimizer.driver import start_run
-from optimizer.experiment import load_experiment
+from optimizer.experiment.config import load_experiment
+from optimizer.search.driver import start_run
 from tests.helpers import write_experiment
 
 SERVER = os.environ.get("MERGEFRONT_TEST_POSTGRES")

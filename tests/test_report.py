@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from optimizer.cli import main
-from optimizer.plots import front_figure
-from optimizer.store import Columns, read_table
+from optimizer.front.plots import front_figure
+from optimizer.store.trials import Columns, read_table
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # the flags this machine needs: no sandbox as root, and no background connections to a closed network

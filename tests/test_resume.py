@@ -16,7 +16,7 @@ import pytest
 
 from evaluators.backends.dummy import DummyScorer
 from optimizer.cli import main
-from optimizer.journal import journal_storage
+from optimizer.store.journal import journal_storage
 from tests.helpers import tiny_experiment
 from tests.park import TIMEOUT, search_command, start_parked
 

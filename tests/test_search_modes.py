@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from evaluators.backends.dummy import EXAMPLES
-from optimizer.driver import Search, start_run
-from optimizer.experiment import load_experiment
-from optimizer.summary import RealClock
+from optimizer.experiment.config import load_experiment
+from optimizer.search.driver import Search, start_run
+from optimizer.search.summary import RealClock
 from tests.helpers import search as run_search
 from tests.helpers import tiny_experiment
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from evaluators.errors import ConfigError
-from evaluators.toy.build import held_out_prompts, write_tasks
-from evaluators.toy.seeds import TOY, Trainer, cached_build
-from optimizer.seeds.common import Row, greedy_soup, scores_table, uniform, weights_table
+from evaluators.core.errors import ConfigError
+from experiments.replications.common import Row, greedy_soup, scores_table, uniform, weights_table
+from toy.build import held_out_prompts, write_tasks
+from toy.replications import TOY, Trainer, cached_build
 
 
 def test_greedy_soup_ranks_alone_and_keeps_what_does_not_hurt() -> None:
@@ -106,8 +106,8 @@ def test_cached_build_needs_the_default_toy_pool(tmp_path: Path) -> None:
 def test_ranked_trials_orders_complete_full_trials_by_signed_macro(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from optimizer.seeds.common import ranked_trials
-    from optimizer.store import Columns, TrialRecord, TrialStore
+    from experiments.replications.common import ranked_trials
+    from optimizer.store.trials import Columns, TrialRecord, TrialStore
 
     columns = Columns(
         weights=("a", "b"), objectives=("acc", "loss"), directions=("maximize", "minimize"), knobs=("scale",)
@@ -151,9 +151,9 @@ def test_ranked_trials_orders_complete_full_trials_by_signed_macro(tmp_path: Pat
 def test_train_stage_until_stops_the_same_schedule_early() -> None:
     import torch
 
-    from evaluators.toy.build import ModelShape, new_model
-    from evaluators.toy.tokenizer import build_tokenizer
-    from evaluators.toy.train import CharEncoder, Stage, train_stage
+    from toy.build import ModelShape, new_model
+    from toy.tokenizer import build_tokenizer
+    from toy.train import CharEncoder, Stage, train_stage
 
     tokenizer = build_tokenizer()
     encoder = CharEncoder(tokenizer.get_vocab(), tokenizer.eos_token_id, tokenizer.pad_token_id)

@@ -21,13 +21,13 @@ from evaluators.backends.hf import empty_model, live_targets
 from evaluators.merge import OPERATORS, MergePoint, MergeSpec, Parameter
 from evaluators.merge.base import declared_parameters, operator
 from evaluators.merge.parameters import markdown_table
+from evaluators.merge.resident import MergeSource
 from evaluators.pool import load_pool
-from evaluators.resident import MergeSource
-from evaluators.toy.tokenizer import build_tokenizer
 from optimizer.cli import build_parser, main
-from optimizer.fingerprint import check_reusable
-from optimizer.space import SpaceSpec, WeightSpace, searchable_parameters
+from optimizer.experiment.fingerprint import check_reusable
+from optimizer.space.weights import SpaceSpec, WeightSpace, searchable_parameters
 from tests.test_mergekit import MERGEKIT
+from toy.tokenizer import build_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ROOT / "experiments" / "tasks" / "toy"

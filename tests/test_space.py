@@ -3,8 +3,8 @@
 import pytest
 from pydantic import ValidationError
 
-from evaluators.errors import ConfigError
-from optimizer.space import KNOB_PREFIX, PARAM_PREFIX, SpaceSpec, WeightSpace
+from evaluators.core.errors import ConfigError
+from optimizer.space.weights import KNOB_PREFIX, PARAM_PREFIX, SpaceSpec, WeightSpace
 
 
 def raw(**values: float) -> dict[str, float]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from optimizer.store import FRONT, LOCK, TRIALS, Columns, TrialRecord, TrialStore, read_table, sort_front
+from optimizer.store.trials import FRONT, LOCK, TRIALS, Columns, TrialRecord, TrialStore, read_table, sort_front
 
 COLUMNS = Columns(weights=("m1", "m2"), objectives=("task/acc", "ppl"), directions=("maximize", "minimize"))
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -65,7 +65,7 @@ def test_front_file_holds_the_non_dominated_complete_trials(tmp_path: Path) -> N
 
 
 def test_reading_a_missing_run_is_a_config_error(tmp_path: Path) -> None:
-    from evaluators.errors import ConfigError
+    from evaluators.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="run directory written by"):
         read_table(tmp_path)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from evaluators.config import load_config
-from evaluators.errors import ConfigError
-from evaluators.tasks import TaskLibrary
-from optimizer.experiment import Experiment
+from evaluators.core.config import load_config
+from evaluators.core.errors import ConfigError
+from evaluators.scoring.tasks import TaskLibrary
+from optimizer.experiment.config import Experiment
 
 
 def test_data_files_become_absolute(tiny_pool: Path) -> None:

@@ -13,9 +13,9 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 from evaluators.backends.hf import empty_model, live_targets
 from evaluators.merge import MergePoint, MergeSpec
 from evaluators.merge.engine import plan_for, stream_merge
+from evaluators.merge.resident import MergeSource
 from evaluators.pool import load_pool
 from evaluators.pool.tiers import Placement, choose_tier
-from evaluators.resident import MergeSource
 from tests.helpers import safetensors_dir
 
 WEIGHTS = {"c": 0.4, "t": 0.3, "l": 0.2, "b": 0.1}

@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from evaluators.toy.build import ToyRecipe, build_toy_pool, write_tasks
-from evaluators.toy.scores import trade_offs
-from evaluators.toy.skills import SKILLS
 from tests.conftest import TINY
+from toy.build import ToyRecipe, build_toy_pool, write_tasks
+from toy.scores import trade_offs
+from toy.skills import SKILLS
 
 SHIPPED = Path(__file__).resolve().parents[1] / "experiments" / "tasks" / "toy"
 

@@ -98,7 +98,7 @@ def family_pool(root: Path, name: str) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from evaluators.toy.tokenizer import build_tokenizer
+    from toy.tokenizer import build_tokenizer
 
     extra = dict(VLLM_FAMILIES[name])
     config = AutoConfig.for_model(
@@ -130,7 +130,7 @@ def test_vllm_searches_other_families_and_scores_as_hf_does(family: str, tmp_pat
     import pandas as pd
 
     from evaluators.pool import load_pool
-    from evaluators.tasks import TaskSpec
+    from evaluators.scoring.tasks import TaskSpec
     from evaluators.worker import Worker, WorkerSpec
     from optimizer.cli import main
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from optimizer.cli import main
-from optimizer.journal import journal_storage
+from optimizer.store.journal import journal_storage
 from tests.helpers import MEMBERS, five_member_pool, non_dominated, tiny_experiment, write_experiment
 
 

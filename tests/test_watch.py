@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from evaluators.pool import load_pool
 from optimizer.cli import main
-from optimizer.fingerprint import member_digests, pool_change
+from optimizer.experiment.fingerprint import member_digests, pool_change
 from tests.helpers import SCORES, non_dominated, write_experiment
 
 

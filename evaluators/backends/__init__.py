@@ -1,15 +1,14 @@
 """Model backends, one module each. Each is registered here by name and imported when a worker first
 builds it, so reading an experiment does not import lm-eval's models (or vLLM).
 
-Imports: ``evaluators.merge``, ``evaluators.pool`` and the shared modules; never the worker.
+Imports: ``evaluators.scoring``, ``evaluators.merge``, ``evaluators.pool`` and ``evaluators.core``; never
+the worker.
 """
 
 from evaluators.backends.base import (
     BACKENDS,
     BackendSpec,
     ModelBackend,
-    Score,
-    ScoreTasks,
     SwapTimes,
     VllmSpec,
 )
@@ -18,4 +17,4 @@ BACKENDS.provided_by("hf", "evaluators.backends.hf")
 BACKENDS.provided_by("vllm", "evaluators.backends.vllm_engine")
 BACKENDS.provided_by("dummy", "evaluators.backends.dummy")
 
-__all__ = ["BACKENDS", "BackendSpec", "ModelBackend", "Score", "ScoreTasks", "SwapTimes", "VllmSpec"]
+__all__ = ["BACKENDS", "BackendSpec", "ModelBackend", "SwapTimes", "VllmSpec"]

@@ -9,11 +9,12 @@ from typing import Literal, Protocol
 
 from pydantic import Field
 
-from evaluators.config import Frozen, described
+from evaluators.core.config import Frozen, described
+from evaluators.core.registry import Registry
 from evaluators.merge import MergePoint
-from evaluators.registry import Registry
-from evaluators.resident import MergeSource
-from evaluators.tasks import TaskLibrary, TaskSpec
+from evaluators.merge.resident import MergeSource
+from evaluators.scoring.score import ScoreTasks
+from evaluators.scoring.tasks import TaskLibrary, TaskSpec
 
 
 class VllmSpec(Frozen):
@@ -91,19 +92,6 @@ class SwapTimes:
 
     merge_seconds: float
     swap_seconds: float
-
-
-@dataclass(frozen=True)
-class Score:
-    """One objective's value, its standard error when the scorer gives one, and the sample count."""
-
-    value: float
-    stderr: float | None
-    samples: int
-
-
-ScoreTasks = Callable[[], dict[str, Score]]
-"""Scores the live model as it is now, one Score per named task spec."""
 
 
 class ModelBackend(Protocol):

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 
 import torch
 
-from evaluators.backends.base import BACKENDS, BackendSpec, Score, ScoreTasks, SwapTimes
+from evaluators.backends.base import BACKENDS, BackendSpec, SwapTimes
 from evaluators.merge import MergePoint
+from evaluators.merge.resident import MergeSource
 from evaluators.pool.plan import PoolPlan
 from evaluators.pool.tiers import DEVICE_HEADROOM
-from evaluators.resident import MergeSource
-from evaluators.tasks import TaskLibrary, TaskSpec
+from evaluators.scoring.score import Score, ScoreTasks
+from evaluators.scoring.tasks import TaskLibrary, TaskSpec
 
 EXAMPLES = 100  # a task's size when its spec sets no limit
 PROBES = 3

@@ -15,11 +15,11 @@ from lm_eval.models.huggingface import HFLM
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
 
 from evaluators.backends.base import BACKENDS, BackendSpec, QuietRequests, SwapTimes
-from evaluators.lmeval import LmEvalScoring
 from evaluators.merge import MergePoint
+from evaluators.merge.resident import MergeSource
 from evaluators.pool.plan import PoolPlan
 from evaluators.pool.tiers import DEVICE_HEADROOM
-from evaluators.resident import MergeSource
+from evaluators.scoring.lmeval import LmEvalScoring
 
 GENERATION_CONFIG = "generation_config.json"
 

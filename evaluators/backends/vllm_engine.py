@@ -17,10 +17,10 @@ from typing import Any
 from lm_eval.api.model import LM
 
 from evaluators.backends.base import BACKENDS, BackendSpec, QuietRequests, SwapTimes
-from evaluators.errors import ConfigError
-from evaluators.lmeval import LmEvalScoring
+from evaluators.core.errors import ConfigError
 from evaluators.merge import MergePoint
-from evaluators.resident import MergeSource
+from evaluators.merge.resident import MergeSource
+from evaluators.scoring.lmeval import LmEvalScoring
 
 EXTENSION = "evaluators.backends.vllm_extension.MergeExtension"
 INSTALL_HINT = (

@@ -18,7 +18,7 @@ import torch
 
 from evaluators.merge import MergePoint
 from evaluators.merge.engine import PoolMerger
-from evaluators.resident import MergeSource
+from evaluators.merge.resident import MergeSource
 
 RESIDENT_SHARE = 0.97  # the engine has already taken its share of the GPU; the pool may use what is left
 

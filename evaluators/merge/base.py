@@ -9,11 +9,11 @@ from typing import Any
 import torch
 from pydantic import Field, ValidationInfo, model_serializer, model_validator
 
-from evaluators.config import Frozen, from_a_person, registered
+from evaluators.core.config import Frozen, from_a_person, registered
+from evaluators.core.registry import Registry
 from evaluators.merge.inputs import TensorInputs
 from evaluators.merge.kernel import Combination, combine_into
 from evaluators.merge.parameters import Parameter
-from evaluators.registry import Registry
 
 
 class MergeSpec(Frozen):

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from evaluators.errors import ConfigError, PoolError
+from evaluators.core.errors import ConfigError, PoolError
 from evaluators.merge.base import OPERATORS, MergeSpec
 from evaluators.merge.inputs import TensorInputs
 from evaluators.merge.point import MergePoint, ResolvedPoint, assign_groups

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from evaluators.errors import PoolError
+from evaluators.core.errors import PoolError
 from evaluators.merge.base import MergeSpec, operator
 from evaluators.merge.inputs import TensorInputs
 from evaluators.merge.kernel import Combination, LowRankTerm

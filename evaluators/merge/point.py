@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from evaluators.errors import ConfigError, PoolError
+from evaluators.core.errors import ConfigError, PoolError
 from evaluators.merge.base import MergeSpec
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from evaluators.errors import PoolError
+from evaluators.core.errors import PoolError
 from evaluators.pool.files import CheckpointFiles
 
 CONFIG = "adapter_config.json"

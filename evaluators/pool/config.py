@@ -25,8 +25,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
-from evaluators.config import ExistingDir, Frozen, load_config
-from evaluators.errors import ConfigError
+from evaluators.core.config import ExistingDir, Frozen, load_config
+from evaluators.core.errors import ConfigError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from evaluators.errors import PoolError
+from evaluators.core.errors import PoolError
 from evaluators.pool.pickle_io import PickleFile
 from evaluators.pool.safetensors_io import SafetensorsFile
 

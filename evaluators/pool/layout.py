@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from evaluators.errors import PoolError
+from evaluators.core.errors import PoolError
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from evaluators.errors import PoolError
+from evaluators.core.errors import PoolError
 from evaluators.pool.adapters import Adapter, LowRank
 from evaluators.pool.config import (
     BaseMember,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from evaluators.errors import PoolError
+from evaluators.core.errors import PoolError
 from evaluators.pool.config import Pool
 
 SHARED_STORAGE = (

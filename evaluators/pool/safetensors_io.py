@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from evaluators.errors import PoolError
+from evaluators.core.errors import PoolError
 
 DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from evaluators.errors import PoolError
+from evaluators.core.errors import PoolError
+from evaluators.core.registry import did_you_mean
 from evaluators.pool.files import CheckpointFiles, TensorInfo
-from evaluators.registry import did_you_mean
 
 
 @dataclass

@@ -22,8 +22,8 @@ from typing import Protocol
 
 import torch
 
+from evaluators.core.registry import Registry
 from evaluators.pool.plan import PoolPlan
-from evaluators.registry import Registry
 
 GB = 1e9
 DEVICE_HEADROOM = 0.2  # share of a GPU left for activations, KV cache and the allocator's slack

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from evaluators.environment import apply_process_env
-from evaluators.errors import ConfigError, MergefrontError
+from evaluators.core.environment import apply_process_env
+from evaluators.core.errors import ConfigError, MergefrontError
 from optimizer.cli.parser import build_parser
 
 __all__ = ["build_parser", "main", "run"]

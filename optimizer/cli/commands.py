@@ -8,11 +8,11 @@ import logging
 import re
 from typing import TYPE_CHECKING
 
-from evaluators.errors import ConfigError
+from evaluators.core.errors import ConfigError
 from optimizer.cli.parameter_flags import given_parameters
 
 if TYPE_CHECKING:
-    from optimizer.driver import Search
+    from optimizer.search.driver import Search
 
 log = logging.getLogger("mergefront")
 
@@ -25,8 +25,8 @@ def _quiet_optuna(verbose: bool) -> None:
 
 def _run_and_report(search: Search, args: argparse.Namespace) -> int:
     """Run a created or resumed search, then print its front, verdict, cost and idle time."""
-    from optimizer.store import FRONT, TRIALS, read_table, sort_front
-    from optimizer.table import format_table, merge_verdict
+    from optimizer.front.table import format_table, merge_verdict
+    from optimizer.store.trials import FRONT, TRIALS, read_table, sort_front
 
     summary = search.run(args.ray_address, progress=not args.no_progress, in_process=args.in_process)
     run_dir = search.run_dir
@@ -50,10 +50,10 @@ def _run_and_report(search: Search, args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from evaluators.config import validate
-    from optimizer.driver import start_run
-    from optimizer.experiment import RUN_NAME, WorkersSpec, load_experiment
-    from optimizer.storage import JOURNAL
+    from evaluators.core.config import validate
+    from optimizer.experiment.config import RUN_NAME, WorkersSpec, load_experiment
+    from optimizer.search.driver import start_run
+    from optimizer.store.study import JOURNAL
 
     _quiet_optuna(args.verbose)
     experiment, pool = load_experiment(args.experiment, args.allow_pickle)
@@ -84,8 +84,8 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from optimizer.driver import Search
-    from optimizer.workers import check_ray_address
+    from optimizer.search.driver import Search
+    from optimizer.search.workers import check_ray_address
 
     _quiet_optuna(args.verbose)
     check_ray_address(args.ray_address)  # before resume settles anything in the run directory
@@ -99,8 +99,8 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _join(args: argparse.Namespace) -> int:
-    from optimizer.driver import Search
-    from optimizer.workers import check_ray_address
+    from optimizer.search.driver import Search
+    from optimizer.search.workers import check_ray_address
 
     _quiet_optuna(args.verbose)
     search = Search.join(args.run_dir)
@@ -118,8 +118,8 @@ def _join(args: argparse.Namespace) -> int:
 def _watch(args: argparse.Namespace) -> int:
     import time
 
-    from optimizer.storage import JOURNAL, check_storage_url
-    from optimizer.watch import poll
+    from optimizer.search.watch import poll
+    from optimizer.store.study import JOURNAL, check_storage_url
 
     _quiet_optuna(args.verbose)
     storage = check_storage_url(args.storage) if args.storage else JOURNAL
@@ -146,8 +146,8 @@ def _watch(args: argparse.Namespace) -> int:
 
 
 def _front(args: argparse.Namespace) -> int:
-    from optimizer.store import FRONT, TRIALS, read_table, sort_front
-    from optimizer.table import format_table, front_json
+    from optimizer.front.table import format_table, front_json
+    from optimizer.store.trials import FRONT, TRIALS, read_table, sort_front
 
     columns, frame = read_table(args.run_dir, TRIALS if args.all else FRONT)
     frame = sort_front(frame, columns, args.sort)
@@ -156,7 +156,7 @@ def _front(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from optimizer.export_run import export_trial
+    from optimizer.export.trial import export_trial
 
     out = export_trial(args.run_dir, args.trial, args.out, args.force, args.as_adapter)
     print(f"exported trial {args.trial} of {args.run_dir} to {out}")
@@ -164,8 +164,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from optimizer.plots import check_output_file, front_figure, save_figure
-    from optimizer.store import FRONT, TRIALS, read_table
+    from optimizer.front.plots import check_output_file, front_figure, save_figure
+    from optimizer.store.trials import FRONT, TRIALS, read_table
 
     check_output_file(args.out, (".png", ".html"))
     columns, front = read_table(args.run_dir, FRONT)
@@ -176,8 +176,8 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from optimizer.plots import check_output_file
-    from optimizer.report import write_report
+    from optimizer.front.plots import check_output_file
+    from optimizer.front.report import write_report
 
     check_output_file(args.out, (".html",))
     write_report(args.run_dir, args.out)
@@ -186,8 +186,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from optimizer.rundir import read_meta
-    from optimizer.storage import JOURNAL, open_storage
+    from optimizer.run.directory import read_meta
+    from optimizer.store.study import JOURNAL, open_storage
 
     meta = read_meta(args.run_dir)  # a clear error for a directory that is not a run
     try:
@@ -202,12 +202,12 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from evaluators.config import validate
+    from evaluators.core.config import validate
     from evaluators.merge import MergePoint, MergeSpec
     from evaluators.merge.engine import plan_for
     from evaluators.pool import load_pool
-    from optimizer.export import Destination, write_merge
-    from optimizer.modelcard import Provenance
+    from optimizer.export.model import Destination, write_merge
+    from optimizer.export.modelcard import Provenance
 
     pool = load_pool(args.pool, args.allow_pickle)
     parameters = given_parameters(args)
@@ -225,8 +225,8 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _toy_build(args: argparse.Namespace) -> int:
-    from evaluators.toy.build import ToyRecipe, build_toy_pool
-    from evaluators.toy.scores import score_report
+    from toy.build import ToyRecipe, build_toy_pool
+    from toy.scores import score_report
 
     recipe = ToyRecipe(seed=args.seed)
     if build_toy_pool(args.out, args.tasks_out, recipe, force=args.force):
@@ -238,7 +238,7 @@ def _toy_build(args: argparse.Namespace) -> int:
 
 
 def _pool_check(args: argparse.Namespace) -> int:
-    from evaluators.config import validate
+    from evaluators.core.config import validate
     from evaluators.merge import MergeSpec
     from evaluators.merge.engine import plan_for
     from evaluators.merge.inspect import format_reports, inspect_members

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from evaluators.errors import ConfigError
-from evaluators.registry import did_you_mean
+from evaluators.core.errors import ConfigError
+from evaluators.core.registry import did_you_mean
 from optimizer.cli import commands
 from optimizer.cli.parameter_flags import add_parameter_flags
 

@@ -5,7 +5,7 @@ exists whatever the sampler. A new sampler is one module here that registers its
 ``SAMPLERS``, plus its import below.
 
 Imports: ``base`` imports nothing of mergefront but the registry; the sampler modules import
-``base`` (and ``optimizer.front``); nothing here imports the search, the store or ``evaluators``
+``base`` (and ``optimizer.store.pareto``); nothing here imports the search, the store or ``evaluators``
 beyond the registry.
 """
 

@@ -11,7 +11,7 @@ from optuna.distributions import FloatDistribution
 from optuna.search_space import intersection_search_space
 from optuna.trial import TrialState
 
-from evaluators.registry import Registry
+from evaluators.core.registry import Registry
 
 
 @dataclass(frozen=True)

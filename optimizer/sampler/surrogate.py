@@ -20,8 +20,8 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, QMCSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from optimizer.front import pareto_mask
 from optimizer.sampler.base import SAMPLERS, SamplerContext, finished_float_space, is_fixed
+from optimizer.store.pareto import pareto_mask
 
 EPS = 1e-3
 

@@ -1,0 +1,8 @@
+"""The seed experiments (``make recycle``, ``make adapters``, ``make transfer``): the three papers'
+findings rerun on toy pools. ``common`` holds what they share; each module's ``main`` scores the
+baselines and the searched merges on both splits and writes ``results.md`` and ``results.png``
+into the run directory."""
+
+from evaluators.core.environment import apply_process_env
+
+apply_process_env()  # before lm-eval and tqdm are imported: offline, no progress bars (as the CLI does)

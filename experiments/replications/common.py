@@ -1,0 +1,231 @@
+"""What the seed experiments share: named merges scored on the search and the held-out report split
+by one in-process worker, the greedy soup, a run's best trials, and the results table and plot.
+
+Every row is scored again here, on both splits, by the same worker code the search uses, so the
+baselines and the searched merges are measured the same way (the search scores report tasks for
+its front only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from evaluators.core.environment import apply_process_env
+from evaluators.core.errors import ConfigError
+from evaluators.merge import MergePoint, MergeSpec
+from evaluators.pool import load_pool
+from evaluators.worker import Worker
+from optimizer.experiment.config import load_experiment
+from optimizer.front.plots import save_figure  # also selects matplotlib's file-only backend
+from optimizer.store.trials import FULL, KNOB, SCORE, TRIALS, WEIGHT, read_table
+
+USED = 0.01  # a member "takes part" in a merge above this weight
+SPLITS_NOTE = (
+    "Accuracy on the search split (what the searches saw) and on the held-out report split (other examples of the same"
+    " skills, never seen by a search); macro = mean over the skills. The best value of each column is in bold."
+)
+
+
+def uniform(members: Sequence[str]) -> dict[str, float]:
+    return {m: 1.0 / len(members) for m in members}
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One named merge: its weights (and knobs) and its scores per objective on both splits."""
+
+    name: str
+    weights: Mapping[str, float]
+    search: Mapping[str, float]  # objective -> score on the search split
+    report: Mapping[str, float]  # objective -> score on its held-out report task
+    knobs: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def search_macro(self) -> float:
+        return mean(list(self.search.values()))
+
+    @property
+    def report_macro(self) -> float:
+        return mean(list(self.report.values()))
+
+    @property
+    def used(self) -> int:
+        """How many members get a weight above ``USED``."""
+        return sum(abs(w) > USED for w in self.weights.values())
+
+
+class SplitScorer:
+    """One in-process worker for an experiment: its objectives on the search split, and each
+    objective's report task (``report`` lists them in the objectives' order) on the held-out split."""
+
+    def __init__(self, experiment_file: Path, merge: MergeSpec | None = None, pool_file: Path | None = None) -> None:
+        experiment, pool = load_experiment(experiment_file)
+        if pool_file is not None:
+            pool = load_pool(pool_file)
+        if len(experiment.report) != len(experiment.objectives):
+            raise ConfigError(f"{experiment_file}: give one report task per objective, in the same order")
+        update: dict[str, object] = {"bootstrap_iters": 0}
+        if merge is not None:
+            update["merge"] = merge
+        self.worker = Worker(experiment.worker_spec(pool).model_copy(update=update))
+        self.objectives = experiment.labels
+        self.report_tasks = [o.label for o in experiment.report]
+        self.members = pool.names
+
+    def search(self, weights: Mapping[str, float], knobs: Mapping[str, float] | None = None) -> dict[str, float]:
+        result = self.worker.evaluate(MergePoint(weights, knobs=knobs or {}))
+        return {o: result.scores[o].value for o in self.objectives}
+
+    def row(self, name: str, weights: Mapping[str, float], knobs: Mapping[str, float] | None = None) -> Row:
+        """Score on both splits; the row records a weight for every member (0 when left out)."""
+        weights = {m: float(weights.get(m, 0.0)) for m in self.members}
+        point = MergePoint(weights, knobs=knobs or {})
+        held_out = self.worker.report(point).scores
+        report = {o: held_out[t].value for o, t in zip(self.objectives, self.report_tasks, strict=True)}
+        return Row(name, weights, self.search(weights, knobs), report, dict(knobs or {}))
+
+
+def greedy_soup(
+    alone: Mapping[str, float], held_in: Callable[[dict[str, float]], float]
+) -> tuple[dict[str, float], list[str]]:
+    """Wortsman et al. (2022): rank the members by their own held-in score, start from the best,
+    and add each next one to the uniform soup when that does not lower the soup's held-in score.
+
+    ``alone`` is each member's own held-in score; ``held_in`` scores a weight vector. Returns the
+    soup's weights and one line per decision.
+    """
+    ranked = sorted(alone, key=lambda m: -alone[m])  # stable: ties keep the pool's order
+    soup, best = [ranked[0]], alone[ranked[0]]
+    trace = [f"start with {ranked[0]} ({best:.3f})"]
+    for member in ranked[1:]:
+        score = held_in(uniform([*soup, member]))
+        kept = score >= best
+        trace.append(f"{'add' if kept else 'skip'} {member}: soup would score {score:.3f} vs {best:.3f}")
+        if kept:
+            soup, best = [*soup, member], score
+    return uniform(soup), trace
+
+
+@dataclass(frozen=True)
+class Trial:
+    number: int
+    source: str
+    weights: dict[str, float]
+    knobs: dict[str, float]
+    macro: float  # mean of the objectives, each signed by its direction
+
+
+def ranked_trials(run_dir: Path) -> list[Trial]:
+    """A run's complete full-fidelity trials, best macro-average (signed by direction) first."""
+    columns, frame = read_table(run_dir, TRIALS)
+    frame = frame[(frame["state"] == "COMPLETE") & (frame["fidelity"].fillna(FULL) == FULL)]
+    signs = [1.0 if d == "maximize" else -1.0 for d in columns.directions]
+    trials = [
+        Trial(
+            int(r["trial"]),
+            str(r["source"]),
+            {m: float(r[WEIGHT + m]) for m in columns.weights},
+            {k: float(r[KNOB + k]) for k in columns.knobs},
+            mean([s * float(r[SCORE + o]) for s, o in zip(signs, columns.objectives, strict=True)]),
+        )
+        for _, r in frame.iterrows()
+    ]
+    return sorted(trials, key=lambda t: (-t.macro, t.number))
+
+
+def _cells(values: Sequence[float], best: Sequence[float]) -> list[str]:
+    return [f"**{v:.3f}**" if math.isclose(v, b) else f"{v:.3f}" for v, b in zip(values, best, strict=True)]
+
+
+def scores_table(rows: Sequence[Row]) -> str:
+    """Markdown: one line per row, the objectives then their macro-average on the search split, the
+    same on the report split, and how many members take part; the best value of a column in bold."""
+    objectives = list(rows[0].search)
+    values = [
+        [*(r.search[o] for o in objectives), r.search_macro, *(r.report[o] for o in objectives), r.report_macro]
+        for r in rows
+    ]
+    best = [max(col) for col in zip(*values, strict=True)]
+    head = ["merge", "members > 0.01", *objectives, "macro", *(f"{o} (report)" for o in objectives), "macro (report)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += [
+        f"| {r.name} | {r.used} | " + " | ".join(_cells(v, best)) + " |" for r, v in zip(rows, values, strict=True)
+    ]
+    return "\n".join(lines)
+
+
+def weights_table(rows: Sequence[Row]) -> str:
+    """Markdown: each row's weights (and knobs), two decimals, blank below ``USED``."""
+    members = list(rows[0].weights)
+    knobs = sorted({k for r in rows for k in r.knobs})
+    head = ["merge", *members, *knobs]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [f"{r.weights.get(m, 0.0):.2f}" if abs(r.weights.get(m, 0.0)) > USED else "" for m in members]
+        cells += [f"{r.knobs[k]:.2f}" if k in r.knobs else "" for k in knobs]
+        lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def rows_figure(rows: Sequence[Row], title: str) -> Figure:
+    """Horizontal bars: each row's macro-average on the search split and on the held-out report split."""
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
+    ys = range(len(rows))
+    for offset, values, color, label in (
+        (-0.2, [r.search_macro for r in rows], "#1f77b4", "search split"),
+        (0.2, [r.report_macro for r in rows], "#ff7f0e", "held-out report split"),
+    ):
+        bars = ax.barh([y + offset for y in ys], values, height=0.4, color=color, label=label)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)  # the differences that matter are small
+    ax.set_yticks(list(ys), [r.name for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.1)
+    ax.set_xlabel("macro-average accuracy")
+    ax.set_title(title, fontsize=10, pad=22)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def write_results(run_dir: Path, markdown: str, figure: Figure) -> tuple[Path, Path]:
+    """``results.md`` and ``results.png`` in the run directory."""
+    md, png = run_dir / "results.md", run_dir / "results.png"
+    md.write_text(markdown.rstrip() + "\n")
+    save_figure(figure, png, run_dir.name)
+    return md, png
+
+
+def main_of(
+    prog: str, doc: str | None, experiment: str, runs: Mapping[str, str], results: Callable[..., str]
+) -> Callable[..., int]:
+    """The command line of one seed experiment's results step: ``--experiment`` and one option per
+    run directory (``runs``: option name -> default), passed to ``results`` in that order; the
+    results go into the first run directory."""
+
+    def main(argv: list[str] | None = None) -> int:
+        parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=doc)
+        parser.add_argument("--experiment", type=Path, default=Path(experiment))
+        for option, default in runs.items():
+            parser.add_argument(f"--{option}", type=Path, default=Path(default), help=f"default {default}")
+        args = parser.parse_args(argv)
+        logging.basicConfig(level=logging.WARNING)
+        logging.getLogger("lm_eval").setLevel(logging.ERROR)  # its notes on every in-process model, as the CLI does
+        apply_process_env()
+        dirs = [getattr(args, option.replace("-", "_")) for option in runs]
+        print(results(args.experiment, *dirs))
+        print(f"\nwritten: {dirs[0] / 'results.md'}, {dirs[0] / 'results.png'}")
+        return 0
+
+    return main

@@ -1,0 +1,396 @@
+"""The search driver: an asynchronous ask/tell loop of an Optuna study over Ray worker actors.
+
+A new trial is proposed as soon as any worker is free (no generation barrier). The first
+trials are the baselines (each single checkpoint, then the uniform average). A finished trial
+is written to Parquet first and told to Optuna second, so after a crash ``resume`` can tell
+Optuna what Parquet already holds, and re-queue what neither finished: no trial is lost or
+stored twice. Held-out report tasks are scored for the front trials when the search stops.
+
+Several drivers may serve one study on shared storage (``mergefront join``): trial numbers come
+from the storage, the budget counts every driver's trials, and the Parquet store is shared under
+a lock. Two drivers checking the budget at the same moment can overshoot it by one trial each.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pyarrow as pa
+from optuna.trial import Trial, TrialState
+from tqdm import tqdm
+
+from evaluators.core.errors import ConfigError, MergefrontError
+from evaluators.merge.engine import plan_for
+from evaluators.pool import Pool
+from evaluators.worker import Promotion, TrialResult
+from optimizer.experiment.config import Experiment
+from optimizer.experiment.fingerprint import fingerprint
+from optimizer.experiment.preflight import preflight
+from optimizer.run.directory import create_run_dir, read_meta, read_run, write_meta
+from optimizer.sampler import SAMPLERS, SamplerContext
+from optimizer.search.recovery import reconcile, requeue, settle_orphans, trial_source
+from optimizer.search.summary import Clock, RealClock, SearchSummary
+from optimizer.search.warmstart import import_trials
+from optimizer.search.workers import (
+    InProcessWorkers,
+    RayWorkers,
+    TrialFailed,
+    WorkerLost,
+    WorkerPool,
+    check_ray_address,
+    start_ray,
+)
+from optimizer.space.weights import space_for
+from optimizer.store.study import JOURNAL, check_storage_url, open_storage, study_exists
+from optimizer.store.trials import FULL, KNOB, REPORT, SCORE, WEIGHT, Columns, TrialRecord, TrialStore
+
+log = logging.getLogger(__name__)
+WARM = "warm:"
+
+
+@dataclass
+class _InFlight:
+    trial: Trial
+    actor: Any
+    source: str
+    weights: dict[str, float]
+    knobs: dict[str, float]
+    predicted: dict[str, float]
+    started_at: datetime
+
+
+def start_run(
+    experiment: Experiment,
+    pool: Pool,
+    source: Path,
+    runs_dir: Path,
+    *,
+    overwrite: bool = False,
+    warm_from: Path | None = None,
+    storage: str = JOURNAL,
+    ray_address: str | None = None,
+) -> Search:
+    """Check everything that can be checked, then create the run directory and its study, so that
+    bad input leaves nothing behind."""
+    if warm_from is not None:
+        read_meta(warm_from)
+    preflight(experiment, pool, source)
+    check_ray_address(ray_address)
+    if storage != JOURNAL:
+        shared = open_storage(runs_dir, check_storage_url(storage))
+        if study_exists(shared, experiment.name):
+            if not overwrite:
+                raise ConfigError(
+                    f"{storage} already holds a study named '{experiment.name}'; pass --name to start another, "
+                    "--overwrite to replace it, or `mergefront join RUN_DIR` to add a driver to its run"
+                )
+            optuna.delete_study(study_name=experiment.name, storage=shared)
+    run_dir = create_run_dir(runs_dir, experiment.name, overwrite)
+    log.info("run directory: %s", run_dir)
+    try:
+        return Search.create(experiment, pool, run_dir, warm_from, storage)
+    except ConfigError:
+        shutil.rmtree(run_dir)  # a refused warm start leaves nothing half-written
+        raise
+
+
+class Search:
+    """One search run: study, workers, store and progress. Build with ``create`` or ``resume``.
+    The time budgets read ``clock``; a test may replace it before ``run``."""
+
+    def __init__(self, experiment: Experiment, pool: Pool, run_dir: Path, storage: str = JOURNAL) -> None:
+        self.experiment = experiment
+        self.pool = pool
+        self.run_dir = run_dir
+        self.space = space = space_for(experiment.space, experiment.merge, plan_for(pool, experiment.merge))
+        self.labels = experiment.labels
+        self.signs = [1.0 if d == "maximize" else -1.0 for d in experiment.directions]
+        context = SamplerContext(list(experiment.directions), self.space.features)
+        self.sampler = SAMPLERS.get(experiment.sampler.name)(experiment.seed, context)
+        self.driver = f"{socket.gethostname()}:{os.getpid()}"
+        self.study = optuna.create_study(
+            storage=open_storage(run_dir, storage),
+            study_name=experiment.name,
+            directions=experiment.directions,
+            sampler=self.sampler,
+            load_if_exists=True,
+        )
+        columns = Columns(
+            tuple(space.labels),
+            tuple(self.labels),
+            tuple(experiment.directions),
+            tuple(space.knobs),
+            tuple(o.label for o in experiment.report),
+        )
+        self.store = TrialStore(run_dir, columns)
+        self.clock: Clock = RealClock()
+
+    @classmethod
+    def create(
+        cls, experiment: Experiment, pool: Pool, run_dir: Path, warm_from: Path | None = None, storage: str = JOURNAL
+    ) -> Search:
+        """A new run in the (new, empty) ``run_dir``; with ``warm_from``, import that run's trials first."""
+        meta: dict[str, Any] = {
+            "experiment": experiment.model_dump(mode="json"),
+            "pool": pool.model_dump(mode="json"),
+            "study_name": experiment.name,
+            "storage": storage,
+            "fingerprint": fingerprint(experiment, pool),
+            "started_at": datetime.now(UTC).isoformat(),
+        }
+        write_meta(run_dir, meta)
+        search = cls(experiment, pool, run_dir, storage)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            search.study.set_metric_names(search.labels)
+        imported: list[dict[str, float]] = []
+        if warm_from is not None:
+            imported = import_trials(search, warm_from, meta["fingerprint"])
+        for source, params in search.space.baselines()[: experiment.budget.trials]:
+            if params not in imported:
+                search.study.enqueue_trial(params, user_attrs={"source": source})
+        return search
+
+    @classmethod
+    def resume(cls, run_dir: Path) -> Search:
+        """Reopen a stopped or killed run; trials it left running are settled from Parquet or re-queued.
+        Only while no other driver serves the study: their running trials would be settled too."""
+        search = cls.join(run_dir)
+        reconcile(search)
+        settle_orphans(search)
+        return search
+
+    @classmethod
+    def join(cls, run_dir: Path) -> Search:
+        """One more driver for a run that others may be serving: same study, same store."""
+        experiment, pool = read_run(run_dir, f"start a new run (optionally --warm-start {run_dir})")
+        return cls(experiment, pool, run_dir, read_meta(run_dir).get("storage", JOURNAL))
+
+    def set_trials(self, trials: int) -> None:
+        """Change the trial budget, in ``run.json`` too so a later resume keeps it."""
+        self.experiment = self.experiment.model_copy(
+            update={"budget": self.experiment.budget.model_copy(update={"trials": trials})}
+        )
+        meta = read_meta(self.run_dir)
+        meta["experiment"] = self.experiment.model_dump(mode="json")
+        write_meta(self.run_dir, meta)
+
+    # ----- the loop -----
+
+    def evaluated(self) -> int:
+        """Complete trials this run evaluated itself (imported warm-start trials excluded)."""
+        return sum(1 for r in self.store.rows if r["state"] == "COMPLETE" and not str(r["source"]).startswith(WARM))
+
+    def _claimed(self) -> int:
+        """Trials evaluated or under evaluation by any driver of the study (imported ones excluded)."""
+        trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+        return sum(1 for t in trials if not trial_source(t).startswith(WARM))
+
+    def worker_hours(self) -> float:
+        return sum(self.clock.worker_seconds(r) for r in self.store.rows) / 3600
+
+    def _promotion(self, source: str) -> Promotion | None:
+        if self.experiment.evaluation.screen is None or source != "sampler":
+            return None
+        front = self.store.front().to_pylist()
+        rows = [[float(r[SCORE + o]) * s for o, s in zip(self.labels, self.signs, strict=True)] for r in front]
+        return Promotion(rows, self.signs, self.experiment.evaluation.margin)
+
+    def _submit(self, workers: WorkerPool, actor: Any) -> tuple[Any, _InFlight]:
+        trial = self.study.ask(self.space.distributions())
+        weights, knobs = self.space.weights(trial.params), self.space.knob_values(trial.params)
+        source = trial_source(trial)
+        prediction = getattr(self.sampler, "predictions", {}).get(trial.number)
+        predicted = dict(zip(self.labels, prediction, strict=True)) if prediction else {}
+        started_at = datetime.now(UTC)
+        ref = workers.call(actor, "evaluate", self.space.point(weights, knobs), self._promotion(source))
+        return ref, _InFlight(trial, actor, source, weights, knobs, predicted, started_at)
+
+    def _finish(self, job: _InFlight, result: TrialResult | None, error: str | None) -> TrialRecord:
+        """Parquet first, then Optuna (see the module docstring)."""
+        common: dict[str, Any] = {
+            "trial": job.trial.number,
+            "source": job.source,
+            "weights": job.weights,
+            "knobs": job.knobs,
+            "predicted": job.predicted,
+            "started_at": job.started_at,
+            "finished_at": datetime.now(UTC),
+            "driver": self.driver,
+        }
+        if result is None:
+            record = TrialRecord.failure(error or "failed", **common)
+            self.store.append(record)
+            job.trial.set_user_attr("error", error)
+            self.study.tell(job.trial, state=TrialState.FAIL)
+            return record
+        record = TrialRecord(
+            state="COMPLETE",
+            scores={k: s.value for k, s in result.scores.items()},
+            stderr={k: s.stderr for k, s in result.scores.items()},
+            merge_seconds=result.merge_seconds,
+            swap_seconds=result.swap_seconds,
+            eval_seconds=result.eval_seconds,
+            worker=result.worker,
+            device=result.device,
+            fidelity=result.fidelity,
+            samples=result.samples,
+            **common,
+        )
+        self.store.append(record)
+        job.trial.set_user_attr("fidelity", result.fidelity)
+        self.study.tell(job.trial, [result.scores[label].value for label in self.labels])
+        return record
+
+    def _budget_left(self, started: float) -> str | None:
+        """Why no further trial may start, or None."""
+        budget = self.experiment.budget
+        if self._claimed() >= budget.trials:
+            return f"{budget.trials} trials evaluated"
+        if budget.wall_minutes is not None and self.clock.now() - started >= 60 * budget.wall_minutes:
+            return f"wall time of {budget.wall_minutes} min reached"
+        if budget.worker_hours is not None and self.worker_hours() >= budget.worker_hours:
+            return f"{budget.worker_hours} worker-hours used"
+        return None
+
+    def run(self, ray_address: str | None = None, progress: bool = True, in_process: bool = False) -> SearchSummary:
+        """Evaluate trials until the budget stops the search; ``in_process`` runs one worker in this
+        process instead of Ray actors (``workers.count`` is then ignored)."""
+        spec = self.experiment.workers
+        started = self.clock.now()  # the budget counts the workers' start-up
+        owns_ray = not in_process and start_ray(ray_address, spec.count * (spec.threads or 1))
+        summary = SearchSummary(self.run_dir)
+        workers: WorkerPool | None = None
+        try:
+            worker_spec = self.experiment.worker_spec(self.pool)
+            if in_process:
+                log.info("starting 1 worker in this process (--in-process): loading the pool and building the model")
+                workers = InProcessWorkers(worker_spec)
+            else:
+                log.info("starting %d worker(s): loading the pool and building the model", spec.count)
+                workers = RayWorkers(worker_spec, spec.count)
+            workers.wait_ready()
+            self._loop(workers, summary, progress, started)
+            summary.restarts, summary.retired = workers.restarts, list(workers.retired)
+            summary.front = self._report(workers)
+        finally:
+            if workers is not None:
+                workers.stop()
+            if owns_ray:
+                import ray
+
+                ray.shutdown()
+        summary.wall_seconds = self.clock.now() - started
+        return summary
+
+    def _loop(self, workers: WorkerPool, summary: SearchSummary, progress: bool, started: float) -> None:
+        in_flight: dict[Any, _InFlight] = {}
+        failures_in_a_row, limit = 0, max(3, workers.alive)
+        bar = tqdm(
+            total=self.experiment.budget.trials,
+            initial=self.evaluated(),
+            unit="trial",
+            desc="search",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        try:
+            while True:
+                stop = self._budget_left(started)
+                while workers.idle and stop is None:
+                    ref, job = self._submit(workers, workers.idle.pop())
+                    in_flight[ref] = job
+                    stop = self._budget_left(started)
+                if not in_flight and (stop is not None or not workers.starting):
+                    summary.stop_reason = stop or "no worker left"
+                    return
+                done = workers.wait([*in_flight, *workers.starting])
+                if done in workers.starting:
+                    workers.started(done)
+                    continue
+                job = in_flight.pop(done)
+                result, error, died = self._collect(done, job, workers)
+                summary.records.append(self._finish(job, result, error))
+                if died:
+                    self._requeue(job.trial.params, job.source, job.trial.number)
+                if result is None:
+                    summary.failed += 1
+                    failures_in_a_row += 1
+                    log.warning("trial %d failed: %s", job.trial.number, error)
+                    if failures_in_a_row >= limit or not (
+                        workers.alive and (workers.idle or workers.starting or in_flight)
+                    ):
+                        self._drain(in_flight, summary)
+                        raise MergefrontError(
+                            f"stopped after {failures_in_a_row} failed trials in a row; last error: {error}"
+                        )
+                else:
+                    failures_in_a_row = 0
+                    summary.complete += 1
+                    summary.screened += result.fidelity != FULL
+                    bar.update(1)
+                bar.set_postfix(front=self.store.front().num_rows, failed=summary.failed)
+        except KeyboardInterrupt:
+            self._drain(in_flight, summary)
+            raise
+        finally:
+            bar.close()
+
+    def _collect(self, ref: Any, job: _InFlight, workers: WorkerPool) -> tuple[TrialResult | None, str | None, bool]:
+        """The trial's result, or why it failed and whether its worker died. A trial whose worker died
+        is queued again with the same weights (the death says nothing about them); the worker is
+        replaced, or retired when it keeps failing."""
+        try:
+            result: TrialResult = workers.result(ref)
+        except TrialFailed as exc:
+            error = str(exc)
+            workers.failed(job.actor, error)
+            return None, error, False
+        except WorkerLost as exc:
+            error = f"{workers.name(job.actor)} died ({exc}); re-queued"
+            workers.died(job.actor, error)
+            return None, error, True
+        workers.succeeded(job.actor)
+        return result, None, False
+
+    def _drain(self, in_flight: dict[Any, _InFlight], summary: SearchSummary) -> None:
+        """Mark trials still running as failed and queue their weights again, for ``resume``."""
+        for job in in_flight.values():
+            summary.records.append(self._finish(job, None, "interrupted; re-queued"))
+            self._requeue(job.trial.params, job.source, job.trial.number)
+            summary.failed += 1
+        in_flight.clear()
+
+    def _requeue(self, params: dict[str, Any], source: str, number: int) -> None:
+        requeue(self.study, params, source, number)
+
+    def _report(self, workers: WorkerPool) -> pa.Table:
+        """Score the held-out report tasks for front trials that have none yet (on every live worker,
+        replacements still starting included: only then is it worth waiting for them)."""
+        front = self.store.front()
+        report = self.store.columns.report
+        if not report:
+            return front
+        todo = [r for r in front.to_pylist() if r[REPORT + report[0]] is None]
+        actors = workers.settle() if todo else []
+        log.info("scoring %d front trial(s) on the report tasks %s", len(todo), ", ".join(report))
+        refs = {}
+        for i, row in enumerate(todo):
+            weights = {m: row[WEIGHT + m] for m in self.space.labels}
+            knobs = {k: row[KNOB + k] for k in self.space.knobs}
+            refs[workers.call(actors[i % len(actors)], "report", self.space.point(weights, knobs))] = row["trial"]
+        for ref, trial in refs.items():
+            result: TrialResult = workers.result(ref)
+            front = self.store.set_report(
+                trial, {k: s.value for k, s in result.scores.items()}, {k: s.stderr for k, s in result.scores.items()}
+            )
+        return front

@@ -1,0 +1,79 @@
+"""What one call of a search reports (``SearchSummary``: counts, stop reason, timing, idle and worker
+lines) and where its time budgets read time (``Clock``; a test sets its own)."""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from optimizer.store.trials import TrialRecord
+
+
+class Clock(Protocol):
+    """Where the time budgets read time (``Search.clock``). A test sets its own, so that a budget stops
+    a search at a trial it can name, however fast or loaded the machine."""
+
+    def now(self) -> float:
+        """Seconds on a clock that never goes back (the wall-time budget and the run's wall time)."""
+        ...
+
+    def worker_seconds(self, row: dict[str, Any]) -> float:
+        """Worker time a stored trial used (the worker-hours budget)."""
+        ...
+
+
+class RealClock:
+    """The driver's monotonic clock, and the merge, swap and evaluation time each worker measured."""
+
+    def now(self) -> float:
+        return time.perf_counter()
+
+    def worker_seconds(self, row: dict[str, Any]) -> float:
+        return sum(row.get(c) or 0.0 for c in ("merge_seconds", "swap_seconds", "eval_seconds"))
+
+
+@dataclass
+class SearchSummary:
+    run_dir: Path
+    complete: int = 0
+    failed: int = 0
+    screened: int = 0
+    wall_seconds: float = 0.0
+    stop_reason: str = ""
+    restarts: int = 0
+    retired: list[str] = field(default_factory=list)
+    records: list[TrialRecord] = field(default_factory=list)
+    front: pa.Table | None = None
+
+    def timing_line(self) -> str:
+        done = [r for r in self.records if r.state == "COMPLETE"]
+        if not done:
+            return "no trial completed"
+        merge = statistics.median(r.merge_seconds or 0.0 for r in done)
+        swap = statistics.median(r.swap_seconds or 0.0 for r in done)
+        evaluation = statistics.median(r.eval_seconds or 0.0 for r in done)
+        return f"median trial: merge {merge:.3f} s, swap {swap:.3f} s, eval {evaluation:.2f} s"
+
+    def workers_line(self) -> str:
+        retired = ", ".join(self.retired) or "none"
+        return f"workers: {self.restarts} replaced after dying, retired: {retired}"
+
+    def idle_line(self) -> str:
+        """Worker idle time between consecutive trials of this call, from the trials' timestamps."""
+        by_worker: dict[str, list[TrialRecord]] = {}
+        for r in self.records:
+            if r.worker:
+                by_worker.setdefault(r.worker, []).append(r)
+        idle = busy = 0.0
+        for runs in by_worker.values():
+            runs.sort(key=lambda r: r.started_at)
+            busy += sum((r.finished_at - r.started_at).total_seconds() for r in runs)
+            idle += sum(max(0.0, (b.started_at - a.finished_at).total_seconds()) for a, b in itertools.pairwise(runs))
+        share = idle / (idle + busy) if idle + busy else 0.0
+        return f"worker idle between trials: {idle:.1f} s in total, {share:.1%} of worker time"

@@ -1,0 +1,66 @@
+"""Where a run's Optuna study lives: the journal file in its directory (default), or a database
+shared by several drivers (``--storage postgresql://user@host/db``).
+
+The storage is recorded in ``run.json``, so passwords never go in the URL: PostgreSQL's client
+reads them from ``PGPASSWORD`` or ``~/.pgpass``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from optuna.storages import BaseStorage, RDBStorage
+
+from evaluators.core.errors import ConfigError
+from optimizer.store.journal import journal_storage
+
+JOURNAL = "study.journal"
+SCHEMES = ("postgresql", "sqlite", "mysql")
+
+
+def check_storage_url(url: str) -> str:
+    """Refuse, before any work, a URL that is malformed, of an unsupported kind, or holds a password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    fix = "e.g. --storage postgresql://USER@HOST:5432/DB"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"--storage '{url}' is not a database URL; {fix}") from None
+    if parsed.get_backend_name() not in SCHEMES:
+        raise ConfigError(
+            f"--storage '{url}': unsupported database '{parsed.get_backend_name()}'; use one of {', '.join(SCHEMES)} ({fix})"
+        )
+    if parsed.password:
+        raise ConfigError(
+            "--storage: the URL holds a password, which run.json would record; remove it and set PGPASSWORD or ~/.pgpass"
+        )
+    return url
+
+
+def open_storage(run_dir: Path, storage: str) -> BaseStorage:
+    """The study storage a run names: ``JOURNAL`` (its journal file) or a database URL."""
+    if storage == JOURNAL:
+        return journal_storage(run_dir / JOURNAL)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    kwargs: dict[str, object] = {"pool_pre_ping": True}
+    if storage.startswith("postgresql"):
+        kwargs["connect_args"] = {"connect_timeout": 10}
+    try:
+        return RDBStorage(storage, engine_kwargs=kwargs)
+    except ImportError as exc:
+        raise ConfigError(
+            f"no database driver for {storage} ({exc}); for PostgreSQL: pip install -e '.[postgres]'"
+        ) from None
+    except SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise ConfigError(
+            f"cannot open the study storage {storage} ({first}); check that the server runs and the URL"
+        ) from None
+
+
+def study_exists(storage: BaseStorage, name: str) -> bool:
+    return any(s.study_name == name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False))
