@@ -39,26 +39,26 @@ toy: $(STAMP)
 demo: toy
 	$(BIN)/mergefront search experiments/toy.yaml --overwrite
 
-# The seed experiments (README, "Seed experiments"): each builds its pool from the toy pool (cached),
+# The replications (README, "Replications"): each builds its pool from the toy pool (cached),
 # runs its searches, and writes results.md and results.png into its run directory.
-SEEDS_ENV := RAY_AUTH_MODE=disabled
+REPLICATIONS_ENV := RAY_AUTH_MODE=disabled
 
 recycle: toy
 	$(BIN)/python -m toy.replications recycle
-	$(SEEDS_ENV) $(BIN)/mergefront search experiments/recycle.yaml --overwrite --no-progress
-	$(SEEDS_ENV) $(BIN)/mergefront search experiments/recycle-cmaes.yaml --overwrite --no-progress
-	$(SEEDS_ENV) $(BIN)/python -m experiments.replications.recycle
+	$(REPLICATIONS_ENV) $(BIN)/mergefront search experiments/recycle.yaml --overwrite --no-progress
+	$(REPLICATIONS_ENV) $(BIN)/mergefront search experiments/recycle-cmaes.yaml --overwrite --no-progress
+	$(REPLICATIONS_ENV) $(BIN)/python -m experiments.replications.recycle
 
 adapters: toy
 	$(BIN)/python -m toy.replications adapters
-	$(SEEDS_ENV) $(BIN)/mergefront search experiments/adapters.yaml --overwrite --no-progress
-	$(SEEDS_ENV) $(BIN)/python -m experiments.replications.adapters
+	$(REPLICATIONS_ENV) $(BIN)/mergefront search experiments/adapters.yaml --overwrite --no-progress
+	$(REPLICATIONS_ENV) $(BIN)/python -m experiments.replications.adapters
 
 transfer: toy
 	$(BIN)/python -m toy.replications transfer
 	$(BIN)/mergefront pool check toy/pools/transfer/checkpoints.yaml
-	$(SEEDS_ENV) $(BIN)/mergefront search experiments/transfer.yaml --overwrite --no-progress
-	$(SEEDS_ENV) $(BIN)/python -m experiments.replications.transfer
+	$(REPLICATIONS_ENV) $(BIN)/mergefront search experiments/transfer.yaml --overwrite --no-progress
+	$(REPLICATIONS_ENV) $(BIN)/python -m experiments.replications.transfer
 
 test: $(STAMP)
 	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest
