@@ -45,6 +45,8 @@ class WorkerSpec(Frozen):
 
     @property
     def source(self) -> MergeSource:
+        """The pool and merge settings the backend opens its pool tier with (the part of the spec a vLLM worker
+        process is sent)."""
         return MergeSource(pool=self.pool, merge=self.merge, groups=self.groups, tier=self.runtime.pool)
 
 
@@ -57,6 +59,7 @@ class Promotion:
     margin: float
 
     def promotes(self, scores: list[float]) -> bool:
+        """True unless some front point dominates ``scores`` even with ``margin`` added to each (signed) score."""
         signed = [s * sign + self.margin for s, sign in zip(scores, self.signs, strict=True)]
         return not any(all(f >= x for f, x in zip(row, signed, strict=True)) and row != signed for row in self.front)
 
@@ -75,6 +78,7 @@ class TrialResult:
 
     @property
     def samples(self) -> int:
+        """Examples scored across all objectives (stored with the trial)."""
         return sum(s.samples for s in self.scores.values())
 
 

@@ -47,6 +47,9 @@ class ModelShape:
 
 @dataclass(frozen=True)
 class ToyRecipe:
+    """Everything the toy pool is built from: the seed, the model shape, the evaluation split size, and the base's
+    and each member's training stage. Any change gives a new fingerprint, hence a rebuild."""
+
     seed: int = 0
     shape: ModelShape = ModelShape()
     eval_examples: int = 200
@@ -61,10 +64,12 @@ class ToyRecipe:
     )
 
     def fingerprint(self) -> str:
+        """16 hex digits of the SHA-256 of the recipe as sorted JSON: the cache key in ``manifest.json``."""
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def task_name(skill: str, split: str) -> str:
+    """The lm-eval task name of a skill's split: ``toy_<skill>`` for search, ``toy_<skill>_<split>`` otherwise."""
     return f"toy_{skill}" if split == "search" else f"toy_{skill}_{split}"
 
 
@@ -120,6 +125,8 @@ def write_tasks(tasks_dir: Path, seed: int, per_split: int) -> set[str]:
 
 
 def new_model(shape: ModelShape, tokenizer: PreTrainedTokenizerFast, seed: int) -> LlamaForCausalLM:
+    """A randomly initialised toy Llama for ``tokenizer`` (``seed`` sets torch's global seed), untied so vLLM
+    loads it too."""
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=shape.hidden_size,
@@ -176,6 +183,7 @@ def build_toy_pool(
 
 
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, directory: Path) -> None:
+    """Save ``model`` and ``tokenizer`` into ``directory`` (created), as ``from_pretrained`` reads them."""
     directory.mkdir(parents=True, exist_ok=True)
     hf_logging.disable_progress_bar()
     model.save_pretrained(directory)

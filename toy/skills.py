@@ -41,6 +41,8 @@ def _shift(rng: random.Random) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class Skill:
+    """A named skill and its example generator: ``draw`` maps a random generator to one (prompt, target) pair."""
+
     name: str
     draw: Callable[[random.Random], tuple[str, str]]
 

@@ -57,10 +57,12 @@ class BackendSpec(Frozen):
 
     @property
     def on_gpu(self) -> bool:
+        """True for 'cuda' and 'cuda:N' devices."""
         return self.device.startswith("cuda")
 
     @property
     def resolved_batch_size(self) -> int | Literal["auto"]:
+        """``batch_size`` as set, else 'auto' on GPU (lm-eval finds the largest that fits) and 64 on CPU."""
         if self.batch_size is not None:
             return self.batch_size
         return "auto" if self.on_gpu else 64
@@ -77,12 +79,15 @@ class QuietRequests:
     """lm-eval LM mixin that turns off per-request progress bars (one trial would print several)."""
 
     def loglikelihood(self, requests, disable_tqdm: bool = True):
+        """lm-eval's ``loglikelihood`` with its progress bar forced off, whatever the caller asks."""
         return super().loglikelihood(requests, disable_tqdm=True)  # type: ignore[misc]
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = True):
+        """lm-eval's ``loglikelihood_rolling`` with its progress bar forced off, whatever the caller asks."""
         return super().loglikelihood_rolling(requests, disable_tqdm=True)  # type: ignore[misc]
 
     def generate_until(self, requests, disable_tqdm: bool = True):
+        """lm-eval's ``generate_until`` with its progress bar forced off, whatever the caller asks."""
         return super().generate_until(requests, disable_tqdm=True)  # type: ignore[misc]
 
 

@@ -90,6 +90,7 @@ class DummyScorer:
         self._probes = {s.task: _probes(s.task, plan, keys) for s in self.specs.values()}
 
     def __call__(self) -> dict[str, Score]:
+        """Score every spec on the live tensors as they are now: the task's ``p`` read as its metric."""
         return {name: self._score(spec) for name, spec in self.specs.items()}
 
     def p(self, task: str) -> float:
@@ -144,6 +145,7 @@ class DummyBackend:
         self.merger.check_targets(self.targets)
 
     def swap(self, point: MergePoint) -> SwapTimes:
+        """Merge ``point`` straight into the live tensors; nothing is moved after, so ``swap_seconds`` is 0."""
         start = time.perf_counter()
         self.merger.merge_into(point, self.targets)
         return SwapTimes(merge_seconds=time.perf_counter() - start, swap_seconds=0.0)
@@ -162,4 +164,5 @@ class DummyBackend:
 
 @BACKENDS.register("dummy")
 def build_dummy(spec: BackendSpec, source: MergeSource) -> DummyBackend:
+    """The ``dummy`` backend's factory (registered in ``BACKENDS``)."""
     return DummyBackend(spec, source)

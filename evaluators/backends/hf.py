@@ -89,6 +89,7 @@ class HFBackend(LmEvalScoring):
         self._sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def swap(self, point: MergePoint) -> SwapTimes:
+        """Merge ``point`` into the model's own tensors; on CUDA the time includes waiting for the device."""
         start = time.perf_counter()
         self.merger.merge_into(point, self.targets)
         self._sync()
@@ -97,4 +98,5 @@ class HFBackend(LmEvalScoring):
 
 @BACKENDS.register("hf")
 def build_hf(spec: BackendSpec, source: MergeSource) -> HFBackend:
+    """The ``hf`` backend's factory (registered in ``BACKENDS``)."""
     return HFBackend(spec, source)

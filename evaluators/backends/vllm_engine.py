@@ -82,6 +82,8 @@ class VllmBackend(LmEvalScoring):
         self.placement = loaded[0][1]  # every rank decides alike on a node
 
     def swap(self, point: MergePoint) -> SwapTimes:
+        """Merge ``point`` in every engine worker and drop the prefix cache; ``merge_seconds`` is the slowest rank's
+        merge, ``swap_seconds`` the rest of the round trip."""
         start = time.perf_counter()
         timings = self._llm.collective_rpc("mergefront_swap", args=(asdict(point),))
         self._llm.reset_prefix_cache()
@@ -91,4 +93,5 @@ class VllmBackend(LmEvalScoring):
 
 @BACKENDS.register("vllm")
 def build_vllm(spec: BackendSpec, source: MergeSource) -> VllmBackend:
+    """The ``vllm`` backend's factory (registered in ``BACKENDS``); vLLM is imported here, not before."""
     return VllmBackend(spec, source)

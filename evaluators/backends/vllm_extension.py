@@ -31,7 +31,8 @@ class MergeExtension:
 
     if TYPE_CHECKING:  # provided by the vLLM worker; defining it here would clash with vLLM's own
 
-        def reload_weights(self, *args: Any, **kwargs: Any) -> None: ...
+        def reload_weights(self, *args: Any, **kwargs: Any) -> None:
+            """vLLM's worker method, declared for the type checker only."""
 
     def mergefront_load(self, source: dict[str, Any]) -> tuple[str, str]:
         """Open the pool (given as ``MergeSource`` JSON) for this worker's device; returns the device and

@@ -56,6 +56,8 @@ class Registry(Generic[T]):
             raise ConfigError(f"unknown {self.kind} '{name}'{did_you_mean(name, known)}; available: {', '.join(known)}")
 
     def get(self, name: str) -> T:
+        """The implementation registered as ``name``, importing its module first if it is only declared; raises
+        ConfigError for an unknown name."""
         self.check(name)
         if name not in self._items:
             importlib.import_module(self._modules[name])
@@ -64,6 +66,7 @@ class Registry(Generic[T]):
         return self._items[name]
 
     def names(self) -> list[str]:
+        """Every known name, registered or declared, sorted; imports nothing."""
         return sorted({*self._items, *self._modules})
 
     def values(self) -> list[T]:

@@ -58,6 +58,7 @@ class MergeSpec(Frozen):
 
     @property
     def operator(self) -> Operator:
+        """The registered ``Operator`` for ``method``."""
         return OPERATORS.get(self.method)
 
     def value(self, param: Parameter | str) -> Any:
@@ -93,6 +94,7 @@ class Operator:
         return next((p for p in self.parameters if p.spelled(name)), None)
 
     def default(self, key: str) -> Any:
+        """The default of parameter ``key`` (a name, stored key or former name); KeyError if the method has none."""
         param = self.parameter(key)
         if param is None:
             raise KeyError(f"merge method has no parameter '{key}'")

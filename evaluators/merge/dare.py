@@ -22,6 +22,9 @@ SEED = Parameter("seed", 0, "DARE's seed", integer=True, searchable=False)
 
 
 def drop_and_rescale(deltas: torch.Tensor, p: float, seed: int, key: str) -> torch.Tensor:
+    """DARE's drop on ``deltas`` (members along dim 0): each entry zeroed with probability ``p``, survivors scaled by
+    1/(1−p) to keep the expectation. The mask is seeded by (``seed``, ``key``, member index) and drawn on the CPU,
+    so every device and merge path drops the same entries."""
     if p == 0.0:
         return deltas
     out = torch.empty_like(deltas)
@@ -38,9 +41,12 @@ def _dropped(x: TensorInputs, spec: MergeSpec) -> torch.Tensor:
 
 @operator("dare_linear", parameters=(LAMBDA, DROP, SEED), needs_base=True)
 def dare_linear(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> torch.Tensor:
+    """θ₀ + λ Σ_i w_i τ̃_i, with τ̃_i the dropped and rescaled task vectors (Yu et al., "Language Models are Super
+    Mario", ICML 2024)."""
     return x.base + spec.value(LAMBDA) * torch.tensordot(w.to(x.device), _dropped(x, spec), dims=1)
 
 
 @operator("dare_ties", parameters=(LAMBDA, DROP, SEED), needs_base=True)
 def dare_ties(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> torch.Tensor:
+    """θ₀ + λ · TIES's disjoint mean of the dropped and rescaled task vectors (no trimming: the drop sparsifies)."""
     return x.base + spec.value(LAMBDA) * disjoint_mean(_dropped(x, spec), w)

@@ -111,6 +111,8 @@ class PoolMerger:
                 )
 
     def resolve(self, point: MergePoint) -> ResolvedPoint:
+        """``point`` bound to this pool (per-tensor weight vectors, knobs applied to the spec); PoolError for unknown
+        members or a group without weights, ConfigError for more members than the method merges."""
         return ResolvedPoint(point, self.plan.members, self.spec, self.group_of)
 
     def inputs(self, key: str) -> TensorInputs:
@@ -131,6 +133,8 @@ class PoolMerger:
         self.tier.done(key)
 
     def fixed_tensor(self, key: str) -> torch.Tensor:
+        """A non-floating tensor (e.g. an integer buffer) as the first source holds it: such tensors are copied, not
+        merged."""
         return self.tier.fetch(key)[0]
 
     @torch.no_grad()

@@ -24,11 +24,15 @@ FAR = 0.25  # ‖θ_target_base − θ_source_base‖ / ‖θ_source_base‖
 
 @dataclass
 class TransferSignal:
+    """How a transfer member's two bases relate, with the fine-tuning direction and with each other."""
+
     cosine: float  # cos(θ_target_base − θ_source_base, θ_source_ft − θ_source_base)
     relative_distance: float  # ‖θ_target_base − θ_source_base‖ / ‖θ_source_base‖
 
     @property
     def warning(self) -> str | None:
+        """Why the transfer may not carry over (the bases are far apart, or moved against the fine-tune), else None.
+        Heuristic: thresholds calibrated on the toy pool only."""
         if self.relative_distance > FAR:
             return f"target base is far from the source base (relative distance {self.relative_distance:.2f} > {FAR}); the transfer is unlikely to work"
         if self.cosine < 0:
@@ -38,6 +42,9 @@ class TransferSignal:
 
 @dataclass
 class MemberReport:
+    """One row of ``pool check``: a member, its size and dtype, its distance to the merge base and, for a transfer
+    member, its transfer signal."""
+
     name: str
     kind: str
     params: int
@@ -47,6 +54,8 @@ class MemberReport:
 
 
 def inspect_members(plan: PoolPlan) -> list[MemberReport]:
+    """One report per pool member, in pool order, from a single pass over the tensors read from disk on the CPU
+    (``params`` counts floating tensors only; distances are None without a merge base)."""
     members = plan.pool.members
     k = len(members)
     dist2 = torch.zeros(k, dtype=torch.float64)
@@ -85,6 +94,7 @@ def inspect_members(plan: PoolPlan) -> list[MemberReport]:
 
 
 def format_reports(plan: PoolPlan, reports: list[MemberReport]) -> str:
+    """The ``pool check`` table: one line per member, then the files read, then every warning."""
     base = plan.pool.merge_base or "(none)"
     lines = [f"pool '{plan.pool.name}': {len(reports)} members, merge base {base}, vocabulary {plan.vocab}", ""]
     lines.append(f"{'member':<16}{'kind':<12}{'params':>12}  {'dtype':<10}{'dist. to base':>14}  transfer signal")

@@ -12,4 +12,5 @@ from evaluators.merge.kernel import Combination
 
 @operator("linear")
 def linear(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> Combination:
+    """Σ_i w_i θ_i as a ``Combination``; weights are used as given (not normalised)."""
     return x.combination(w)

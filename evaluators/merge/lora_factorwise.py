@@ -16,6 +16,8 @@ from evaluators.merge.kernel import Combination, LowRankTerm
 
 @operator("lora_factorwise", adapters_only=True, same_factors=True)
 def lora_factorwise(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> Combination:
+    """One low-rank term from the weighted means of the members' A and B factors; a tensor no adapter touches falls
+    back to the plain mix. Raises PoolError when the members' rank or scale differ on ``x.key``."""
     coef = tuple((w.float() @ x.mix).tolist())
     factors = [lr for lr in x.lowrank if lr is not None]
     if not factors:

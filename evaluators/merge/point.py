@@ -18,6 +18,8 @@ from evaluators.merge.base import MergeSpec
 
 
 def weight_vector(members: list[str], weights: Mapping[str, float]) -> torch.Tensor:
+    """One float32 weight per member, in ``members`` order, 0 for members ``weights`` leaves out; PoolError for a
+    name that is not a member."""
     unknown = sorted(set(weights) - set(members))
     if unknown:
         raise PoolError(f"weights name unknown members {unknown}; members are {members}")
@@ -26,6 +28,9 @@ def weight_vector(members: list[str], weights: Mapping[str, float]) -> torch.Ten
 
 @dataclass(frozen=True)
 class MergePoint:
+    """Member weights by name, one weight map per group that needs its own, and values for searched method parameters
+    (``knobs``, by name). Not yet bound to a pool: see ``ResolvedPoint``."""
+
     weights: Mapping[str, float]
     groups: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     knobs: Mapping[str, float] = field(default_factory=dict)
@@ -80,5 +85,6 @@ class ResolvedPoint:
             _check_member_count(self.spec, members, w)
 
     def vector(self, key: str) -> torch.Tensor:
+        """The weight vector for tensor ``key``: its group's, else the point's plain weights."""
         group = self.group_of.get(key)
         return self.default if group is None else self.by_group[group]

@@ -66,6 +66,8 @@ def coefficients(a: torch.Tensor, b: torch.Tensor, t: float) -> tuple[float, flo
 
 @operator("slerp", parameters=(T,), max_members=2)
 def slerp(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> Combination:
+    """SLERP at ``t`` between the two members with a non-zero weight (pool order; the weights' values do not matter),
+    as one combination of the two; with a single such member, that member."""
     picked = [i for i, wi in enumerate(w.tolist()) if wi != 0.0]
     if len(picked) != 2:  # one member: itself; more are refused before the merge (``max_members``)
         return x.combination((w != 0).float())

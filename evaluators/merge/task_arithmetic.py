@@ -19,6 +19,8 @@ LAMBDA = Parameter("lambda", 1.0, "λ of task-vector methods", stored_as="scale"
 
 @operator("task_arithmetic", parameters=(LAMBDA,), needs_base=True)
 def task_arithmetic(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> Combination:
+    """θ₀ + λ Σ_i w_i (θ_i − θ₀) as one combination of the sources (the base's coefficient absorbs −λΣw); ValueError
+    without a merge base."""
     if x.base_index is None:
         raise ValueError("task_arithmetic needs a merge base")
     scale = float(spec.value(LAMBDA))

@@ -47,22 +47,30 @@ class _MemberCommon(Frozen):
 
 
 class CheckpointMember(_MemberCommon):
+    """θ_i: a full model directory, taken as it is (the default kind)."""
+
     kind: Literal["checkpoint"] = "checkpoint"
     path: ExistingDir
 
 
 class BaseMember(_MemberCommon):
+    """θ_b: the pool base named ``base`` itself, as a member a merge can weight."""
+
     kind: Literal["base"]
     base: str
 
 
 class FinetuneMember(_MemberCommon):
+    """θ_i: a full model directory fine-tuned from the pool base named ``base`` (its task vector is θ_i − θ₀)."""
+
     kind: Literal["finetune"]
     path: ExistingDir
     base: str
 
 
 class TransferMember(_MemberCommon):
+    """A diff vector carried to another base: θ_target_base + ``scale`` · (source_finetune − source_base)."""
+
     kind: Literal["transfer"]
     source_finetune: ExistingDir
     source_base: ExistingDir
@@ -71,6 +79,9 @@ class TransferMember(_MemberCommon):
 
 
 class LoraMember(_MemberCommon):
+    """θ_b + s·B·A from a PEFT LoRA adapter directory on the pool base named ``base``, as peft's ``merge_and_unload``
+    computes it; merged from its factors."""
+
     kind: Literal["lora"]
     path: ExistingDir
     base: str
@@ -176,6 +187,7 @@ class Pool(Frozen):
 
     @property
     def names(self) -> list[str]:
+        """The members' names, in pool order (the order of every weight vector)."""
         return [m.name for m in self.members]
 
     def model_dir(self) -> Path:

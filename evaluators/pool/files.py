@@ -23,6 +23,9 @@ PICKLED = "pytorch_model.bin"
 
 @dataclass(frozen=True)
 class TensorInfo:
+    """A tensor's shape and stored dtype (the ``torch.dtype`` name without ``torch.``), known without reading its
+    data."""
+
     shape: tuple[int, ...]
     dtype: str
 
@@ -124,9 +127,11 @@ class CheckpointFiles:
         )
 
     def keys(self) -> list[str]:
+        """Every tensor name the directory's weight files hold, sorted."""
         return sorted(self._file_of)
 
     def info(self, key: str) -> TensorInfo:
+        """``key``'s shape and stored dtype; reads no tensor data."""
         entry = self._file_of[key].entries[key]
         return TensorInfo(entry.shape, str(entry.dtype).removeprefix("torch."))
 
@@ -148,4 +153,5 @@ class CheckpointFiles:
             handle.map(populate)
 
     def nbytes(self, key: str) -> int:
+        """``key``'s size in bytes, as stored."""
         return self._file_of[key].entries[key].length

@@ -38,12 +38,14 @@ class PickleFile:
         }
 
     def read(self, key: str) -> torch.Tensor:
+        """A private copy of ``key`` (the loaded tensor is backed by the file's memory map)."""
         return self._tensors[key].clone()
 
     def map(self, populate: bool) -> None:
         """Already memory-mapped by ``torch.load(mmap=True)``; nothing to do."""
 
     def view(self, key: str) -> torch.Tensor:
+        """The loaded tensor itself, over the file's memory map: read-only by contract."""
         return self._tensors[key]
 
     def release(self, key: str) -> None:

@@ -272,9 +272,11 @@ class PoolPlan:
         return self.sources[int(self.mix[i].abs().argmax())].info(next(iter(self.tensors))).dtype
 
     def source_index(self, directory: Path) -> int:
+        """The index of model directory ``directory`` in ``sources`` (and its column in ``mix``)."""
         return self._index[directory]
 
     def dtype(self, key: str) -> torch.dtype:
+        """Tensor ``key``'s stored dtype as a ``torch.dtype`` (as the first source stores it)."""
         return getattr(torch, self.tensors[key].dtype)
 
     def lowrank(self, key: str) -> list[LowRank | None]:
@@ -283,6 +285,7 @@ class PoolPlan:
         return [self.adapters[i].factors(name) if i in self.adapters else None for i in range(len(self.members))]
 
     def model_dir(self) -> Path:
+        """The pool's model directory: the one the live model's config and tokenizer come from."""
         return self.pool.model_dir()
 
     def output_config(self) -> dict:

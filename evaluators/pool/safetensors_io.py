@@ -45,6 +45,8 @@ MAX_HEADER = 100 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Entry:
+    """Where one tensor's bytes are in the file, from the validated header."""
+
     dtype: torch.dtype
     shape: tuple[int, ...]
     start: int  # absolute byte offset in the file
@@ -93,6 +95,7 @@ class SafetensorsFile:
         return Entry(dtype, shape, data_start + begin, end - begin)
 
     def read(self, key: str) -> torch.Tensor:
+        """A private copy of ``key``, read with ``pread`` (no memory map); PoolError if the file ends early."""
         entry = self.entries[key]
         if entry.length == 0:
             return torch.empty(entry.shape, dtype=entry.dtype)
@@ -153,6 +156,8 @@ class ShardedWriter:
         self.total_bytes = 0
 
     def add(self, key: str, tensor: torch.Tensor) -> None:
+        """Queue ``tensor`` (moved to the CPU) under ``key``; the shard held is written first if it would overflow
+        ``max_shard_bytes``."""
         size = tensor.numel() * tensor.element_size()
         if self._shard and self._shard_bytes + size > self.max_shard_bytes:
             self._flush()
@@ -166,9 +171,11 @@ class ShardedWriter:
         self._shard, self._shard_bytes = {}, 0
 
     def write_file(self, name: str, text: str) -> None:
+        """Write a non-weight file (config, model card) into the output directory."""
         (self.tmp / name).write_text(text)
 
     def copy_file(self, source: Path) -> None:
+        """Copy a file (tokenizer, generation config) into the output directory, keeping its metadata."""
         shutil.copy2(source, self.tmp / source.name)
 
     def close(self) -> None:
@@ -191,4 +198,5 @@ class ShardedWriter:
         self.tmp.rename(self.out_dir)
 
     def abort(self) -> None:
+        """Delete the temporary directory; ``out_dir`` is left as it was."""
         shutil.rmtree(self.tmp, ignore_errors=True)

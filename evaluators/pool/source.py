@@ -29,18 +29,24 @@ class Source:
     ignored: list[str] = field(default_factory=list)  # file tensors transformers does not load either
 
     def view(self, key: str) -> torch.Tensor:
+        """Tensor ``key`` (a plan name) over this directory's memory map, zero-copy and read-only."""
         return self.files.view(self.key_of[key])
 
     def read(self, key: str) -> torch.Tensor:
+        """A private copy of tensor ``key`` (a plan name), in its stored dtype."""
         return self.files.tensor(self.key_of[key])
 
     def release(self, key: str) -> None:
+        """Drop tensor ``key``'s pages from this process's mapping."""
         self.files.release(self.key_of[key])
 
     def nbytes(self, key: str) -> int:
+        """Stored bytes of tensor ``key`` in this directory."""
         return self.files.nbytes(self.key_of[key])
 
     def info(self, key: str) -> TensorInfo:
+        """Shape and stored dtype of tensor ``key`` in this directory (which may differ from the plan's: e.g. a
+        smaller vocabulary)."""
         return self.files.info(self.key_of[key])
 
 

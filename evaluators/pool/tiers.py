@@ -35,7 +35,8 @@ class SourceTier(Protocol):
 
     name: str
 
-    def fetch(self, key: str) -> list[torch.Tensor]: ...
+    def fetch(self, key: str) -> list[torch.Tensor]:
+        """Tensor ``key``'s sources, in plan order; valid until ``done(key)``."""
 
     def done(self, key: str) -> None:
         """The merge of ``key`` is written: what the tier held for it may go."""
@@ -56,6 +57,7 @@ class DeviceTier:
         self._tensors = {key: [s.read(key).to(device) for s in plan.sources] for key in plan.tensors}
 
     def fetch(self, key: str) -> list[torch.Tensor]:
+        """The device copies themselves: the merge must not write to them."""
         return self._tensors[key]
 
     def done(self, key: str) -> None:
@@ -76,6 +78,7 @@ class HostTier:
             s.files.map(populate=self.populate)
 
     def fetch(self, key: str) -> list[torch.Tensor]:
+        """Views over the memory maps (CPU, read-only); the kernel moves them to the device."""
         return [s.view(key) for s in self._plan.sources]
 
     def done(self, key: str) -> None:
@@ -91,6 +94,7 @@ class DiskTier(HostTier):
     populate = False
 
     def done(self, key: str) -> None:
+        """Release ``key``'s pages in every source, so the worker's memory does not grow with the pool."""
         for s in self._plan.sources:
             s.release(key)
 

@@ -123,4 +123,6 @@ class LmEvalScoring:
         seed: int,
         subset: int | None = None,
     ) -> ScoreTasks:
+        """A scorer for ``specs`` on this backend's lm-eval model; specs that share ``TaskSpec.run_key`` are scored
+        in one lm-eval call."""
         return partial(Scorer(specs, library, bootstrap_iters, seed, subset).score, self._lm)

@@ -41,6 +41,7 @@ class TaskSpec(Frozen):
 
     @property
     def result_key(self) -> str:
+        """The key of the value in lm-eval's results for the task: ``metric,filter`` (e.g. ``acc,none``)."""
         return f"{self.metric},{self.filter}"
 
     @property
@@ -142,6 +143,7 @@ class TaskLibrary:
                 self._files[data["task"]] = path
 
     def names(self) -> list[str]:
+        """The tasks defined under the directory, sorted (lm-eval's built-in ones are not listed)."""
         return sorted(self._configs)
 
     @cached_property

@@ -18,6 +18,8 @@ __all__ = ["build_parser", "main", "run"]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command line; returns the exit code (2 for bad input, 1 for a failed run, 130 when interrupted)
+    instead of raising."""
     try:
         args = build_parser().parse_args(argv)
     except ConfigError as exc:
@@ -46,4 +48,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
+    """The ``mergefront`` console script: ``main`` on ``sys.argv``, exiting with its code."""
     sys.exit(main())

@@ -13,6 +13,8 @@ class ParameterFlag(argparse.Action):
     """Stores a merge parameter's value; notes a former spelling (``--scale``) for one deprecation line."""
 
     def __call__(self, parser, namespace, values, option_string=None):
+        """argparse's hook: store the value under ``parameter:NAME`` and record the flag when it was a former
+        spelling."""
         setattr(namespace, self.dest, values)
         if option_string is not None and option_string[2:] != self.dest.removeprefix("parameter:"):
             namespace.former_flags = [*getattr(namespace, "former_flags", []), option_string]

@@ -138,6 +138,7 @@ def _model_output_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every ``mergefront`` command and its options; bad input raises ConfigError instead of exiting."""
     parser = _Parser(
         prog="mergefront",
         description="Find the Pareto-optimal linear merges of a pool of LLM checkpoints.",

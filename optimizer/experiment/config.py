@@ -27,6 +27,9 @@ RUN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class Objective(TaskSpec):
+    """One objective: a task spec plus the direction to optimise it in and its column name; written as a bare task
+    name for the defaults."""
+
     direction: Direction | None = Field(default=None, description="default: as the task's higher_is_better says")
     name: str | None = Field(default=None, description="column name; default '<task>/<metric>'")
 
@@ -37,9 +40,11 @@ class Objective(TaskSpec):
 
     @property
     def label(self) -> str:
+        """The objective's column name in trial tables and plots: ``name``, else ``<task>/<metric>``."""
         return self.name or f"{self.task}/{self.metric}"
 
     def task_spec(self) -> TaskSpec:
+        """The objective as a plain ``TaskSpec``, what the workers score (direction and name left out)."""
         return TaskSpec(**self.model_dump(include=set(TaskSpec.model_fields)))
 
 
@@ -69,6 +74,9 @@ class WorkersSpec(BackendSpec):
 
 
 class EvaluationSpec(Frozen):
+    """How each trial is scored: bootstrap draws for the stderr, and screening (``screen`` examples per task first;
+    promotion unless the front beats the screen by ``margin``)."""
+
     bootstrap_iters: int = Field(default=100, ge=0, description="lm-eval bootstrap draws for stderr (0: none)")
     screen: int | None = Field(
         default=None, ge=1, description="screen sampler proposals on this many seeded examples per task first"
@@ -79,6 +87,9 @@ class EvaluationSpec(Frozen):
 
 
 class Experiment(Frozen):
+    """One experiment file, validated: the pool, what to score, what to merge and search, and the budget. Its dump is
+    ``run.json``'s ``experiment``, which reloads without the task files."""
+
     name: Annotated[str, Field(pattern=RUN_NAME)]
     pool: ExistingFile = Path("../checkpoints.yaml")
     tasks_dir: ExistingDir
@@ -155,12 +166,16 @@ class Experiment(Frozen):
 
     @property
     def labels(self) -> list[str]:
+        """The objectives' labels, in objective order (the order of every score vector)."""
         return [o.label for o in self.objectives]
 
     def task_library(self) -> TaskLibrary:
+        """The task index of ``tasks_dir`` (ConfigError when it is missing); reads the YAML files each call."""
         return TaskLibrary(self.tasks_dir, self.builtin_tasks)
 
     def worker_spec(self, pool: Pool) -> WorkerSpec:
+        """What each worker is sent: the pool with this experiment's objectives, report tasks, merge and runtime
+        settings."""
         return WorkerSpec(
             pool=pool,
             objectives={o.label: o.task_spec() for o in self.objectives},

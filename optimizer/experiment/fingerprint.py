@@ -83,6 +83,8 @@ def _member_dirs(pool: Pool, member: Any) -> list[Path]:
 
 
 def fingerprint(experiment: Experiment, pool: Pool) -> dict[str, Any]:
+    """What this run's scores depend on (see the module docstring), as stored in ``run.json``; hashes the task files
+    and the members' files, so it reads a little of every weight file."""
     library = experiment.task_library()
     merge_base = pool.merge_base
     return {
@@ -127,9 +129,12 @@ class PoolChange:
 
     @property
     def needs_search(self) -> bool:
+        """Whether new or changed members call for a new search (``mergefront watch``); a removal or rename alone
+        does not."""
         return bool(self.added or self.changed)
 
     def describe(self) -> str:
+        """One line for the log: the added, changed, removed and renamed members, or 'no change'."""
         parts = [
             f"{what}: {', '.join(names)}"
             for what, names in (("added", self.added), ("changed", self.changed), ("removed", self.removed))

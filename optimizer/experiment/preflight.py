@@ -101,6 +101,8 @@ def has_chat_template(model_dir: Path) -> bool:
 
 
 def check_chat_template(experiment: Experiment, pool: Pool, source: Path) -> None:
+    """Refuse (ConfigError naming ``source``) an objective or report task that applies a chat template when the
+    pool's tokenizer has none."""
     chat = [o.label for o in [*experiment.objectives, *experiment.report] if o.apply_chat_template]
     if chat and not has_chat_template(pool.model_dir()):
         raise ConfigError(

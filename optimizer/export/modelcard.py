@@ -29,6 +29,9 @@ def model_card(
     provenance: Provenance,
     recipe_note: str,
 ) -> str:
+    """The model card's markdown: the members with their weights, the method and knob values, the scores
+    ``provenance`` carries, and ``recipe_note``: the closing line on the mergekit recipe (written beside the merge, or
+    why there is none)."""
     lines = [
         "---",
         "tags: [merge, mergefront]",

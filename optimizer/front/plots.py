@@ -65,6 +65,7 @@ def _pair(ax: Axes, columns: Columns, trials: pd.DataFrame, front: pd.DataFrame,
 
 
 def check_objective(columns: Columns, name: str | None, option: str) -> None:
+    """Refuse (ConfigError naming ``option``) an axis ``name`` that is not one of the run's objectives; None passes."""
     if name is not None and name not in columns.objectives:
         raise ConfigError(
             f"{option}: '{name}' is not an objective of this run{did_you_mean(name, list(columns.objectives))}; objectives: {', '.join(columns.objectives)}"

@@ -69,6 +69,7 @@ def _metadata(run_dir: Path, meta: dict, trials: pd.DataFrame, front: pd.DataFra
 
 
 def write_report(run_dir: Path, out: Path) -> None:
+    """Write the run's HTML page to ``out``, from ``run_dir``'s stored tables and ``run.json`` (no study is opened)."""
     from optimizer.run.directory import read_meta
 
     meta = read_meta(run_dir)

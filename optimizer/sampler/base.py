@@ -16,6 +16,9 @@ from evaluators.core.registry import Registry
 
 @dataclass(frozen=True)
 class SamplerContext:
+    """What a sampler factory gets besides its seed: the objectives' directions, and the map from a trial's raw
+    parameters to the weights and knobs the trial records (the features a model should see)."""
+
     directions: list[str]
     features: Callable[[Mapping[str, float]], list[float]]  # raw params -> recorded weights and knobs
 

@@ -25,6 +25,9 @@ GENERATION = "cmaes:generation"
 
 
 class ScalarisedCmaEs(BaseSampler):
+    """CMA-ES on the macro-average of the objectives, its state replayed from the study on every proposal (see the
+    module docstring). ``population`` defaults to CMA-ES's 4 + ⌊3 ln n⌋ for n parameters."""
+
     def __init__(self, seed: int, directions: Sequence[str], sigma: float = 0.3, population: int | None = None) -> None:
         self._seed = seed
         self._signs = np.array([1.0 if d == "maximize" else -1.0 for d in directions])
@@ -33,14 +36,18 @@ class ScalarisedCmaEs(BaseSampler):
         self._random = RandomSampler(seed=seed)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        """The float parameters every finished trial shares (CMA-ES works in their unit cube)."""
         return dict(finished_float_space(study))
 
     def macro_average(self, values: Sequence[float]) -> float:
+        """Mean of the objective values, each signed so that larger is better: the scalar CMA-ES maximises."""
         return float(np.mean(np.asarray(values) * self._signs))
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, float]:
+        """Replay the finished generations from the study, then ask CMA-ES for this trial's point; tags the trial
+        with its generation. Enqueued trials (baselines, re-runs) get nothing."""
         if not search_space or is_fixed(trial):
             return {}
         names = sorted(search_space)
@@ -72,6 +79,7 @@ class ScalarisedCmaEs(BaseSampler):
     def sample_independent(
         self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> object:
+        """Parameters outside the shared space (the first trials, new ones): drawn at random."""
         return self._random.sample_independent(study, trial, param_name, param_distribution)
 
 

@@ -42,6 +42,7 @@ class QuadraticModel:
         self.coef = np.linalg.solve(phi.T @ phi + ridge * np.eye(phi.shape[1]), phi.T @ z)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        """Predicted objective values, one row per row of ``x`` (the features the model was fitted on)."""
         z = quadratic_features(x) @ self.coef
         return np.where(self.bounded, 1.0 / (1.0 + np.exp(-z)), z)
 
@@ -62,6 +63,9 @@ def improvement(candidates: np.ndarray, front: np.ndarray, samples: int, rng: np
 
 
 class QuadraticSurrogate(BaseSampler):
+    """Proposes the random candidate whose predicted values add the most hypervolume (see the module docstring);
+    ``predictions`` holds each proposal's predicted values by trial number, for the driver to store."""
+
     def __init__(self, seed: int, context: SamplerContext, candidates: int = 4096, mc_samples: int = 20_000) -> None:
         self._seed = seed
         self._context = context
@@ -74,11 +78,14 @@ class QuadraticSurrogate(BaseSampler):
         self.predictions: dict[int, list[float]] = {}
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        """The float parameters every finished trial shares: the space the quadratic is fitted on."""
         return dict(finished_float_space(study))
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, float]:
+        """The proposal for ``trial``: quasi-random until there are enough finished trials to fit the quadratic, then
+        the predicted-front candidate. Enqueued trials (baselines, re-runs) get nothing."""
         if not search_space or is_fixed(trial):
             return {}
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -108,6 +115,7 @@ class QuadraticSurrogate(BaseSampler):
     def sample_independent(
         self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> object:
+        """Parameters outside the shared space: from the quasi-random start-up sampler."""
         return self._startup.sample_independent(study, trial, param_name, param_distribution)
 
 

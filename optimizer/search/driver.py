@@ -196,6 +196,7 @@ class Search:
         return sum(1 for t in trials if not trial_source(t).startswith(WARM))
 
     def worker_hours(self) -> float:
+        """Summed worker time of the stored trials, in hours, as ``clock`` measures it (the ``worker_hours`` budget)."""
         return sum(self.clock.worker_seconds(r) for r in self.store.rows) / 3600
 
     def _promotion(self, source: str) -> Promotion | None:

@@ -32,14 +32,19 @@ class RealClock:
     """The driver's monotonic clock, and the merge, swap and evaluation time each worker measured."""
 
     def now(self) -> float:
+        """``time.perf_counter``: monotonic, in seconds."""
         return time.perf_counter()
 
     def worker_seconds(self, row: dict[str, Any]) -> float:
+        """The trial's merge, swap and evaluation seconds (a missing or null column counts 0)."""
         return sum(row.get(c) or 0.0 for c in ("merge_seconds", "swap_seconds", "eval_seconds"))
 
 
 @dataclass
 class SearchSummary:
+    """The counts, stop reason, worker events and trial records of one search or resume call, for its closing log
+    lines; ``front`` is the run's front after the call."""
+
     run_dir: Path
     complete: int = 0
     failed: int = 0
@@ -52,6 +57,7 @@ class SearchSummary:
     front: pa.Table | None = None
 
     def timing_line(self) -> str:
+        """Median merge, swap and evaluation seconds over this call's complete trials."""
         done = [r for r in self.records if r.state == "COMPLETE"]
         if not done:
             return "no trial completed"
@@ -61,6 +67,7 @@ class SearchSummary:
         return f"median trial: merge {merge:.3f} s, swap {swap:.3f} s, eval {evaluation:.2f} s"
 
     def workers_line(self) -> str:
+        """How many workers were replaced after dying, and which slots were retired."""
         retired = ", ".join(self.retired) or "none"
         return f"workers: {self.restarts} replaced after dying, retired: {retired}"
 

@@ -44,20 +44,45 @@ class WorkerPool(Protocol):
     retired: list[str]
 
     @property
-    def alive(self) -> int: ...
+    def alive(self) -> int:
+        """Worker slots not retired."""
+
     @property
-    def restarts(self) -> int: ...
-    def wait_ready(self) -> None: ...
-    def name(self, worker: Any) -> str: ...
-    def call(self, worker: Any, method: str, *args: Any) -> Any: ...
-    def wait(self, handles: list[Any]) -> Any: ...
-    def result(self, handle: Any) -> Any: ...
-    def succeeded(self, worker: Any) -> None: ...
-    def failed(self, worker: Any, error: str) -> None: ...
-    def died(self, worker: Any, error: str) -> None: ...
-    def started(self, handle: Any) -> None: ...
-    def settle(self) -> list[Any]: ...
-    def stop(self) -> None: ...
+    def restarts(self) -> int:
+        """Workers replaced after their process died, over all slots."""
+
+    def wait_ready(self) -> None:
+        """Start the workers and block until each is built; MergefrontError if one cannot start."""
+
+    def name(self, worker: Any) -> str:
+        """The slot name of ``worker`` (``worker-N``), for logs and trial records."""
+
+    def call(self, worker: Any, method: str, *args: Any) -> Any:
+        """Start ``worker.method(*args)``; returns a handle for ``wait`` and ``result`` at once."""
+
+    def wait(self, handles: list[Any]) -> Any:
+        """Block until one of ``handles`` is done and return it."""
+
+    def result(self, handle: Any) -> Any:
+        """A finished call's value; TrialFailed if the call raised, WorkerLost if the worker died."""
+
+    def succeeded(self, worker: Any) -> None:
+        """A call on ``worker`` succeeded: reset its failure count and make it idle."""
+
+    def failed(self, worker: Any, error: str) -> None:
+        """A call on ``worker`` raised (``error``): count it, and retire the slot when it keeps failing."""
+
+    def died(self, worker: Any, error: str) -> None:
+        """``worker``'s process is gone: count it, and replace the worker unless its slot is retired."""
+
+    def started(self, handle: Any) -> None:
+        """A replacement's handle in ``starting`` is done: the worker goes idle, or is replaced or retired."""
+
+    def settle(self) -> list[Any]:
+        """Wait for the replacements still starting; returns the workers that can take work."""
+
+    def stop(self) -> None:
+        """Release every worker; the pool takes no calls after."""
 
 
 @dataclass
@@ -137,15 +162,18 @@ class RayWorkers(_Slots):
         self.idle = [s.worker for s in self._slots]
 
     def call(self, worker: Any, method: str, *args: Any) -> Any:
+        """``actor.method.remote(*args)``: the handle is a Ray object ref."""
         return getattr(worker, method).remote(*args)
 
     def wait(self, handles: list[Any]) -> Any:
+        """The first of ``handles`` to finish (``ray.wait``)."""
         import ray
 
         [done], _ = ray.wait(handles, num_returns=1)
         return done
 
     def result(self, handle: Any) -> Any:
+        """``ray.get`` of ``handle``, with Ray's task and actor errors turned into TrialFailed and WorkerLost."""
         import ray
         from ray.exceptions import RayActorError, RayTaskError
 
@@ -181,6 +209,7 @@ class RayWorkers(_Slots):
         return list(self.idle)
 
     def stop(self) -> None:
+        """Kill every actor."""
         import ray
 
         for slot in self._slots:
@@ -238,23 +267,29 @@ class InProcessWorkers(_Slots):
             return _Done(error=_line(exc))
 
     def wait(self, handles: list[Any]) -> Any:
+        """The first handle: every in-process call is finished when it is made."""
         return handles[0]
 
     def result(self, handle: _Done) -> Any:
+        """The call's value, or TrialFailed with the error's last line."""
         if handle.error is not None:
             raise TrialFailed(handle.error)
         return handle.value
 
     def died(self, worker: Any, error: str) -> None:
+        """Never called: an in-process worker dies only with its driver (AssertionError)."""
         raise AssertionError("an in-process worker cannot die without its driver")
 
     def started(self, handle: Any) -> None:
+        """Never called: nothing is replaced in process (AssertionError)."""
         raise AssertionError("an in-process worker is never replaced")
 
     def settle(self) -> list[Any]:
+        """The idle workers (nothing is ever starting)."""
         return list(self.idle)
 
     def stop(self) -> None:
+        """Forget the worker (it lives and ends with the driver's process)."""
         self.idle = []
 
 

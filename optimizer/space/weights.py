@@ -86,6 +86,7 @@ class SpaceSpec(Frozen):
 
     @property
     def bounds(self) -> tuple[float, float]:
+        """(low, high) of every raw weight: the box's, defaulting to [0, 1]; always [0, 1] on the simplex."""
         return (0.0 if self.low is None else self.low, 1.0 if self.high is None else self.high)
 
 
@@ -107,6 +108,7 @@ class WeightSpace:
         self.knob_defaults = dict(knob_defaults)
 
     def distributions(self) -> dict[str, BaseDistribution]:
+        """Optuna's distribution of every raw parameter: ``x.<label>`` per weight, ``k.<key>`` per searched knob."""
         low, high = self.spec.bounds
         out: dict[str, BaseDistribution] = {PARAM_PREFIX + label: FloatDistribution(low, high) for label in self.labels}
         out.update({KNOB_PREFIX + k: FloatDistribution(*self.spec.knobs[k]) for k in self.knobs})
@@ -142,6 +144,7 @@ class WeightSpace:
         return out
 
     def knob_values(self, params: Mapping[str, float]) -> dict[str, float]:
+        """The searched knob values by stored key, as proposed (no normalisation)."""
         return {k: float(params[KNOB_PREFIX + k]) for k in self.knobs}
 
     def features(self, params: Mapping[str, float]) -> list[float]:

@@ -26,10 +26,12 @@ class JournalLock:
         self._lock = FileLock(path, thread_local=True)
 
     def acquire(self) -> bool:
+        """Block until this thread holds the ``flock``; always True (Optuna's lock protocol)."""
         self._lock.acquire()
         return True
 
     def release(self) -> None:
+        """Release this thread's ``flock``."""
         self._lock.release()
 
 

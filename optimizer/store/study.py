@@ -63,4 +63,5 @@ def open_storage(run_dir: Path, storage: str) -> BaseStorage:
 
 
 def study_exists(storage: BaseStorage, name: str) -> bool:
+    """Whether ``storage`` holds a study named ``name`` (lists the storage's studies)."""
     return any(s.study_name == name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False))

@@ -56,6 +56,8 @@ class Columns:
     report: tuple[str, ...] = ()
 
     def schema(self) -> pa.Schema:
+        """The Arrow schema of ``trials.parquet`` and ``front.parquet``, with these columns in its metadata so a
+        reader needs no ``run.json``."""
         fields = [
             pa.field("trial", pa.int64(), nullable=False),
             pa.field("state", pa.string(), nullable=False),
@@ -84,6 +86,7 @@ class Columns:
 
     @classmethod
     def from_schema(cls, schema: pa.Schema) -> Columns:
+        """The columns a stored table was written with (its schema's metadata)."""
         meta = json.loads((schema.metadata or {})[META_KEY])
         return cls(**{name: tuple(value) for name, value in meta.items()})
 
@@ -126,6 +129,8 @@ class TrialRecord:
         return cls(state="FAIL", error=error, **empty, **fields)  # type: ignore[arg-type]
 
     def row(self, columns: Columns) -> dict[str, object]:
+        """The record as one table row under ``columns``: missing values are null, report scores are left empty (a
+        front trial's are filled in later), and fidelity is null for a failed trial."""
         out: dict[str, object] = {"trial": self.trial, "state": self.state, "source": self.source}
         out.update({WEIGHT + m: self.weights.get(m) for m in columns.weights})
         out.update({KNOB + k: self.knobs.get(k) for k in columns.knobs})
@@ -197,9 +202,12 @@ class TrialStore:
 
     @property
     def rows(self) -> list[dict[str, object]]:
+        """Every stored row, oldest first, as of this store's last read or write (another driver's later trials show
+        after the next write)."""
         return self._rows
 
     def table(self) -> pa.Table:
+        """The rows as an Arrow table in the run's schema."""
         return pa.Table.from_pylist(self._rows, schema=self._schema)
 
     def front(self) -> pa.Table:
@@ -207,6 +215,7 @@ class TrialStore:
         return self._front
 
     def find(self, trial: int) -> dict[str, object] | None:
+        """The stored row of trial number ``trial``, or None."""
         return next((r for r in self._rows if r["trial"] == trial), None)
 
     def append(self, record: TrialRecord) -> pa.Table:

@@ -36,6 +36,7 @@ POOL_FILE = "checkpoints.yaml"
 
 
 def uniform_mixture() -> dict[str, float]:
+    """Every skill at weight 1: the mixture the toy base trains on."""
     return {name: 1.0 for name in SKILLS}
 
 
@@ -59,6 +60,8 @@ class Trainer:
         self.held_out = held_out_prompts(TOY.seed, TOY.eval_examples)
 
     def load(self, parent: str) -> LlamaForCausalLM:
+        """The model ``parent`` names: the toy base's initialisation (INIT), a toy pool directory (``toy:<dir>``), or a
+        checkpoint built earlier into ``out_dir``."""
         if parent == INIT:
             return new_model(TOY.shape, self.tokenizer, TOY.seed)
         directory = (
@@ -89,6 +92,8 @@ class Trainer:
 
 
 def toy_fingerprint(toy_dir: Path) -> str:
+    """The toy pool's recipe fingerprint from its manifest; ConfigError when the pool is missing or was built from
+    another recipe than the default (the seed pools assume the default)."""
     manifest = toy_dir / MANIFEST
     if not manifest.is_file():
         raise ConfigError(

@@ -17,6 +17,7 @@ POOLS = ("recycle", "adapters", "transfer")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Build the named seed pool; returns the exit code (2 for a ConfigError, e.g. no toy pool) rather than raising."""
     parser = argparse.ArgumentParser(prog="python -m toy.replications", description=__doc__)
     parser.add_argument("name", choices=POOLS)
     parser.add_argument("--toy", type=Path, default=Path("toy"), help="the toy pool to grow from (default toy/)")

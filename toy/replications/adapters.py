@@ -27,6 +27,9 @@ BASE_POOL = "base.yaml"  # a one-member pool holding the toy base itself, to sco
 
 @dataclass(frozen=True)
 class AdapterRecipe:
+    """The LoRA adapters of the adapter pool: one per data seed, all from one initialisation, trained on the same
+    mixture with the same rank, alpha and target modules."""
+
     stage: Stage = field(default_factory=lambda: Stage(uniform_mixture(), steps=300, lr=3e-3))
     data_seeds: tuple[int, ...] = (201, 202, 203, 204)  # one adapter each
     init_seed: int = 200  # the initialisation every adapter starts from

@@ -37,6 +37,9 @@ def _derived() -> dict[str, Derived]:
 
 @dataclass(frozen=True)
 class RecycleRecipe:
+    """The recycling pool: toy pool members as they are, plus checkpoints derived from the toy models by other
+    mixtures, stage orders and hyperparameters."""
+
     reused: tuple[str, ...] = ("add", "reverse", "sort", "shift")  # toy pool members, as they are
     derived: dict[str, Derived] = field(default_factory=_derived)
 

@@ -30,12 +30,17 @@ SEARCH_POOL = "search.yaml"  # version 2 plus the diff alone, for the search ove
 
 @dataclass(frozen=True)
 class TransferRecipe:
+    """The transfer pool's recipe: which toy specialist is version 1's fine-tune, how version 2 trains on from the
+    toy base, and where version 0 stops (see the module docstring)."""
+
     finetune: str = "add"  # version 1's fine-tune: this toy pool member (version 1 is the toy base)
     v2_stage: Stage = field(default_factory=lambda: Stage(uniform_mixture(), steps=400, lr=1e-3))
     v2_seed: int = 301
     v0_steps: int = 100  # version 0: version 1's 400-step training run stopped after this many steps
 
     def derived(self) -> dict[str, Derived]:
+        """The checkpoints to train: v0, v2, and v2's own fine-tune (with the same stage and seed as v1's), the
+        transfer's reference."""
         ft_seed = TOY.seed + 1 + list(TOY.members).index(self.finetune)  # the seed the toy build gave it
         return {
             "v0": Derived(INIT, (TOY.base,), seed=TOY.seed, until=self.v0_steps),
