@@ -3,7 +3,8 @@ scores still hold (warm start) and whether a resumed run still sees the same poo
 
 - objectives: each objective's spec, plus a hash of its task config and data files;
 - evaluation: bootstrap draws, seed, screening; merge: method, knobs, merge base;
-- space: kind, bounds, groups and searched knob ranges;
+- space: kind, bounds and groups; searched parameter ranges are left out (each trial stores the
+  values it used, so a changed range leaves old scores valid);
 - members: each member's content fingerprint: its settings (kind, scale, trust) plus, for every
   file of its directories, the name, size, full safetensors header and a hash of 16 evenly spaced
   64 KiB samples. Paths and base names are left out, so a moved or renamed directory is the same
