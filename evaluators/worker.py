@@ -19,7 +19,7 @@ from evaluators.backends import BACKENDS, BackendSpec, SwapTimes
 from evaluators.core.config import Frozen
 from evaluators.core.environment import PROCESS_ENV, apply_process_env
 from evaluators.merge import MergePoint, MergeSpec
-from evaluators.merge.resident import MergeSource
+from evaluators.merge.resident import MergeSetup
 from evaluators.pool import Pool
 from evaluators.pool.readable import readable_here
 from evaluators.scoring.score import Score
@@ -44,10 +44,10 @@ class WorkerSpec(Frozen):
     seed: int = 0
 
     @property
-    def source(self) -> MergeSource:
+    def source(self) -> MergeSetup:
         """The pool and merge settings the backend opens its pool tier with (the part of the spec a vLLM worker
         process is sent)."""
-        return MergeSource(pool=self.pool, merge=self.merge, groups=self.groups, tier=self.runtime.pool)
+        return MergeSetup(pool=self.pool, merge=self.merge, groups=self.groups, tier=self.runtime.pool)
 
 
 @dataclass(frozen=True)

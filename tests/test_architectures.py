@@ -34,7 +34,7 @@ from transformers import (
 
 from evaluators.backends.hf import empty_model, live_targets
 from evaluators.merge import MergePoint
-from evaluators.merge.resident import MergeSource
+from evaluators.merge.resident import MergeSetup
 from evaluators.pool import load_pool
 from optimizer.cli import main
 from tests.helpers import safetensors_dir
@@ -116,7 +116,7 @@ def test_the_live_model_is_what_transformers_loads(family: tuple[str, Path], tmp
     out = tmp_path / "merged"
     assert main(["merge", "--pool", str(root / "pool.yaml"), "--weights", "m0=0.3,m1=0.7", "--out", str(out)]) == 0
     loaded = AutoModelForCausalLM.from_pretrained(out, local_files_only=True).eval()
-    source = MergeSource(pool=load_pool(root / "pool.yaml"))
+    source = MergeSetup(pool=load_pool(root / "pool.yaml"))
     plan = source.plan()
     live = empty_model(source, plan, plan.model_dtype(), torch.device("cpu"))
     merger, _ = source.merger(torch.device("cpu"), plan)

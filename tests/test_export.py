@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from evaluators.merge import MergePoint, MergeSpec
-from evaluators.merge.resident import MergeSource
+from evaluators.merge.resident import MergeSetup
 from evaluators.pool import load_pool
 from optimizer.cli import main
 from optimizer.store.trials import read_table
@@ -33,7 +33,7 @@ def run(tiny_run: Path) -> Path:
 
 def resident_merge(tiny_pool: Path, weights: dict[str, float]) -> dict[str, torch.Tensor]:
     pool = load_pool(tiny_pool / "pool" / "checkpoints.yaml")
-    merger, _ = MergeSource(pool=pool, merge=MergeSpec()).merger(torch.device("cpu"))
+    merger, _ = MergeSetup(pool=pool, merge=MergeSpec()).merger(torch.device("cpu"))
     return dict(merger.merged(MergePoint(weights=weights)))
 
 

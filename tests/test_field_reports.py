@@ -17,7 +17,7 @@ from evaluators.backends import BackendSpec
 from evaluators.backends.hf import empty_model, live_targets
 from evaluators.merge import MergePoint, MergeSpec
 from evaluators.merge.engine import plan_for, stream_merge
-from evaluators.merge.resident import MergeSource
+from evaluators.merge.resident import MergeSetup
 from evaluators.pool import load_pool
 from evaluators.scoring.tasks import TaskSpec
 from evaluators.worker import Worker, WorkerSpec
@@ -38,7 +38,7 @@ def llama(directory: Path, seed: int, vocab: int = 40, tied: bool = False, inter
 def live_equals_loaded(pool_file: Path, spec: MergeSpec, weights: dict[str, float], out: Path) -> torch.nn.Module:
     """Merge into the worker's live model and into an exported directory; assert transformers loads the
     export as exactly the live model (weights, logits, generation config). Returns the live model."""
-    source = MergeSource(pool=load_pool(pool_file), merge=spec)
+    source = MergeSetup(pool=load_pool(pool_file), merge=spec)
     plan = source.plan()
     stream_merge(plan, spec, MergePoint(weights), out)
     live = empty_model(source, plan, plan.model_dtype(), torch.device("cpu"))

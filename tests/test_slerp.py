@@ -21,7 +21,7 @@ from evaluators.backends.hf import empty_model, live_targets
 from evaluators.merge import OPERATORS, MergePoint, MergeSpec, Parameter
 from evaluators.merge.base import declared_parameters, operator
 from evaluators.merge.parameters import markdown_table
-from evaluators.merge.resident import MergeSource
+from evaluators.merge.resident import MergeSetup
 from evaluators.pool import load_pool
 from optimizer.cli import build_parser, main
 from optimizer.experiment.fingerprint import check_reusable
@@ -97,7 +97,7 @@ def test_slerp_is_the_formula_and_its_ends_are_the_members(tmp_path: Path) -> No
 def test_the_worker_merges_what_merge_writes_bit_for_bit(tmp_path: Path) -> None:
     pool = pair(tmp_path, torch.bfloat16)
     written = merged(pool, tmp_path / "out", "--t", "0.7")
-    source = MergeSource(pool=load_pool(pool), merge=MergeSpec(method="slerp"))
+    source = MergeSetup(pool=load_pool(pool), merge=MergeSpec(method="slerp"))
     plan = source.plan()
     live = empty_model(source, plan, plan.model_dtype(), torch.device("cpu"))
     merger, _ = source.merger(torch.device("cpu"), plan)

@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 from evaluators.backends.hf import empty_model, live_targets
 from evaluators.merge import MergePoint, MergeSpec
 from evaluators.merge.engine import plan_for, stream_merge
-from evaluators.merge.resident import MergeSource
+from evaluators.merge.resident import MergeSetup
 from evaluators.pool import load_pool
 from evaluators.pool.tiers import Placement, choose_tier
 from tests.helpers import safetensors_dir
@@ -66,7 +66,7 @@ def mixed_pool(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
 
 def live_merge(pool_file: Path, spec: MergeSpec, tier: str) -> tuple[torch.nn.Module, Placement]:
     """The merge written into the worker's empty-built model, with the sources in ``tier``."""
-    source = MergeSource(pool=load_pool(pool_file), merge=spec, tier=tier)
+    source = MergeSetup(pool=load_pool(pool_file), merge=spec, tier=tier)
     plan = source.plan()
     model = empty_model(source, plan, plan.model_dtype(), torch.device("cpu"))
     merger, placement = source.merger(torch.device("cpu"), plan)

@@ -12,7 +12,7 @@ from pydantic import Field
 from evaluators.core.config import Frozen, described
 from evaluators.core.registry import Registry
 from evaluators.merge import MergePoint
-from evaluators.merge.resident import MergeSource
+from evaluators.merge.resident import MergeSetup
 from evaluators.scoring.score import ScoreTasks
 from evaluators.scoring.tasks import TaskLibrary, TaskSpec
 
@@ -122,5 +122,5 @@ class ModelBackend(Protocol):
         ...
 
 
-BackendFactory = Callable[[BackendSpec, MergeSource], ModelBackend]
+BackendFactory = Callable[[BackendSpec, MergeSetup], ModelBackend]
 BACKENDS: Registry[BackendFactory] = Registry("model backend")

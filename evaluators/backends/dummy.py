@@ -23,7 +23,7 @@ import torch
 
 from evaluators.backends.base import BACKENDS, BackendSpec, SwapTimes
 from evaluators.merge import MergePoint
-from evaluators.merge.resident import MergeSource
+from evaluators.merge.resident import MergeSetup
 from evaluators.pool.plan import PoolPlan
 from evaluators.pool.tiers import DEVICE_HEADROOM
 from evaluators.scoring.score import Score, ScoreTasks
@@ -127,7 +127,7 @@ def _probe_keys(plan: PoolPlan) -> list[str]:
 class DummyBackend:
     """The pool's tensors as the live model, written in place by the merge engine; no model, no lm-eval."""
 
-    def __init__(self, spec: BackendSpec, source: MergeSource) -> None:
+    def __init__(self, spec: BackendSpec, source: MergeSetup) -> None:
         device = torch.device(spec.device)
         self.device = str(device)
         self.plan = source.plan()
@@ -163,6 +163,6 @@ class DummyBackend:
 
 
 @BACKENDS.register("dummy")
-def build_dummy(spec: BackendSpec, source: MergeSource) -> DummyBackend:
+def build_dummy(spec: BackendSpec, source: MergeSetup) -> DummyBackend:
     """The ``dummy`` backend's factory (registered in ``BACKENDS``)."""
     return DummyBackend(spec, source)

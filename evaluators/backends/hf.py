@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, 
 
 from evaluators.backends.base import BACKENDS, BackendSpec, QuietRequests, SwapTimes
 from evaluators.merge import MergePoint
-from evaluators.merge.resident import MergeSource
+from evaluators.merge.resident import MergeSetup
 from evaluators.pool.plan import PoolPlan
 from evaluators.pool.tiers import DEVICE_HEADROOM
 from evaluators.scoring.lmeval import LmEvalScoring
@@ -28,7 +28,7 @@ class QuietHFLM(QuietRequests, HFLM):
     """HFLM without per-request progress bars."""
 
 
-def empty_model(source: MergeSource, plan: PoolPlan, dtype: torch.dtype, device: torch.device) -> PreTrainedModel:
+def empty_model(source: MergeSetup, plan: PoolPlan, dtype: torch.dtype, device: torch.device) -> PreTrainedModel:
     """The model ``from_pretrained`` would build for the pool's merge (the model directory's config with the
     pool's vocabulary, untied where the files hold both tied tensors, its generation config), with its
     parameters uninitialised on ``device``; tied ones stay one tensor."""
@@ -67,7 +67,7 @@ class HFBackend(LmEvalScoring):
     """Each merge is written straight into the model's tensors, so there is no separate swap step
     (``swap_seconds`` is 0)."""
 
-    def __init__(self, spec: BackendSpec, source: MergeSource) -> None:
+    def __init__(self, spec: BackendSpec, source: MergeSetup) -> None:
         device = torch.device(spec.device)
         self.device = str(device)
         share = 1.0 - DEVICE_HEADROOM
@@ -97,6 +97,6 @@ class HFBackend(LmEvalScoring):
 
 
 @BACKENDS.register("hf")
-def build_hf(spec: BackendSpec, source: MergeSource) -> HFBackend:
+def build_hf(spec: BackendSpec, source: MergeSetup) -> HFBackend:
     """The ``hf`` backend's factory (registered in ``BACKENDS``)."""
     return HFBackend(spec, source)

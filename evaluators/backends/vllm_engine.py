@@ -19,7 +19,7 @@ from lm_eval.api.model import LM
 from evaluators.backends.base import BACKENDS, BackendSpec, QuietRequests, SwapTimes
 from evaluators.core.errors import ConfigError
 from evaluators.merge import MergePoint
-from evaluators.merge.resident import MergeSource
+from evaluators.merge.resident import MergeSetup
 from evaluators.scoring.lmeval import LmEvalScoring
 
 EXTENSION = "evaluators.backends.vllm_extension.MergeExtension"
@@ -58,7 +58,7 @@ def _lm_eval_vllm() -> type[LM]:
 class VllmBackend(LmEvalScoring):
     """One ``vllm.LLM`` whose workers hold the pool; a swap merges there and reloads the weights."""
 
-    def __init__(self, spec: BackendSpec, source: MergeSource) -> None:
+    def __init__(self, spec: BackendSpec, source: MergeSetup) -> None:
         engine = spec.vllm
         model_dir = str(source.model_dir())
         extra: dict[str, Any] = {"distributed_executor_backend": "mp"} if engine.tensor_parallel_size > 1 else {}
@@ -92,6 +92,6 @@ class VllmBackend(LmEvalScoring):
 
 
 @BACKENDS.register("vllm")
-def build_vllm(spec: BackendSpec, source: MergeSource) -> VllmBackend:
+def build_vllm(spec: BackendSpec, source: MergeSetup) -> VllmBackend:
     """The ``vllm`` backend's factory (registered in ``BACKENDS``); vLLM is imported here, not before."""
     return VllmBackend(spec, source)

@@ -18,7 +18,7 @@ import torch
 
 from evaluators.merge import MergePoint
 from evaluators.merge.engine import PoolMerger
-from evaluators.merge.resident import MergeSource
+from evaluators.merge.resident import MergeSetup
 
 RESIDENT_SHARE = 0.97  # the engine has already taken its share of the GPU; the pool may use what is left
 
@@ -35,9 +35,9 @@ class MergeExtension:
             """vLLM's worker method, declared for the type checker only."""
 
     def mergefront_load(self, source: dict[str, Any]) -> tuple[str, str]:
-        """Open the pool (given as ``MergeSource`` JSON) for this worker's device; returns the device and
+        """Open the pool (given as ``MergeSetup`` JSON) for this worker's device; returns the device and
         the pool tier chosen, with why."""
-        self._mergefront_merger, placed = MergeSource.model_validate(source).merger(
+        self._mergefront_merger, placed = MergeSetup.model_validate(source).merger(
             self.device, resident_share=RESIDENT_SHARE
         )
         return str(self.device), f"pool tier {placed.tier} ({placed.reason})"

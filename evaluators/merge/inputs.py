@@ -57,7 +57,7 @@ class TensorInputs:
         return self.dense(self.unit(self.base_index))
 
     def unit(self, u: int) -> Combination:
-        """Source ``u`` alone, as a combination."""
+        """Source ``u`` (a column of the mix) alone, as a combination."""
         return Combination(tuple(float(i == u) for i in range(self.mix.shape[1])))
 
     def values(self) -> torch.Tensor:

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 TierName = Literal["auto", "device", "host", "disk"]
 
 
-class MergeSource(Frozen):
+class MergeSetup(Frozen):
     """The pool, the merge method, weight groups and the requested pool tier."""
 
     pool: Pool

@@ -37,9 +37,9 @@ from evaluators.pool.config import (
     Pool,
     TransferMember,
 )
+from evaluators.pool.directory import ModelDirectory, model_type_fix, read_config
 from evaluators.pool.files import CheckpointFiles, TensorInfo
 from evaluators.pool.layout import Slot
-from evaluators.pool.source import Source, model_type_fix, read_config
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -61,7 +61,7 @@ class PoolPlan:
     def __init__(self, pool: Pool, need_base: bool = False, exact: bool = True) -> None:
         self.pool = pool
         self.members = list(pool.names)
-        self.sources: list[Source] = []
+        self.sources: list[ModelDirectory] = []
         self._index: dict[Path, int] = {}
         rows = [self._row(m) for m in pool.members]
         self.base_index: int | None = None
@@ -124,7 +124,7 @@ class PoolPlan:
             files = CheckpointFiles(directory, label, allow_pickle=self.pool.allow_pickle)
             self._index[directory] = len(self.sources)
             vocab = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size") or 0
-            self.sources.append(Source(label, directory, files, arch, int(vocab)))
+            self.sources.append(ModelDirectory(label, directory, files, arch, int(vocab)))
         return self._index[directory]
 
     def _row(self, m: Member) -> dict[int, float]:
@@ -192,7 +192,7 @@ class PoolPlan:
             {k: TensorInfo(self._padded(first, k, shapes[k]), first.info(k).dtype) for k in self.slots}
         )
 
-    def _check_architecture(self, src: Source) -> None:
+    def _check_architecture(self, src: ModelDirectory) -> None:
         first = self.sources[0]
         if src.architecture != first.architecture:
             raise PoolError(
@@ -260,7 +260,7 @@ class PoolPlan:
                 "save the members with floating-point weights (float32 or bfloat16)"
             )
 
-    def _padded(self, src: Source, key: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    def _padded(self, src: ModelDirectory, key: str, shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape after zero-padding the vocabulary rows of an embedding or head (known from the model's
         structure, never from a coincidence of sizes) to the pool's largest vocabulary."""
         if not src.vocab or src.vocab == self.vocab or not shape or shape[0] != src.vocab:

@@ -1,4 +1,4 @@
-"""One model directory of a pool as the plan reads it (``Source``), and its ``config.json``: read with
+"""One model directory of a pool as the plan reads it (``ModelDirectory``), and its ``config.json``: read with
 a clear error, and its ``model_type`` checked against what transformers knows."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from evaluators.pool.files import CheckpointFiles, TensorInfo
 
 
 @dataclass
-class Source:
+class ModelDirectory:
     """One unique model directory of the pool. ``key_of`` maps the plan's tensor names (the first
     source's file names) to this directory's own, which may differ where transformers renames keys
     (GPT-2 files with and without the ``transformer.`` prefix)."""
