@@ -1,15 +1,23 @@
 """Sample efficiency of the samplers on a cheap but real objective: hypervolume vs evaluations.
 
 Every evaluation is a real in-place merge of the toy pool scored by lm-eval (the objectives of
-``experiments/toy.yaml`` with a small per-task limit) by one in-process worker; only exact
-repeats of a weight vector (the baselines every run starts with) are answered from a memo.
-Each sampler runs through the same space, baselines and Optuna ask/tell as ``mergefront search``,
-sequentially (one worker), for several seeds. Hypervolume uses our own function with the
-reference point 0 on every accuracy.
+``experiments/toy.yaml`` with a small per-task limit, no bootstrap, no screening and no held-out
+report tasks) by one in-process worker, loaded once and shared by every run; only exact repeats of
+a weight vector (the baselines every run starts with) are answered from a memo. Each (sampler,
+seed) is one ``mergefront search`` run: ``optimizer.search.driver.Search`` in a temporary run
+directory, with the bench's memoising worker pool in place of Ray actors, so the space, baselines,
+ask/tell loop and Parquet store are the search's own. Each run's scores are read back from its
+``trials.parquet``, in trial order. Hypervolume is Optuna's, with the reference point 0 on every
+accuracy.
 
-Prints, per sampler: the median hypervolume after 10/20/30/40 evaluations, and the median over
-seeds of the evaluations each needed to reach random search's median hypervolume at the full
-budget ("-" when it never did).
+Evaluations are counted as ``mergefront search`` counts trials: the budget of N evaluations is
+``budget.trials = N``, the baselines Search enqueues (each single checkpoint, then the uniform
+average) included as the first evaluations, and a memo hit counts as an evaluation of the run.
+
+Prints, per sampler: the median hypervolume after 10/20/30/40 evaluations, the median over seeds of
+the evaluations each needed to reach random search's median hypervolume at the full budget ("-"
+when it never did), and the driver's seconds per proposal ("s/ask": the loop's time outside the
+worker, i.e. ``study.ask`` plus the previous trial's Parquet write and ``study.tell``).
 """
 
 from __future__ import annotations
@@ -17,8 +25,11 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from evaluators.core.environment import apply_process_env
 
@@ -26,53 +37,131 @@ apply_process_env()  # before lm-eval and tqdm are imported: they read the envir
 
 import numpy as np
 import optuna
+import pandas as pd
 from optuna._hypervolume import compute_hypervolume
 
-from evaluators.merge.engine import plan_for
-from evaluators.worker import Worker
-from optimizer.experiment.config import load_experiment
-from optimizer.sampler import SAMPLERS, SamplerContext
-from optimizer.space.weights import space_for
+from evaluators.merge import MergePoint
+from evaluators.pool import Pool
+from evaluators.worker import Promotion, TrialResult, Worker
+from optimizer.experiment.config import Experiment, load_experiment
+from optimizer.search.driver import Search
+from optimizer.store.trials import SCORE, TRIALS
 
 
-class MemoWorker:
-    """A worker whose exact repeats are looked up instead of re-evaluated (evaluation is deterministic)."""
+@dataclass
+class Memo:
+    """The results of the real evaluations, shared by all runs (evaluation is deterministic)."""
 
-    def __init__(self, worker: Worker, labels: list[str]) -> None:
-        self.worker = worker
-        self.labels = labels
-        self.memo: dict[tuple, list[float]] = {}
-        self.evaluations = 0
-        self.seconds = 0.0
+    worker: Worker
+    results: dict[tuple[Any, ...], TrialResult] = field(default_factory=dict)
+    seconds: float = 0.0
 
-    def __call__(self, point: object) -> list[float]:
-        key = (tuple(sorted(point.weights.items())), tuple(sorted(point.knobs.items())))  # type: ignore[attr-defined]
-        if key not in self.memo:
+    def evaluate(self, point: MergePoint, promotion: Promotion | None) -> TrialResult:
+        key = (
+            tuple(sorted(point.weights.items())),
+            tuple(sorted((g, tuple(sorted(w.items()))) for g, w in point.groups.items())),
+            tuple(sorted(point.knobs.items())),
+        )
+        if key not in self.results:
             start = time.perf_counter()
-            result = self.worker.evaluate(point)  # type: ignore[arg-type]
+            self.results[key] = self.worker.evaluate(point, promotion)
             self.seconds += time.perf_counter() - start
-            self.evaluations += 1
-            self.memo[key] = [result.scores[label].value for label in self.labels]
-        return self.memo[key]
+        return self.results[key]
+
+
+@dataclass(frozen=True, eq=False)  # a handle is a dict key by identity, as a Ray ref is
+class _Done:
+    value: TrialResult
+
+
+class MemoWorkers:
+    """A ``WorkerPool`` (optimizer/search/workers.py) of one in-process worker answering from ``memo``,
+    for one run. Each call runs to completion when it is made; an evaluation that raises ends the
+    bench. Also measures the driver's time between calls (see the module docstring)."""
+
+    def __init__(self, memo: Memo) -> None:
+        self.memo = memo
+        self.idle: list[Any] = []
+        self.starting: dict[Any, Any] = {}
+        self.retired: list[str] = []
+        self.calls = 0
+        self.driver_seconds = 0.0
+        self._returned = 0.0
+
+    @property
+    def alive(self) -> int:
+        return 1
+
+    @property
+    def restarts(self) -> int:
+        return 0
+
+    def wait_ready(self) -> None:
+        self.idle = [self.memo]
+        self._returned = time.perf_counter()
+
+    def name(self, worker: Any) -> str:
+        return "worker-0"
+
+    def call(self, worker: Any, method: str, *args: Any) -> _Done:
+        if method != "evaluate":
+            raise AssertionError(f"the bench's runs have no report tasks, so no '{method}' call")
+        self.driver_seconds += time.perf_counter() - self._returned
+        self.calls += 1
+        done = _Done(self.memo.evaluate(*args))
+        self._returned = time.perf_counter()
+        return done
+
+    def wait(self, handles: list[Any]) -> Any:
+        return handles[0]
+
+    def result(self, handle: _Done) -> TrialResult:
+        return handle.value
+
+    def succeeded(self, worker: Any) -> None:
+        self.idle.append(worker)
+
+    def failed(self, worker: Any, error: str) -> None:
+        raise AssertionError("a bench evaluation raises instead of failing")
+
+    def died(self, worker: Any, error: str) -> None:
+        raise AssertionError("an in-process worker cannot die without its driver")
+
+    def started(self, handle: Any) -> None:
+        raise AssertionError("an in-process worker is never replaced")
+
+    def settle(self) -> list[Any]:
+        return list(self.idle)
+
+    def stop(self) -> None:
+        self.idle = []
 
 
 def run_one(
-    sampler_name: str, seed: int, budget: int, experiment, space, evaluate: MemoWorker
+    sampler_name: str, seed: int, budget: int, experiment: Experiment, pool: Pool, memo: Memo
 ) -> tuple[list[list[float]], float]:
-    """Values of each evaluation in order, and seconds spent proposing."""
-    context = SamplerContext(list(experiment.directions), space.features)
-    study = optuna.create_study(directions=experiment.directions, sampler=SAMPLERS.get(sampler_name)(seed, context))
-    for source, params in space.baselines():
-        study.enqueue_trial(params, user_attrs={"source": source})
-    values, ask_seconds = [], 0.0
-    for _ in range(budget):
-        start = time.perf_counter()
-        trial = study.ask(space.distributions())
-        ask_seconds += time.perf_counter() - start
-        v = evaluate(space.point(space.weights(trial.params), space.knob_values(trial.params)))
-        study.tell(trial, v)
-        values.append(v)
-    return values, ask_seconds
+    """One search run of ``budget`` trials: the scores of each trial in order, and the driver's seconds
+    per proposal."""
+    experiment = experiment.model_copy(
+        update={
+            "name": f"{sampler_name}-{seed}",
+            "seed": seed,
+            "sampler": experiment.sampler.model_copy(update={"name": sampler_name}),
+            "budget": experiment.budget.model_copy(update={"trials": budget}),
+        }
+    )
+    workers = MemoWorkers(memo)
+    with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
+        run_dir = Path(tmp) / experiment.name
+        run_dir.mkdir()
+        search = Search.create(experiment, pool, run_dir)
+        search.workers = workers
+        summary = search.run(progress=False)
+        trials = pd.read_parquet(run_dir / TRIALS).sort_values("trial")
+    if summary.failed or len(trials) != budget or (trials["state"] != "COMPLETE").any():
+        raise RuntimeError(f"{experiment.name}: {len(trials)} trials, {summary.failed} failed ({summary.stop_reason})")
+    values = trials[[SCORE + label for label in experiment.labels]].to_numpy(dtype=float).tolist()
+    return values, workers.driver_seconds / workers.calls
 
 
 def hypervolume(values: np.ndarray, ref: list[float], maximize: list[bool]) -> float:
@@ -101,29 +190,27 @@ def main() -> None:
 
     experiment, pool = load_experiment(args.experiment)
     objectives = [o.model_copy(update={"limit": args.limit}) for o in experiment.objectives]
-    experiment = experiment.model_copy(
-        update={"objectives": objectives, "evaluation": experiment.evaluation.model_copy(update={"bootstrap_iters": 0})}
-    )
-    space = space_for(experiment.space, experiment.merge, plan_for(pool, experiment.merge))
-    evaluate = MemoWorker(Worker(experiment.worker_spec(pool)), experiment.labels)
+    evaluation = experiment.evaluation.model_copy(update={"bootstrap_iters": 0, "screen": None})
+    experiment = experiment.model_copy(update={"objectives": objectives, "report": [], "evaluation": evaluation})
+    memo = Memo(Worker(experiment.worker_spec(pool)))
     maximize = [d == "maximize" for d in experiment.directions]
     ref = [0.0] * len(maximize)
 
     curves: dict[str, list[list[float]]] = {}
-    asks: dict[str, float] = {}
+    asks: dict[str, list[float]] = {}
     for name in args.samplers.split(","):
-        curves[name], asks[name] = [], 0.0
+        curves[name], asks[name] = [], []
         for seed in range(args.seeds):
-            values, seconds = run_one(name, seed, args.budget, experiment, space, evaluate)
+            values, seconds = run_one(name, seed, args.budget, experiment, pool, memo)
             curves[name].append(hv_curve(values, ref, maximize))
-            asks[name] += seconds
+            asks[name].append(seconds)
             print(f"  {name} seed {seed}: hv@{args.budget} {curves[name][-1][-1]:.4f}", flush=True)
 
     target = statistics.median(c[-1] for c in curves["random"]) if "random" in curves else None
     marks = [n for n in (10, 20, 30, 40) if n <= args.budget]
     print(
-        f"\nhypervolume (ref 0), median over {args.seeds} seeds; {evaluate.evaluations} real evaluations, "
-        f"{evaluate.seconds / max(evaluate.evaluations, 1):.2f} s each; limit {args.limit} per task"
+        f"\nhypervolume (ref 0), median over {args.seeds} seeds; {len(memo.results)} real evaluations, "
+        f"{memo.seconds / max(len(memo.results), 1):.2f} s each; limit {args.limit} per task"
     )
     if target is not None:
         print(f"target: random search's median hypervolume at {args.budget} evaluations = {target:.4f}")
@@ -134,11 +221,7 @@ def main() -> None:
         reached = sorted(r if r is not None else args.budget + 1 for r in reach)
         med = statistics.median(reached)
         shown = "-" if med > args.budget else f"{med:g}"
-        print(
-            f"{name:<10}"
-            + "".join(f"{m:9.4f}" for m in medians)
-            + f"{shown:>17}{asks[name] / (args.seeds * args.budget):8.2f}"
-        )
+        print(f"{name:<10}" + "".join(f"{m:9.4f}" for m in medians) + f"{shown:>17}{statistics.mean(asks[name]):8.2f}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -13,8 +14,10 @@ import pytest
 from evaluators.backends import BackendSpec
 from evaluators.core.errors import MergefrontError
 from evaluators.merge import MergePoint
+from optimizer.experiment.config import load_experiment
+from optimizer.search.driver import start_run
 from optimizer.search.workers import InProcessWorkers, TrialFailed
-from tests.helpers import tiny_spec, write_experiment
+from tests.helpers import tiny_experiment, tiny_spec, write_experiment
 
 
 @pytest.mark.e2e
@@ -64,3 +67,51 @@ def test_an_in_process_worker_that_cannot_start_is_reported_as_over_ray(tiny_poo
         match=r"^a worker failed to start: evaluators\.core\.errors\.PoolError: worker-0 cannot read the pool",
     ):
         InProcessWorkers(spec).wait_ready()
+
+
+class _Recording(InProcessWorkers):
+    """An in-process pool that records what the search asked of it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.log: list[str] = []
+
+    def wait_ready(self) -> None:
+        self.log.append("wait_ready")
+        super().wait_ready()
+
+    def call(self, worker: Any, method: str, *args: Any) -> Any:
+        self.log.append(method)
+        return super().call(worker, method, *args)
+
+    def stop(self) -> None:
+        self.log.append("stop")
+        super().stop()
+
+
+def test_a_search_runs_on_a_worker_pool_it_is_given(tiny_pool: Path, tmp_path: Path) -> None:
+    """``Search.workers`` set before ``run`` (bench/search.py's seam): the given pool is readied, takes every trial
+    and is stopped, no Ray is started, and the run records what ``--in-process`` records."""
+    import ray
+
+    trials = {}
+    for mode in ("given", "in_process"):
+        (tmp_path / mode).mkdir()
+        exp = tiny_experiment(tiny_pool, tmp_path / mode, "sampler: {name: random}\n", trials=6)
+        experiment, pool = load_experiment(exp)
+        search = start_run(experiment, pool, exp, tmp_path / mode / "runs")
+        if mode == "given":
+            search.workers = workers = _Recording(experiment.worker_spec(pool))
+            summary = search.run(progress=False)
+            assert workers.log == ["wait_ready", *["evaluate"] * 6, "stop"]
+            assert not ray.is_initialized()
+        else:
+            summary = search.run(progress=False, in_process=True)
+        assert (summary.complete, summary.failed) == (6, 0)
+        trials[mode] = pd.read_parquet(search.run_dir / "trials.parquet").set_index("trial").sort_index()
+    columns = [c for c in trials["given"].columns if c.startswith(("weight.", "score."))] + [
+        "state",
+        "source",
+        "worker",
+    ]
+    pd.testing.assert_frame_equal(trials["given"][columns], trials["in_process"][columns])

@@ -105,7 +105,8 @@ def start_run(
 
 class Search:
     """One search run: study, workers, store and progress. Build with ``create`` or ``resume``.
-    The time budgets read ``clock``; a test may replace it before ``run``."""
+    The time budgets read ``clock``; a test may replace it before ``run``. A pool set as ``workers``
+    before ``run`` (bench/search.py's, a test's) is readied, used and stopped instead of starting one."""
 
     def __init__(self, experiment: Experiment, pool: Pool, run_dir: Path, storage: str = JOURNAL) -> None:
         self.experiment = experiment
@@ -133,6 +134,7 @@ class Search:
         )
         self.store = TrialStore(run_dir, columns)
         self.clock: Clock = RealClock()
+        self.workers: WorkerPool | None = None
 
     @classmethod
     def create(
@@ -268,15 +270,15 @@ class Search:
         process instead of Ray actors (``workers.count`` is then ignored)."""
         spec = self.experiment.workers
         started = self.clock.now()  # the budget counts the workers' start-up
-        owns_ray = not in_process and start_ray(ray_address, spec.count * (spec.threads or 1))
+        owns_ray = self.workers is None and not in_process and start_ray(ray_address, spec.count * (spec.threads or 1))
         summary = SearchSummary(self.run_dir)
-        workers: WorkerPool | None = None
+        workers = self.workers
         try:
             worker_spec = self.experiment.worker_spec(self.pool)
-            if in_process:
+            if workers is None and in_process:
                 log.info("starting 1 worker in this process (--in-process): loading the pool and building the model")
                 workers = InProcessWorkers(worker_spec)
-            else:
+            elif workers is None:
                 log.info("starting %d worker(s): loading the pool and building the model", spec.count)
                 workers = RayWorkers(worker_spec, spec.count)
             workers.wait_ready()
