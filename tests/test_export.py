@@ -103,9 +103,11 @@ def test_exported_trials_are_models_lm_eval_scores_as_the_search_did(
             assert torch.equal(saved[key], tensor.to(saved[key].dtype)), key
         assert load_file(out / "model.safetensors").keys() == expected.keys()
 
-        scored = lm_eval_scores(out, tiny_pool / "tasks", tmp_path / f"lm_eval{trial}")
-        assert scored["toy_reverse"]["acc,none"] == row["score.toy_reverse/acc"]
-        assert math.isclose(scored["toy_add"]["perplexity,none"], row["score.toy_add/perplexity"], rel_tol=1e-9)
+        if trial == merge_trial:  # lm-eval's command line on the merge (25 s a run; the front trial's
+            # tensors are checked above, and a single checkpoint scores as any model does)
+            scored = lm_eval_scores(out, tiny_pool / "tasks", tmp_path / f"lm_eval{trial}")
+            assert scored["toy_reverse"]["acc,none"] == row["score.toy_reverse/acc"]
+            assert math.isclose(scored["toy_add"]["perplexity,none"], row["score.toy_add/perplexity"], rel_tol=1e-9)
 
 
 def test_one_off_merge_writes_the_same_outputs(tiny_pool: Path, tmp_path: Path) -> None:

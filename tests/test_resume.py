@@ -101,8 +101,8 @@ def assert_resume_completes_the_budget(run: Path, done: int, capsys: pytest.Capt
                 and again[0].state == optuna.trial.TrialState.COMPLETE
             )
 
-    # a larger budget given to resume is kept for later resumes
-    assert main(["resume", str(run), "--trials", str(BUDGET + 2), "--no-progress", *flags]) == 0
-    assert main(["resume", str(run), "--no-progress", *flags]) == 0
+    # a larger budget given to resume is kept for later resumes (in this process: driver logic, no Ray)
+    assert main(["resume", str(run), "--trials", str(BUDGET + 2), "--no-progress", "--in-process"]) == 0
+    assert main(["resume", str(run), "--no-progress", "--in-process"]) == 0
     assert f"{BUDGET + 2} trials evaluated" in capsys.readouterr().out
     assert (pd.read_parquet(run / "trials.parquet")["state"] == "COMPLETE").sum() == BUDGET + 2
