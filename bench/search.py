@@ -63,7 +63,7 @@ def run_one(
     context = SamplerContext(list(experiment.directions), space.features)
     study = optuna.create_study(directions=experiment.directions, sampler=SAMPLERS.get(sampler_name)(seed, context))
     for source, params in space.baselines():
-        study.enqueue_trial(params, user_attrs={"source": source})
+        study.enqueue_trial(params, user_attrs={"source": str(source)})
     values, ask_seconds = [], 0.0
     for _ in range(budget):
         start = time.perf_counter()

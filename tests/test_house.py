@@ -118,7 +118,9 @@ def test_no_package_imports_itself_back() -> None:
 
 def test_the_scoring_side_and_the_toy_never_import_the_search_side() -> None:
     edges = _edges()
-    wrong = {m: sorted(t for t in edges[m] if t.startswith("optimizer")) for m in edges if not m.startswith("optimizer")}
+    wrong = {
+        m: sorted(t for t in edges[m] if t.startswith("optimizer")) for m in edges if not m.startswith("optimizer")
+    }
     assert {m: t for m, t in wrong.items() if t} == {}
 
 
@@ -131,8 +133,8 @@ LAYERS = (
     "evaluators.scoring",
     "evaluators.backends",
     "evaluators.worker",
-    "optimizer.space",
     "optimizer.store",
+    "optimizer.space",
     "optimizer.sampler",
     "optimizer.experiment",
     "optimizer.run",

@@ -50,18 +50,19 @@ from optimizer.search.workers import (
     start_ray,
 )
 from optimizer.space.weights import space_for
+from optimizer.store.rows import Columns, Fidelity, TrialRecord, TrialSource
+from optimizer.store.rows import TrialState as Stored
 from optimizer.store.study import JOURNAL, check_storage_url, open_storage, study_exists
-from optimizer.store.trials import FULL, KNOB, REPORT, SCORE, WEIGHT, Columns, TrialRecord, TrialStore
+from optimizer.store.trials import TrialStore
 
 log = logging.getLogger(__name__)
-WARM = "warm:"
 
 
 @dataclass
 class _InFlight:
     trial: Trial
     actor: Any
-    source: str
+    source: TrialSource
     weights: dict[str, float]
     knobs: dict[str, float]
     predicted: dict[str, float]
@@ -157,7 +158,7 @@ class Search:
             imported = import_trials(search, warm_from, meta["fingerprint"])
         for source, params in search.space.baselines()[: experiment.budget.trials]:
             if params not in imported:
-                search.study.enqueue_trial(params, user_attrs={"source": source})
+                search.study.enqueue_trial(params, user_attrs={"source": str(source)})
         return search
 
     @classmethod
@@ -188,21 +189,21 @@ class Search:
 
     def evaluated(self) -> int:
         """Complete trials this run evaluated itself (imported warm-start trials excluded)."""
-        return sum(1 for r in self.store.rows if r["state"] == "COMPLETE" and not str(r["source"]).startswith(WARM))
+        return sum(1 for r in self.store.records if r.complete and not r.source.is_warm)
 
     def _claimed(self) -> int:
         """Trials evaluated or under evaluation by any driver of the study (imported ones excluded)."""
         trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-        return sum(1 for t in trials if not trial_source(t).startswith(WARM))
+        return sum(1 for t in trials if not trial_source(t).is_warm)
 
     def worker_hours(self) -> float:
-        return sum(self.clock.worker_seconds(r) for r in self.store.rows) / 3600
+        return sum(self.clock.worker_seconds(r) for r in self.store.records) / 3600
 
-    def _promotion(self, source: str) -> Promotion | None:
-        if self.experiment.evaluation.screen is None or source != "sampler":
+    def _promotion(self, source: TrialSource) -> Promotion | None:
+        if self.experiment.evaluation.screen is None or not source.is_sampler:
             return None
-        front = self.store.front().to_pylist()
-        rows = [[float(r[SCORE + o]) * s for o, s in zip(self.labels, self.signs, strict=True)] for r in front]
+        front = self.store.front_records()
+        rows = [[r.scores[o] * s for o, s in zip(self.labels, self.signs, strict=True)] for r in front]
         return Promotion(rows, self.signs, self.experiment.evaluation.margin)
 
     def _submit(self, workers: WorkerPool, actor: Any) -> tuple[Any, _InFlight]:
@@ -233,8 +234,9 @@ class Search:
             job.trial.set_user_attr("error", error)
             self.study.tell(job.trial, state=TrialState.FAIL)
             return record
+        fidelity = Fidelity.FULL if result.screened is None else Fidelity(result.screened)
         record = TrialRecord(
-            state="COMPLETE",
+            state=Stored.COMPLETE,
             scores={k: s.value for k, s in result.scores.items()},
             stderr={k: s.stderr for k, s in result.scores.items()},
             merge_seconds=result.merge_seconds,
@@ -242,12 +244,12 @@ class Search:
             eval_seconds=result.eval_seconds,
             worker=result.worker,
             device=result.device,
-            fidelity=result.fidelity,
+            fidelity=fidelity,
             samples=result.samples,
             **common,
         )
         self.store.append(record)
-        job.trial.set_user_attr("fidelity", result.fidelity)
+        job.trial.set_user_attr("fidelity", str(fidelity))
         self.study.tell(job.trial, [result.scores[label].value for label in self.labels])
         return record
 
@@ -336,7 +338,7 @@ class Search:
                 else:
                     failures_in_a_row = 0
                     summary.complete += 1
-                    summary.screened += result.fidelity != FULL
+                    summary.screened += result.screened is not None
                     bar.update(1)
                 bar.set_postfix(front=self.store.front().num_rows, failed=summary.failed)
         except KeyboardInterrupt:
@@ -370,7 +372,7 @@ class Search:
             summary.failed += 1
         in_flight.clear()
 
-    def _requeue(self, params: dict[str, Any], source: str, number: int) -> None:
+    def _requeue(self, params: dict[str, Any], source: TrialSource, number: int) -> None:
         requeue(self.study, params, source, number)
 
     def _report(self, workers: WorkerPool) -> pa.Table:
@@ -380,14 +382,14 @@ class Search:
         report = self.store.columns.report
         if not report:
             return front
-        todo = [r for r in front.to_pylist() if r[REPORT + report[0]] is None]
+        todo = [r for r in self.store.front_records() if report[0] not in r.report]
         actors = workers.settle() if todo else []
         log.info("scoring %d front trial(s) on the report tasks %s", len(todo), ", ".join(report))
         refs = {}
         for i, row in enumerate(todo):
-            weights = {m: row[WEIGHT + m] for m in self.space.labels}
-            knobs = {k: row[KNOB + k] for k in self.space.knobs}
-            refs[workers.call(actors[i % len(actors)], "report", self.space.point(weights, knobs))] = row["trial"]
+            weights = {m: row.weights[m] for m in self.space.labels}
+            knobs = {k: row.knobs[k] for k in self.space.knobs}
+            refs[workers.call(actors[i % len(actors)], "report", self.space.point(weights, knobs))] = row.trial
         for ref, trial in refs.items():
             result: TrialResult = workers.result(ref)
             front = self.store.set_report(
