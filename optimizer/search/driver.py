@@ -340,7 +340,7 @@ class Search:
                     summary.complete += 1
                     summary.screened += result.screened is not None
                     bar.update(1)
-                bar.set_postfix(front=self.store.front().num_rows, failed=summary.failed)
+                bar.set_postfix(front=len(self.store.front_records()), failed=summary.failed)
         except KeyboardInterrupt:
             self._drain(in_flight, summary)
             raise
