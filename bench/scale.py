@@ -33,11 +33,11 @@ import threading
 import time
 from pathlib import Path
 
-import pandas as pd
 import psutil
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from optimizer.store.trials import TRIALS, read_trials
 from toy.tokenizer import build_tokenizer
 
 GB = 1e9
@@ -219,9 +219,8 @@ def main() -> None:
     drop_cache(files)  # the search starts cold: its workers read the pool in themselves
     print(f"running the search ({args.workers} workers on {args.device}, {args.trials} trials) ...", flush=True)
     memory, output, wall = run_search(args.workdir, write_experiment(args.workdir, pool, args))
-    trials = pd.read_parquet(args.workdir / "runs" / "scale" / "trials.parquet")
-    done = trials[trials["state"] == "COMPLETE"]
-    merge = statistics.median(done["merge_seconds"])
+    done = read_trials(args.workdir / "runs" / "scale", TRIALS).complete()
+    merge = statistics.median(done.timings()["merge_seconds"])
     starts = [float(x) for x in re.findall(r"worker-\d+ ready on \S+ in ([\d.]+) s", output)]
     tiers = sorted(set(re.findall(r"pool tier (\w+)", output)))
     budget = pool_bytes + args.workers * model_bytes

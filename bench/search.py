@@ -37,7 +37,6 @@ apply_process_env()  # before lm-eval and tqdm are imported: they read the envir
 
 import numpy as np
 import optuna
-import pandas as pd
 from optuna._hypervolume import compute_hypervolume
 
 from evaluators.merge import MergePoint
@@ -45,7 +44,8 @@ from evaluators.pool import Pool
 from evaluators.worker import Promotion, TrialResult, Worker
 from optimizer.experiment.config import Experiment, load_experiment
 from optimizer.search.driver import Search
-from optimizer.store.trials import SCORE, TRIALS
+from optimizer.store.rows import TrialState
+from optimizer.store.trials import TRIALS, read_trials
 
 
 @dataclass
@@ -157,10 +157,11 @@ def run_one(
         search = Search.create(experiment, pool, run_dir)
         search.workers = workers
         summary = search.run(progress=False)
-        trials = pd.read_parquet(run_dir / TRIALS).sort_values("trial")
-    if summary.failed or len(trials) != budget or (trials["state"] != "COMPLETE").any():
+        trials = read_trials(run_dir, TRIALS)
+    if summary.failed or len(trials) != budget or trials.count(TrialState.COMPLETE) != budget:
         raise RuntimeError(f"{experiment.name}: {len(trials)} trials, {summary.failed} failed ({summary.stop_reason})")
-    values = trials[[SCORE + label for label in experiment.labels]].to_numpy(dtype=float).tolist()
+    scores = trials.scores().set_axis(trials.numbers).sort_index()
+    values = scores[list(experiment.labels)].to_numpy(dtype=float).tolist()
     return values, workers.driver_seconds / workers.calls
 
 

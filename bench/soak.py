@@ -28,7 +28,8 @@ import ray
 import yaml
 
 from optimizer.store.journal import journal_storage
-from optimizer.store.trials import TRIALS, read_table
+from optimizer.store.rows import TrialState
+from optimizer.store.trials import TRIALS, read_trials
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,7 +66,7 @@ def worker_pids() -> list[int]:
 def completed(run_dir: Path) -> int:
     if not (run_dir / TRIALS).is_file():
         return 0
-    return int((read_table(run_dir, TRIALS)[1]["state"] == "COMPLETE").sum())
+    return read_trials(run_dir, TRIALS).count(TrialState.COMPLETE)
 
 
 def run_with_kills(experiment: Path, runs: Path, address: str, kill_every: int, seed: int) -> tuple[int, int]:
@@ -120,15 +121,15 @@ def main() -> int:
         finally:
             ray.shutdown()
         run = Path(tmp) / "runs" / "soak"
-        trials = read_table(run, TRIALS)[1]
+        trials = read_trials(run, TRIALS)
         study_trials = optuna.load_study(
             study_name="soak", storage=journal_storage(run / "study.journal")
         ).trials  # read before tmp goes
     states = {t.number: t.state for t in study_trials}
     requeued = {int(t.user_attrs["requeued_from"]): t.number for t in study_trials if "requeued_from" in t.user_attrs}
-    died = trials.loc[trials["error"].fillna("").str.contains("died"), "trial"].astype(int).tolist()
+    died = [r.trial for r in trials.records() if "died" in (r.error or "")]
     retried = sum(1 for n in died if states.get(requeued.get(n, -1)) == optuna.trial.TrialState.COMPLETE)
-    done = int((trials["state"] == "COMPLETE").sum())
+    done = trials.count(TrialState.COMPLETE)
     lost = (len(died) - retried) + max(0, args.trials - done)
     print(
         f"\nsoak: {args.trials} trials, {args.workers} workers, a worker killed every {args.kill_every} completed trials"

@@ -26,7 +26,6 @@ from evaluators.core.environment import apply_process_env
 
 apply_process_env()  # before lm-eval and tqdm are imported: they read the environment once
 
-import pandas as pd
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -37,13 +36,13 @@ from evaluators.scoring.lmeval import Scorer
 from optimizer.experiment.config import load_experiment
 from optimizer.run.directory import create_run_dir
 from optimizer.search.driver import Search
-from optimizer.store.trials import SCORE, WEIGHT
+from optimizer.store.trials import TRIALS, TrialTable, read_trials
 
 
-def our_trials(experiment, pool, runs: Path) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+def our_trials(experiment, pool, runs: Path) -> TrialTable:  # type: ignore[no-untyped-def]
     run_dir = create_run_dir(runs, experiment.name, overwrite=True)
     Search.create(experiment, pool, run_dir).run(None, progress=False)
-    return pd.read_parquet(run_dir / "trials.parquet").sort_values("started_at")
+    return read_trials(run_dir, TRIALS)
 
 
 def on_disk_trial(
@@ -88,28 +87,28 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         trials = our_trials(experiment, pool, Path(tmp) / "runs")
-        done = trials[trials["state"] == "COMPLETE"]
-        wall = (done["finished_at"].max() - done["started_at"].min()).total_seconds()
-        evaluation = float(done["eval_seconds"].sum())
+        done = trials.complete()
+        timings = done.timings()
+        wall = done.span_seconds()
+        evaluation = float(timings["eval_seconds"].sum())
 
         spec = experiment.worker_spec(pool)
         torch.set_num_threads(spec.runtime.threads or torch.get_num_threads())  # the same threads as our worker
         scorer = Scorer(spec.objectives, experiment.task_library(), spec.bootstrap_iters, spec.seed)
         labels = experiment.labels
         disk_walls, disk_evals, mismatches = [], [], 0
-        for _, row in done.iterrows():
-            weights = {c.removeprefix(WEIGHT): float(row[c]) for c in done.columns if c.startswith(WEIGHT)}
-            w, e, scores = on_disk_trial(experiment, pool, scorer, weights, Path(tmp))
+        for row in sorted(done.records(), key=lambda r: r.started_at):
+            w, e, scores = on_disk_trial(experiment, pool, scorer, row.weights, Path(tmp))
             disk_walls.append(w)
             disk_evals.append(e)
-            mismatches += any(abs(scores[o] - float(row[SCORE + o])) > 1e-9 for o in labels)
+            mismatches += any(abs(scores[o] - row.scores[o]) > 1e-9 for o in labels)
 
     ours_outside = (wall - evaluation) / len(done)
     disk_outside = (sum(disk_walls) - sum(disk_evals)) / len(disk_walls)
     print(f"toy pool, {len(done)} trials, {len(labels)} objectives, one CPU worker")
     print(
-        f"ours:    {wall / len(done):.3f} s per trial (median merge {done['merge_seconds'].median() * 1000:.1f} ms, "
-        f"swap {done['swap_seconds'].median() * 1000:.1f} ms, eval {done['eval_seconds'].median():.3f} s); "
+        f"ours:    {wall / len(done):.3f} s per trial (median merge {timings['merge_seconds'].median() * 1000:.1f} ms, "
+        f"swap {timings['swap_seconds'].median() * 1000:.1f} ms, eval {timings['eval_seconds'].median():.3f} s); "
         f"outside evaluation {ours_outside * 1000:.1f} ms = {ours_outside * len(done) / wall:.1%} of the trial"
     )
     print(

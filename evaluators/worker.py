@@ -74,7 +74,7 @@ class TrialResult:
     eval_seconds: float
     worker: str
     device: str
-    fidelity: str = "full"
+    screened: int | None = None  # examples per task when only the screening subset was scored
 
     @property
     def samples(self) -> int:
@@ -115,8 +115,8 @@ class Worker:
         if promotion is not None and self.screener is not None:
             screened = self.screener()
             if not promotion.promotes([s.value for s in screened.values()]):
-                return self._result(screened, swap, start, f"screen:{self.screen_size}")
-        return self._result(self.scorer(), swap, start, "full")
+                return self._result(screened, swap, start, self.screen_size)
+        return self._result(self.scorer(), swap, start)
 
     def report(self, point: MergePoint) -> TrialResult:
         """Merge ``point`` and score the held-out report tasks (never seen by the sampler)."""
@@ -124,9 +124,11 @@ class Worker:
             raise ValueError("this worker has no report tasks")
         swap = self.backend.swap(point)
         start = time.perf_counter()
-        return self._result(self.reporter(), swap, start, "full")
+        return self._result(self.reporter(), swap, start)
 
-    def _result(self, scores: dict[str, Score], swap: SwapTimes, eval_start: float, fidelity: str) -> TrialResult:
+    def _result(
+        self, scores: dict[str, Score], swap: SwapTimes, eval_start: float, screened: int | None = None
+    ) -> TrialResult:
         return TrialResult(
             scores=scores,
             merge_seconds=swap.merge_seconds,
@@ -134,7 +136,7 @@ class Worker:
             eval_seconds=time.perf_counter() - eval_start,
             worker=self.worker_id,
             device=self.backend.device,
-            fidelity=fidelity,
+            screened=screened,
         )
 
 

@@ -92,7 +92,7 @@ def test_a_screening_scorer_scores_a_subset(worker: Worker, tiny_pool: Path) -> 
 
 def test_report_tasks_are_scored(worker: Worker) -> None:
     result = worker.report(MIXED)
-    assert set(result.scores) == {"sort_report"} and result.fidelity == "full"
+    assert set(result.scores) == {"sort_report"} and result.screened is None
     assert 0 <= result.scores["sort_report"].value <= 1 and result.scores["sort_report"].samples > 0
     assert result.device == worker.backend.device and result.worker == "worker-0"
 

@@ -357,13 +357,14 @@ def metric_of_unknown_direction(env: Env) -> list[str]:
 
 
 def failed_trial(env: Env) -> list[str]:
-    from optimizer.store.trials import TrialRecord, TrialStore, read_table
+    from optimizer.store.rows import TrialRecord, TrialSource
+    from optimizer.store.trials import TRIALS, TrialStore, read_trials
 
     assert env.run is not None
-    columns, _ = read_table(env.run, "trials.parquet")
+    columns = read_trials(env.run, TRIALS).columns
     now = pd.Timestamp.now(tz="UTC").to_pydatetime()
     TrialStore(env.run, columns).append(
-        TrialRecord.failure("boom", trial=99, source="sampler", weights={}, started_at=now, finished_at=now)
+        TrialRecord.failure("boom", trial=99, source=TrialSource.sampler(), weights={}, started_at=now, finished_at=now)
     )
     return ["export", str(env.run), "--trial", "99", "--out", str(env.tmp / "out")]
 

@@ -20,7 +20,7 @@ from evaluators.merge import MergePoint, MergeSpec
 from evaluators.merge.resident import MergeSetup
 from evaluators.pool import load_pool
 from optimizer.cli import main
-from optimizer.store.trials import read_table
+from optimizer.store.trials import TRIALS, read_trials
 
 pytestmark = pytest.mark.e2e
 MEMBERS = ["add", "reverse", "sort", "shift"]
@@ -70,20 +70,20 @@ def lm_eval_scores(model_dir: Path, tasks_dir: Path, out: Path) -> dict[str, dic
 def test_exported_trials_are_models_lm_eval_scores_as_the_search_did(
     run: Path, tiny_pool: Path, tmp_path: Path
 ) -> None:
-    _, trials = read_table(run, "trials.parquet")
-    _, front = read_table(run)
-    merge_trial = int(trials[trials["source"] == "sampler"]["trial"].iloc[0])  # weights on several members
-    for trial in (int(front["trial"].iloc[0]), merge_trial):
-        row = trials.set_index("trial").loc[trial]
+    trials, front = read_trials(run, TRIALS), read_trials(run)
+    merge_trial = next(r.trial for r in trials.records() if r.source.is_sampler)  # weights on several members
+    for trial in (front.numbers[0], merge_trial):
+        row = trials.find(trial)
+        assert row is not None
         out = tmp_path / f"merged{trial}"
         assert main(["export", str(run), "--trial", str(trial), "--out", str(out)]) == 0
 
         assert {"config.json", "tokenizer.json", "README.md", "mergekit.yaml"} <= {p.name for p in out.iterdir()}
         assert not list(tmp_path.glob(".*partial"))
-        weights = {m: float(row[f"weight.{m}"]) for m in MEMBERS}
+        weights = {m: row.weights[m] for m in MEMBERS}
         card = (out / "README.md").read_text()
         assert f"trial {trial} of run 'tiny'" in card
-        assert ("On the Pareto front" in card) == (trial in set(front["trial"]))
+        assert ("On the Pareto front" in card) == (trial in front.numbers)
         assert all(f"| {m} | checkpoint | {w:.4f} |" in card for m, w in weights.items())
         recipe = yaml.safe_load((out / "mergekit.yaml").read_text())
         assert recipe["merge_method"] == "linear" and recipe["parameters"] == {"normalize": False}
@@ -106,8 +106,8 @@ def test_exported_trials_are_models_lm_eval_scores_as_the_search_did(
         if trial == merge_trial:  # lm-eval's command line on the merge (25 s a run; the front trial's
             # tensors are checked above, and a single checkpoint scores as any model does)
             scored = lm_eval_scores(out, tiny_pool / "tasks", tmp_path / f"lm_eval{trial}")
-            assert scored["toy_reverse"]["acc,none"] == row["score.toy_reverse/acc"]
-            assert math.isclose(scored["toy_add"]["perplexity,none"], row["score.toy_add/perplexity"], rel_tol=1e-9)
+            assert scored["toy_reverse"]["acc,none"] == row.scores["toy_reverse/acc"]
+            assert math.isclose(scored["toy_add"]["perplexity,none"], row.scores["toy_add/perplexity"], rel_tol=1e-9)
 
 
 def test_one_off_merge_writes_the_same_outputs(tiny_pool: Path, tmp_path: Path) -> None:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import matplotlib.image
 import numpy as np
-import pandas as pd
 import pytest
 
 from optimizer.cli import main
 from optimizer.front.plots import front_figure
-from optimizer.store.trials import Columns, read_table
+from optimizer.store.rows import Columns, TrialRecord, TrialSource, TrialState
+from optimizer.store.trials import TrialTable, read_trials
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # the flags this machine needs: no sandbox as root, and no background connections to a closed network
@@ -67,16 +68,29 @@ def test_more_than_two_objectives_give_a_scatter_matrix() -> None:
         report=(),
     )
     rng = np.random.default_rng(0)
-    trials = pd.DataFrame(
-        {
-            "state": "COMPLETE",
-            "source": ["single:a", "single:b", "uniform", "sampler", "sampler"],
-            **{f"score.{o}": rng.random(5) for o in columns.objectives},
-        }
-    )
-    figure = front_figure(columns, trials, trials.iloc[:3], None, None)
+    sources = [TrialSource.single("a"), TrialSource.single("b"), TrialSource.uniform()]
+    now = datetime.now(UTC)
+    records = [
+        TrialRecord(
+            trial=n,
+            state=TrialState.COMPLETE,
+            source=source,
+            weights={},
+            scores={o: float(v) for o, v in zip(columns.objectives, rng.random(3), strict=True)},
+            stderr={},
+            merge_seconds=None,
+            eval_seconds=None,
+            worker=None,
+            device=None,
+            started_at=now,
+            finished_at=now,
+        )
+        for n, source in enumerate([*sources, TrialSource.sampler(), TrialSource.sampler()])
+    ]
+    trials, front = TrialTable.of(columns, records), TrialTable.of(columns, records[:3])
+    figure = front_figure(trials, front, None, None)
     assert len(figure.axes) == 9
-    assert len(front_figure(columns, trials, trials.iloc[:3], "p", "r").axes) == 1
+    assert len(front_figure(trials, front, "p", "r").axes) == 1
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed here; .ci/run installs Debian's chromium")
@@ -94,7 +108,7 @@ def test_report_renders_in_headless_chromium(dummy_run: Path, tmp_path: Path) ->
         timeout=HANG,
         check=True,
     )
-    _, front = read_table(dummy_run)
+    front = read_trials(dummy_run)
     table = re.search(r'<table[^>]*id="front-table".*?</table>', dom.stdout, re.DOTALL)
     assert table is not None, "the front table is missing"
     assert len(re.findall(r"<tr", table.group(0))) == len(front) + 1  # header + one row per front trial

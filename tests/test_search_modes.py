@@ -6,6 +6,7 @@ budget test runs two Ray workers, for the trial still in flight when the budget 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from evaluators.backends.dummy import EXAMPLES
 from optimizer.experiment.config import load_experiment
 from optimizer.search.driver import Search, start_run
 from optimizer.search.summary import RealClock
+from optimizer.store.rows import TrialRecord, TrialSource, TrialState
 from tests.helpers import search as run_search
 from tests.helpers import tiny_experiment
 
@@ -80,8 +82,8 @@ class TrialClock:
     def now(self) -> float:
         return self.step * self.search.evaluated()
 
-    def worker_seconds(self, row: dict[str, Any]) -> float:
-        return self.step if row["state"] == "COMPLETE" else 0.0
+    def worker_seconds(self, record: TrialRecord) -> float:
+        return self.step if record.complete else 0.0
 
 
 def start(tiny_pool: Path, tmp_path: Path, budget: dict[str, float]) -> Search:
@@ -134,13 +136,22 @@ def test_the_wall_time_budget_counts_the_workers_start_up(tiny_pool: Path, tmp_p
     search = start(tiny_pool, tmp_path, {"wall_minutes": 1e-9})
     summary = search.run(progress=False, in_process=True)
     assert summary.stop_reason == "wall time of 1e-09 min reached"
-    assert summary.complete == summary.failed == 0 and not search.store.rows
+    assert summary.complete == summary.failed == 0 and not search.store.records
 
 
 def test_the_real_clock_charges_the_time_workers_measured() -> None:
-    row = {"state": "COMPLETE", "merge_seconds": 0.5, "swap_seconds": None, "eval_seconds": 2.0}
-    assert RealClock().worker_seconds(row) == 2.5
-    assert (
-        RealClock().worker_seconds({"state": "FAIL", "merge_seconds": None, "swap_seconds": None, "eval_seconds": None})
-        == 0.0
+    now = datetime.now(UTC)
+    common: dict[str, Any] = {"trial": 0, "source": TrialSource.sampler(), "started_at": now, "finished_at": now}
+    done = TrialRecord(
+        state=TrialState.COMPLETE,
+        weights={},
+        scores={},
+        stderr={},
+        merge_seconds=0.5,
+        eval_seconds=2.0,
+        worker="w",
+        device="cpu",
+        **common,
     )
+    assert RealClock().worker_seconds(done) == 2.5
+    assert RealClock().worker_seconds(TrialRecord.failure("boom", weights={}, **common)) == 0.0

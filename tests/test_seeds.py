@@ -107,7 +107,8 @@ def test_ranked_trials_orders_complete_full_trials_by_signed_macro(tmp_path: Pat
     from datetime import UTC, datetime
 
     from experiments.replications.common import ranked_trials
-    from optimizer.store.trials import Columns, TrialRecord, TrialStore
+    from optimizer.store.rows import Columns, Fidelity, TrialRecord, TrialSource, TrialState
+    from optimizer.store.trials import TrialStore
 
     columns = Columns(
         weights=("a", "b"), objectives=("acc", "loss"), directions=("maximize", "minimize"), knobs=("scale",)
@@ -125,8 +126,8 @@ def test_ranked_trials_orders_complete_full_trials_by_signed_macro(tmp_path: Pat
         store.append(
             TrialRecord(
                 trial,
-                "COMPLETE",
-                "sampler",
+                TrialState.COMPLETE,
+                TrialSource.sampler(),
                 **fields,
                 merge_seconds=0.0,
                 eval_seconds=0.0,
@@ -140,9 +141,11 @@ def test_ranked_trials_orders_complete_full_trials_by_signed_macro(tmp_path: Pat
 
     add(0, 0.5, 0.25)  # macro (0.5 - 0.25) / 2 = 0.125
     add(1, 0.5, 0.0)  # 0.25
-    add(2, 0.9, 0.0, fidelity="screen:10")  # screened only: left out
+    add(2, 0.9, 0.0, fidelity=Fidelity(10))  # screened only: left out
     add(3, 0.75, 0.25)  # 0.25, a tie with trial 1: the lower number first
-    store.append(TrialRecord.failure("boom", trial=4, source="sampler", weights={}, started_at=now, finished_at=now))
+    store.append(
+        TrialRecord.failure("boom", trial=4, source=TrialSource.sampler(), weights={}, started_at=now, finished_at=now)
+    )
     ranked = ranked_trials(tmp_path)
     assert [(t.number, t.macro) for t in ranked] == [(1, 0.25), (3, 0.25), (0, 0.125)]
     assert ranked[0].weights == {"a": 0.5, "b": 0.5} and ranked[0].knobs == {"scale": 1.0}

@@ -5,6 +5,7 @@ from pydantic import ValidationError
 
 from evaluators.core.errors import ConfigError
 from optimizer.space.weights import KNOB_PREFIX, PARAM_PREFIX, SpaceSpec, WeightSpace
+from optimizer.store.rows import TrialSource
 
 
 def raw(**values: float) -> dict[str, float]:
@@ -28,14 +29,15 @@ def test_out_of_range_and_missing_parameters_are_refused() -> None:
 def test_box_keeps_raw_weights_including_negatives() -> None:
     space = WeightSpace(SpaceSpec(kind="box", low=-1.0, high=2.0), ["a", "b"])
     assert space.weights(raw(a=-0.5, b=1.5)) == {"a": -0.5, "b": 1.5}
-    labels = [label for label, _ in space.baselines()]
-    assert labels == ["single:a", "single:b", "uniform"]
+    sources = [source for source, _ in space.baselines()]
+    assert sources == [TrialSource.single("a"), TrialSource.single("b"), TrialSource.uniform()]
+    assert [str(s) for s in sources] == ["single:a", "single:b", "uniform"]  # as the study and Parquet store them
     assert space.weights(space.baselines()[2][1]) == {"a": 0.5, "b": 0.5}
 
 
 def test_box_baselines_outside_the_bounds_are_left_out() -> None:
     space = WeightSpace(SpaceSpec(kind="box", low=0.0, high=0.8), ["a", "b"])
-    assert [label for label, _ in space.baselines()] == ["uniform"]
+    assert [source for source, _ in space.baselines()] == [TrialSource.uniform()]
 
 
 def test_groups_normalise_per_group_and_build_a_grouped_point() -> None:
@@ -46,14 +48,14 @@ def test_groups_normalise_per_group_and_build_a_grouped_point() -> None:
     assert w == pytest.approx({"attn/a": 0.25, "attn/b": 0.75, "rest/a": 0.5, "rest/b": 0.5})
     point = space.point(w, {})
     assert point.weights == {"a": 0.5, "b": 0.5} and point.groups == {"attn": pytest.approx({"a": 0.25, "b": 0.75})}
-    single = dict(space.baselines())["single:b"]
+    single = dict(space.baselines())[TrialSource.single("b")]
     assert space.weights(single) == {"attn/a": 0.0, "attn/b": 1.0, "rest/a": 0.0, "rest/b": 1.0}
 
 
 def test_knobs_are_parameters_with_defaults_in_baselines() -> None:
     space = WeightSpace(SpaceSpec(kind="box", knobs={"scale": (0.5, 1.5)}), ["a", "b"], knob_defaults={"scale": 1.0})
     assert space.distributions()[KNOB_PREFIX + "scale"].low == 0.5
-    params = dict(space.baselines())["single:a"]
+    params = dict(space.baselines())[TrialSource.single("a")]
     assert space.knob_values(params) == {"scale": 1.0}
     assert space.point(space.weights(params), space.knob_values(params)).knobs == {"scale": 1.0}
 

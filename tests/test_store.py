@@ -1,13 +1,16 @@
 """The Parquet store: schema round-trip, failed trials, the front file, atomic writes, several writers."""
 
+import json
 import multiprocessing
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from optimizer.store.trials import FRONT, LOCK, TRIALS, Columns, TrialRecord, TrialStore, read_table, sort_front
+from optimizer.store.rows import Columns, Fidelity, TrialRecord, TrialSource, TrialState
+from optimizer.store.trials import FRONT, LOCK, TRIALS, TrialStore, TrialTable, read_trials
 
 COLUMNS = Columns(weights=("m1", "m2"), objectives=("task/acc", "ppl"), directions=("maximize", "minimize"))
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -17,11 +20,11 @@ def record(n: int, acc: float | None, ppl: float | None, error: str | None = Non
     ok = error is None
     return TrialRecord(
         trial=n,
-        state="COMPLETE" if ok else "FAIL",
-        source="sampler",
+        state=TrialState.COMPLETE if ok else TrialState.FAIL,
+        source=TrialSource.sampler(),
         weights={"m1": 0.25 * n, "m2": 1 - 0.25 * n},
-        scores={"task/acc": acc, "ppl": ppl} if ok else {},
-        stderr={"task/acc": 0.01, "ppl": None} if ok else {},
+        scores={"task/acc": acc, "ppl": ppl} if ok else {},  # type: ignore[dict-item]
+        stderr={"task/acc": 0.01} if ok else {},  # a missing stderr is stored as null and read as absent
         merge_seconds=0.5 if ok else None,
         eval_seconds=2.0 if ok else None,
         worker="worker-0" if ok else None,
@@ -29,6 +32,7 @@ def record(n: int, acc: float | None, ppl: float | None, error: str | None = Non
         started_at=T0,
         finished_at=T0,
         error=error,
+        fidelity=Fidelity.FULL if ok else None,
     )
 
 
@@ -39,8 +43,7 @@ def test_round_trip_schema_and_values(tmp_path: Path) -> None:
     store.append(record(2, 0.7, 12.0))
     table = pq.read_table(tmp_path / TRIALS)
     assert table.schema.equals(COLUMNS.schema(), check_metadata=True)
-    columns, frame = read_table(tmp_path, TRIALS)
-    assert columns == COLUMNS
+    frame = table.to_pandas()  # the stored format itself
     assert frame["trial"].tolist() == [0, 1, 2]
     assert frame["state"].tolist() == ["COMPLETE", "FAIL", "COMPLETE"]
     assert frame["weight.m1"].tolist() == [0.0, 0.25, 0.5]
@@ -50,6 +53,10 @@ def test_round_trip_schema_and_values(tmp_path: Path) -> None:
     assert frame.loc[1, "error"] == "boom" and frame.loc[1, "score.task/acc"] != frame.loc[1, "score.task/acc"]
     assert frame.loc[0, "started_at"] == T0
     assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK, FRONT, TRIALS]  # no temporary files left
+    read = read_trials(tmp_path, TRIALS)
+    assert read.columns == COLUMNS
+    assert read.records() == [record(0, 0.5, 10.0), record(1, None, None, error="boom"), record(2, 0.7, 12.0)]
+    assert TrialStore(tmp_path, COLUMNS).records == read.records()  # a reopened store reads the same trials
 
 
 def test_front_file_holds_the_non_dominated_complete_trials(tmp_path: Path) -> None:
@@ -58,17 +65,18 @@ def test_front_file_holds_the_non_dominated_complete_trials(tmp_path: Path) -> N
     store.append(record(1, 0.4, 11.0))  # dominated by trial 0 (lower acc, higher ppl)
     store.append(record(2, 0.7, 12.0))  # a trade-off against trial 0
     store.append(record(3, None, None, error="boom"))
-    _, front = read_table(tmp_path, FRONT)
-    assert sorted(front["trial"].tolist()) == [0, 2]
-    assert sort_front(front, COLUMNS, "ppl")["trial"].tolist() == [0, 2]
-    assert sort_front(front, COLUMNS, None)["trial"].tolist() == [2, 0]
+    front = read_trials(tmp_path, FRONT)
+    assert sorted(front.numbers) == [0, 2] and [r.trial for r in store.front_records()] == [0, 2]
+    assert front.sorted_by("ppl").numbers == [0, 2]
+    assert front.sorted_by(None).numbers == [2, 0]
+    assert front.sorted_by(None).scores().to_dict("list") == {"task/acc": [0.7, 0.5], "ppl": [12.0, 10.0]}
 
 
 def test_reading_a_missing_run_is_a_config_error(tmp_path: Path) -> None:
     from evaluators.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="run directory written by"):
-        read_table(tmp_path)
+        read_trials(tmp_path)
 
 
 def _append_many(run_dir: Path, numbers: list[int]) -> None:
@@ -87,10 +95,121 @@ def test_two_processes_share_one_store_without_losing_or_doubling_a_row(tmp_path
     for w in writers:
         w.join(timeout=600)  # bounds a hang only
         assert w.exitcode == 0, "a writer failed, or hung for 600 s"
-    trials = read_table(tmp_path, TRIALS)[1]["trial"].tolist()
+    trials = read_trials(tmp_path, TRIALS).numbers
     assert sorted(trials) == list(range(60))
 
     late = TrialStore(tmp_path, COLUMNS)  # opened before another writer adds trial 60
     _append_many(tmp_path, [60])
     with pytest.raises(ValueError, match="trial 60 is already stored"):
         late.append(record(60, 0.1, 1.0))
+
+
+def test_states_fidelities_and_sources_read_back_what_they_write() -> None:
+    assert TrialState("COMPLETE") is TrialState.COMPLETE and TrialState.FAIL == "FAIL"
+    assert Fidelity.parse("full") == Fidelity.FULL and Fidelity.FULL.is_full and str(Fidelity.FULL) == "full"
+    assert Fidelity.parse("screen:8") == Fidelity(8) and not Fidelity(8).is_full and str(Fidelity(8)) == "screen:8"
+    for text in ("single:add", "uniform", "sampler", "warm:tiny#3", "warm:tiny-2#12", "single:group/with:colon"):
+        assert str(TrialSource.parse(text)) == text
+    single = TrialSource.parse("single:add")
+    assert single == TrialSource.single("add") and single.is_single and single.is_baseline
+    assert single.checkpoint == single.short == "add"
+    uniform = TrialSource.uniform()
+    assert uniform.is_baseline and not uniform.is_single and uniform.checkpoint is None and uniform.short == "uniform"
+    assert TrialSource.sampler().is_sampler and not TrialSource.sampler().is_baseline
+    warm = TrialSource.parse("warm:tiny#3")
+    assert warm == TrialSource.warm("tiny", 3) and warm.is_warm and (warm.name, warm.trial) == ("tiny", 3)
+    for bad in ("single:", "warm:tiny", "warm:#3", "random", "screen:x"):
+        with pytest.raises(ValueError, match="unknown"):
+            TrialSource.parse(bad) if bad != "screen:x" else Fidelity.parse(bad)
+
+
+def test_a_table_gives_frames_keyed_by_label_and_typed_filters(tmp_path: Path) -> None:
+    columns = Columns(weights=("a", "b"), objectives=("acc",), directions=("maximize",), knobs=("scale",))
+    made = [
+        TrialRecord(
+            trial=n,
+            state=TrialState.COMPLETE,
+            source=source,
+            weights={"a": 1.0 - 0.5 * n, "b": 0.5 * n},
+            knobs={"scale": 1.0},
+            scores={"acc": 0.1 * n},
+            stderr={},
+            merge_seconds=1.0,
+            eval_seconds=2.0,
+            worker="w",
+            device="cpu",
+            started_at=T0,
+            finished_at=T0,
+            fidelity=fidelity,
+        )
+        for n, (source, fidelity) in enumerate(
+            [
+                (TrialSource.single("a"), Fidelity.FULL),
+                (TrialSource.uniform(), Fidelity.FULL),
+                (TrialSource.sampler(), Fidelity(4)),
+                (TrialSource.warm("old", 7), Fidelity.FULL),
+            ]
+        )
+    ]
+    table = TrialTable.of(columns, made)
+    assert list(table.weights().columns) == ["a", "b"] and list(table.scores().columns) == ["acc"]
+    assert table.knobs()["scale"].tolist() == [1.0] * 4 and table.timings()["swap_seconds"].isna().all()
+    assert (
+        table.singles().numbers == [0] and table.baselines().numbers == [0, 1] and table.merges().numbers == [1, 2, 3]
+    )
+    assert table.full().numbers == [0, 1, 3] and table.count(TrialState.COMPLETE) == 4
+    assert table.find(3) == made[3] and table.find(9) is None
+    assert table.where([False] * 4).records() == [] and len(table.where([False] * 4).scores()) == 0
+    assert (
+        TrialRecord.failure("x", trial=5, source=TrialSource.sampler(), weights={}, started_at=T0, finished_at=T0).full
+        is False
+    )
+
+
+def test_a_table_in_the_old_layout_still_loads(tmp_path: Path) -> None:
+    """A trials.parquet written by hand with pyarrow, as an early run wrote it: no knob, predicted, report,
+    samples, swap_seconds or driver columns, and no knobs or report in the metadata."""
+    meta = {"weights": ["m1", "m2"], "objectives": ["acc"], "directions": ["maximize"]}
+    schema = pa.schema(
+        [
+            pa.field("trial", pa.int64(), nullable=False),
+            pa.field("state", pa.string(), nullable=False),
+            pa.field("source", pa.string()),
+            pa.field("weight.m1", pa.float64()),
+            pa.field("weight.m2", pa.float64()),
+            pa.field("fidelity", pa.string()),
+            pa.field("score.acc", pa.float64()),
+            pa.field("stderr.acc", pa.float64()),
+            pa.field("merge_seconds", pa.float64()),
+            pa.field("eval_seconds", pa.float64()),
+            pa.field("worker", pa.string()),
+            pa.field("device", pa.string()),
+            pa.field("started_at", pa.timestamp("us", tz="UTC")),
+            pa.field("finished_at", pa.timestamp("us", tz="UTC")),
+            pa.field("error", pa.string()),
+        ],
+        metadata={b"mergefront": json.dumps(meta).encode()},
+    )
+    rows = [
+        [0, "COMPLETE", "single:m1", 1.0, 0.0, "full", 0.5, 0.01, 0.1, 1.0, "worker-0", "cpu", T0, T0, None],
+        [1, "COMPLETE", "warm:old#4", 0.5, 0.5, "screen:8", 0.9, None, 0.1, 1.0, "worker-0", "cpu", T0, T0, None],
+        [2, "FAIL", "sampler", None, None, None, None, None, None, None, None, None, T0, T0, "boom"],
+        [3, "COMPLETE", "uniform", 0.5, 0.5, "full", 0.6, 0.02, 0.1, 1.0, "worker-0", "cpu", T0, T0, None],
+    ]
+    pq.write_table(
+        pa.Table.from_pylist([dict(zip(schema.names, r, strict=True)) for r in rows], schema), tmp_path / TRIALS
+    )
+    table = read_trials(tmp_path, TRIALS)
+    assert table.columns == Columns(weights=("m1", "m2"), objectives=("acc",), directions=("maximize",))
+    first, warm, failed, uniform = table.records()
+    assert uniform.source.is_baseline and not uniform.source.is_single
+    assert first.source.checkpoint == "m1" and first.weights == {"m1": 1.0, "m2": 0.0} and first.stderr == {"acc": 0.01}
+    assert first.swap_seconds is None and first.samples is None and first.driver is None and first.started_at == T0
+    assert warm.source == TrialSource.warm("old", 4) and warm.fidelity == Fidelity(8) and warm.stderr == {}
+    assert (
+        failed.state is TrialState.FAIL and failed.fidelity is None and failed.weights == {} and failed.error == "boom"
+    )
+    assert table.full().numbers == [0, 3] and table.timings().columns.tolist() == ["merge_seconds", "eval_seconds"]
+    store = TrialStore(tmp_path, table.columns)  # resuming such a run: the front is rebuilt from the old rows
+    assert [r.trial for r in store.front_records()] == [3]
+    assert store.records == table.records()

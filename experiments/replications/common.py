@@ -25,7 +25,8 @@ from evaluators.pool import load_pool
 from evaluators.worker import Worker
 from optimizer.experiment.config import load_experiment
 from optimizer.front.plots import save_figure  # also selects matplotlib's file-only backend
-from optimizer.store.trials import FULL, KNOB, SCORE, TRIALS, WEIGHT, read_table
+from optimizer.store.rows import TrialSource
+from optimizer.store.trials import TRIALS, read_trials
 
 USED = 0.01  # a member "takes part" in a merge above this weight
 SPLITS_NOTE = (
@@ -121,7 +122,7 @@ def greedy_soup(
 @dataclass(frozen=True)
 class Trial:
     number: int
-    source: str
+    source: TrialSource
     weights: dict[str, float]
     knobs: dict[str, float]
     macro: float  # mean of the objectives, each signed by its direction
@@ -129,18 +130,18 @@ class Trial:
 
 def ranked_trials(run_dir: Path) -> list[Trial]:
     """A run's complete full-fidelity trials, best macro-average (signed by direction) first."""
-    columns, frame = read_table(run_dir, TRIALS)
-    frame = frame[(frame["state"] == "COMPLETE") & (frame["fidelity"].fillna(FULL) == FULL)]
+    table = read_trials(run_dir, TRIALS).full()
+    columns = table.columns
     signs = [1.0 if d == "maximize" else -1.0 for d in columns.directions]
     trials = [
         Trial(
-            int(r["trial"]),
-            str(r["source"]),
-            {m: float(r[WEIGHT + m]) for m in columns.weights},
-            {k: float(r[KNOB + k]) for k in columns.knobs},
-            mean([s * float(r[SCORE + o]) for s, o in zip(signs, columns.objectives, strict=True)]),
+            r.trial,
+            r.source,
+            {m: r.weights[m] for m in columns.weights},
+            {k: r.knobs[k] for k in columns.knobs},
+            mean([s * r.scores[o] for s, o in zip(signs, columns.objectives, strict=True)]),
         )
-        for _, r in frame.iterrows()
+        for r in table.records()
     ]
     return sorted(trials, key=lambda t: (-t.macro, t.number))
 

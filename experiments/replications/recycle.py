@@ -53,7 +53,7 @@ def results(experiment: Path, pareto_run: Path, cmaes_run: Path) -> str:
     searched = []
     for label, run in (("Pareto (TPE)", pareto_run), ("scalarised (CMA-ES)", cmaes_run)):
         ranked = ranked_trials(run)
-        best, merge = ranked[0], next(t for t in ranked if t.source == "sampler")
+        best, merge = ranked[0], next(t for t in ranked if t.source.is_sampler)
         searched.append(scorer.row(f"{label}, best macro: trial {best.number} ({best.source})", best.weights))
         if merge is not best:
             searched.append(scorer.row(f"{label}, best proposed merge: trial {merge.number}", merge.weights))

@@ -27,7 +27,7 @@ from experiments.replications.common import (
     write_results,
 )
 from optimizer.experiment.config import load_experiment
-from optimizer.store.trials import FRONT, KNOB, SCORE, read_table
+from optimizer.store.trials import FRONT, read_trials
 from toy.replications import POOL_FILE
 
 ROWS = {  # row name -> weights over the transfer pool's members (linear merge)
@@ -58,13 +58,13 @@ def connectivity(pool_file: Path) -> list[str]:
 
 def lambda_front(run: Path) -> list[str]:
     """Markdown lines: the search's Pareto front over λ, by λ (search split, as the search measured it)."""
-    columns, front = read_table(run, FRONT)
-    front = front.sort_values(KNOB + "scale")
+    front = read_trials(run, FRONT)
+    columns = front.columns
     lines = ["| λ | " + " | ".join(columns.objectives) + " | macro |", "|" + "---|" * (len(columns.objectives) + 2)]
-    for _, r in front.iterrows():
-        scores = [float(r[SCORE + o]) for o in columns.objectives]
+    for r in sorted(front.records(), key=lambda r: r.knobs["scale"]):
+        scores = [r.scores[o] for o in columns.objectives]
         lines.append(
-            f"| {r[KNOB + 'scale']:.2f} | " + " | ".join(f"{v:.3f}" for v in scores) + f" | {mean(scores):.3f} |"
+            f"| {r.knobs['scale']:.2f} | " + " | ".join(f"{v:.3f}" for v in scores) + f" | {mean(scores):.3f} |"
         )
     return lines
 

@@ -26,18 +26,17 @@ def _quiet_optuna(verbose: bool) -> None:
 def _run_and_report(search: Search, args: argparse.Namespace) -> int:
     """Run a created or resumed search, then print its front, verdict, cost and idle time."""
     from optimizer.front.table import format_table, merge_verdict
-    from optimizer.store.trials import FRONT, TRIALS, read_table, sort_front
+    from optimizer.store.rows import TrialState
+    from optimizer.store.trials import FRONT, TRIALS, read_trials
 
     summary = search.run(args.ray_address, progress=not args.no_progress, in_process=args.in_process)
     run_dir = search.run_dir
-    columns, front = read_table(run_dir, FRONT)
-    trials = read_table(run_dir, TRIALS)[1]
-    complete = int((trials["state"] == "COMPLETE").sum())
-    print(
-        f"\nPareto front of {run_dir} ({len(front)} of {complete} complete trials, {int((trials['state'] == 'FAIL').sum())} failed):"
-    )
-    print(format_table(columns, sort_front(front, columns, None)))
-    print(merge_verdict(columns, trials, front))
+    front = read_trials(run_dir, FRONT)
+    trials = read_trials(run_dir, TRIALS)
+    complete, failed = trials.count(TrialState.COMPLETE), trials.count(TrialState.FAIL)
+    print(f"\nPareto front of {run_dir} ({len(front)} of {complete} complete trials, {failed} failed):")
+    print(format_table(front.sorted_by(None)))
+    print(merge_verdict(trials, front))
     print(
         f"\nstopped: {summary.stop_reason}; this call: {summary.complete} trials complete ({summary.screened} screened only), {summary.failed} failed"
     )
@@ -147,11 +146,10 @@ def _watch(args: argparse.Namespace) -> int:
 
 def _front(args: argparse.Namespace) -> int:
     from optimizer.front.table import format_table, front_json
-    from optimizer.store.trials import FRONT, TRIALS, read_table, sort_front
+    from optimizer.store.trials import FRONT, TRIALS, read_trials
 
-    columns, frame = read_table(args.run_dir, TRIALS if args.all else FRONT)
-    frame = sort_front(frame, columns, args.sort)
-    print(front_json(columns, frame) if args.json else format_table(columns, frame))
+    table = read_trials(args.run_dir, TRIALS if args.all else FRONT).sorted_by(args.sort)
+    print(front_json(table) if args.json else format_table(table))
     return 0
 
 
@@ -165,12 +163,11 @@ def _export(args: argparse.Namespace) -> int:
 
 def _plot(args: argparse.Namespace) -> int:
     from optimizer.front.plots import check_output_file, front_figure, save_figure
-    from optimizer.store.trials import FRONT, TRIALS, read_table
+    from optimizer.store.trials import FRONT, TRIALS, read_trials
 
     check_output_file(args.out, (".png", ".html"))
-    columns, front = read_table(args.run_dir, FRONT)
-    trials = read_table(args.run_dir, TRIALS)[1]
-    save_figure(front_figure(columns, trials, front, args.x, args.y), args.out, f"Pareto front of {args.run_dir}")
+    front, trials = read_trials(args.run_dir, FRONT), read_trials(args.run_dir, TRIALS)
+    save_figure(front_figure(trials, front, args.x, args.y), args.out, f"Pareto front of {args.run_dir}")
     print(f"wrote {args.out}")
     return 0
 

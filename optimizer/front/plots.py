@@ -15,16 +15,14 @@ matplotlib.use("Agg")  # files only, never a window
 matplotlib.rcParams["svg.fonttype"] = "none"  # SVG text stays text: smaller, selectable, searchable
 
 import matplotlib.pyplot as plt
-import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from evaluators.core.errors import ConfigError
 from evaluators.core.registry import did_you_mean
 from optimizer.store.pareto import pareto_mask
-from optimizer.store.trials import SCORE, Columns
-
-BASELINE_PREFIXES = ("single:", "uniform")
+from optimizer.store.rows import Columns
+from optimizer.store.trials import TrialTable
 
 
 def _axis_label(columns: Columns, objective: str) -> str:
@@ -32,19 +30,18 @@ def _axis_label(columns: Columns, objective: str) -> str:
     return f"{objective} {'↑' if direction == 'maximize' else '↓'}"
 
 
-def _pair(ax: Axes, columns: Columns, trials: pd.DataFrame, front: pd.DataFrame, x: str, y: str, labels: bool) -> None:
-    ax.scatter(trials[SCORE + x], trials[SCORE + y], s=14, color="#b0b0b0", label="trials")
-    ax.scatter(front[SCORE + x], front[SCORE + y], s=22, color="#d62728", label="Pareto front")
+def _pair(ax: Axes, trials: TrialTable, front: TrialTable, x: str, y: str, labels: bool) -> None:
+    columns, scores, front_scores = trials.columns, trials.scores(), front.scores()
+    ax.scatter(scores[x], scores[y], s=14, color="#b0b0b0", label="trials")
+    ax.scatter(front_scores[x], front_scores[y], s=22, color="#d62728", label="Pareto front")
     # the line joins the front points that are also undominated in this pair (all of them with 2 objectives)
     maximize = [columns.directions[columns.objectives.index(o)] == "maximize" for o in (x, y)]
-    pair_front = front[pareto_mask(front[[SCORE + x, SCORE + y]].to_numpy(dtype=float), maximize)].sort_values(
-        SCORE + x
-    )
-    ax.plot(pair_front[SCORE + x], pair_front[SCORE + y], "-", color="#d62728")
-    baselines = trials[trials["source"].str.startswith(BASELINE_PREFIXES)]
+    pair_front = front_scores[pareto_mask(front_scores[[x, y]].to_numpy(dtype=float), maximize)].sort_values(x)
+    ax.plot(pair_front[x], pair_front[y], "-", color="#d62728")
+    baselines = trials.baselines()
     ax.scatter(
-        baselines[SCORE + x],
-        baselines[SCORE + y],
+        baselines.scores()[x],
+        baselines.scores()[y],
         s=40,
         marker="s",
         facecolors="none",
@@ -52,10 +49,10 @@ def _pair(ax: Axes, columns: Columns, trials: pd.DataFrame, front: pd.DataFrame,
         label="baselines",
     )
     if labels:
-        for _, r in baselines.iterrows():
+        for r in baselines.records():
             ax.annotate(
-                str(r["source"]).removeprefix("single:"),
-                (r[SCORE + x], r[SCORE + y]),
+                r.source.short,
+                (r.scores[x], r.scores[y]),
                 fontsize=8,
                 xytext=(4, 4),
                 textcoords="offset points",
@@ -72,19 +69,18 @@ def check_objective(columns: Columns, name: str | None, option: str) -> None:
         )
 
 
-def front_figure(
-    columns: Columns, trials: pd.DataFrame, front: pd.DataFrame, x: str | None = None, y: str | None = None
-) -> Figure:
+def front_figure(trials: TrialTable, front: TrialTable, x: str | None = None, y: str | None = None) -> Figure:
     """One scatter for ``x``/``y`` (default: the two objectives), else a scatter matrix of every pair."""
+    columns = trials.columns
     check_objective(columns, x, "--x")
     check_objective(columns, y, "--y")
-    complete = trials[trials["state"] == "COMPLETE"]
+    complete = trials.complete()
     objectives = list(columns.objectives)
     if x or y or len(objectives) == 2:
         x = x or next(o for o in objectives if o != y)
         y = y or next(o for o in objectives if o != x)
         fig, ax = plt.subplots(figsize=(7, 5))
-        _pair(ax, columns, complete, front, x, y, labels=True)
+        _pair(ax, complete, front, x, y, labels=True)
         ax.legend(loc="best", fontsize=8)
         return fig
     n = len(objectives)
@@ -92,10 +88,10 @@ def front_figure(
     for i, yo in enumerate(objectives):
         for j, xo in enumerate(objectives):
             if i == j:
-                axes[i][j].hist(complete[SCORE + xo], bins=15, color="#b0b0b0")
+                axes[i][j].hist(complete.scores()[xo], bins=15, color="#b0b0b0")
                 axes[i][j].set_xlabel(_axis_label(columns, xo))
             else:
-                _pair(axes[i][j], columns, complete, front, xo, yo, labels=False)
+                _pair(axes[i][j], complete, front, xo, yo, labels=False)
     axes[0][1 if n > 1 else 0].legend(loc="best", fontsize=7)
     fig.tight_layout()
     return fig

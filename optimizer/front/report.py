@@ -12,9 +12,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from optimizer.front.plots import BASELINE_PREFIXES, front_figure, svg
+from optimizer.front.plots import front_figure, svg
 from optimizer.front.table import table_frame
-from optimizer.store.trials import FRONT, TRIALS, WEIGHT, Columns, read_table, sort_front
+from optimizer.store.rows import TrialState
+from optimizer.store.trials import FRONT, TRIALS, TrialTable, read_trials
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
@@ -26,13 +27,14 @@ dt { font-weight: 600; }
 """
 
 
-def _weights_figure(columns: Columns, front: pd.DataFrame) -> str:
+def _weights_figure(front: TrialTable) -> str:
     """Stacked horizontal bars: one bar per front trial, one colour per weight label."""
+    columns, weights = front.columns, front.weights()
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(front) + 1.2))
     left = pd.Series(0.0, index=range(len(front)))
-    names = [f"trial {int(t)}" for t in front["trial"]]
+    names = [f"trial {t}" for t in front.numbers]
     for label in columns.weights:
-        values = front[WEIGHT + label].fillna(0.0).clip(lower=0.0).reset_index(drop=True)
+        values = weights[label].fillna(0.0).clip(lower=0.0).reset_index(drop=True)
         ax.barh(names, values, left=left, label=label)
         left += values
     ax.set_xlabel("weight (negative box weights are not drawn)")
@@ -46,21 +48,18 @@ def _weights_figure(columns: Columns, front: pd.DataFrame) -> str:
     return svg(fig)
 
 
-def _metadata(run_dir: Path, meta: dict, trials: pd.DataFrame, front: pd.DataFrame) -> str:
+def _metadata(run_dir: Path, meta: dict, trials: TrialTable, front: TrialTable) -> str:
     experiment = meta["experiment"]
-    complete = trials[trials["state"] == "COMPLETE"]
-    timed = [
-        c for c in ("merge_seconds", "swap_seconds", "eval_seconds") if c in complete
-    ]  # runs before swap_seconds lack it
-    busy = complete[timed].fillna(0.0).to_numpy().sum()
-    wall = (trials["finished_at"].max() - trials["started_at"].min()).total_seconds() if len(trials) else 0.0
+    complete = trials.complete()
+    busy = complete.timings().fillna(0.0).to_numpy().sum()
+    wall = trials.span_seconds()
     rows = {
         "run": str(run_dir),
         "started": meta.get("started_at", ""),
         "members": ", ".join(m["name"] for m in meta["pool"]["members"]),
         "merge": f"{experiment['merge']['method']} over a {experiment['space']['kind']} space",
         "sampler": experiment["sampler"]["name"],
-        "trials": f"{len(complete)} complete, {int((trials['state'] == 'FAIL').sum())} failed; {len(front)} on the front",
+        "trials": f"{len(complete)} complete, {trials.count(TrialState.FAIL)} failed; {len(front)} on the front",
         "cost": f"{busy / 3600:.3f} worker-hours (merge + swap + evaluation); {wall:.1f} s from first trial to last",
     }
     return (
@@ -73,23 +72,22 @@ def write_report(run_dir: Path, out: Path) -> None:
     from optimizer.run.directory import read_meta
 
     meta = read_meta(run_dir)
-    columns, front = read_table(run_dir, FRONT)
-    trials = read_table(run_dir, TRIALS)[1]
-    front = sort_front(front, columns, None)
-    baselines = trials[(trials["state"] == "COMPLETE") & trials["source"].str.startswith(BASELINE_PREFIXES)]
+    front = read_trials(run_dir, FRONT).sorted_by(None)
+    trials = read_trials(run_dir, TRIALS)
+    baselines = trials.complete().baselines()
     title = f"mergefront run '{meta['experiment']['name']}'"
     parts = [
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         _metadata(run_dir, meta, trials, front),
         "<h2>Trade-offs</h2>",
-        f"<figure id='front-plot'>{svg(front_figure(columns, trials, front))}</figure>",
+        f"<figure id='front-plot'>{svg(front_figure(trials, front))}</figure>",
         f"<h2>Pareto front ({len(front)} trials)</h2>",
-        table_frame(columns, front).to_html(index=False, table_id="front-table", border=0),
+        table_frame(front).to_html(index=False, table_id="front-table", border=0),
         "<h2>Weights of the front</h2>",
-        f"<figure id='front-weights'>{_weights_figure(columns, front)}</figure>",
+        f"<figure id='front-weights'>{_weights_figure(front)}</figure>",
         "<h2>Baselines</h2>",
-        table_frame(columns, baselines).to_html(index=False, table_id="baselines-table", border=0),
+        table_frame(baselines).to_html(index=False, table_id="baselines-table", border=0),
         "</body></html>",
     ]
     out.write_text("\n".join(parts))

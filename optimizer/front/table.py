@@ -8,11 +8,16 @@ import math
 import pandas as pd
 
 from optimizer.store.pareto import is_dominated
-from optimizer.store.trials import KNOB, REPORT, REPORT_STDERR, SCORE, STDERR, WEIGHT, Columns
+from optimizer.store.trials import TrialTable
 
 
 def _number(value: float | None) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def _float(value: float | None) -> float:
+    """A stored value, NaN where it is missing (a failed trial's weights)."""
+    return math.nan if value is None else float(value)
 
 
 def _score(value: float | None, stderr: float | None) -> str:
@@ -23,18 +28,20 @@ def _score(value: float | None, stderr: float | None) -> str:
     return f"{value:.4g}±{stderr:.2g}"
 
 
-def table_frame(columns: Columns, frame: pd.DataFrame) -> pd.DataFrame:
+def table_frame(table: TrialTable) -> pd.DataFrame:
     """One row per trial: number, source, weights ``w.<label>`` and knobs (3 decimals), fidelity when
     not full, scores ± stderr, then held-out report scores (``report:<task>``)."""
+    columns, records = table.columns, table.records()
+    screened = any(r.fidelity is not None and not r.fidelity.is_full for r in records)
     rows = []
-    for _, r in frame.iterrows():
-        row = {"trial": int(r["trial"]), "source": r["source"]}
-        row.update({f"w.{m}": f"{r[WEIGHT + m]:.3f}" for m in columns.weights})
-        row.update({k: f"{r[KNOB + k]:.3f}" for k in columns.knobs})
-        if (frame["fidelity"].fillna("full") != "full").any():
-            row["fidelity"] = r["fidelity"]
-        row.update({o: _score(r[SCORE + o], r[STDERR + o]) for o in columns.objectives})
-        row.update({f"report:{t}": _score(r[REPORT + t], r[REPORT_STDERR + t]) for t in columns.report})
+    for r in records:
+        row: dict[str, object] = {"trial": r.trial, "source": str(r.source)}
+        row.update({f"w.{m}": f"{_float(r.weights.get(m)):.3f}" for m in columns.weights})
+        row.update({k: f"{_float(r.knobs.get(k)):.3f}" for k in columns.knobs})
+        if screened:
+            row["fidelity"] = None if r.fidelity is None else str(r.fidelity)
+        row.update({o: _score(r.scores.get(o), r.stderr.get(o)) for o in columns.objectives})
+        row.update({f"report:{t}": _score(r.report.get(t), r.report_stderr.get(t)) for t in columns.report})
         rows.append(row)
     arrows = {
         o: f"{o} {'↑' if d == 'maximize' else '↓'}" for o, d in zip(columns.objectives, columns.directions, strict=True)
@@ -42,40 +49,38 @@ def table_frame(columns: Columns, frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).rename(columns=arrows)
 
 
-def format_table(columns: Columns, frame: pd.DataFrame) -> str:
+def format_table(table: TrialTable) -> str:
     """``table_frame`` as plain text, for the terminal."""
-    return table_frame(columns, frame).to_string(index=False) if len(frame) else "(no complete trials)"
+    return table_frame(table).to_string(index=False) if len(table) else "(no complete trials)"
 
 
-def front_json(columns: Columns, frame: pd.DataFrame) -> str:
+def front_json(table: TrialTable) -> str:
     """JSON array of {trial, weights: {label: w}, knobs, scores: {objective: value}, report: {task: value}}."""
+    columns = table.columns
     out = [
         {
-            "trial": int(r["trial"]),
-            "weights": {m: float(r[WEIGHT + m]) for m in columns.weights},
-            "knobs": {k: float(r[KNOB + k]) for k in columns.knobs},
-            "scores": {o: float(r[SCORE + o]) for o in columns.objectives},
-            "report": {t: _number(r[REPORT + t]) for t in columns.report},
+            "trial": r.trial,
+            "weights": {m: _float(r.weights.get(m)) for m in columns.weights},
+            "knobs": {k: _float(r.knobs.get(k)) for k in columns.knobs},
+            "scores": {o: _float(r.scores.get(o)) for o in columns.objectives},
+            "report": {t: r.report.get(t) for t in columns.report},
         }
-        for _, r in frame.iterrows()
+        for r in table.records()
     ]
     return json.dumps(out, indent=2)
 
 
-def merge_verdict(columns: Columns, trials: pd.DataFrame, front: pd.DataFrame) -> str:
+def merge_verdict(trials: TrialTable, front: TrialTable) -> str:
     """How the searched merges compare with the single checkpoints, in one line."""
-    complete = trials[trials["state"] == "COMPLETE"]
-    singles = complete[complete["source"].str.startswith("single:")]
-    merges = complete[~complete["source"].str.startswith("single:")]
-    merges_on_front = int((~front["source"].str.startswith("single:")).sum())
-    scores = [SCORE + o for o in columns.objectives]
-    maximize = [d == "maximize" for d in columns.directions]
+    complete = trials.complete()
+    singles, merges = complete.singles(), complete.merges().scores().to_numpy(float)
+    maximize = [d == "maximize" for d in trials.columns.directions]
     beaten = [
-        s["source"].removeprefix("single:")
-        for _, s in singles.iterrows()
-        if is_dominated(s[scores].to_numpy(float), merges[scores].to_numpy(float), maximize)
+        str(s.source.checkpoint)
+        for s, scores in zip(singles.records(), singles.scores().to_numpy(float), strict=True)
+        if is_dominated(scores, merges, maximize)
     ]
     return (
-        f"{merges_on_front} of {len(front)} front points are merges that no single checkpoint dominates; "
+        f"{len(front.merges())} of {len(front)} front points are merges that no single checkpoint dominates; "
         f"single checkpoints dominated by a merge: {', '.join(beaten) or 'none'}"
     )

@@ -1,16 +1,14 @@
-"""The search driver: an asynchronous ask/tell loop of an Optuna study over Ray worker actors.
-
-A new trial is proposed as soon as any worker is free (no generation barrier). The first
-trials are the baselines (each single checkpoint, then the uniform average). A finished trial
-is written to Parquet first and told to Optuna second, so after a crash ``resume`` can tell
-Optuna what Parquet already holds, and re-queue what neither finished: no trial is lost or
-stored twice. Held-out report tasks are scored for the front trials when the search stops.
+"""The search driver: an asynchronous ask/tell loop of an Optuna study over a ``WorkerPool`` (Ray
+actors, or one worker in this process). A trial is proposed as soon as a worker is free (no
+generation barrier); the baselines come first (each single checkpoint, then the uniform average).
+A finished trial goes to Parquet first and to Optuna second, so after a crash ``resume`` tells Optuna
+what Parquet holds and re-queues what neither finished: no trial is lost or stored twice. Held-out
+report tasks are scored for the front trials when the search stops.
 
 Several drivers may serve one study on shared storage (``mergefront join``): trial numbers come
 from the storage, the budget counts every driver's trials, and the Parquet store is shared under
 a lock. Two drivers checking the budget at the same moment can overshoot it by one trial each.
 """
-
 from __future__ import annotations
 
 import logging
@@ -50,18 +48,19 @@ from optimizer.search.workers import (
     start_ray,
 )
 from optimizer.space.weights import space_for
+from optimizer.store.rows import Columns, Fidelity, TrialRecord, TrialSource
+from optimizer.store.rows import TrialState as Stored
 from optimizer.store.study import JOURNAL, check_storage_url, open_storage, study_exists
-from optimizer.store.trials import FULL, KNOB, REPORT, SCORE, WEIGHT, Columns, TrialRecord, TrialStore
+from optimizer.store.trials import TrialStore
 
 log = logging.getLogger(__name__)
-WARM = "warm:"
 
 
 @dataclass
 class _InFlight:
     trial: Trial
     actor: Any
-    source: str
+    source: TrialSource
     weights: dict[str, float]
     knobs: dict[str, float]
     predicted: dict[str, float]
@@ -159,7 +158,7 @@ class Search:
             imported = import_trials(search, warm_from, meta["fingerprint"])
         for source, params in search.space.baselines()[: experiment.budget.trials]:
             if params not in imported:
-                search.study.enqueue_trial(params, user_attrs={"source": source})
+                search.study.enqueue_trial(params, user_attrs={"source": str(source)})
         return search
 
     @classmethod
@@ -190,22 +189,22 @@ class Search:
 
     def evaluated(self) -> int:
         """Complete trials this run evaluated itself (imported warm-start trials excluded)."""
-        return sum(1 for r in self.store.rows if r["state"] == "COMPLETE" and not str(r["source"]).startswith(WARM))
+        return sum(1 for r in self.store.records if r.complete and not r.source.is_warm)
 
     def _claimed(self) -> int:
         """Trials evaluated or under evaluation by any driver of the study (imported ones excluded)."""
         trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-        return sum(1 for t in trials if not trial_source(t).startswith(WARM))
+        return sum(1 for t in trials if not trial_source(t).is_warm)
 
     def worker_hours(self) -> float:
         """Summed worker time of the stored trials, in hours, as ``clock`` measures it (the ``worker_hours`` budget)."""
-        return sum(self.clock.worker_seconds(r) for r in self.store.rows) / 3600
+        return sum(self.clock.worker_seconds(r) for r in self.store.records) / 3600
 
-    def _promotion(self, source: str) -> Promotion | None:
-        if self.experiment.evaluation.screen is None or source != "sampler":
+    def _promotion(self, source: TrialSource) -> Promotion | None:
+        if self.experiment.evaluation.screen is None or not source.is_sampler:
             return None
-        front = self.store.front().to_pylist()
-        rows = [[float(r[SCORE + o]) * s for o, s in zip(self.labels, self.signs, strict=True)] for r in front]
+        front = self.store.front_records()
+        rows = [[r.scores[o] * s for o, s in zip(self.labels, self.signs, strict=True)] for r in front]
         return Promotion(rows, self.signs, self.experiment.evaluation.margin)
 
     def _submit(self, workers: WorkerPool, actor: Any) -> tuple[Any, _InFlight]:
@@ -236,8 +235,9 @@ class Search:
             job.trial.set_user_attr("error", error)
             self.study.tell(job.trial, state=TrialState.FAIL)
             return record
+        fidelity = Fidelity.FULL if result.screened is None else Fidelity(result.screened)
         record = TrialRecord(
-            state="COMPLETE",
+            state=Stored.COMPLETE,
             scores={k: s.value for k, s in result.scores.items()},
             stderr={k: s.stderr for k, s in result.scores.items()},
             merge_seconds=result.merge_seconds,
@@ -245,12 +245,12 @@ class Search:
             eval_seconds=result.eval_seconds,
             worker=result.worker,
             device=result.device,
-            fidelity=result.fidelity,
+            fidelity=fidelity,
             samples=result.samples,
             **common,
         )
         self.store.append(record)
-        job.trial.set_user_attr("fidelity", result.fidelity)
+        job.trial.set_user_attr("fidelity", str(fidelity))
         self.study.tell(job.trial, [result.scores[label].value for label in self.labels])
         return record
 
@@ -339,9 +339,9 @@ class Search:
                 else:
                     failures_in_a_row = 0
                     summary.complete += 1
-                    summary.screened += result.fidelity != FULL
+                    summary.screened += result.screened is not None
                     bar.update(1)
-                bar.set_postfix(front=self.store.front().num_rows, failed=summary.failed)
+                bar.set_postfix(front=len(self.store.front_records()), failed=summary.failed)
         except KeyboardInterrupt:
             self._drain(in_flight, summary)
             raise
@@ -373,7 +373,7 @@ class Search:
             summary.failed += 1
         in_flight.clear()
 
-    def _requeue(self, params: dict[str, Any], source: str, number: int) -> None:
+    def _requeue(self, params: dict[str, Any], source: TrialSource, number: int) -> None:
         requeue(self.study, params, source, number)
 
     def _report(self, workers: WorkerPool) -> pa.Table:
@@ -383,14 +383,14 @@ class Search:
         report = self.store.columns.report
         if not report:
             return front
-        todo = [r for r in front.to_pylist() if r[REPORT + report[0]] is None]
+        todo = [r for r in self.store.front_records() if report[0] not in r.report]
         actors = workers.settle() if todo else []
         log.info("scoring %d front trial(s) on the report tasks %s", len(todo), ", ".join(report))
         refs = {}
         for i, row in enumerate(todo):
-            weights = {m: row[WEIGHT + m] for m in self.space.labels}
-            knobs = {k: row[KNOB + k] for k in self.space.knobs}
-            refs[workers.call(actors[i % len(actors)], "report", self.space.point(weights, knobs))] = row["trial"]
+            weights = {m: row.weights[m] for m in self.space.labels}
+            knobs = {k: row.knobs[k] for k in self.space.knobs}
+            refs[workers.call(actors[i % len(actors)], "report", self.space.point(weights, knobs))] = row.trial
         for ref, trial in refs.items():
             result: TrialResult = workers.result(ref)
             front = self.store.set_report(

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from optimizer.space.weights import WeightSpace
-from optimizer.store.trials import FULL, SCORE, TrialRecord, TrialStore
+from optimizer.store.rows import Fidelity, TrialRecord, TrialSource
+from optimizer.store.rows import TrialState as Stored
+from optimizer.store.trials import TrialStore
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +31,21 @@ class Recoverable(Protocol):
     labels: list[str]
 
 
-def trial_source(trial: Trial | FrozenTrial) -> str:
-    """Where a trial's weights came from: a baseline label, ``sampler``, or ``warm:...``."""
-    return str(trial.user_attrs.get("source", "sampler"))
+def trial_source(trial: Trial | FrozenTrial) -> TrialSource:
+    """Where a trial's weights came from (its ``source`` attribute; the sampler when it has none)."""
+    source = trial.user_attrs.get("source")
+    return TrialSource.sampler() if source is None else TrialSource.parse(str(source))
 
 
-def requeue(study: optuna.Study, params: dict[str, Any], source: str, number: int) -> None:
+def _fidelity(trial: FrozenTrial) -> Fidelity:
+    """The fidelity the driver noted on a complete trial (full when it noted none)."""
+    noted = trial.user_attrs.get("fidelity")
+    return Fidelity.FULL if noted is None else Fidelity.parse(str(noted))
+
+
+def requeue(study: optuna.Study, params: dict[str, Any], source: TrialSource, number: int) -> None:
     """Queue ``params`` again as a new trial, remembering the source and the trial it repeats."""
-    study.enqueue_trial(params, user_attrs={"source": source, "requeued_from": number})
+    study.enqueue_trial(params, user_attrs={"source": str(source), "requeued_from": number})
 
 
 def reconcile(search: Recoverable) -> None:
@@ -50,7 +59,7 @@ def reconcile(search: Recoverable) -> None:
         search.store.append(
             TrialRecord(
                 trial=trial.number,
-                state="COMPLETE",
+                state=Stored.COMPLETE,
                 source=trial_source(trial),
                 weights=search.space.weights(trial.params),
                 knobs=search.space.knob_values(trial.params),
@@ -60,7 +69,7 @@ def reconcile(search: Recoverable) -> None:
                 eval_seconds=None,
                 worker=None,
                 device=None,
-                fidelity=str(trial.user_attrs.get("fidelity", FULL)),
+                fidelity=_fidelity(trial),
                 started_at=trial.datetime_start or finished,
                 finished_at=finished,
             )
@@ -72,8 +81,8 @@ def settle_orphans(search: Recoverable) -> None:
     (and re-queued where their parameters are known)."""
     for trial in search.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         row = search.store.find(trial.number)
-        if row is not None and row["state"] == "COMPLETE":
-            search.study.tell(trial.number, [cast(float, row[SCORE + o]) for o in search.labels])
+        if row is not None and row.complete:
+            search.study.tell(trial.number, [row.scores[o] for o in search.labels])
             continue
         if row is None:
             _record_orphan(search, trial)

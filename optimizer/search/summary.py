@@ -8,11 +8,11 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import pyarrow as pa
 
-from optimizer.store.trials import TrialRecord
+from optimizer.store.rows import TrialRecord
 
 
 class Clock(Protocol):
@@ -23,7 +23,7 @@ class Clock(Protocol):
         """Seconds on a clock that never goes back (the wall-time budget and the run's wall time)."""
         ...
 
-    def worker_seconds(self, row: dict[str, Any]) -> float:
+    def worker_seconds(self, record: TrialRecord) -> float:
         """Worker time a stored trial used (the worker-hours budget)."""
         ...
 
@@ -35,9 +35,9 @@ class RealClock:
         """``time.perf_counter``: monotonic, in seconds."""
         return time.perf_counter()
 
-    def worker_seconds(self, row: dict[str, Any]) -> float:
-        """The trial's merge, swap and evaluation seconds (a missing or null column counts 0)."""
-        return sum(row.get(c) or 0.0 for c in ("merge_seconds", "swap_seconds", "eval_seconds"))
+    def worker_seconds(self, record: TrialRecord) -> float:
+        """The trial's merge, swap and evaluation seconds (a missing value counts 0)."""
+        return record.worker_seconds()
 
 
 @dataclass
@@ -58,7 +58,7 @@ class SearchSummary:
 
     def timing_line(self) -> str:
         """Median merge, swap and evaluation seconds over this call's complete trials."""
-        done = [r for r in self.records if r.state == "COMPLETE"]
+        done = [r for r in self.records if r.complete]
         if not done:
             return "no trial completed"
         merge = statistics.median(r.merge_seconds or 0.0 for r in done)

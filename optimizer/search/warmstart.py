@@ -11,7 +11,6 @@ complete trials (never re-evaluated) and stored with source ``warm:<run>#<trial>
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,7 +20,8 @@ from evaluators.core.errors import ConfigError
 from optimizer.experiment.fingerprint import check_reusable
 from optimizer.run.directory import read_meta
 from optimizer.space.weights import WeightSpace
-from optimizer.store.trials import FULL, KNOB, SCORE, STDERR, TRIALS, WEIGHT, TrialRecord, TrialStore, read_table
+from optimizer.store.rows import TrialRecord, TrialSource, TrialState
+from optimizer.store.trials import TRIALS, TrialStore, read_trials
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +29,6 @@ log = logging.getLogger(__name__)
 def _member(label: str) -> str:
     """The member a weight label belongs to (labels are ``member`` or ``group/member``)."""
     return label.rsplit("/", 1)[-1]
-
-
-def _value(x: Any) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
 class ImportTarget(Protocol):
@@ -48,7 +44,8 @@ def import_trials(search: ImportTarget, old_run: Path, new_fingerprint: dict[str
     """Import ``old_run``'s complete full-fidelity trials into ``search``; returns their raw params."""
     old_meta = read_meta(old_run)
     change = check_reusable(old_meta["fingerprint"], new_fingerprint, old_run)
-    columns, frame = read_table(old_run, TRIALS)
+    table = read_trials(old_run, TRIALS)
+    columns = table.columns
 
     def renamed(label: str) -> str:
         member = _member(label)
@@ -58,9 +55,9 @@ def import_trials(search: ImportTarget, old_run: Path, new_fingerprint: dict[str
     missing = sorted({renamed(label) for label in kept} - set(search.space.labels))
     if missing:
         raise ConfigError(f"cannot warm-start from {old_run}: its weights {missing} have no place in the new space")
-    done = frame[(frame["state"] == "COMPLETE") & (frame["fidelity"] == FULL)]
-    stale = [WEIGHT + label for label in columns.weights if _member(label) in change.stale]
-    usable = done[(done[stale].fillna(0.0) == 0.0).all(axis=1)] if stale else done
+    done = table.full()
+    stale = [label for label in columns.weights if _member(label) in change.stale]
+    usable = done.where((done.weights()[stale].fillna(0.0) == 0.0).all(axis=1)) if stale else done
     if len(usable) < len(done):
         log.warning(
             "not reusing %d of %d trials of %s: they gave weight to %s",
@@ -71,20 +68,20 @@ def import_trials(search: ImportTarget, old_run: Path, new_fingerprint: dict[str
         )
     distributions = search.space.distributions()
     imported = []
-    for _, row in usable.iterrows():
-        weights = {renamed(label): float(row[WEIGHT + label]) for label in kept}
-        knobs = {k: float(row[KNOB + k]) for k in columns.knobs}
+    for row in usable.records():
+        weights = {renamed(label): row.weights[label] for label in kept}
+        knobs = {k: row.knobs[k] for k in columns.knobs}
         try:
             params = search.space.params_of(weights, knobs)
         except ConfigError as exc:
             raise ConfigError(
-                f"cannot warm-start from {old_run}: trial {row['trial']} lies outside the new space ({exc})"
+                f"cannot warm-start from {old_run}: trial {row.trial} lies outside the new space ({exc})"
             ) from None
-        values = [float(row[SCORE + o]) for o in search.labels]
-        source = f"warm:{old_meta['study_name']}#{int(row['trial'])}"
+        values = [row.scores[o] for o in search.labels]
+        source = TrialSource.warm(old_meta["study_name"], row.trial)
         search.study.add_trial(
             optuna.trial.create_trial(
-                params=params, distributions=distributions, values=values, user_attrs={"source": source}
+                params=params, distributions=distributions, values=values, user_attrs={"source": str(source)}
             )
         )
         number = search.study.get_trials(deepcopy=False)[-1].number
@@ -94,23 +91,28 @@ def import_trials(search: ImportTarget, old_run: Path, new_fingerprint: dict[str
 
 
 def _record(
-    row: Any, number: int, source: str, weights: dict[str, float], knobs: dict[str, float], labels: list[str]
+    row: TrialRecord,
+    number: int,
+    source: TrialSource,
+    weights: dict[str, float],
+    knobs: dict[str, float],
+    labels: list[str],
 ) -> TrialRecord:
     """An old run's stored trial as trial ``number`` of the new run: its scores, timings and worker kept."""
     return TrialRecord(
         trial=number,
-        state="COMPLETE",
+        state=TrialState.COMPLETE,
         source=source,
         weights=weights,
         knobs=knobs,
-        scores={o: float(row[SCORE + o]) for o in labels},
-        stderr={o: _value(row[STDERR + o]) for o in labels},
-        merge_seconds=_value(row["merge_seconds"]),
-        swap_seconds=_value(row.get("swap_seconds")),
-        eval_seconds=_value(row["eval_seconds"]),
-        worker=row["worker"],
-        device=row["device"],
-        started_at=row["started_at"].to_pydatetime(),
-        finished_at=row["finished_at"].to_pydatetime(),
-        samples=None if _value(row["samples"]) is None else int(row["samples"]),
+        scores={o: row.scores[o] for o in labels},
+        stderr={o: row.stderr.get(o) for o in labels},
+        merge_seconds=row.merge_seconds,
+        swap_seconds=row.swap_seconds,
+        eval_seconds=row.eval_seconds,
+        worker=row.worker,
+        device=row.device,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        samples=row.samples,
     )

@@ -26,6 +26,7 @@ from evaluators.core.errors import ConfigError
 from evaluators.merge import MergeSpec, Parameter, declared_parameters
 from evaluators.merge.point import MergePoint, assign_groups
 from evaluators.pool.plan import PoolPlan
+from optimizer.store.rows import TrialSource
 
 PARAM_PREFIX, KNOB_PREFIX = "x.", "k."
 REST = "rest"
@@ -166,17 +167,17 @@ class WeightSpace:
         self.check(params)
         return params
 
-    def baselines(self) -> list[tuple[str, dict[str, float]]]:
-        """Each single checkpoint (weight 1 everywhere), then the uniform average, as (label, raw params)."""
+    def baselines(self) -> list[tuple[TrialSource, dict[str, float]]]:
+        """Each single checkpoint (weight 1 everywhere), then the uniform average, as (source, raw params)."""
 
         def everywhere(member_weight: Mapping[str, float]) -> dict[str, float]:
             per_label = {label: member_weight[label.rsplit("/", 1)[-1]] for label in self.labels}
             return self.params_of(per_label, self.knob_defaults)
 
-        candidates = [(f"single:{m}", {o: float(o == m) for o in self.members}) for m in self.members]
+        candidates = [(TrialSource.single(m), {o: float(o == m) for o in self.members}) for m in self.members]
         if len(self.members) > 1:
             share = 1.0 if self.spec.kind == "simplex" else 1.0 / len(self.members)
-            candidates.append(("uniform", {o: share for o in self.members}))
+            candidates.append((TrialSource.uniform(), {o: share for o in self.members}))
         low, high = self.spec.bounds
         return [(label, everywhere(w)) for label, w in candidates if all(low <= x <= high for x in w.values())]
 

@@ -14,145 +14,30 @@ Column layout (one flat column per weight and objective):
 ``fidelity`` is ``full`` or ``screen:<n>`` (scores on a seeded subset of n examples per task);
 the front holds full-fidelity trials only. ``predicted.*`` are a surrogate's predictions for
 the trial, never measurements. ``report.*`` are held-out tasks, scored for front trials only.
-Names and directions are kept in the Parquet schema metadata under ``mergefront``.
+Names and directions are kept in the Parquet schema metadata under ``mergefront``. The row itself (columns,
+states, fidelities, sources) is defined in ``optimizer.store.rows``; readers get a ``TrialTable``.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from filelock import FileLock
 
 from evaluators.core.errors import ConfigError
 from optimizer.store.pareto import pareto_mask
+from optimizer.store.rows import TIMINGS, Columns, TrialRecord, TrialSource, TrialState
 
 TRIALS = "trials.parquet"
 FRONT = "front.parquet"
 LOCK = ".trials.lock"
-META_KEY = b"mergefront"
-WEIGHT, KNOB, SCORE, STDERR, PREDICTED = "weight.", "knob.", "score.", "stderr.", "predicted."
-REPORT, REPORT_STDERR = "report.", "report_stderr."
-FULL = "full"
-
-
-@dataclass(frozen=True)
-class Columns:
-    """The run-specific part of the schema: weight labels, knobs, objectives (with directions), report tasks."""
-
-    weights: tuple[str, ...]
-    objectives: tuple[str, ...]
-    directions: tuple[str, ...]
-    knobs: tuple[str, ...] = ()
-    report: tuple[str, ...] = ()
-
-    def schema(self) -> pa.Schema:
-        """The Arrow schema of ``trials.parquet`` and ``front.parquet``, with these columns in its metadata so a
-        reader needs no ``run.json``."""
-        fields = [
-            pa.field("trial", pa.int64(), nullable=False),
-            pa.field("state", pa.string(), nullable=False),
-            pa.field("source", pa.string()),
-            *(pa.field(WEIGHT + m, pa.float64()) for m in self.weights),
-            *(pa.field(KNOB + k, pa.float64()) for k in self.knobs),
-            pa.field("fidelity", pa.string()),
-            *(pa.field(SCORE + o, pa.float64()) for o in self.objectives),
-            *(pa.field(STDERR + o, pa.float64()) for o in self.objectives),
-            *(pa.field(PREDICTED + o, pa.float64()) for o in self.objectives),
-            *(pa.field(REPORT + r, pa.float64()) for r in self.report),
-            *(pa.field(REPORT_STDERR + r, pa.float64()) for r in self.report),
-            pa.field("samples", pa.int64()),
-            pa.field("merge_seconds", pa.float64()),
-            pa.field("swap_seconds", pa.float64()),
-            pa.field("eval_seconds", pa.float64()),
-            pa.field("worker", pa.string()),
-            pa.field("device", pa.string()),
-            pa.field("driver", pa.string()),
-            pa.field("started_at", pa.timestamp("us", tz="UTC")),
-            pa.field("finished_at", pa.timestamp("us", tz="UTC")),
-            pa.field("error", pa.string()),
-        ]
-        meta = {name: getattr(self, name) for name in ("weights", "objectives", "directions", "knobs", "report")}
-        return pa.schema(fields, metadata={META_KEY: json.dumps(meta).encode()})
-
-    @classmethod
-    def from_schema(cls, schema: pa.Schema) -> Columns:
-        """The columns a stored table was written with (its schema's metadata)."""
-        meta = json.loads((schema.metadata or {})[META_KEY])
-        return cls(**{name: tuple(value) for name, value in meta.items()})
-
-
-@dataclass(frozen=True)
-class TrialRecord:
-    """One finished trial as it is stored; scores are empty when the trial failed."""
-
-    trial: int
-    state: str
-    source: str
-    weights: dict[str, float]
-    scores: dict[str, float]
-    stderr: dict[str, float | None]
-    merge_seconds: float | None
-    eval_seconds: float | None
-    worker: str | None
-    device: str | None
-    started_at: datetime
-    finished_at: datetime
-    error: str | None = None
-    knobs: dict[str, float] = field(default_factory=dict)
-    fidelity: str | None = FULL
-    predicted: dict[str, float] = field(default_factory=dict)
-    samples: int | None = None
-    swap_seconds: float | None = None
-    driver: str | None = None
-
-    @classmethod
-    def failure(cls, error: str, **fields: object) -> TrialRecord:
-        """A failed trial: no scores, timings or worker."""
-        empty: dict[str, object] = {
-            "scores": {},
-            "stderr": {},
-            "merge_seconds": None,
-            "eval_seconds": None,
-            "worker": None,
-            "device": None,
-        }
-        return cls(state="FAIL", error=error, **empty, **fields)  # type: ignore[arg-type]
-
-    def row(self, columns: Columns) -> dict[str, object]:
-        """The record as one table row under ``columns``: missing values are null, report scores are left empty (a
-        front trial's are filled in later), and fidelity is null for a failed trial."""
-        out: dict[str, object] = {"trial": self.trial, "state": self.state, "source": self.source}
-        out.update({WEIGHT + m: self.weights.get(m) for m in columns.weights})
-        out.update({KNOB + k: self.knobs.get(k) for k in columns.knobs})
-        out["fidelity"] = self.fidelity if self.state == "COMPLETE" else None
-        out.update({SCORE + o: self.scores.get(o) for o in columns.objectives})
-        out.update({STDERR + o: self.stderr.get(o) for o in columns.objectives})
-        out.update({PREDICTED + o: self.predicted.get(o) for o in columns.objectives})
-        out.update({REPORT + r: None for r in columns.report})
-        out.update({REPORT_STDERR + r: None for r in columns.report})
-        out["samples"] = self.samples
-        out.update(
-            merge_seconds=self.merge_seconds,
-            swap_seconds=self.swap_seconds,
-            eval_seconds=self.eval_seconds,
-            worker=self.worker,
-            device=self.device,
-            driver=self.driver,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            error=self.error,
-        )
-        return out
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
@@ -170,21 +55,21 @@ def _read(path: Path) -> pa.Table:
         return pq.read_table(fh)
 
 
-def front_of(table: pa.Table, columns: Columns) -> pa.Table:
-    """Rows of complete full-fidelity trials that no other such trial dominates."""
-    complete = table.filter(pc.and_(pc.equal(table["state"], "COMPLETE"), pc.equal(table["fidelity"], FULL)))
-    if complete.num_rows == 0:
-        return complete
-    values = np.column_stack([complete[SCORE + o].to_numpy(zero_copy_only=False) for o in columns.objectives])
-    mask = pareto_mask(values.astype(float), [d == "maximize" for d in columns.directions])
-    return complete.filter(pa.array(mask))
+def front_of(records: Sequence[TrialRecord], columns: Columns) -> list[TrialRecord]:
+    """Complete full-fidelity trials that no other such trial dominates, in stored order."""
+    done = [r for r in records if r.complete and r.fidelity is not None and r.fidelity.is_full]
+    if not done:
+        return []
+    values = np.array([[r.scores.get(o) for o in columns.objectives] for r in done], dtype=float)
+    mask = pareto_mask(values, [d == "maximize" for d in columns.directions])
+    return [r for r, keep in zip(done, mask, strict=True) if keep]
 
 
 class TrialStore:
-    """Appends trials and rewrites the front after each one; rows are kept in memory too.
+    """Appends trials and rewrites the front after each one; the trials are kept in memory too.
 
     A store opened on a run that already has ``trials.parquet`` (resume, join) starts from its
-    rows; before each write it takes the lock and rereads the file if another driver replaced it.
+    trials; before each write it takes the lock and rereads the file if another driver replaced it.
     """
 
     def __init__(self, run_dir: Path, columns: Columns) -> None:
@@ -192,7 +77,8 @@ class TrialStore:
         self.columns = columns
         self._schema = columns.schema()
         self._path = run_dir / TRIALS
-        self._rows: list[dict[str, object]] = []
+        self._records: list[TrialRecord] = []
+        self._front: list[TrialRecord] = []
         self._seen: tuple[int, int, int] | None = None
         with self._locked():
             if self._path.is_file():
@@ -201,44 +87,51 @@ class TrialStore:
                 self._write()  # a run that stops before its first trial still has (empty) tables
 
     @property
-    def rows(self) -> list[dict[str, object]]:
-        """Every stored row, oldest first, as of this store's last read or write (another driver's later trials show
-        after the next write)."""
-        return self._rows
+    def records(self) -> list[TrialRecord]:
+        """Every stored trial, in stored order (as of this driver's last read or write)."""
+        return self._records
 
     def table(self) -> pa.Table:
-        """The rows as an Arrow table in the run's schema."""
-        return pa.Table.from_pylist(self._rows, schema=self._schema)
+        """The records as an Arrow table in the run's schema."""
+        return self._table(self._records)
 
     def front(self) -> pa.Table:
-        """The current front (kept from the last write, not recomputed)."""
+        """The current front as stored in ``front.parquet`` (kept from the last write, not recomputed)."""
+        return self._table(self._front)
+
+    def front_records(self) -> list[TrialRecord]:
+        """The current front's trials (kept from the last write, not recomputed)."""
         return self._front
 
-    def find(self, trial: int) -> dict[str, object] | None:
-        """The stored row of trial number ``trial``, or None."""
-        return next((r for r in self._rows if r["trial"] == trial), None)
+    def find(self, trial: int) -> TrialRecord | None:
+        """The stored record of trial number ``trial``, or None."""
+        return next((r for r in self._records if r.trial == trial), None)
 
     def append(self, record: TrialRecord) -> pa.Table:
         """Store one trial and return the new front; a trial number is stored once only."""
 
-        def add(rows: list[dict[str, object]]) -> None:
+        def add(records: list[TrialRecord]) -> None:
             if self.find(record.trial) is not None:
                 raise ValueError(f"trial {record.trial} is already stored")
-            rows.append(record.row(self.columns))
+            records.append(record)
 
         return self._update(add)
 
     def set_report(self, trial: int, scores: dict[str, float], stderr: dict[str, float | None]) -> pa.Table:
         """Add held-out report scores to a stored trial."""
 
-        def add(rows: list[dict[str, object]]) -> None:
+        def add(records: list[TrialRecord]) -> None:
             row = self.find(trial)
             if row is None:
                 raise ValueError(f"trial {trial} is not stored")
-            row.update({REPORT + r: scores[r] for r in self.columns.report})
-            row.update({REPORT_STDERR + r: stderr.get(r) for r in self.columns.report})
+            report = {r: scores[r] for r in self.columns.report}
+            report_stderr = {r: stderr.get(r) for r in self.columns.report}
+            records[records.index(row)] = replace(row, report=report, report_stderr=report_stderr)
 
         return self._update(add)
+
+    def _table(self, records: Sequence[TrialRecord]) -> pa.Table:
+        return pa.Table.from_pylist([r.row(self.columns) for r in records], schema=self._schema)
 
     def _locked(self) -> FileLock:
         """An exclusive ``flock`` on the run's lock file (the kernel releases it if the holder dies)."""
@@ -251,38 +144,136 @@ class TrialStore:
     def _refresh(self) -> None:
         """Reread the file when another driver replaced it since our last read or write."""
         if self._stat() != self._seen:
-            self._rows = _read(self._path).to_pylist()
+            self._records = [TrialRecord.from_row(r, self.columns) for r in _read(self._path).to_pylist()]
             self._seen = self._stat()
-            self._front = front_of(self.table(), self.columns)
+            self._front = front_of(self._records, self.columns)
 
-    def _update(self, change: Callable[[list[dict[str, object]]], None]) -> pa.Table:
+    def _update(self, change: Callable[[list[TrialRecord]], None]) -> pa.Table:
         with self._locked():
             self._refresh()
-            change(self._rows)
+            change(self._records)
             return self._write()
 
     def _write(self) -> pa.Table:
-        table = self.table()
-        _write_atomic(table, self._path)
+        _write_atomic(self.table(), self._path)
         self._seen = self._stat()
-        self._front = front_of(table, self.columns)
-        _write_atomic(self._front, self.run_dir / FRONT)
-        return self._front
+        self._front = front_of(self._records, self.columns)
+        front = self.front()
+        _write_atomic(front, self.run_dir / FRONT)
+        return front
 
 
-def read_table(run_dir: Path, name: str = FRONT) -> tuple[Columns, pd.DataFrame]:
-    """Read ``front.parquet`` or ``trials.parquet`` of a run, with its column metadata."""
+@dataclass(frozen=True)
+class TrialTable:
+    """Stored trials as read for analysis: ``records()`` gives typed rows, the other accessors give
+    frames whose columns are plain labels (objectives, weight labels, knobs, report tasks) and whose
+    index is shared, and the filters give smaller tables. ``columns`` names the run's labels."""
+
+    columns: Columns
+    _frame: pd.DataFrame
+
+    @classmethod
+    def of(cls, columns: Columns, records: Sequence[TrialRecord]) -> TrialTable:
+        """A table of ``records`` (as stored, without writing them)."""
+        rows = pa.Table.from_pylist([r.row(columns) for r in records], schema=columns.schema())
+        return cls(columns, rows.to_pandas())
+
+    def __len__(self) -> int:
+        return len(self._frame)
+
+    @property
+    def numbers(self) -> list[int]:
+        """The trial numbers, in table order."""
+        return [int(t) for t in self._frame["trial"]]
+
+    def records(self) -> list[TrialRecord]:
+        """Every row as a typed record, in table order."""
+        return [TrialRecord.from_row(row, self.columns) for row in self._frame.to_dict("records")]
+
+    def find(self, trial: int) -> TrialRecord | None:
+        """The record of trial number ``trial``, or None."""
+        rows = self._frame[self._frame["trial"] == trial]
+        return None if rows.empty else TrialRecord.from_row(rows.iloc[0].to_dict(), self.columns)
+
+    def _group(self, group: str) -> pd.DataFrame:
+        prefix, labels = self.columns.groups()[group]
+        return self._frame[[prefix + label for label in labels]].set_axis(list(labels), axis=1)
+
+    def scores(self) -> pd.DataFrame:
+        """Objective values, one column per objective label."""
+        return self._group("scores")
+
+    def stderr(self) -> pd.DataFrame:
+        """Standard errors of the objective values (null where the scorer gives none)."""
+        return self._group("stderr")
+
+    def weights(self) -> pd.DataFrame:
+        """Merge weights, one column per weight label (member or group)."""
+        return self._group("weights")
+
+    def knobs(self) -> pd.DataFrame:
+        """Merge-method parameter values, one column per stored parameter key."""
+        return self._group("knobs")
+
+    def report(self) -> pd.DataFrame:
+        """Held-out task scores (filled for front trials only), one column per task label."""
+        return self._group("report")
+
+    def timings(self) -> pd.DataFrame:
+        """Merge, swap and evaluation seconds (runs before ``swap_seconds`` lack it)."""
+        return self._frame[[c for c in TIMINGS if c in self._frame]]
+
+    def span_seconds(self) -> float:
+        """From the first trial's start to the last trial's end (0 without trials)."""
+        frame = self._frame
+        return (frame["finished_at"].max() - frame["started_at"].min()).total_seconds() if len(frame) else 0.0
+
+    def count(self, state: TrialState) -> int:
+        """How many rows are in ``state``."""
+        return int((self._frame["state"] == state.value).sum())
+
+    def where(self, mask: pd.Series | Sequence[bool]) -> TrialTable:
+        """The rows where ``mask`` (one boolean per row, in table order) holds."""
+        return TrialTable(self.columns, self._frame[np.asarray(list(mask), dtype=bool)])
+
+    def _sources(self) -> list[TrialSource]:
+        return [TrialSource.parse(str(s)) for s in self._frame["source"]]
+
+    def complete(self) -> TrialTable:
+        """The trials that finished with scores."""
+        return self.where(self._frame["state"] == TrialState.COMPLETE.value)
+
+    def full(self) -> TrialTable:
+        """Complete trials scored on the full task sets."""
+        return self.where([r.full for r in self.records()])
+
+    def singles(self) -> TrialTable:
+        """The single-checkpoint baselines."""
+        return self.where([s.is_single for s in self._sources()])
+
+    def merges(self) -> TrialTable:
+        """Trials that are not a single checkpoint."""
+        return self.where([not s.is_single for s in self._sources()])
+
+    def baselines(self) -> TrialTable:
+        """The single checkpoints and the uniform average."""
+        return self.where([s.is_baseline for s in self._sources()])
+
+    def sorted_by(self, objective: str | None) -> TrialTable:
+        """Sorted by one objective (best first, stable), default the first objective."""
+        columns = self.columns
+        objective = objective or columns.objectives[0]
+        if objective not in columns.objectives:
+            raise ConfigError(f"cannot sort by '{objective}': objectives are {', '.join(columns.objectives)}")
+        ascending = columns.directions[columns.objectives.index(objective)] == "minimize"
+        order = self.scores()[objective].sort_values(ascending=ascending, kind="stable").index
+        return TrialTable(columns, self._frame.loc[order])
+
+
+def read_trials(run_dir: Path, name: str = FRONT) -> TrialTable:
+    """Read ``front.parquet`` or ``trials.parquet`` of a run."""
     path = run_dir / name
     if not path.is_file():
         raise ConfigError(f"{path} does not exist; is {run_dir} a run directory written by `mergefront search`?")
     table = _read(path)
-    return Columns.from_schema(table.schema), table.to_pandas()
-
-
-def sort_front(frame: pd.DataFrame, columns: Columns, by: str | None) -> pd.DataFrame:
-    """Front rows sorted by one objective (best first), default the first objective."""
-    objective = by or columns.objectives[0]
-    if objective not in columns.objectives:
-        raise ConfigError(f"cannot sort by '{objective}': objectives are {', '.join(columns.objectives)}")
-    ascending = columns.directions[columns.objectives.index(objective)] == "minimize"
-    return frame.sort_values(SCORE + objective, ascending=ascending, kind="stable")
+    return TrialTable(Columns.from_schema(table.schema), table.to_pandas())

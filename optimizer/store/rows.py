@@ -1,0 +1,326 @@
+"""What one stored trial is: its state, fidelity and source as types, its columns, and the record itself.
+
+This module owns the stored spelling of everything in a row: the column prefixes (``weight.``,
+``score.``, ...), the states (``COMPLETE``, ``FAIL``), the fidelities (``full``, ``screen:<n>``) and
+the sources (``single:<checkpoint>``, ``uniform``, ``sampler``, ``warm:<run>#<trial>``). Code outside
+``optimizer.store`` reads and writes ``TrialRecord`` objects (or ``TrialTable`` frames keyed by plain
+labels) and never spells a column or compares these strings itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+import pandas as pd
+import pyarrow as pa
+
+WEIGHT, KNOB, SCORE, STDERR, PREDICTED = "weight.", "knob.", "score.", "stderr.", "predicted."
+REPORT, REPORT_STDERR = "report.", "report_stderr."
+META_KEY = b"mergefront"
+TIMINGS = ("merge_seconds", "swap_seconds", "eval_seconds")
+
+
+class TrialState(StrEnum):
+    """A stored trial's state (the ``state`` column); a running trial is never stored."""
+
+    COMPLETE = "COMPLETE"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """On how many examples a trial was scored (the ``fidelity`` column): ``full``, or ``screen:<n>``
+    (a seeded subset of n examples per task). Not an enum: n is the run's screen size."""
+
+    screen: int | None = None  # examples per task when the trial was only screened
+
+    FULL: ClassVar[Fidelity]
+    _SCREEN: ClassVar[str] = "screen:"
+
+    @property
+    def is_full(self) -> bool:
+        """Scored on every example of every task."""
+        return self.screen is None
+
+    @classmethod
+    def parse(cls, text: str) -> Fidelity:
+        """The fidelity stored as ``text``; ValueError for anything but ``full`` or ``screen:<n>``."""
+        if text == "full":
+            return cls.FULL
+        if text.startswith(cls._SCREEN) and text.removeprefix(cls._SCREEN).isdigit():
+            return cls(int(text.removeprefix(cls._SCREEN)))
+        raise ValueError(f"unknown fidelity '{text}': expected 'full' or 'screen:<n>'")
+
+    def __str__(self) -> str:
+        return "full" if self.screen is None else f"{self._SCREEN}{self.screen}"
+
+
+Fidelity.FULL = Fidelity()
+
+
+class SourceKind(StrEnum):
+    """The kinds of trial source, as their stored prefix spells them."""
+
+    SINGLE = "single"  # one checkpoint alone (a baseline)
+    UNIFORM = "uniform"  # the uniform average (a baseline)
+    SAMPLER = "sampler"  # proposed by the sampler
+    WARM = "warm"  # imported from an earlier run by a warm start
+
+
+@dataclass(frozen=True)
+class TrialSource:
+    """Where a trial's weights came from (the ``source`` column, and the study trial's ``source``
+    attribute): ``str()`` gives the stored text, ``parse`` reads it back. A re-queued trial keeps the
+    source of the trial it repeats."""
+
+    kind: SourceKind
+    name: str = ""  # the checkpoint of a single baseline, the run of a warm-start import
+    trial: int | None = None  # the imported trial's number in that run
+
+    @classmethod
+    def single(cls, checkpoint: str) -> TrialSource:
+        """The baseline that is ``checkpoint`` alone."""
+        return cls(SourceKind.SINGLE, checkpoint)
+
+    @classmethod
+    def uniform(cls) -> TrialSource:
+        """The baseline that averages every member uniformly."""
+        return cls(SourceKind.UNIFORM)
+
+    @classmethod
+    def sampler(cls) -> TrialSource:
+        """A trial the sampler proposed."""
+        return cls(SourceKind.SAMPLER)
+
+    @classmethod
+    def warm(cls, run: str, trial: int) -> TrialSource:
+        """Trial ``trial`` of run ``run``, imported by a warm start."""
+        return cls(SourceKind.WARM, run, trial)
+
+    @classmethod
+    def parse(cls, text: str) -> TrialSource:
+        """The source stored as ``text``; ValueError for an unknown spelling."""
+        kind, sep, rest = text.partition(":")
+        if not sep and kind in (SourceKind.UNIFORM, SourceKind.SAMPLER):
+            return cls(SourceKind(kind))
+        if sep and kind == SourceKind.SINGLE and rest:
+            return cls.single(rest)
+        run, _, number = rest.rpartition("#")
+        if sep and kind == SourceKind.WARM and run and number.isdigit():
+            return cls.warm(run, int(number))
+        raise ValueError(f"unknown trial source '{text}'")
+
+    def __str__(self) -> str:
+        if self.kind is SourceKind.SINGLE:
+            return f"single:{self.name}"
+        if self.kind is SourceKind.WARM:
+            return f"warm:{self.name}#{self.trial}"
+        return self.kind.value
+
+    @property
+    def is_single(self) -> bool:
+        """One checkpoint alone."""
+        return self.kind is SourceKind.SINGLE
+
+    @property
+    def is_baseline(self) -> bool:
+        """A single checkpoint or the uniform average."""
+        return self.kind in (SourceKind.SINGLE, SourceKind.UNIFORM)
+
+    @property
+    def is_sampler(self) -> bool:
+        """Proposed by the sampler in this run."""
+        return self.kind is SourceKind.SAMPLER
+
+    @property
+    def is_warm(self) -> bool:
+        """Imported from an earlier run."""
+        return self.kind is SourceKind.WARM
+
+    @property
+    def checkpoint(self) -> str | None:
+        """The checkpoint of a single baseline, else None."""
+        return self.name if self.is_single else None
+
+    @property
+    def short(self) -> str:
+        """A label for plots and verdicts: the checkpoint of a single baseline, else the stored text."""
+        return self.checkpoint or str(self)
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The run-specific part of the schema: weight labels, knobs, objectives (with directions), report tasks."""
+
+    weights: tuple[str, ...]
+    objectives: tuple[str, ...]
+    directions: tuple[str, ...]
+    knobs: tuple[str, ...] = ()
+    report: tuple[str, ...] = ()
+
+    def schema(self) -> pa.Schema:
+        """The Arrow schema of ``trials.parquet`` and ``front.parquet``, with these labels in its metadata
+        so a reader needs no ``run.json``."""
+        floats = [
+            *(WEIGHT + m for m in self.weights),
+            *(KNOB + k for k in self.knobs),
+        ]
+        scores = [
+            *(SCORE + o for o in self.objectives),
+            *(STDERR + o for o in self.objectives),
+            *(PREDICTED + o for o in self.objectives),
+            *(REPORT + r for r in self.report),
+            *(REPORT_STDERR + r for r in self.report),
+        ]
+        fields = [
+            pa.field("trial", pa.int64(), nullable=False),
+            pa.field("state", pa.string(), nullable=False),
+            pa.field("source", pa.string()),
+            *(pa.field(name, pa.float64()) for name in floats),
+            pa.field("fidelity", pa.string()),
+            *(pa.field(name, pa.float64()) for name in scores),
+            pa.field("samples", pa.int64()),
+            *(pa.field(name, pa.float64()) for name in TIMINGS),
+            pa.field("worker", pa.string()),
+            pa.field("device", pa.string()),
+            pa.field("driver", pa.string()),
+            pa.field("started_at", pa.timestamp("us", tz="UTC")),
+            pa.field("finished_at", pa.timestamp("us", tz="UTC")),
+            pa.field("error", pa.string()),
+        ]
+        meta = {name: getattr(self, name) for name in ("weights", "objectives", "directions", "knobs", "report")}
+        return pa.schema(fields, metadata={META_KEY: json.dumps(meta).encode()})
+
+    @classmethod
+    def from_schema(cls, schema: pa.Schema) -> Columns:
+        """The labels a stored table was written with (its schema's metadata)."""
+        meta = json.loads((schema.metadata or {})[META_KEY])
+        return cls(**{name: tuple(value) for name, value in meta.items()})
+
+    def groups(self) -> dict[str, tuple[str, tuple[str, ...]]]:
+        """Each labelled group of a row: its column prefix and labels (the one place that pairs them)."""
+        return {
+            "weights": (WEIGHT, self.weights),
+            "knobs": (KNOB, self.knobs),
+            "scores": (SCORE, self.objectives),
+            "stderr": (STDERR, self.objectives),
+            "predicted": (PREDICTED, self.objectives),
+            "report": (REPORT, self.report),
+            "report_stderr": (REPORT_STDERR, self.report),
+        }
+
+
+def _present(x: Any) -> Any:
+    """None for a missing value (None, NaN, NaT), else ``x``."""
+    return None if x is None or (not isinstance(x, str) and pd.isna(x)) else x
+
+
+def _datetime(x: Any) -> datetime:
+    return x.to_pydatetime() if hasattr(x, "to_pydatetime") else x
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One stored trial; scores are empty when the trial failed. Each dict is keyed by label (weight
+    label, knob, objective, report task) and holds only the values that are present."""
+
+    trial: int
+    state: TrialState
+    source: TrialSource
+    weights: dict[str, float]
+    scores: dict[str, float]
+    stderr: dict[str, float | None]
+    merge_seconds: float | None
+    eval_seconds: float | None
+    worker: str | None
+    device: str | None
+    started_at: datetime
+    finished_at: datetime
+    error: str | None = None
+    knobs: dict[str, float] = field(default_factory=dict)
+    fidelity: Fidelity | None = Fidelity.FULL  # None for a failed trial
+    predicted: dict[str, float] = field(default_factory=dict)
+    samples: int | None = None
+    swap_seconds: float | None = None
+    driver: str | None = None
+    report: dict[str, float] = field(default_factory=dict)
+    report_stderr: dict[str, float | None] = field(default_factory=dict)
+
+    @classmethod
+    def failure(cls, error: str, **fields: object) -> TrialRecord:
+        """A failed trial: no scores, timings or worker."""
+        empty: dict[str, object] = {
+            "scores": {},
+            "stderr": {},
+            "merge_seconds": None,
+            "eval_seconds": None,
+            "worker": None,
+            "device": None,
+        }
+        return cls(state=TrialState.FAIL, error=error, **empty, **fields)  # type: ignore[arg-type]
+
+    @property
+    def complete(self) -> bool:
+        """The trial finished with scores."""
+        return self.state is TrialState.COMPLETE
+
+    @property
+    def full(self) -> bool:
+        """Complete and scored on the full task sets (what the front and a warm start take)."""
+        return self.complete and (self.fidelity is None or self.fidelity.is_full)
+
+    def worker_seconds(self) -> float:
+        """Merge, swap and evaluation time the worker measured (0 for what it did not)."""
+        return sum(getattr(self, name) or 0.0 for name in TIMINGS)
+
+    def row(self, columns: Columns) -> dict[str, object]:
+        """The stored row: one column per label, None where a value is missing."""
+        out: dict[str, object] = {"trial": self.trial, "state": self.state.value, "source": str(self.source)}
+        complete = self.complete and self.fidelity is not None
+        out["fidelity"] = str(self.fidelity) if complete else None
+        for group, (prefix, labels) in columns.groups().items():
+            values = getattr(self, group)
+            out.update({prefix + label: values.get(label) for label in labels})
+        out["samples"] = self.samples
+        out.update({name: getattr(self, name) for name in TIMINGS})
+        out.update(
+            worker=self.worker,
+            device=self.device,
+            driver=self.driver,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            error=self.error,
+        )
+        return out
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any], columns: Columns) -> TrialRecord:
+        """A stored row (from Parquet or a frame); columns an older run lacks read as missing."""
+        value: dict[str, Any] = {
+            name: _present(row.get(name)) for name in ("fidelity", "samples", "driver", "error", *TIMINGS)
+        }
+        timings: dict[str, Any] = {name: None if value[name] is None else float(value[name]) for name in TIMINGS}
+        groups: dict[str, Any] = {
+            group: {label: float(v) for label in labels if (v := _present(row.get(prefix + label))) is not None}
+            for group, (prefix, labels) in columns.groups().items()
+        }
+        return cls(
+            trial=int(row["trial"]),
+            state=TrialState(row["state"]),
+            source=TrialSource.parse(str(row["source"])),
+            fidelity=None if value["fidelity"] is None else Fidelity.parse(value["fidelity"]),
+            samples=None if value["samples"] is None else int(value["samples"]),
+            worker=_present(row.get("worker")),
+            device=_present(row.get("device")),
+            driver=value["driver"],
+            error=value["error"],
+            started_at=_datetime(row["started_at"]),
+            finished_at=_datetime(row["finished_at"]),
+            **timings,
+            **groups,
+        )
