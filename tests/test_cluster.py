@@ -160,7 +160,8 @@ def _run(cluster: LocalCluster, command: list[str], timeout: float) -> subproces
 
 
 def test_search_runs_through_a_two_node_cluster(ray_cluster: LocalCluster, tiny_pool: Path, tmp_path: Path) -> None:
-    exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks")
+    # placement across nodes is under test: the dummy backend scores (tests/test_e2e.py runs HF and lm-eval on Ray)
+    exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", backend="dummy")
     search = [
         str(BIN / "mergefront"), "search", str(exp), "--ray-address", ray_cluster.address, "--workers", "2",
         "--threads", "1", "--trials", "6", "--runs-dir", str(tmp_path / "runs"), "--no-progress",

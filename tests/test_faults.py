@@ -17,7 +17,7 @@ from evaluators.backends import BackendSpec
 from optimizer.cli import main
 from optimizer.search.workers import RayWorkers
 from optimizer.store.journal import journal_storage
-from tests.helpers import tiny_spec, write_experiment
+from tests.helpers import tiny_experiment, tiny_spec, write_experiment
 from tests.park import TIMEOUT, search_command, start_parked
 
 BUDGET = 10
@@ -27,8 +27,9 @@ BUDGET = 10
 def test_a_worker_killed_mid_trial_is_replaced_and_its_trial_re_queued(
     tiny_pool: Path, tmp_path: Path, ray_session
 ) -> None:  # type: ignore[no-untyped-def]
-    """The worker is killed while its trial is in flight: parked (tests/park.py) with every other trial done."""
-    exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=BUDGET)
+    """The worker is killed while its trial is in flight: parked (tests/park.py) with every other trial done.
+    Ray's actor death and the driver's replacement are under test, so the scores are the dummy backend's."""
+    exp = tiny_experiment(tiny_pool, tmp_path, trials=BUDGET)
     run = tmp_path / "runs" / "tiny"
     address = ray_session.get_runtime_context().gcs_address
     log = tmp_path / "driver.log"
