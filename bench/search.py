@@ -2,7 +2,7 @@
 
 Every evaluation is a real in-place merge of the toy pool scored by lm-eval (the objectives of
 ``experiments/toy.yaml`` with a small per-task limit, no bootstrap, no screening and no held-out
-report tasks) by one in-process worker, loaded once and shared by every run; only exact repeats of
+tasks) by one in-process worker, loaded once and shared by every run; only exact repeats of
 a weight vector (the baselines every run starts with) are answered from a memo. Each (sampler,
 seed) is one ``mergefront search`` run: ``optimizer.search.driver.Search`` in a temporary run
 directory, with the bench's memoising worker pool in place of Ray actors, so the space, baselines,
@@ -105,7 +105,7 @@ class MemoWorkers:
 
     def call(self, worker: Any, method: str, *args: Any) -> _Done:
         if method != "evaluate":
-            raise AssertionError(f"the bench's runs have no report tasks, so no '{method}' call")
+            raise AssertionError(f"the bench's runs have no held-out tasks, so no '{method}' call")
         self.driver_seconds += time.perf_counter() - self._returned
         self.calls += 1
         done = _Done(self.memo.evaluate(*args))
@@ -192,7 +192,7 @@ def main() -> None:
     experiment, pool = load_experiment(args.experiment)
     objectives = [o.model_copy(update={"limit": args.limit}) for o in experiment.objectives]
     evaluation = experiment.evaluation.model_copy(update={"bootstrap_iters": 0, "screen": None})
-    experiment = experiment.model_copy(update={"objectives": objectives, "report": [], "evaluation": evaluation})
+    experiment = experiment.model_copy(update={"objectives": objectives, "held_out": [], "evaluation": evaluation})
     memo = Memo(Worker(experiment.worker_spec(pool)))
     maximize = [d == "maximize" for d in experiment.directions]
     ref = [0.0] * len(maximize)

@@ -35,14 +35,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def soak_experiment(directory: Path, trials: int, workers: int, limit: int) -> Path:
-    """The demo experiment, cut down: each objective on ``limit`` examples, no report tasks, random sampler."""
+    """The demo experiment, cut down: each objective on ``limit`` examples, no held-out tasks, random sampler."""
     spec = yaml.safe_load((ROOT / "experiments" / "toy.yaml").read_text())
     spec.update(
         name="soak",
         pool=str(ROOT / "checkpoints.yaml"),
         tasks_dir=str(ROOT / "experiments" / "tasks" / "toy"),
         objectives=[{**o, "limit": limit} for o in spec["objectives"]],
-        report=[],
+        held_out=[],
         sampler={"name": "random"},
         budget={"trials": trials},
         workers={**spec["workers"], "count": workers},

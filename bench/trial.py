@@ -80,7 +80,7 @@ def main() -> None:
         update={
             "name": "bench-trial",
             "objectives": objectives,
-            "report": [],
+            "held_out": [],
             "budget": experiment.budget.model_copy(update={"trials": args.trials}),
             "workers": experiment.workers.model_copy(update={"count": 1}),
         }

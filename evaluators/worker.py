@@ -38,7 +38,7 @@ class WorkerSpec(Frozen):
     runtime: BackendSpec = BackendSpec()
     merge: MergeSpec = MergeSpec()
     groups: dict[str, str] = Field(default_factory=dict)
-    report: dict[str, TaskSpec] = Field(default_factory=dict)
+    held_out: dict[str, TaskSpec] = Field(default_factory=dict)
     screen: int | None = None
     bootstrap_iters: int = 100
     seed: int = 0
@@ -98,7 +98,7 @@ class Worker:
         self.scorer = self.backend.scorer(spec.objectives, *settings)
         self.screen_size = spec.screen
         self.screener = self.backend.scorer(spec.objectives, *settings, spec.screen) if spec.screen else None
-        self.reporter = self.backend.scorer(spec.report, *settings) if spec.report else None
+        self.held_out_scorer = self.backend.scorer(spec.held_out, *settings) if spec.held_out else None
         self.built_in = time.perf_counter() - start  # pool opened, model built, tasks indexed (imports excluded)
         log.info("%s", self.ready())
 
@@ -118,13 +118,13 @@ class Worker:
                 return self._result(screened, swap, start, self.screen_size)
         return self._result(self.scorer(), swap, start)
 
-    def report(self, point: MergePoint) -> TrialResult:
-        """Merge ``point`` and score the held-out report tasks (never seen by the sampler)."""
-        if self.reporter is None:
-            raise ValueError("this worker has no report tasks")
+    def score_held_out(self, point: MergePoint) -> TrialResult:
+        """Merge ``point`` and score the held-out tasks (never seen by the sampler)."""
+        if self.held_out_scorer is None:
+            raise ValueError("this worker has no held-out tasks")
         swap = self.backend.swap(point)
         start = time.perf_counter()
-        return self._result(self.reporter(), swap, start)
+        return self._result(self.held_out_scorer(), swap, start)
 
     def _result(
         self, scores: dict[str, Score], swap: SwapTimes, eval_start: float, screened: int | None = None

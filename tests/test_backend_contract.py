@@ -1,7 +1,7 @@
 """The model-backend contract, checked over every backend on the tiny pool (dummy and hf here; vllm in
 `make test-vllm`'s environment): a swap writes the merge in place and the live tensors equal the merge
 engine's; the same point scores the same however the backend got there; another member scores
-differently; screening scores a seeded subset; report tasks are scored; device and placement lines. And
+differently; screening scores a seeded subset; held-out tasks are scored; device and placement lines. And
 backends are registered by name and imported only when first built."""
 
 from __future__ import annotations
@@ -35,14 +35,14 @@ BACKENDS = [
     ),
 ]
 MIXED = MergePoint(weights={"add": 0.1, "reverse": 0.2, "sort": 0.3, "shift": 0.4})
-REPORT = {"sort_report": TaskSpec(task="toy_sort_report", metric="acc")}
+HELD_OUT = {"sort_report": TaskSpec(task="toy_sort_report", metric="acc")}
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def worker(request: pytest.FixtureRequest, tiny_pool: Path) -> Worker:
-    """A worker in this process on the backend, with a report task."""
+    """A worker in this process on the backend, with a held-out task."""
     runtime = BackendSpec(backend=request.param, batch_size=32, threads=1)
-    spec = tiny_spec(tiny_pool, runtime).model_copy(update={"report": REPORT})
+    spec = tiny_spec(tiny_pool, runtime).model_copy(update={"held_out": HELD_OUT})
     return Worker(spec)
 
 
@@ -90,8 +90,8 @@ def test_a_screening_scorer_scores_a_subset(worker: Worker, tiny_pool: Path) -> 
     assert worker.backend.scorer(specs, library, 0, 0, 8)() == {"sort": screened}  # the same subset every time
 
 
-def test_report_tasks_are_scored(worker: Worker) -> None:
-    result = worker.report(MIXED)
+def test_held_out_tasks_are_scored(worker: Worker) -> None:
+    result = worker.score_held_out(MIXED)
     assert set(result.scores) == {"sort_report"} and result.screened is None
     assert 0 <= result.scores["sort_report"].value <= 1 and result.scores["sort_report"].samples > 0
     assert result.device == worker.backend.device and result.worker == "worker-0"

@@ -785,9 +785,9 @@ CASES = [
         "{exp}: objectives[1]: task 'toy_revers' is not defined under {tasks} (did you mean 'toy_reverse'?)",
     ),
     case(
-        "experiment-unknown-report-task",
-        with_experiment("report: [toy_sortt_report]"),
-        "{exp}: report[0]: task 'toy_sortt_report' is not defined",
+        "experiment-unknown-held-out-task",
+        with_experiment("held_out: [toy_sortt_report]"),
+        "{exp}: held_out[0]: task 'toy_sortt_report' is not defined",
     ),
     case(
         "experiment-unknown-metric",
@@ -808,8 +808,8 @@ CASES = [
     ),
     case(
         "experiment-duplicate-objective",
-        with_experiment("report: [toy_reverse]\nobjectives: [toy_reverse]"),
-        "{exp}: objective or report task 'toy_reverse/acc' appears twice; give one of them a distinct 'name'",
+        with_experiment("held_out: [toy_reverse]\nobjectives: [toy_reverse]"),
+        "{exp}: objective or held-out task 'toy_reverse/acc' appears twice; give one of them a distinct 'name'",
     ),
     case(
         "experiment-zero-screen",
@@ -823,14 +823,14 @@ CASES = [
     ),
     case(
         "experiment-chat-template-missing",
-        with_experiment("report: [{task: toy_sort_report, apply_chat_template: true}]"),
+        with_experiment("held_out: [{task: toy_sort_report, apply_chat_template: true}]"),
         "{exp}: toy_sort_report/acc sets apply_chat_template, but the tokenizer in",
         "has no chat template; drop the flag",
     ),
     case(
         "experiment-gen-kwargs-wrong-type",
-        with_experiment("report: [{task: toy_sort_report, gen_kwargs: {until: [1, 2]}}]"),
-        "{exp}: report[0].gen_kwargs.until: [1, 2] fits none of the allowed types (str, int, float, bool, list[str]); write one",
+        with_experiment("held_out: [{task: toy_sort_report, gen_kwargs: {until: [1, 2]}}]"),
+        "{exp}: held_out[0].gen_kwargs.until: [1, 2] fits none of the allowed types (str, int, float, bool, list[str]); write one",
     ),
     case(
         "experiment-gpu-memory-above-one",

@@ -65,7 +65,7 @@ def test_more_than_two_objectives_give_a_scatter_matrix() -> None:
         objectives=("p", "q", "r"),
         directions=("maximize", "minimize", "maximize"),
         knobs=(),
-        report=(),
+        held_out=(),
     )
     rng = np.random.default_rng(0)
     sources = [TrialSource.single("a"), TrialSource.single("b"), TrialSource.uniform()]

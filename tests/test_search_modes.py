@@ -1,4 +1,4 @@
-"""Search modes on the tiny pool: screening with held-out report tasks, grouped box spaces with a searched
+"""Search modes on the tiny pool: screening with held-out tasks, grouped box spaces with a searched
 λ under scalarised CMA-ES, the surrogate's predictions kept apart from scores, and the time budgets (on a
 clock that the test advances per trial, so they stop at a known trial on any machine). Real searches
 (Optuna, Parquet, the merge engine) with the dummy backend in this process (``--in-process``); one
@@ -28,7 +28,7 @@ def search(tmp_path: Path, tiny_pool: Path, extra: str, trials: int) -> pd.DataF
 
 
 def test_screening_keeps_the_front_full_fidelity_and_reports_held_out_tasks(tiny_pool: Path, tmp_path: Path) -> None:
-    extra = "sampler: {name: random}\nevaluation: {screen: 8, margin: 0.0}\nreport: [{task: toy_sort_report, name: sort_report}]\n"
+    extra = "sampler: {name: random}\nevaluation: {screen: 8, margin: 0.0}\nheld_out: [{task: toy_sort_report, name: sort_report}]\n"
     trials = search(tmp_path, tiny_pool, extra, trials=12)
     front = pd.read_parquet(tmp_path / "runs" / "tiny" / "front.parquet")
     baselines = trials[trials["source"] != "sampler"]
@@ -37,7 +37,7 @@ def test_screening_keeps_the_front_full_fidelity_and_reports_held_out_tasks(tiny
     assert (screened["samples"] == 16).all()
     assert set(trials["fidelity"]) <= {"full", "screen:8"} and len(screened) > 0
     assert (front["fidelity"] == "full").all()
-    # report scores exist exactly for the front, and are accuracies
+    # held-out scores (stored as report.<task>) exist exactly for the front, and are accuracies
     has_report = trials["report.sort_report"].notna()
     assert set(trials.loc[has_report, "trial"]) == set(front["trial"])
     assert front["report.sort_report"].between(0, 1).all() and front["report_stderr.sort_report"].notna().all()

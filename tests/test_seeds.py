@@ -46,8 +46,8 @@ def _rows() -> list[Row]:
 
 def test_row_macros_and_members_used() -> None:
     x, y = _rows()
-    assert (x.search_macro, x.report_macro, x.used) == (0.375, 0.25, 1)
-    assert (y.search_macro, y.report_macro, y.used) == (0.5, 0.25, 1)  # 0.005 is below the 0.01 threshold
+    assert (x.search_macro, x.held_out_macro, x.used) == (0.375, 0.25, 1)
+    assert (y.search_macro, y.held_out_macro, y.used) == (0.5, 0.25, 1)  # 0.005 is below the 0.01 threshold
 
 
 def test_scores_table_bolds_the_best_of_each_column() -> None:

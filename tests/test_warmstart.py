@@ -1,8 +1,10 @@
-"""Warm start: a 4-member run imported into a 5-member pool, never re-evaluated, part of the new front.
-Real searches with the dummy backend in this process."""
+"""Warm start: a 4-member run imported into a 5-member pool, never re-evaluated, part of the new front; a run
+from before ``report:`` was renamed ``held_out:`` still resumes and warm-starts. Real searches with the dummy
+backend in this process."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,9 @@ import pandas as pd
 import pytest
 
 from optimizer.cli import main
+from optimizer.experiment.config import load_experiment
+from optimizer.experiment.fingerprint import fingerprint
+from optimizer.run.directory import read_meta, read_run, write_meta
 from optimizer.store.journal import journal_storage
 from tests.helpers import MEMBERS, five_member_pool, non_dominated, tiny_experiment, write_experiment
 
@@ -94,3 +99,53 @@ def test_warm_start_refuses_changed_evaluation_settings(
     err = capsys.readouterr().err
     assert "cannot warm-start from" in err and "objective 'toy_reverse/acc' changed" in err
     assert not (runs / "again").exists()
+
+
+HELD_OUT = "held_out: [{task: toy_sort_report, name: sort_report}]\n"
+FORMER = "experiment: 'report' is now called 'held_out'; 'report' still works but will go"
+
+
+def _deprecations(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "optimizer.experiment.config"]
+
+
+def test_report_is_the_former_name_of_held_out(
+    tiny_pool: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "new").mkdir(), (tmp_path / "old").mkdir()
+    new_file = tiny_experiment(tiny_pool, tmp_path / "new", HELD_OUT)
+    old_file = tiny_experiment(tiny_pool, tmp_path / "old", HELD_OUT.replace("held_out:", "report:"))
+    with caplog.at_level(logging.WARNING):
+        new, pool = load_experiment(new_file)
+        assert _deprecations(caplog) == []
+        old, _ = load_experiment(old_file)
+    assert _deprecations(caplog) == [FORMER]  # one line for the person's file
+    assert old == new and [o.label for o in old.held_out] == ["sort_report"]
+    assert old.worker_spec(pool) == new.worker_spec(pool)
+    assert fingerprint(old, pool) == fingerprint(new, pool)
+    both = tmp_path / "both.yaml"
+    both.write_text(new_file.read_text() + HELD_OUT.replace("held_out:", "report:"))
+    assert main(["search", str(both), "--runs-dir", str(tmp_path / "runs"), "--in-process"]) == 2
+
+
+def test_a_run_from_before_held_out_resumes_and_warm_starts_silently(
+    tiny_pool: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    runs = tmp_path / "runs"
+    exp = tiny_experiment(tiny_pool, tmp_path, HELD_OUT, trials=4)
+    assert main(["search", str(exp), "--runs-dir", str(runs), "--no-progress", "--in-process"]) == 0
+    run = runs / "tiny"
+    meta = read_meta(run)
+    meta["experiment"]["report"] = meta["experiment"].pop("held_out")  # what run.json held before the rename
+    write_meta(run, meta)
+    with caplog.at_level(logging.WARNING):
+        experiment, pool = read_run(run, "start a new run")
+        assert experiment == load_experiment(exp)[0] and fingerprint(experiment, pool) == meta["fingerprint"]
+        caplog.clear()
+        assert main(["resume", str(run), "--trials", "5", "--no-progress", "--in-process"]) == 0
+        warm = ["--name", "again", "--warm-start", str(run), "--no-progress", "--in-process"]
+        assert main(["search", str(exp), "--runs-dir", str(runs), *warm]) == 0
+    assert _deprecations(caplog) == []  # a stored run is no person's input
+    front = pd.read_parquet(run / "front.parquet")
+    assert len(pd.read_parquet(run / "trials.parquet")) == 5 and front["report.sort_report"].notna().all()
+    assert pd.read_parquet(runs / "again" / "trials.parquet")["source"].str.startswith("warm:tiny#").sum() == 5

@@ -43,7 +43,7 @@ def cached_scores(pool_dir: Path, tasks_dir: Path) -> dict[str, dict[str, float]
     return manifest["scores"]
 
 
-def score_report(pool_dir: Path, tasks_dir: Path) -> str:
+def score_table(pool_dir: Path, tasks_dir: Path) -> str:
     """The score table of the toy pool and whether it shows genuine trade-offs."""
     scores = cached_scores(pool_dir, tasks_dir)
     skills = list(next(iter(scores.values())))

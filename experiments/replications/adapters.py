@@ -55,7 +55,7 @@ def results(experiment: Path, run: Path) -> str:
         "## Verdict",
         "",
         *(
-            f"- {r.name}: {r.search_macro - best_single.search_macro:+.3f} (search) and {r.report_macro - best_single.report_macro:+.3f}"
+            f"- {r.name}: {r.search_macro - best_single.search_macro:+.3f} (search) and {r.held_out_macro - best_single.held_out_macro:+.3f}"
             f" (report) against the best single adapter by search macro ({best_single.name})."
             for r in rows[len(singles) + 1 :]
         ),

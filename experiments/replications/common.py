@@ -1,8 +1,9 @@
-"""What the seed experiments share: named merges scored on the search and the held-out report split
-by one in-process worker, the greedy soup, a run's best trials, and the results table and plot.
+"""What the seed experiments share: named merges scored on the search and the held-out split (the toy
+tasks' ``report`` split) by one in-process worker, the greedy soup, a run's best trials, and the results
+table and plot.
 
 Every row is scored again here, on both splits, by the same worker code the search uses, so the
-baselines and the searched merges are measured the same way (the search scores report tasks for
+baselines and the searched merges are measured the same way (the search scores held-out tasks for
 its front only).
 """
 
@@ -50,7 +51,7 @@ class Row:
     name: str
     weights: Mapping[str, float]
     search: Mapping[str, float]  # objective -> score on the search split
-    report: Mapping[str, float]  # objective -> score on its held-out report task
+    held_out: Mapping[str, float]  # objective -> score on its held-out task
     knobs: Mapping[str, float] = field(default_factory=dict)
 
     @property
@@ -58,8 +59,8 @@ class Row:
         return mean(list(self.search.values()))
 
     @property
-    def report_macro(self) -> float:
-        return mean(list(self.report.values()))
+    def held_out_macro(self) -> float:
+        return mean(list(self.held_out.values()))
 
     @property
     def used(self) -> int:
@@ -69,20 +70,20 @@ class Row:
 
 class SplitScorer:
     """One in-process worker for an experiment: its objectives on the search split, and each
-    objective's report task (``report`` lists them in the objectives' order) on the held-out split."""
+    objective's held-out task (``held_out`` lists them in the objectives' order) on the held-out split."""
 
     def __init__(self, experiment_file: Path, merge: MergeSpec | None = None, pool_file: Path | None = None) -> None:
         experiment, pool = load_experiment(experiment_file)
         if pool_file is not None:
             pool = load_pool(pool_file)
-        if len(experiment.report) != len(experiment.objectives):
-            raise ConfigError(f"{experiment_file}: give one report task per objective, in the same order")
+        if len(experiment.held_out) != len(experiment.objectives):
+            raise ConfigError(f"{experiment_file}: give one held-out task per objective, in the same order")
         update: dict[str, object] = {"bootstrap_iters": 0}
         if merge is not None:
             update["merge"] = merge
         self.worker = Worker(experiment.worker_spec(pool).model_copy(update=update))
         self.objectives = experiment.labels
-        self.report_tasks = [o.label for o in experiment.report]
+        self.held_out_tasks = [o.label for o in experiment.held_out]
         self.members = pool.names
 
     def search(self, weights: Mapping[str, float], knobs: Mapping[str, float] | None = None) -> dict[str, float]:
@@ -93,9 +94,9 @@ class SplitScorer:
         """Score on both splits; the row records a weight for every member (0 when left out)."""
         weights = {m: float(weights.get(m, 0.0)) for m in self.members}
         point = MergePoint(weights, knobs=knobs or {})
-        held_out = self.worker.report(point).scores
-        report = {o: held_out[t].value for o, t in zip(self.objectives, self.report_tasks, strict=True)}
-        return Row(name, weights, self.search(weights, knobs), report, dict(knobs or {}))
+        scores = self.worker.score_held_out(point).scores
+        held_out = {o: scores[t].value for o, t in zip(self.objectives, self.held_out_tasks, strict=True)}
+        return Row(name, weights, self.search(weights, knobs), held_out, dict(knobs or {}))
 
 
 def greedy_soup(
@@ -152,10 +153,11 @@ def _cells(values: Sequence[float], best: Sequence[float]) -> list[str]:
 
 def scores_table(rows: Sequence[Row]) -> str:
     """Markdown: one line per row, the objectives then their macro-average on the search split, the
-    same on the report split, and how many members take part; the best value of a column in bold."""
+    same on the held-out split (headed ``(report)``, the toy split's name), and how many members take part; the
+    best value of a column in bold."""
     objectives = list(rows[0].search)
     values = [
-        [*(r.search[o] for o in objectives), r.search_macro, *(r.report[o] for o in objectives), r.report_macro]
+        [*(r.search[o] for o in objectives), r.search_macro, *(r.held_out[o] for o in objectives), r.held_out_macro]
         for r in rows
     ]
     best = [max(col) for col in zip(*values, strict=True)]
@@ -181,12 +183,12 @@ def weights_table(rows: Sequence[Row]) -> str:
 
 
 def rows_figure(rows: Sequence[Row], title: str) -> Figure:
-    """Horizontal bars: each row's macro-average on the search split and on the held-out report split."""
+    """Horizontal bars: each row's macro-average on the search split and on the held-out split."""
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
     ys = range(len(rows))
     for offset, values, color, label in (
         (-0.2, [r.search_macro for r in rows], "#1f77b4", "search split"),
-        (0.2, [r.report_macro for r in rows], "#ff7f0e", "held-out report split"),
+        (0.2, [r.held_out_macro for r in rows], "#ff7f0e", "held-out report split"),
     ):
         bars = ax.barh([y + offset for y in ys], values, height=0.4, color=color, label=label)
         ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)  # the differences that matter are small

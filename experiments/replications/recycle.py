@@ -35,12 +35,16 @@ def _used_line(label: str, run_dir: Path) -> str:
     return f"- {label}: members above {USED} in the {TOP} best trials by search macro: {counts}"
 
 
+MACROS = {"search": "search_macro", "report": "held_out_macro"}  # split, as the toy tasks name it -> Row property
+
+
 def _beats(best: Row, rows: list[Row], split: str) -> str:
-    value = getattr(best, f"{split}_macro")
-    rival = max(rows, key=lambda r: getattr(r, f"{split}_macro"))
-    margin = value - getattr(rival, f"{split}_macro")
+    macro = MACROS[split]
+    value = getattr(best, macro)
+    rival = max(rows, key=lambda r: getattr(r, macro))
+    margin = value - getattr(rival, macro)
     verb = "beats" if margin > 0 else "does not beat"
-    return f"{verb} the best baseline on the {split} split ({value:.3f} vs {rival.name} {getattr(rival, f'{split}_macro'):.3f}, {margin:+.3f})"
+    return f"{verb} the best baseline on the {split} split ({value:.3f} vs {rival.name} {getattr(rival, macro):.3f}, {margin:+.3f})"
 
 
 def results(experiment: Path, pareto_run: Path, cmaes_run: Path) -> str:

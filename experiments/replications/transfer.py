@@ -107,10 +107,10 @@ def results(experiment: Path, run: Path) -> str:
         f"- Fine-tuning v2 directly raises {skill} from {v2.search[skill]:.3f} to {direct.search[skill]:.3f} (search split).",
         (
             f"- v2 + v1's diff reaches {good.search[skill]:.3f}: {_share(good.search[skill] - v2.search[skill], gain)} of that gain; "
-            f"macro {good.search_macro:.3f} (report {good.report_macro:.3f}) against v2's {v2.search_macro:.3f} ({v2.report_macro:.3f})."
+            f"macro {good.search_macro:.3f} (report {good.held_out_macro:.3f}) against v2's {v2.search_macro:.3f} ({v2.held_out_macro:.3f})."
         ),
-        f"- v0 + v1's diff reaches {bad.search[skill]:.3f} on {skill}, macro {bad.search_macro:.3f} (report {bad.report_macro:.3f}).",
-        f"- The searched λ with the best macro-average, {lam:.2f}, gives macro {rows[-1].search_macro:.3f} (report {rows[-1].report_macro:.3f}).",
+        f"- v0 + v1's diff reaches {bad.search[skill]:.3f} on {skill}, macro {bad.search_macro:.3f} (report {bad.held_out_macro:.3f}).",
+        f"- The searched λ with the best macro-average, {lam:.2f}, gives macro {rows[-1].search_macro:.3f} (report {rows[-1].held_out_macro:.3f}).",
         "",
         "## The searched front over λ (v2 + λ × v1's diff, search split)",
         "",

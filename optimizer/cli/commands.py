@@ -223,14 +223,14 @@ def _merge(args: argparse.Namespace) -> int:
 
 def _toy_build(args: argparse.Namespace) -> int:
     from toy.build import ToyRecipe, build_toy_pool
-    from toy.scores import score_report
+    from toy.scores import score_table
 
     recipe = ToyRecipe(seed=args.seed)
     if build_toy_pool(args.out, args.tasks_out, recipe, force=args.force):
         log.info("toy pool written to %s", args.out)
     else:
         log.info("toy pool at %s is up to date (recipe %s); --force rebuilds it", args.out, recipe.fingerprint())
-    print(score_report(args.out, args.tasks_out))
+    print(score_table(args.out, args.tasks_out))
     return 0
 
 

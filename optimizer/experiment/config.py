@@ -7,13 +7,14 @@ lm-eval ranks the task's metric by (its ``higher_is_better``).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import Field, ModelWrapValidatorHandler, field_validator, model_validator
+from pydantic import Field, ModelWrapValidatorHandler, ValidationInfo, field_validator, model_validator
 
 from evaluators.backends import BACKENDS, BackendSpec
-from evaluators.core.config import ExistingDir, ExistingFile, Frozen, load_config, registered
+from evaluators.core.config import ExistingDir, ExistingFile, Frozen, from_a_person, load_config, registered
 from evaluators.core.errors import ConfigError
 from evaluators.merge import MergeSpec, declared_parameters
 from evaluators.pool import Pool, load_pool
@@ -24,6 +25,7 @@ from optimizer.space.weights import SpaceSpec
 
 Direction = Literal["maximize", "minimize"]
 RUN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+log = logging.getLogger(__name__)
 
 
 class Objective(TaskSpec):
@@ -97,7 +99,7 @@ class Experiment(Frozen):
         default=False, description="also accept lm-eval's own task names (datasets from the local cache)"
     )
     objectives: list[Objective] = Field(min_length=1)
-    report: list[Objective] = Field(default=[], description="held-out tasks, scored for front trials only")
+    held_out: list[Objective] = Field(default=[], description="held-out tasks, scored for front trials only")
     merge: MergeSpec = MergeSpec()
     space: SpaceSpec = SpaceSpec()
     sampler: SamplerSpec = SamplerSpec()
@@ -105,6 +107,19 @@ class Experiment(Frozen):
     workers: WorkersSpec = WorkersSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
     seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _former_held_out(cls, data: Any, info: ValidationInfo) -> Any:
+        """``held_out`` was called ``report``: still accepted, with one deprecation line for a person's file (a
+        stored run's ``run.json`` written under the old name loads silently)."""
+        if not isinstance(data, dict) or "report" not in data:
+            return data
+        if "held_out" in data:
+            raise ValueError("give the held-out tasks once, under 'held_out' ('report' is its former name)")
+        if from_a_person(info):
+            log.warning("experiment: 'report' is now called 'held_out'; 'report' still works but will go")
+        return {("held_out" if k == "report" else k): v for k, v in data.items()}
 
     @model_validator(mode="wrap")
     @classmethod
@@ -127,10 +142,10 @@ class Experiment(Frozen):
 
     @model_validator(mode="after")
     def _unique_labels(self) -> Experiment:
-        labels = [o.label for o in [*self.objectives, *self.report]]
+        labels = [o.label for o in [*self.objectives, *self.held_out]]
         dup = next((label for label in labels if labels.count(label) > 1), None)
         if dup is not None:
-            raise ValueError(f"objective or report task '{dup}' appears twice; give one of them a distinct 'name'")
+            raise ValueError(f"objective or held-out task '{dup}' appears twice; give one of them a distinct 'name'")
         return self
 
     @model_validator(mode="after")
@@ -174,7 +189,7 @@ class Experiment(Frozen):
         return TaskLibrary(self.tasks_dir, self.builtin_tasks)
 
     def worker_spec(self, pool: Pool) -> WorkerSpec:
-        """What each worker is sent: the pool with this experiment's objectives, report tasks, merge and runtime
+        """What each worker is sent: the pool with this experiment's objectives, held-out tasks, merge and runtime
         settings."""
         return WorkerSpec(
             pool=pool,
@@ -184,7 +199,7 @@ class Experiment(Frozen):
             runtime=BackendSpec(**self.workers.model_dump(exclude={"count"})),
             merge=self.merge,
             groups=self.space.groups,
-            report={o.label: o.task_spec() for o in self.report},
+            held_out={o.label: o.task_spec() for o in self.held_out},
             screen=self.evaluation.screen,
             bootstrap_iters=self.evaluation.bootstrap_iters,
             seed=self.seed,

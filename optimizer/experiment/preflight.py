@@ -20,10 +20,10 @@ from optimizer.space.weights import space_for
 
 
 def check_objectives(experiment: Experiment, source: Path) -> None:
-    """Every objective and report task names a task in the tasks directory, a metric it declares and a direction
+    """Every objective and held-out task names a task in the tasks directory, a metric it declares and a direction
     that agrees with it, and its dataset can be loaded: lm-eval would find out only in the workers."""
     library = experiment.task_library()
-    for section, specs in (("objectives", experiment.objectives), ("report", experiment.report)):
+    for section, specs in (("objectives", experiment.objectives), ("held_out", experiment.held_out)):
         for i, objective in enumerate(specs):
             where = f"{source}: {section}[{i}]"
             try:
@@ -61,7 +61,7 @@ def check_metric(objective: Objective, config: dict[str, Any], where: str) -> No
 
 def check_direction(objective: Objective, library: TaskLibrary, where: str, searched: bool) -> None:
     """A direction must agree with the metric's higher_is_better, by which lm-eval itself ranks it (a maximised
-    perplexity searches for the worst models); a searched objective needs one (report tasks are only scored)."""
+    perplexity searches for the worst models); a searched objective needs one (held-out tasks are only scored)."""
     higher = library.higher_is_better(objective.task, objective.metric)
     if objective.direction is None and higher is None and searched:
         raise ConfigError(
@@ -101,9 +101,9 @@ def has_chat_template(model_dir: Path) -> bool:
 
 
 def check_chat_template(experiment: Experiment, pool: Pool, source: Path) -> None:
-    """Refuse (ConfigError naming ``source``) an objective or report task that applies a chat template when the
+    """Refuse (ConfigError naming ``source``) an objective or held-out task that applies a chat template when the
     pool's tokenizer has none."""
-    chat = [o.label for o in [*experiment.objectives, *experiment.report] if o.apply_chat_template]
+    chat = [o.label for o in [*experiment.objectives, *experiment.held_out] if o.apply_chat_template]
     if chat and not has_chat_template(pool.model_dir()):
         raise ConfigError(
             f"{source}: {chat[0]} sets apply_chat_template, but the tokenizer in {pool.model_dir()} has no chat "

@@ -17,7 +17,7 @@ class Provenance:
     scores: Mapping[str, tuple[float, float | None, str]] = field(
         default_factory=dict
     )  # objective: (value, stderr, direction)
-    report: Mapping[str, float] = field(default_factory=dict)
+    held_out: Mapping[str, float] = field(default_factory=dict)
     front: str = ""
 
 
@@ -51,9 +51,9 @@ def model_card(
         lines += ["", "| objective | score | stderr | direction |", "|---|---|---|---|"]
         for name, (value, stderr, direction) in provenance.scores.items():
             lines.append(f"| {name} | {value:.4f} | {'' if stderr is None else f'{stderr:.4f}'} | {direction} |")
-    if provenance.report:
+    if provenance.held_out:
         lines += ["", "Held-out report tasks (never seen by the search):", ""]
-        lines += [f"- {name}: {value:.4f}" for name, value in provenance.report.items()]
+        lines += [f"- {name}: {value:.4f}" for name, value in provenance.held_out.items()]
     if provenance.front:
         lines += ["", provenance.front]
     lines += ["", f"mergekit: {recipe_note}.", ""]

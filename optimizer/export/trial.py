@@ -53,7 +53,7 @@ def export_trial(run_dir: Path, trial: int, out: Path, force: bool, as_adapter: 
             o: (row.scores[o], row.stderr.get(o), d)
             for o, d in zip(columns.objectives, columns.directions, strict=True)
         },
-        report=dict(row.report),
+        held_out=dict(row.held_out),
         front=_front_line(row, read_trials(run_dir, FRONT), experiment.name),
     )
     point = space.point(weights, knobs)

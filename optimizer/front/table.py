@@ -30,7 +30,7 @@ def _score(value: float | None, stderr: float | None) -> str:
 
 def table_frame(table: TrialTable) -> pd.DataFrame:
     """One row per trial: number, source, weights ``w.<label>`` and knobs (3 decimals), fidelity when
-    not full, scores ± stderr, then held-out report scores (``report:<task>``)."""
+    not full, scores ± stderr, then held-out scores (``report:<task>``)."""
     columns, records = table.columns, table.records()
     screened = any(r.fidelity is not None and not r.fidelity.is_full for r in records)
     rows = []
@@ -41,7 +41,7 @@ def table_frame(table: TrialTable) -> pd.DataFrame:
         if screened:
             row["fidelity"] = None if r.fidelity is None else str(r.fidelity)
         row.update({o: _score(r.scores.get(o), r.stderr.get(o)) for o in columns.objectives})
-        row.update({f"report:{t}": _score(r.report.get(t), r.report_stderr.get(t)) for t in columns.report})
+        row.update({f"report:{t}": _score(r.held_out.get(t), r.held_out_stderr.get(t)) for t in columns.held_out})
         rows.append(row)
     arrows = {
         o: f"{o} {'↑' if d == 'maximize' else '↓'}" for o, d in zip(columns.objectives, columns.directions, strict=True)
@@ -55,7 +55,8 @@ def format_table(table: TrialTable) -> str:
 
 
 def front_json(table: TrialTable) -> str:
-    """JSON array of {trial, weights: {label: w}, knobs, scores: {objective: value}, report: {task: value}}."""
+    """JSON array of {trial, weights: {label: w}, knobs, scores: {objective: value}, report: {task: value}}
+    (``report`` holds the held-out scores)."""
     columns = table.columns
     out = [
         {
@@ -63,7 +64,7 @@ def front_json(table: TrialTable) -> str:
             "weights": {m: _float(r.weights.get(m)) for m in columns.weights},
             "knobs": {k: _float(r.knobs.get(k)) for k in columns.knobs},
             "scores": {o: _float(r.scores.get(o)) for o in columns.objectives},
-            "report": {t: r.report.get(t) for t in columns.report},
+            "report": {t: r.held_out.get(t) for t in columns.held_out},
         }
         for r in table.records()
     ]

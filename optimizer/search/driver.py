@@ -2,13 +2,14 @@
 actors, or one worker in this process). A trial is proposed as soon as a worker is free (no
 generation barrier); the baselines come first (each single checkpoint, then the uniform average).
 A finished trial goes to Parquet first and to Optuna second, so after a crash ``resume`` tells Optuna
-what Parquet holds and re-queues what neither finished: no trial is lost or stored twice. Held-out
-report tasks are scored for the front trials when the search stops.
+what Parquet holds and re-queues what neither finished: no trial is lost or stored twice. Held-out tasks are scored
+for the front trials when the search stops.
 
 Several drivers may serve one study on shared storage (``mergefront join``): trial numbers come
 from the storage, the budget counts every driver's trials, and the Parquet store is shared under
 a lock. Two drivers checking the budget at the same moment can overshoot it by one trial each.
 """
+
 from __future__ import annotations
 
 import logging
@@ -129,7 +130,7 @@ class Search:
             tuple(self.labels),
             tuple(experiment.directions),
             tuple(space.knobs),
-            tuple(o.label for o in experiment.report),
+            tuple(o.label for o in experiment.held_out),
         )
         self.store = TrialStore(run_dir, columns)
         self.clock: Clock = RealClock()
@@ -284,7 +285,7 @@ class Search:
             workers.wait_ready()
             self._loop(workers, summary, progress, started)
             summary.restarts, summary.retired = workers.restarts, list(workers.retired)
-            summary.front = self._report(workers)
+            summary.front = self._score_held_out(workers)
         finally:
             if workers is not None:
                 workers.stop()
@@ -376,24 +377,24 @@ class Search:
     def _requeue(self, params: dict[str, Any], source: TrialSource, number: int) -> None:
         requeue(self.study, params, source, number)
 
-    def _report(self, workers: WorkerPool) -> pa.Table:
-        """Score the held-out report tasks for front trials that have none yet (on every live worker,
-        replacements still starting included: only then is it worth waiting for them)."""
+    def _score_held_out(self, workers: WorkerPool) -> pa.Table:
+        """Score the held-out tasks for front trials that have none yet (on every live worker, replacements still
+        starting included: only then is it worth waiting for them)."""
         front = self.store.front()
-        report = self.store.columns.report
-        if not report:
+        held_out = self.store.columns.held_out
+        if not held_out:
             return front
-        todo = [r for r in self.store.front_records() if report[0] not in r.report]
+        todo = [r for r in self.store.front_records() if held_out[0] not in r.held_out]
         actors = workers.settle() if todo else []
-        log.info("scoring %d front trial(s) on the report tasks %s", len(todo), ", ".join(report))
+        log.info("scoring %d front trial(s) on the held-out tasks %s", len(todo), ", ".join(held_out))
         refs = {}
         for i, row in enumerate(todo):
             weights = {m: row.weights[m] for m in self.space.labels}
             knobs = {k: row.knobs[k] for k in self.space.knobs}
-            refs[workers.call(actors[i % len(actors)], "report", self.space.point(weights, knobs))] = row.trial
+            refs[workers.call(actors[i % len(actors)], "score_held_out", self.space.point(weights, knobs))] = row.trial
         for ref, trial in refs.items():
             result: TrialResult = workers.result(ref)
-            front = self.store.set_report(
+            front = self.store.set_held_out(
                 trial, {k: s.value for k, s in result.scores.items()}, {k: s.stderr for k, s in result.scores.items()}
             )
         return front

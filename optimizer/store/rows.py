@@ -20,7 +20,15 @@ import pandas as pd
 import pyarrow as pa
 
 WEIGHT, KNOB, SCORE, STDERR, PREDICTED = "weight.", "knob.", "score.", "stderr.", "predicted."
-REPORT, REPORT_STDERR = "report.", "report_stderr."
+# held-out scores keep the columns and metadata key of their former name, ``report``, so old runs read alike
+HELD_OUT, HELD_OUT_STDERR = "report.", "report_stderr."
+META_NAMES = {
+    "weights": "weights",
+    "objectives": "objectives",
+    "directions": "directions",
+    "knobs": "knobs",
+    "held_out": "report",
+}
 META_KEY = b"mergefront"
 TIMINGS = ("merge_seconds", "swap_seconds", "eval_seconds")
 
@@ -155,13 +163,13 @@ class TrialSource:
 
 @dataclass(frozen=True)
 class Columns:
-    """The run-specific part of the schema: weight labels, knobs, objectives (with directions), report tasks."""
+    """The run-specific part of the schema: weight labels, knobs, objectives (with directions), held-out tasks."""
 
     weights: tuple[str, ...]
     objectives: tuple[str, ...]
     directions: tuple[str, ...]
     knobs: tuple[str, ...] = ()
-    report: tuple[str, ...] = ()
+    held_out: tuple[str, ...] = ()
 
     def schema(self) -> pa.Schema:
         """The Arrow schema of ``trials.parquet`` and ``front.parquet``, with these labels in its metadata
@@ -174,8 +182,8 @@ class Columns:
             *(SCORE + o for o in self.objectives),
             *(STDERR + o for o in self.objectives),
             *(PREDICTED + o for o in self.objectives),
-            *(REPORT + r for r in self.report),
-            *(REPORT_STDERR + r for r in self.report),
+            *(HELD_OUT + r for r in self.held_out),
+            *(HELD_OUT_STDERR + r for r in self.held_out),
         ]
         fields = [
             pa.field("trial", pa.int64(), nullable=False),
@@ -193,14 +201,15 @@ class Columns:
             pa.field("finished_at", pa.timestamp("us", tz="UTC")),
             pa.field("error", pa.string()),
         ]
-        meta = {name: getattr(self, name) for name in ("weights", "objectives", "directions", "knobs", "report")}
+        meta = {stored: getattr(self, name) for name, stored in META_NAMES.items()}
         return pa.schema(fields, metadata={META_KEY: json.dumps(meta).encode()})
 
     @classmethod
     def from_schema(cls, schema: pa.Schema) -> Columns:
         """The labels a stored table was written with (its schema's metadata)."""
         meta = json.loads((schema.metadata or {})[META_KEY])
-        return cls(**{name: tuple(value) for name, value in meta.items()})
+        names = {stored: name for name, stored in META_NAMES.items()}
+        return cls(**{names.get(stored, stored): tuple(value) for stored, value in meta.items()})
 
     def groups(self) -> dict[str, tuple[str, tuple[str, ...]]]:
         """Each labelled group of a row: its column prefix and labels (the one place that pairs them)."""
@@ -210,8 +219,8 @@ class Columns:
             "scores": (SCORE, self.objectives),
             "stderr": (STDERR, self.objectives),
             "predicted": (PREDICTED, self.objectives),
-            "report": (REPORT, self.report),
-            "report_stderr": (REPORT_STDERR, self.report),
+            "held_out": (HELD_OUT, self.held_out),
+            "held_out_stderr": (HELD_OUT_STDERR, self.held_out),
         }
 
 
@@ -227,7 +236,7 @@ def _datetime(x: Any) -> datetime:
 @dataclass(frozen=True)
 class TrialRecord:
     """One stored trial; scores are empty when the trial failed. Each dict is keyed by label (weight
-    label, knob, objective, report task) and holds only the values that are present."""
+    label, knob, objective, held-out task) and holds only the values that are present."""
 
     trial: int
     state: TrialState
@@ -248,8 +257,8 @@ class TrialRecord:
     samples: int | None = None
     swap_seconds: float | None = None
     driver: str | None = None
-    report: dict[str, float] = field(default_factory=dict)
-    report_stderr: dict[str, float | None] = field(default_factory=dict)
+    held_out: dict[str, float] = field(default_factory=dict)
+    held_out_stderr: dict[str, float | None] = field(default_factory=dict)
 
     @classmethod
     def failure(cls, error: str, **fields: object) -> TrialRecord:

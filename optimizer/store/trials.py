@@ -13,7 +13,8 @@ Column layout (one flat column per weight and objective):
 
 ``fidelity`` is ``full`` or ``screen:<n>`` (scores on a seeded subset of n examples per task);
 the front holds full-fidelity trials only. ``predicted.*`` are a surrogate's predictions for
-the trial, never measurements. ``report.*`` are held-out tasks, scored for front trials only.
+the trial, never measurements. ``report.*`` are the held-out tasks (the columns keep that task set's former
+name), scored for front trials only.
 Names and directions are kept in the Parquet schema metadata under ``mergefront``. The row itself (columns,
 states, fidelities, sources) is defined in ``optimizer.store.rows``; readers get a ``TrialTable``.
 """
@@ -117,16 +118,16 @@ class TrialStore:
 
         return self._update(add)
 
-    def set_report(self, trial: int, scores: dict[str, float], stderr: dict[str, float | None]) -> pa.Table:
-        """Add held-out report scores to a stored trial."""
+    def set_held_out(self, trial: int, scores: dict[str, float], stderr: dict[str, float | None]) -> pa.Table:
+        """Add held-out scores to a stored trial."""
 
         def add(records: list[TrialRecord]) -> None:
             row = self.find(trial)
             if row is None:
                 raise ValueError(f"trial {trial} is not stored")
-            report = {r: scores[r] for r in self.columns.report}
-            report_stderr = {r: stderr.get(r) for r in self.columns.report}
-            records[records.index(row)] = replace(row, report=report, report_stderr=report_stderr)
+            held_out = {r: scores[r] for r in self.columns.held_out}
+            held_out_stderr = {r: stderr.get(r) for r in self.columns.held_out}
+            records[records.index(row)] = replace(row, held_out=held_out, held_out_stderr=held_out_stderr)
 
         return self._update(add)
 
@@ -166,7 +167,7 @@ class TrialStore:
 @dataclass(frozen=True)
 class TrialTable:
     """Stored trials as read for analysis: ``records()`` gives typed rows, the other accessors give
-    frames whose columns are plain labels (objectives, weight labels, knobs, report tasks) and whose
+    frames whose columns are plain labels (objectives, weight labels, knobs, held-out tasks) and whose
     index is shared, and the filters give smaller tables. ``columns`` names the run's labels."""
 
     columns: Columns
@@ -215,9 +216,9 @@ class TrialTable:
         """Merge-method parameter values, one column per stored parameter key."""
         return self._group("knobs")
 
-    def report(self) -> pd.DataFrame:
+    def held_out(self) -> pd.DataFrame:
         """Held-out task scores (filled for front trials only), one column per task label."""
-        return self._group("report")
+        return self._group("held_out")
 
     def timings(self) -> pd.DataFrame:
         """Merge, swap and evaluation seconds (runs before ``swap_seconds`` lack it)."""
