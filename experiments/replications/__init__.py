@@ -1,4 +1,4 @@
-"""The seed experiments (``make recycle``, ``make adapters``, ``make transfer``): the three papers'
+"""The replications (``make recycle``, ``make adapters``, ``make transfer``): the three papers'
 findings rerun on toy pools. ``common`` holds what they share; each module's ``main`` scores the
 baselines and the searched merges on both splits and writes ``results.md`` and ``results.png``
 into the run directory."""

@@ -1,4 +1,4 @@
-"""What the seed experiments share: named merges scored on the search and the held-out split (the toy
+"""What the replications share: named merges scored on the search and the held-out split (the toy
 tasks' ``report`` split) by one in-process worker, the greedy soup, a run's best trials, and the results
 table and plot.
 
@@ -213,7 +213,7 @@ def write_results(run_dir: Path, markdown: str, figure: Figure) -> tuple[Path, P
 def main_of(
     prog: str, doc: str | None, experiment: str, runs: Mapping[str, str], results: Callable[..., str]
 ) -> Callable[..., int]:
-    """The command line of one seed experiment's results step: ``--experiment`` and one option per
+    """The command line of one replication's results step: ``--experiment`` and one option per
     run directory (``runs``: option name -> default), passed to ``results`` in that order; the
     results go into the first run directory."""
 

@@ -1,9 +1,9 @@
-"""Toy pools for the seed experiments (recycle, adapters, transfer), grown from the toy pool.
+"""Toy pools for the replications (recycle, adapters, transfer), grown from the toy pool.
 
-Each seed pool is a recipe of checkpoints derived from the toy pool's models (or from each other)
+Each replication pool is a recipe of checkpoints derived from the toy pool's models (or from each other)
 by training stages, plus a pool file. A build is cached by a fingerprint of its recipe and of the
 toy pool it starts from, like ``mergefront toy build``. Training never sees an evaluation prompt of
-the toy tasks (``experiments/tasks/toy``), which the seed experiments score on.
+the toy tasks (``experiments/tasks/toy``), which the replications score on.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from toy.train import CharEncoder, Stage, train_stage
 
 log = logging.getLogger(__name__)
 
-TOY = ToyRecipe()  # the toy pool that `make toy` builds; the seed pools grow from it
+TOY = ToyRecipe()  # the toy pool that `make toy` builds; the replication pools grow from it
 INIT = "init"  # parent: the toy base's initialisation, before any training
 TOY_PREFIX = "toy:"  # parent: a model directory of the toy pool, e.g. "toy:base"
 POOL_FILE = "checkpoints.yaml"
@@ -93,7 +93,7 @@ class Trainer:
 
 def toy_fingerprint(toy_dir: Path) -> str:
     """The toy pool's recipe fingerprint from its manifest; ConfigError when the pool is missing or was built from
-    another recipe than the default (the seed pools assume the default)."""
+    another recipe than the default (the replication pools assume the default)."""
     manifest = toy_dir / MANIFEST
     if not manifest.is_file():
         raise ConfigError(

@@ -1,4 +1,4 @@
-"""``python -m toy.replications NAME``: build (or keep, when cached) one seed experiment's toy pool."""
+"""``python -m toy.replications NAME``: build (or keep, when cached) one replication's toy pool."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ POOLS = ("recycle", "adapters", "transfer")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Build the named seed pool; returns the exit code (2 for a ConfigError, e.g. no toy pool) rather than raising."""
+    """Build the named replication pool; returns the exit code (2 for a ConfigError, e.g. no toy pool) rather than raising."""
     parser = argparse.ArgumentParser(prog="python -m toy.replications", description=__doc__)
     parser.add_argument("name", choices=POOLS)
     parser.add_argument("--toy", type=Path, default=Path("toy"), help="the toy pool to grow from (default toy/)")

@@ -1,4 +1,4 @@
-"""The seed experiments' own logic, on hand-worked cases: greedy soup, results tables, build cache."""
+"""The replications' own logic, on hand-worked cases: greedy soup, results tables, build cache."""
 
 from __future__ import annotations
 
