@@ -3,8 +3,10 @@ e2e tests, and finished runs shared read-only. Helpers that are not fixtures are
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
+import io
 import os
 import shutil
 import tempfile
@@ -18,7 +20,7 @@ apply_process_env()
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import toy
-from tests.helpers import search, tiny_experiment, write_experiment
+from tests.helpers import TINY_RUN_PRINTED, TINY_RUN_TRIALS, search, tiny_experiment, write_experiment
 from toy.build import ModelShape, ToyRecipe, build_toy_pool, focus
 from toy.train import Stage
 
@@ -85,12 +87,17 @@ def ray_session():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_pool: Path, tmp_path_factory: pytest.TempPathFactory, ray_session) -> Path:  # type: ignore[no-untyped-def]
-    """A finished 7-trial search on the tiny pool, shared read-only by the tests that inspect or export runs."""
+    """A finished 8-trial search on the tiny pool over two Ray actors with the HF backend and lm-eval, shared
+    read-only by the tests that inspect, compare or export runs; what the command printed is in
+    ``TINY_RUN_PRINTED`` beside the run directory."""
     from optimizer.cli import main
 
     root = tmp_path_factory.mktemp("run")
-    exp = write_experiment(root, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=7)
-    assert main(["search", str(exp), "--runs-dir", str(root / "runs"), "--no-progress"]) == 0
+    exp = write_experiment(root, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=TINY_RUN_TRIALS)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["search", str(exp), "--runs-dir", str(root / "runs"), "--no-progress"]) == 0
+    (root / "runs" / TINY_RUN_PRINTED).write_text(printed.getvalue())
     return root / "runs" / "tiny"
 
 

@@ -29,6 +29,10 @@ SCORES = [f"score.{o}" for o in OBJECTIVES]
 SIGNS = np.array([-1.0, 1.0])  # perplexity is minimised, accuracy maximised
 
 
+TINY_RUN_TRIALS = 8  # conftest's tiny_run: 5 baselines, then 3 of TPE's seeded start-up proposals
+TINY_RUN_PRINTED = "search-printed.txt"  # what tiny_run's command printed, beside its run directory
+
+
 def write_experiment(
     directory: Path, pool_file: Path, tasks_dir: Path, extra: str = "", trials: int = 6, backend: str = "hf"
 ) -> Path:

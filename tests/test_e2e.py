@@ -12,7 +12,7 @@ import pytest
 
 from optimizer.cli import main
 from optimizer.store.journal import journal_storage
-from tests.helpers import write_experiment
+from tests.helpers import TINY_RUN_PRINTED, TINY_RUN_TRIALS
 
 pytestmark = pytest.mark.e2e
 OBJECTIVES = ["toy_add/perplexity", "toy_reverse/acc"]
@@ -24,17 +24,14 @@ def dominates(a: np.ndarray, b: np.ndarray) -> bool:
     return all(x >= y for x, y in zip(a, b, strict=True)) and any(x > y for x, y in zip(a, b, strict=True))
 
 
-def test_search_writes_trials_front_and_journal(
-    tiny_pool: Path, tmp_path: Path, ray_session: object, capsys: pytest.CaptureFixture[str]
-) -> None:
-    exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=8)
-    assert main(["search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]) == 0
-    printed = capsys.readouterr().out
-    run = tmp_path / "runs" / "tiny"
+def test_search_writes_trials_front_and_journal(tiny_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The session's shared search (conftest's tiny_run: two Ray actors, HF, lm-eval, the Optuna journal)."""
+    run = tiny_run
+    printed = (run.parent / TINY_RUN_PRINTED).read_text()
     trials = pd.read_parquet(run / "trials.parquet").sort_values("trial")
     front = pd.read_parquet(run / "front.parquet")
 
-    assert trials["trial"].tolist() == list(range(8))
+    assert trials["trial"].tolist() == list(range(TINY_RUN_TRIALS))
     assert (trials["state"] == "COMPLETE").all()
     assert trials["source"].tolist()[:5] == ["single:add", "single:reverse", "single:sort", "single:shift", "uniform"]
     weights = trials[["weight.add", "weight.reverse", "weight.sort", "weight.shift"]].to_numpy()
@@ -58,9 +55,9 @@ def test_search_writes_trials_front_and_journal(
     assert [t.number for t in done] == trials["trial"].tolist()
     np.testing.assert_allclose([t.values for t in done], trials[[f"score.{o}" for o in OBJECTIVES]].to_numpy())
     assert study.metric_names == OBJECTIVES
-    assert f"({len(front)} of 8 complete trials, 0 failed)" in printed
+    assert f"({len(front)} of {TINY_RUN_TRIALS} complete trials, 0 failed)" in printed
     assert "front points are merges that no single checkpoint dominates" in printed
-    assert "stopped: 8 trials evaluated" in printed and "worker idle between trials: " in printed
+    assert f"stopped: {TINY_RUN_TRIALS} trials evaluated" in printed and "worker idle between trials: " in printed
 
     assert main(["front", str(run), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)

@@ -17,7 +17,7 @@ from evaluators.merge import MergePoint
 from optimizer.experiment.config import load_experiment
 from optimizer.search.driver import start_run
 from optimizer.search.workers import InProcessWorkers, TrialFailed
-from tests.helpers import tiny_experiment, tiny_spec, write_experiment
+from tests.helpers import TINY_RUN_TRIALS, tiny_experiment, tiny_spec, write_experiment
 
 
 @pytest.mark.e2e
@@ -28,12 +28,14 @@ def test_an_in_process_search_records_what_the_ray_search_records(
     (a seeded sampler) and the same scores (the same worker code, one thread, on CPU)."""
     from optimizer.cli import main
 
-    exp = write_experiment(tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=7)
+    exp = write_experiment(
+        tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tiny_pool / "tasks", trials=TINY_RUN_TRIALS
+    )
     assert main(["search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--in-process"]) == 0
     ours = pd.read_parquet(tmp_path / "runs" / "tiny" / "trials.parquet").set_index("trial").sort_index()
     ray = pd.read_parquet(tiny_run / "trials.parquet").set_index("trial").sort_index()
     columns = [c for c in ray.columns if c.startswith(("weight.", "score.", "stderr."))] + ["state", "source"]
-    assert len(ours) == len(ray) == 7
+    assert len(ours) == len(ray) == TINY_RUN_TRIALS
     pd.testing.assert_frame_equal(ours[columns], ray[columns])
     assert set(ours["worker"]) == {"worker-0"}
 
