@@ -780,6 +780,18 @@ CASES = [
         "choose low <= 0.25 <= high, or use kind: simplex",
     ),
     case(
+        "experiment-lambda-under-both-spellings",
+        with_experiment("merge: {method: task_arithmetic, scale: 0.5, lambda: 0.7}"),
+        "{exp}: merge: parameter 'lambda' is given twice ('scale' and 'lambda'); give it once, as 'lambda' "
+        "('scale' is its former name)",
+    ),
+    case(
+        "experiment-searched-lambda-under-both-spellings",
+        with_experiment("merge: {method: task_arithmetic}\nspace: {knobs: {scale: [0, 2], lambda: [0.5, 1]}}"),
+        "{exp}: space.knobs: parameter 'lambda' is given twice ('scale' and 'lambda'); give it once, as 'lambda' "
+        "('scale' is its former name)",
+    ),
+    case(
         "experiment-unknown-task",
         experiment_edit("task: toy_reverse,", "task: toy_revers,"),
         "{exp}: objectives[1]: task 'toy_revers' is not defined under {tasks} (did you mean 'toy_reverse'?)",
@@ -1100,6 +1112,25 @@ CASES = [
             "{tmp}/out",
         ),
         "--method and its parameters: parameter 'density' does not apply to method 'linear' (its parameters: none)",
+    ),
+    case(
+        "merge-lambda-under-both-spellings",
+        command(
+            "merge",
+            "--pool",
+            "{pool}/checkpoints.yaml",
+            "--method",
+            "task_arithmetic",
+            "--lambda",
+            "0.7",
+            "--scale",
+            "0.5",
+            "--weights",
+            "add=1",
+            "--out",
+            "{tmp}/out",
+        ),
+        "argument --scale: not allowed with --lambda (both set 'lambda'; give --lambda once)",
     ),
     case(
         "merge-slerp-of-three-members",

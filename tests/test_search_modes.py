@@ -6,6 +6,7 @@ budget test runs two Ray workers, for the trial still in flight when the budget 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 
 from evaluators.backends.dummy import EXAMPLES
+from optimizer.cli import main
 from optimizer.experiment.config import load_experiment
 from optimizer.search.driver import Search, start_run
 from optimizer.search.summary import RealClock
@@ -43,10 +45,12 @@ def test_screening_keeps_the_front_full_fidelity_and_reports_held_out_tasks(tiny
     assert front["report.sort_report"].between(0, 1).all() and front["report_stderr.sort_report"].notna().all()
 
 
-def test_grouped_box_space_with_searched_scale_under_cmaes(tiny_pool: Path, tmp_path: Path) -> None:
+def test_grouped_box_space_with_searched_lambda_under_cmaes(
+    tiny_pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     extra = (
         "merge: {method: task_arithmetic}\n"
-        "space: {kind: box, low: -0.5, high: 1.5, groups: {attn: 'self_attn\\.'}, knobs: {scale: [0.5, 1.5]}}\n"
+        "space: {kind: box, low: -0.5, high: 1.5, groups: {attn: 'self_attn\\.'}, knobs: {lambda: [0.5, 1.5]}}\n"
         "sampler: {name: cmaes}\n"
     )
     trials = search(tmp_path, tiny_pool, extra, trials=9)
@@ -60,6 +64,13 @@ def test_grouped_box_space_with_searched_scale_under_cmaes(tiny_pool: Path, tmp_
     assert sampled["knob.scale"].between(0.5, 1.5).all()
     w = sampled[[f"weight.{x}" for x in labels]].to_numpy()
     assert ((w >= -0.5) & (w <= 1.5)).all() and (w < 0).any() | (np.abs(w.sum(axis=1) - 1) > 1e-6).any()
+    # stored as knob.scale (the format), shown under the parameter's name
+    capsys.readouterr()
+    assert main(["front", str(tmp_path / "runs" / "tiny"), "--json"]) == 0
+    assert {tuple(r["knobs"]) for r in json.loads(capsys.readouterr().out)} == {("lambda",)}
+    assert main(["front", str(tmp_path / "runs" / "tiny")]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split()
+    assert "lambda" in header and "scale" not in header
 
 
 def test_surrogate_predictions_are_stored_beside_measurements(tiny_pool: Path, tmp_path: Path) -> None:

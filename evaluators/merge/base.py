@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,17 +39,19 @@ class MergeSpec(Frozen):
         given.update(nested if isinstance(nested, dict) else {})
         registered(OPERATORS, method)
         op = OPERATORS.get(method)
-        values: dict[str, float | int] = {}
-        for name, value in given.items():
-            if value is None:
-                continue  # unset; an old run.json writes every method's parameters, unset ones as null
-            param = op.parameter(str(name))
+        found: dict[str, tuple[str, Parameter]] = {}  # stored key -> (the name it was given under, parameter)
+        for name in (str(n) for n, v in given.items() if v is not None):  # null: unset (old run.json files)
+            param = op.parameter(name)
             if param is None:
                 allowed = ", ".join(sorted(p.name for p in op.parameters)) or "none"
                 raise ValueError(f"parameter '{name}' does not apply to method '{method}' (its parameters: {allowed})")
-            if from_a_person(info):
-                param.deprecated(str(name), "merge")
-            values[param.key] = param.check(value)
+            if param.key in found:
+                raise ValueError(param.given_twice(found[param.key][0], name))
+            found[param.key] = (name, param)
+        if from_a_person(info):
+            for name, param in found.values():
+                param.deprecated(name, "merge")
+        values = {key: param.check(given[name]) for key, (name, param) in found.items()}
         return {"method": method, "parameters": values}
 
     @model_serializer(mode="plain")
@@ -139,3 +141,9 @@ def declared_parameters() -> dict[str, Parameter]:
         for param in op.parameters:
             out.setdefault(param.name, param)
     return out
+
+
+def parameter_names(keys: Iterable[str]) -> dict[str, str]:
+    """Each parameter's name (``lambda``) by its stored key (``scale``): what users read; unknown keys as given."""
+    by_key = {p.key: p.name for p in declared_parameters().values()}
+    return {k: by_key.get(k, k) for k in keys}

@@ -71,6 +71,11 @@ class Parameter:
             raise ValueError(f"parameter '{self.name}' = {value!r} lies outside {self.range}")
         return number
 
+    def given_twice(self, first: str, second: str) -> str:
+        """The error for one parameter given under two of its spellings (which would win is not obvious)."""
+        former = ", ".join(f"'{n}'" for n in self.formerly)
+        return f"parameter '{self.name}' is given twice ('{first}' and '{second}'); give it once, as '{self.name}' ({former} is its former name)"
+
     def deprecated(self, spelled: str, where: str) -> None:
         """Log once per use that ``spelled`` is an old name of this parameter."""
         if spelled in self.formerly:

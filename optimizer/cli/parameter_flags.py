@@ -14,7 +14,14 @@ class ParameterFlag(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         """argparse's hook: store the value under ``parameter:NAME`` and record the flag when it was a former
-        spelling."""
+        spelling; one parameter under two spellings (``--lambda`` and ``--scale``) is refused."""
+        spelled = getattr(namespace, "parameter_flags", {})
+        if option_string is not None and spelled.get(self.dest, option_string) != option_string:
+            name = self.dest.removeprefix("parameter:")
+            parser.error(
+                f"argument {option_string}: not allowed with {spelled[self.dest]} (both set '{name}'; give --{name} once)"
+            )
+        namespace.parameter_flags = {**spelled, self.dest: option_string}
         setattr(namespace, self.dest, values)
         if option_string is not None and option_string[2:] != self.dest.removeprefix("parameter:"):
             namespace.former_flags = [*getattr(namespace, "former_flags", []), option_string]

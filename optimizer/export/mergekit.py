@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from evaluators.merge import MergeSpec
+from evaluators.merge.task_arithmetic import LAMBDA
 from evaluators.pool.config import BaseMember, CheckpointMember, FinetuneMember
 from evaluators.pool.plan import PoolPlan
 
@@ -84,7 +85,7 @@ def mergekit_recipe(
     }
     if base is not None:
         recipe["base_model"] = str(base)
-        recipe["parameters"] = {"normalize": False, "lambda": float(knobs.get("scale", spec.value("scale")))}
+        recipe["parameters"] = {"normalize": False, LAMBDA.name: float(knobs.get(LAMBDA.key, spec.value(LAMBDA)))}
     else:
         recipe["parameters"] = {"normalize": False}
     return yaml.safe_dump(

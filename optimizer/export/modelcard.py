@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from evaluators.merge import MergeSpec
+from evaluators.merge import MergeSpec, parameter_names
 from evaluators.pool import Pool
 
 
@@ -40,7 +40,9 @@ def model_card(
         "",
         f"Made by mergefront from {provenance.origin}.",
         "",
-        f"Method: `{spec.method}`" + "".join(f", {k} = {v:g}" for k, v in knobs.items()) + ".",
+        f"Method: `{spec.method}`"
+        + "".join(f", {name} = {knobs[k]:g}" for k, name in parameter_names(knobs).items())
+        + ".",
         "",
         "| member | kind | weight |",
         "|---|---|---|",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -28,16 +29,27 @@ def _score(value: float | None, stderr: float | None) -> str:
     return f"{value:.4g}±{stderr:.2g}"
 
 
+def parameter_names(keys: Sequence[str]) -> dict[str, str]:
+    """Each merge parameter's name (``lambda``) by its stored key (``scale``), for what users read. The
+    declarations import torch, so only a run that searched parameters pays for it."""
+    if not keys:
+        return {}
+    from evaluators.merge import parameter_names as declared_names
+
+    return declared_names(keys)
+
+
 def table_frame(table: TrialTable) -> pd.DataFrame:
     """One row per trial: number, source, weights ``w.<label>`` and knobs (3 decimals), fidelity when
     not full, scores ± stderr, then held-out scores (``report:<task>``)."""
     columns, records = table.columns, table.records()
+    names = parameter_names(columns.knobs)
     screened = any(r.fidelity is not None and not r.fidelity.is_full for r in records)
     rows = []
     for r in records:
         row: dict[str, object] = {"trial": r.trial, "source": str(r.source)}
         row.update({f"w.{m}": f"{_float(r.weights.get(m)):.3f}" for m in columns.weights})
-        row.update({k: f"{_float(r.knobs.get(k)):.3f}" for k in columns.knobs})
+        row.update({names[k]: f"{_float(r.knobs.get(k)):.3f}" for k in columns.knobs})
         if screened:
             row["fidelity"] = None if r.fidelity is None else str(r.fidelity)
         row.update({o: _score(r.scores.get(o), r.stderr.get(o)) for o in columns.objectives})
@@ -58,11 +70,12 @@ def front_json(table: TrialTable) -> str:
     """JSON array of {trial, weights: {label: w}, knobs, scores: {objective: value}, report: {task: value}}
     (``report`` holds the held-out scores)."""
     columns = table.columns
+    names = parameter_names(columns.knobs)
     out = [
         {
             "trial": r.trial,
             "weights": {m: _float(r.weights.get(m)) for m in columns.weights},
-            "knobs": {k: _float(r.knobs.get(k)) for k in columns.knobs},
+            "knobs": {names[k]: _float(r.knobs.get(k)) for k in columns.knobs},
             "scores": {o: _float(r.scores.get(o)) for o in columns.objectives},
             "report": {t: r.held_out.get(t) for t in columns.held_out},
         }

@@ -70,12 +70,17 @@ class SpaceSpec(Frozen):
         """Searched parameters by stored key (``lambda`` is stored as ``scale``), each a searchable one."""
         searchable = searchable_parameters()
         out: dict[str, tuple[float, float]] = {}
-        for name, (low, high) in knobs.items():
-            param = next((p for p in searchable.values() if p.spelled(name)), None)
+        keys = [next((p.key for p in searchable.values() if p.spelled(name)), None) for name in knobs]
+        for name, key in zip(knobs, keys, strict=True):
+            param = next((p for p in searchable.values() if p.key == key), None)
             if param is None:
                 raise ValueError(
                     f"parameter '{name}' cannot be searched; searchable parameters: {', '.join(searchable)}"
                 )
+            if keys.count(key) > 1:
+                raise ValueError(param.given_twice(*[n for n in knobs if param.spelled(n)][:2]))
+        for name, (low, high) in knobs.items():
+            param = next(p for p in searchable.values() if p.spelled(name))
             if from_a_person(info):
                 param.deprecated(name, "space.knobs")
             if low >= high:
