@@ -29,6 +29,7 @@ import yaml
 
 from optimizer.store.journal import journal_storage
 from optimizer.store.rows import TrialState
+from optimizer.store.study import JOURNAL, requeued_from
 from optimizer.store.trials import TRIALS, read_trials
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,10 +124,10 @@ def main() -> int:
         run = Path(tmp) / "runs" / "soak"
         trials = read_trials(run, TRIALS)
         study_trials = optuna.load_study(
-            study_name="soak", storage=journal_storage(run / "study.journal")
+            study_name="soak", storage=journal_storage(run / JOURNAL)
         ).trials  # read before tmp goes
     states = {t.number: t.state for t in study_trials}
-    requeued = {int(t.user_attrs["requeued_from"]): t.number for t in study_trials if "requeued_from" in t.user_attrs}
+    requeued = {n: t.number for t in study_trials if (n := requeued_from(t)) is not None}
     died = [r.trial for r in trials.records() if "died" in (r.error or "")]
     retried = sum(1 for n in died if states.get(requeued.get(n, -1)) == optuna.trial.TrialState.COMPLETE)
     done = trials.count(TrialState.COMPLETE)

@@ -4,6 +4,7 @@ backend in this process."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from optimizer.cli import main
 from optimizer.experiment.config import load_experiment
 from optimizer.experiment.fingerprint import fingerprint
-from optimizer.run.directory import read_meta, read_run, write_meta
+from optimizer.run.directory import RunMeta, read_meta, read_run, write_meta
 from optimizer.store.journal import journal_storage
 from tests.helpers import MEMBERS, five_member_pool, non_dominated, tiny_experiment, write_experiment
 
@@ -135,9 +136,13 @@ def test_a_run_from_before_held_out_resumes_and_warm_starts_silently(
     exp = tiny_experiment(tiny_pool, tmp_path, HELD_OUT, trials=4)
     assert main(["search", str(exp), "--runs-dir", str(runs), "--no-progress", "--in-process"]) == 0
     run = runs / "tiny"
-    meta = read_meta(run)
+    written = (run / "run.json").read_text()
+    write_meta(run, read_meta(run))
+    assert (run / "run.json").read_text() == written  # RunMeta reads and writes run.json's bytes alike
+    meta = json.loads(written)
+    assert RunMeta.from_json({k: v for k, v in meta.items() if k != "storage"}).storage == "study.journal"
     meta["experiment"]["report"] = meta["experiment"].pop("held_out")  # what run.json held before the rename
-    write_meta(run, meta)
+    (run / "run.json").write_text(json.dumps(meta, indent=2))
     with caplog.at_level(logging.WARNING):
         experiment, pool = read_run(run, "start a new run")
         assert experiment == load_experiment(exp)[0] and fingerprint(experiment, pool) == meta["fingerprint"]

@@ -184,7 +184,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _dashboard(args: argparse.Namespace) -> int:
     from optimizer.run.directory import read_meta
-    from optimizer.store.study import JOURNAL, open_storage
+    from optimizer.store.study import open_storage
 
     meta = read_meta(args.run_dir)  # a clear error for a directory that is not a run
     try:
@@ -194,7 +194,7 @@ def _dashboard(args: argparse.Namespace) -> int:
             "the dashboard needs optuna-dashboard; install it with pip install -e '.[dashboard]'"
         ) from None
     print(f"optuna-dashboard for {args.run_dir} at http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
-    run_server(open_storage(args.run_dir, meta.get("storage", JOURNAL)), host=args.host, port=args.port)
+    run_server(open_storage(args.run_dir, meta.storage), host=args.host, port=args.port)
     return 0
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 
 from optimizer.front.plots import front_figure, svg
 from optimizer.front.table import table_frame
+from optimizer.run.directory import RunMeta, read_meta
 from optimizer.store.rows import TrialState
 from optimizer.store.trials import FRONT, TRIALS, TrialTable, read_trials
 
@@ -48,17 +49,16 @@ def _weights_figure(front: TrialTable) -> str:
     return svg(fig)
 
 
-def _metadata(run_dir: Path, meta: dict, trials: TrialTable, front: TrialTable) -> str:
-    experiment = meta["experiment"]
+def _metadata(run_dir: Path, meta: RunMeta, trials: TrialTable, front: TrialTable) -> str:
     complete = trials.complete()
     busy = complete.timings().fillna(0.0).to_numpy().sum()
     wall = trials.span_seconds()
     rows = {
         "run": str(run_dir),
-        "started": meta.get("started_at", ""),
-        "members": ", ".join(m["name"] for m in meta["pool"]["members"]),
-        "merge": f"{experiment['merge']['method']} over a {experiment['space']['kind']} space",
-        "sampler": experiment["sampler"]["name"],
+        "started": meta.started_at,
+        "members": ", ".join(meta.member_names),
+        "merge": f"{meta.merge_method} over a {meta.space_kind} space",
+        "sampler": meta.sampler_name,
         "trials": f"{len(complete)} complete, {trials.count(TrialState.FAIL)} failed; {len(front)} on the front",
         "cost": f"{busy / 3600:.3f} worker-hours (merge + swap + evaluation); {wall:.1f} s from first trial to last",
     }
@@ -69,13 +69,11 @@ def _metadata(run_dir: Path, meta: dict, trials: TrialTable, front: TrialTable) 
 
 def write_report(run_dir: Path, out: Path) -> None:
     """Write the run's HTML page to ``out``, from ``run_dir``'s stored tables and ``run.json`` (no study is opened)."""
-    from optimizer.run.directory import read_meta
-
     meta = read_meta(run_dir)
     front = read_trials(run_dir, FRONT).sorted_by(None)
     trials = read_trials(run_dir, TRIALS)
     baselines = trials.complete().baselines()
-    title = f"mergefront run '{meta['experiment']['name']}'"
+    title = f"mergefront run '{meta.name}'"
     parts = [
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",

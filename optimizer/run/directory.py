@@ -1,40 +1,141 @@
-"""The run directory: created (or replaced only when asked), and its ``run.json``: one place that knows
-its name, reads it and writes it.
+"""The run directory: created (or replaced only when asked), named, and its ``run.json``: one place that knows
+its name, its keys, reads it and writes it.
 
 ``run.json`` holds what a run was started with (experiment, pool, study name, storage, content
 fingerprints, start time); ``resume``, ``join``, ``export``, ``report``, ``watch`` and a warm start
-read it back. It is written whole and replaced atomically, so a reader never sees half of it.
+read it back as a ``RunMeta``, and no other module spells its keys. It is written whole and replaced
+atomically, so a reader never sees half of it. A key an older run lacks (``storage``) takes its default
+here.
+
+A run directory is named after its experiment; ``watch``'s later generations of it are ``NAME-2``,
+``NAME-3``, ... (``generation_name``, ``generations``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from evaluators.core.errors import ConfigError
 from evaluators.pool import Pool
 from optimizer.experiment.config import Experiment
+from optimizer.experiment.fingerprint import fingerprint as fingerprint_of
 from optimizer.experiment.fingerprint import member_digests
+from optimizer.store.study import JOURNAL
 
 RUN_META = "run.json"
 
 
-def read_meta(run_dir: Path) -> dict[str, Any]:
-    """``run_dir``'s ``run.json`` as a dict; ConfigError when ``run_dir`` is not a run directory."""
+@dataclass(frozen=True)
+class RunMeta:
+    """``run.json``, typed. The experiment and pool are kept as stored (their JSON dumps): ``experiment()`` and
+    ``pool()`` validate them, which needs the experiment's pool file and task directory to exist; the accessors
+    below read what a report shows without that."""
+
+    experiment_dump: dict[str, Any]
+    pool_dump: dict[str, Any]
+    study_name: str
+    fingerprint: dict[str, Any]
+    started_at: str = ""
+    storage: str = JOURNAL  # where the study lives (``open_storage``); absent before shared storage: the journal
+
+    @classmethod
+    def start(cls, experiment: Experiment, pool: Pool, storage: str = JOURNAL) -> RunMeta:
+        """What a new run records, started now (hashes the task and member files: see ``fingerprint``)."""
+        return cls(
+            experiment_dump=experiment.model_dump(mode="json"),
+            pool_dump=pool.model_dump(mode="json"),
+            study_name=experiment.name,
+            fingerprint=fingerprint_of(experiment, pool),
+            started_at=datetime.now(UTC).isoformat(),
+            storage=storage,
+        )
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunMeta:
+        """Read ``run.json``'s dict; absent optional keys take their defaults."""
+        return cls(
+            experiment_dump=data["experiment"],
+            pool_dump=data["pool"],
+            study_name=data["study_name"],
+            fingerprint=data["fingerprint"],
+            started_at=data.get("started_at", ""),
+            storage=data.get("storage", JOURNAL),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """``run.json``'s dict, keys in their stored order."""
+        return {
+            "experiment": self.experiment_dump,
+            "pool": self.pool_dump,
+            "study_name": self.study_name,
+            "storage": self.storage,
+            "fingerprint": self.fingerprint,
+            "started_at": self.started_at,
+        }
+
+    def with_experiment(self, experiment: Experiment) -> RunMeta:
+        """The same run with a changed experiment (``resume --trials``); the fingerprint is kept."""
+        return replace(self, experiment_dump=experiment.model_dump(mode="json"))
+
+    def experiment(self) -> Experiment:
+        """The experiment the run was started with, validated."""
+        return Experiment.model_validate(self.experiment_dump)
+
+    def pool(self) -> Pool:
+        """The pool the run was started with, validated."""
+        return Pool.model_validate(self.pool_dump)
+
+    @property
+    def member_fingerprints(self) -> dict[str, str]:
+        """Each member's content fingerprint when the run started (``member_digests``'s form)."""
+        members: dict[str, str] = self.fingerprint["members"]
+        return members
+
+    @property
+    def name(self) -> str:
+        """The experiment's name."""
+        return str(self.experiment_dump["name"])
+
+    @property
+    def member_names(self) -> list[str]:
+        """The pool's members, in pool order."""
+        return [str(m["name"]) for m in self.pool_dump["members"]]
+
+    @property
+    def merge_method(self) -> str:
+        """The merge method's name."""
+        return str(self.experiment_dump["merge"]["method"])
+
+    @property
+    def space_kind(self) -> str:
+        """The kind of weight space searched."""
+        return str(self.experiment_dump["space"]["kind"])
+
+    @property
+    def sampler_name(self) -> str:
+        """The sampler's name."""
+        return str(self.experiment_dump["sampler"]["name"])
+
+
+def read_meta(run_dir: Path) -> RunMeta:
+    """``run_dir``'s ``run.json``; ConfigError when ``run_dir`` is not a run directory."""
     path = run_dir / RUN_META
     if not path.is_file():
         raise ConfigError(f"{path} does not exist; is {run_dir} a run directory written by `mergefront search`?")
-    meta: dict[str, Any] = json.loads(path.read_text())
-    return meta
+    return RunMeta.from_json(json.loads(path.read_text()))
 
 
-def write_meta(run_dir: Path, meta: dict[str, Any]) -> None:
+def write_meta(run_dir: Path, meta: RunMeta) -> None:
     """Write ``meta`` as ``run_dir``'s ``run.json`` (a temporary file, then an atomic rename)."""
     tmp = run_dir / f".{RUN_META}.tmp"
-    tmp.write_text(json.dumps(meta, indent=2))
+    tmp.write_text(json.dumps(meta.to_json(), indent=2))
     os.replace(tmp, run_dir / RUN_META)
 
 
@@ -59,8 +160,23 @@ def create_run_dir(runs_dir: Path, name: str, overwrite: bool) -> Path:
 def read_run(run_dir: Path, fix: str) -> tuple[Experiment, Pool]:
     """The experiment and pool a run was started with; refused (with ``fix``) if the pool's files changed since."""
     meta = read_meta(run_dir)
-    experiment = Experiment.model_validate(meta["experiment"])
-    pool = Pool.model_validate(meta["pool"])
-    if member_digests(pool) != meta["fingerprint"]["members"]:
+    experiment, pool = meta.experiment(), meta.pool()
+    if member_digests(pool) != meta.member_fingerprints:
         raise ConfigError(f"the pool's files changed since {run_dir} started; {fix}")
     return experiment, pool
+
+
+def generation_name(name: str, generation: int) -> str:
+    """The run directory of an experiment's ``generation``: ``NAME`` (1), ``NAME-2``, ``NAME-3``, ..."""
+    return name if generation == 1 else f"{name}-{generation}"
+
+
+def generations(runs_dir: Path, name: str) -> list[tuple[int, Path]]:
+    """The experiment's runs with their generation, oldest first (see ``generation_name``)."""
+    pattern = re.compile(rf"^{re.escape(name)}(?:-(\d+))?$")
+    found = []
+    for path in runs_dir.glob(f"{name}*") if runs_dir.is_dir() else []:
+        match = pattern.match(path.name)
+        if match and (path / RUN_META).is_file():
+            found.append((int(match.group(1) or 1), path))
+    return sorted(found)

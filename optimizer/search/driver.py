@@ -32,11 +32,10 @@ from evaluators.merge.engine import plan_for
 from evaluators.pool import Pool
 from evaluators.worker import Promotion, TrialResult
 from optimizer.experiment.config import Experiment
-from optimizer.experiment.fingerprint import fingerprint
 from optimizer.experiment.preflight import preflight
-from optimizer.run.directory import create_run_dir, read_meta, read_run, write_meta
+from optimizer.run.directory import RunMeta, create_run_dir, read_meta, read_run, write_meta
 from optimizer.sampler import SAMPLERS, SamplerContext
-from optimizer.search.recovery import reconcile, requeue, settle_orphans, trial_source
+from optimizer.search.recovery import reconcile, requeue, settle_orphans
 from optimizer.search.summary import Clock, RealClock, SearchSummary
 from optimizer.search.warmstart import import_trials
 from optimizer.search.workers import (
@@ -51,7 +50,16 @@ from optimizer.search.workers import (
 from optimizer.space.weights import space_for
 from optimizer.store.rows import Columns, Fidelity, TrialRecord, TrialSource
 from optimizer.store.rows import TrialState as Stored
-from optimizer.store.study import JOURNAL, check_storage_url, open_storage, study_exists
+from optimizer.store.study import (
+    JOURNAL,
+    check_storage_url,
+    note_error,
+    note_fidelity,
+    open_storage,
+    source_attrs,
+    study_exists,
+    trial_source,
+)
 from optimizer.store.trials import TrialStore
 
 log = logging.getLogger(__name__)
@@ -141,14 +149,7 @@ class Search:
         cls, experiment: Experiment, pool: Pool, run_dir: Path, warm_from: Path | None = None, storage: str = JOURNAL
     ) -> Search:
         """A new run in the (new, empty) ``run_dir``; with ``warm_from``, import that run's trials first."""
-        meta: dict[str, Any] = {
-            "experiment": experiment.model_dump(mode="json"),
-            "pool": pool.model_dump(mode="json"),
-            "study_name": experiment.name,
-            "storage": storage,
-            "fingerprint": fingerprint(experiment, pool),
-            "started_at": datetime.now(UTC).isoformat(),
-        }
+        meta = RunMeta.start(experiment, pool, storage)
         write_meta(run_dir, meta)
         search = cls(experiment, pool, run_dir, storage)
         with warnings.catch_warnings():
@@ -156,10 +157,10 @@ class Search:
             search.study.set_metric_names(search.labels)
         imported: list[dict[str, float]] = []
         if warm_from is not None:
-            imported = import_trials(search, warm_from, meta["fingerprint"])
+            imported = import_trials(search, warm_from, meta.fingerprint)
         for source, params in search.space.baselines()[: experiment.budget.trials]:
             if params not in imported:
-                search.study.enqueue_trial(params, user_attrs={"source": str(source)})
+                search.study.enqueue_trial(params, user_attrs=source_attrs(source))
         return search
 
     @classmethod
@@ -175,16 +176,14 @@ class Search:
     def join(cls, run_dir: Path) -> Search:
         """One more driver for a run that others may be serving: same study, same store."""
         experiment, pool = read_run(run_dir, f"start a new run (optionally --warm-start {run_dir})")
-        return cls(experiment, pool, run_dir, read_meta(run_dir).get("storage", JOURNAL))
+        return cls(experiment, pool, run_dir, read_meta(run_dir).storage)
 
     def set_trials(self, trials: int) -> None:
         """Change the trial budget, in ``run.json`` too so a later resume keeps it."""
         self.experiment = self.experiment.model_copy(
             update={"budget": self.experiment.budget.model_copy(update={"trials": trials})}
         )
-        meta = read_meta(self.run_dir)
-        meta["experiment"] = self.experiment.model_dump(mode="json")
-        write_meta(self.run_dir, meta)
+        write_meta(self.run_dir, read_meta(self.run_dir).with_experiment(self.experiment))
 
     # ----- the loop -----
 
@@ -233,7 +232,7 @@ class Search:
         if result is None:
             record = TrialRecord.failure(error or "failed", **common)
             self.store.append(record)
-            job.trial.set_user_attr("error", error)
+            note_error(job.trial, error)
             self.study.tell(job.trial, state=TrialState.FAIL)
             return record
         fidelity = Fidelity.FULL if result.screened is None else Fidelity(result.screened)
@@ -251,7 +250,7 @@ class Search:
             **common,
         )
         self.store.append(record)
-        job.trial.set_user_attr("fidelity", str(fidelity))
+        note_fidelity(job.trial, fidelity)
         self.study.tell(job.trial, [result.scores[label].value for label in self.labels])
         return record
 

@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import optuna
-from optuna.trial import FrozenTrial, Trial, TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from optimizer.space.weights import WeightSpace
-from optimizer.store.rows import Fidelity, TrialRecord, TrialSource
+from optimizer.store.rows import TrialRecord, TrialSource
 from optimizer.store.rows import TrialState as Stored
+from optimizer.store.study import source_attrs, trial_fidelity, trial_source
 from optimizer.store.trials import TrialStore
 
 log = logging.getLogger(__name__)
@@ -31,21 +32,9 @@ class Recoverable(Protocol):
     labels: list[str]
 
 
-def trial_source(trial: Trial | FrozenTrial) -> TrialSource:
-    """Where a trial's weights came from (its ``source`` attribute; the sampler when it has none)."""
-    source = trial.user_attrs.get("source")
-    return TrialSource.sampler() if source is None else TrialSource.parse(str(source))
-
-
-def _fidelity(trial: FrozenTrial) -> Fidelity:
-    """The fidelity the driver noted on a complete trial (full when it noted none)."""
-    noted = trial.user_attrs.get("fidelity")
-    return Fidelity.FULL if noted is None else Fidelity.parse(str(noted))
-
-
 def requeue(study: optuna.Study, params: dict[str, Any], source: TrialSource, number: int) -> None:
     """Queue ``params`` again as a new trial, remembering the source and the trial it repeats."""
-    study.enqueue_trial(params, user_attrs={"source": str(source), "requeued_from": number})
+    study.enqueue_trial(params, user_attrs=source_attrs(source, requeued_from=number))
 
 
 def reconcile(search: Recoverable) -> None:
@@ -69,7 +58,7 @@ def reconcile(search: Recoverable) -> None:
                 eval_seconds=None,
                 worker=None,
                 device=None,
-                fidelity=_fidelity(trial),
+                fidelity=trial_fidelity(trial),
                 started_at=trial.datetime_start or finished,
                 finished_at=finished,
             )

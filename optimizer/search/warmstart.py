@@ -21,6 +21,7 @@ from optimizer.experiment.fingerprint import check_reusable
 from optimizer.run.directory import read_meta
 from optimizer.space.weights import WeightSpace
 from optimizer.store.rows import TrialRecord, TrialSource, TrialState
+from optimizer.store.study import source_attrs
 from optimizer.store.trials import TRIALS, TrialStore, read_trials
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class ImportTarget(Protocol):
 def import_trials(search: ImportTarget, old_run: Path, new_fingerprint: dict[str, Any]) -> list[dict[str, float]]:
     """Import ``old_run``'s complete full-fidelity trials into ``search``; returns their raw params."""
     old_meta = read_meta(old_run)
-    change = check_reusable(old_meta["fingerprint"], new_fingerprint, old_run)
+    change = check_reusable(old_meta.fingerprint, new_fingerprint, old_run)
     table = read_trials(old_run, TRIALS)
     columns = table.columns
 
@@ -78,10 +79,10 @@ def import_trials(search: ImportTarget, old_run: Path, new_fingerprint: dict[str
                 f"cannot warm-start from {old_run}: trial {row.trial} lies outside the new space ({exc})"
             ) from None
         values = [row.scores[o] for o in search.labels]
-        source = TrialSource.warm(old_meta["study_name"], row.trial)
+        source = TrialSource.warm(old_meta.study_name, row.trial)
         search.study.add_trial(
             optuna.trial.create_trial(
-                params=params, distributions=distributions, values=values, user_attrs={"source": str(source)}
+                params=params, distributions=distributions, values=values, user_attrs=source_attrs(source)
             )
         )
         number = search.study.get_trials(deepcopy=False)[-1].number

@@ -13,14 +13,13 @@ and compares the members' content fingerprints with the latest run of the experi
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from optimizer.experiment.config import load_experiment
 from optimizer.experiment.fingerprint import member_digests, pool_change
-from optimizer.run.directory import RUN_META, read_meta
+from optimizer.run.directory import generation_name, generations, read_meta
 from optimizer.search.driver import Search, start_run
 from optimizer.store.study import JOURNAL
 
@@ -33,17 +32,6 @@ class Poll:
 
     message: str
     search: Search | None
-
-
-def generations(runs_dir: Path, name: str) -> list[tuple[int, Path]]:
-    """The experiment's runs with their generation, oldest first: ``NAME`` (1), ``NAME-2``, ``NAME-3``, ..."""
-    pattern = re.compile(rf"^{re.escape(name)}(?:-(\d+))?$")
-    found = []
-    for path in runs_dir.glob(f"{name}*") if runs_dir.is_dir() else []:
-        match = pattern.match(path.name)
-        if match and (path / RUN_META).is_file():
-            found.append((int(match.group(1) or 1), path))
-    return sorted(found)
 
 
 def poll(
@@ -63,12 +51,12 @@ def poll(
         search = start_run(experiment, pool, experiment_file, runs_dir, **start)
         return Poll(f"no earlier run of {experiment.name}: searching {len(pool.members)} members", search)
     generation, latest = runs[-1]
-    change = pool_change(read_meta(latest)["fingerprint"]["members"], member_digests(pool))
+    change = pool_change(read_meta(latest).member_fingerprints, member_digests(pool))
     if not change.needs_search:
         return Poll(f"nothing new to evaluate since {latest} ({change.describe()})", None)
     count = len(change.added) + len(change.changed)
     budget = experiment.budget.model_copy(update={"trials": trials_per_member * count})
-    name = f"{experiment.name}-{generation + 1}"
+    name = generation_name(experiment.name, generation + 1)
     experiment = experiment.model_copy(update={"name": name, "budget": budget})
     search = start_run(experiment, pool, experiment_file, runs_dir, warm_from=latest, **start)
     message = f"pool changed since {latest} ({change.describe()}): warm-started {search.run_dir} with {budget.trials} new trials"

@@ -1,5 +1,7 @@
 """Where a run's Optuna study lives: the journal file in its directory (default), or a database
-shared by several drivers (``--storage postgresql://user@host/db``).
+shared by several drivers (``--storage postgresql://user@host/db``); and the user attributes its
+trials carry (``source``, ``fidelity``, ``requeued_from``, ``error``), named and read only here so
+that journals written before and after read alike.
 
 The storage is recorded in ``run.json``, so passwords never go in the URL: PostgreSQL's client
 reads them from ``PGPASSWORD`` or ``~/.pgpass``.
@@ -8,12 +10,15 @@ reads them from ``PGPASSWORD`` or ``~/.pgpass``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
+from optuna.trial import FrozenTrial, Trial
 
 from evaluators.core.errors import ConfigError
 from optimizer.store.journal import journal_storage
+from optimizer.store.rows import Fidelity, TrialSource
 
 JOURNAL = "study.journal"
 SCHEMES = ("postgresql", "sqlite", "mysql")
@@ -65,3 +70,44 @@ def open_storage(run_dir: Path, storage: str) -> BaseStorage:
 def study_exists(storage: BaseStorage, name: str) -> bool:
     """Whether ``storage`` holds a study named ``name`` (lists the storage's studies)."""
     return any(s.study_name == name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False))
+
+
+# ----- the study's trial attributes: their names, and the values they hold, spelled only here -----
+
+SOURCE, FIDELITY, REQUEUED_FROM, ERROR = "source", "fidelity", "requeued_from", "error"
+
+
+def source_attrs(source: TrialSource, requeued_from: int | None = None) -> dict[str, Any]:
+    """The user attributes of a trial queued or added with ``source`` (and, when re-queued, the trial it repeats)."""
+    attrs: dict[str, Any] = {SOURCE: str(source)}
+    if requeued_from is not None:
+        attrs[REQUEUED_FROM] = requeued_from
+    return attrs
+
+
+def trial_source(trial: Trial | FrozenTrial) -> TrialSource:
+    """Where a trial's weights came from (its ``source`` attribute; the sampler when it has none)."""
+    source = trial.user_attrs.get(SOURCE)
+    return TrialSource.sampler() if source is None else TrialSource.parse(str(source))
+
+
+def trial_fidelity(trial: FrozenTrial) -> Fidelity:
+    """The fidelity the driver noted on a complete trial (full when it noted none)."""
+    noted = trial.user_attrs.get(FIDELITY)
+    return Fidelity.FULL if noted is None else Fidelity.parse(str(noted))
+
+
+def requeued_from(trial: FrozenTrial) -> int | None:
+    """The trial a re-queued trial repeats (None when it repeats none)."""
+    number = trial.user_attrs.get(REQUEUED_FROM)
+    return None if number is None else int(number)
+
+
+def note_fidelity(trial: Trial, fidelity: Fidelity) -> None:
+    """Note on a trial about to be told complete the fidelity it was scored at."""
+    trial.set_user_attr(FIDELITY, str(fidelity))
+
+
+def note_error(trial: Trial, error: str | None) -> None:
+    """Note on a trial about to be told failed why it failed."""
+    trial.set_user_attr(ERROR, error)
