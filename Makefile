@@ -110,6 +110,7 @@ image-gpu:
 smoke-image: $(STAMP)
 	docker/smoke.sh
 
+# the venvs, the runs and the built toy pool; the toy pool's builders (toy/*.py, toy/replications/) stay
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) $(MERGEKIT_VENV) runs .pytest_cache
-	git clean -fdqX toy  # the built toy pool (ignored files); its builders are tracked
+	find toy -mindepth 1 -maxdepth 1 ! -name '*.py' ! -name replications -exec rm -rf {} +

@@ -2,5 +2,6 @@
 
 Everything here is built locally from a seed; nothing is downloaded.
 
-Imports: ``pool``, ``merge`` and the shared modules of ``evaluators``; never ``optimizer``.
+Imports: ``evaluators`` (the pool, the merge, scoring and the worker that ``scores`` uses to print the
+toy pool's score table); never ``optimizer``.
 """

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,7 +228,11 @@ def main_of(
         logging.getLogger("lm_eval").setLevel(logging.ERROR)  # its notes on every in-process model, as the CLI does
         apply_process_env()
         dirs = [getattr(args, option.replace("-", "_")) for option in runs]
-        print(results(args.experiment, *dirs))
+        try:
+            print(results(args.experiment, *dirs))
+        except ConfigError as exc:  # e.g. its pool not built yet: one line, as mergefront prints it
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return 2
         print(f"\nwritten: {dirs[0] / 'results.md'}, {dirs[0] / 'results.png'}")
         return 0
 

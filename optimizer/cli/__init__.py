@@ -8,6 +8,7 @@ Imports: this package imports the search side lazily, inside the commands; nothi
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from evaluators.core.environment import apply_process_env
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mergefront: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`mergefront front RUN | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 0
 
 
 def run() -> None:

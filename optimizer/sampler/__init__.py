@@ -5,8 +5,8 @@ exists whatever the sampler. A new sampler is one module here that registers its
 ``SAMPLERS``, plus its import below.
 
 Imports: ``base`` imports nothing of mergefront but the registry; the sampler modules import
-``base`` (and ``optimizer.store.pareto``); nothing here imports the search, the store or ``evaluators``
-beyond the registry.
+``base`` (and ``optimizer.store.pareto``, the dominance test); nothing here imports the search or
+``evaluators`` beyond the registry.
 """
 
 from optimizer.sampler import optuna_samplers, scalarised, surrogate  # noqa: F401 - they register themselves

@@ -4,6 +4,8 @@ Each replication pool is a recipe of checkpoints derived from the toy pool's mod
 by training stages, plus a pool file. A build is cached by a fingerprint of its recipe and of the
 toy pool it starts from, like ``mergefront toy build``. Training never sees an evaluation prompt of
 the toy tasks (``experiments/tasks/toy``), which the replications score on.
+
+Imports: ``toy`` and ``evaluators``; never ``optimizer``.
 """
 
 from __future__ import annotations
