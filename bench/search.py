@@ -41,9 +41,10 @@ from optuna._hypervolume import compute_hypervolume
 
 from evaluators.merge import MergePoint
 from evaluators.pool import Pool
-from evaluators.worker import Promotion, TrialResult, Worker
+from evaluators.worker import Promotion, TrialResult, Worker, WorkerSpec
 from optimizer.experiment.config import Experiment, load_experiment
 from optimizer.search.driver import Search
+from optimizer.search.workers import InProcessWorkers
 from optimizer.store.rows import TrialState
 from optimizer.store.trials import TRIALS, read_trials
 
@@ -69,72 +70,29 @@ class Memo:
         return self.results[key]
 
 
-@dataclass(frozen=True, eq=False)  # a handle is a dict key by identity, as a Ray ref is
-class _Done:
-    value: TrialResult
+class MemoWorkers(InProcessWorkers):
+    """The in-process ``WorkerPool`` whose one worker is ``memo`` (shared by every run), for one run. Also
+    measures the driver's time between calls (see the module docstring)."""
 
-
-class MemoWorkers:
-    """A ``WorkerPool`` (optimizer/search/workers.py) of one in-process worker answering from ``memo``,
-    for one run. Each call runs to completion when it is made; an evaluation that raises ends the
-    bench. Also measures the driver's time between calls (see the module docstring)."""
-
-    def __init__(self, memo: Memo) -> None:
+    def __init__(self, memo: Memo, spec: WorkerSpec) -> None:
+        super().__init__(spec)
         self.memo = memo
-        self.idle: list[Any] = []
-        self.starting: dict[Any, Any] = {}
-        self.retired: list[str] = []
         self.calls = 0
         self.driver_seconds = 0.0
         self._returned = 0.0
 
-    @property
-    def alive(self) -> int:
-        return 1
-
-    @property
-    def restarts(self) -> int:
-        return 0
-
-    def wait_ready(self) -> None:
-        self.idle = [self.memo]
+    def build_worker(self) -> Memo:
+        """The memo, instead of a new worker: the model is loaded once for all runs."""
         self._returned = time.perf_counter()
+        return self.memo
 
-    def name(self, worker: Any) -> str:
-        return "worker-0"
-
-    def call(self, worker: Any, method: str, *args: Any) -> _Done:
-        if method != "evaluate":
-            raise AssertionError(f"the bench's runs have no held-out tasks, so no '{method}' call")
+    def call(self, worker: Any, method: str, *args: Any) -> Any:
+        """The call, timed from the previous call's return (the driver's share)."""
         self.driver_seconds += time.perf_counter() - self._returned
         self.calls += 1
-        done = _Done(self.memo.evaluate(*args))
+        done = super().call(worker, method, *args)
         self._returned = time.perf_counter()
         return done
-
-    def wait(self, handles: list[Any]) -> Any:
-        return handles[0]
-
-    def result(self, handle: _Done) -> TrialResult:
-        return handle.value
-
-    def succeeded(self, worker: Any) -> None:
-        self.idle.append(worker)
-
-    def failed(self, worker: Any, error: str) -> None:
-        raise AssertionError("a bench evaluation raises instead of failing")
-
-    def died(self, worker: Any, error: str) -> None:
-        raise AssertionError("an in-process worker cannot die without its driver")
-
-    def started(self, handle: Any) -> None:
-        raise AssertionError("an in-process worker is never replaced")
-
-    def settle(self) -> list[Any]:
-        return list(self.idle)
-
-    def stop(self) -> None:
-        self.idle = []
 
 
 def run_one(
@@ -150,7 +108,7 @@ def run_one(
             "budget": experiment.budget.model_copy(update={"trials": budget}),
         }
     )
-    workers = MemoWorkers(memo)
+    workers = MemoWorkers(memo, experiment.worker_spec(pool))
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
         run_dir = Path(tmp) / experiment.name
         run_dir.mkdir()

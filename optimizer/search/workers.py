@@ -246,10 +246,15 @@ class InProcessWorkers(_Slots):
         super().__init__(retire_after)
         self._spec = spec
 
+    def build_worker(self) -> Any:
+        """The one worker, built here from the spec (logs its ready line); a subclass may hand in one built
+        elsewhere (bench/search.py's memo over a worker shared by many runs)."""
+        return Worker(self._spec, "worker-0")
+
     def wait_ready(self) -> None:
         """Build the worker here; one that cannot start is a fatal error (as with Ray)."""
         try:
-            worker = Worker(self._spec, "worker-0")  # logs its ready line
+            worker = self.build_worker()
         except Exception as exc:  # noqa: BLE001 - reported as Ray reports a failed actor
             raise MergefrontError(f"a worker failed to start: {_line(exc)}") from None
         self._slots = [_Slot("worker-0", worker)]
