@@ -99,9 +99,15 @@ def write_pool(directory: Path, text: str) -> Path:
 
 
 def tiny_llama(
-    directory: Path, seed: int, vocab: int = 40, tied: bool = False, positions: int = 64, intermediate: int = 64
+    directory: Path,
+    seed: int,
+    vocab: int = 40,
+    tied: bool = False,
+    positions: int = 64,
+    intermediate: int = 64,
+    dtype: torch.dtype = torch.float32,
 ) -> Path:
-    """A random one-layer Llama (hidden size 32) saved with ``save_pretrained``."""
+    """A random one-layer Llama (hidden size 32) saved in ``dtype`` with ``save_pretrained``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
@@ -115,7 +121,7 @@ def tiny_llama(
         tie_word_embeddings=tied,
     )
     torch.manual_seed(seed)
-    LlamaForCausalLM(config).save_pretrained(directory)
+    LlamaForCausalLM(config).to(dtype).save_pretrained(directory)
     return directory
 
 

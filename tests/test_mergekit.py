@@ -12,32 +12,18 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file, save_file
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from evaluators.merge import MergeSpec
 from evaluators.merge.engine import plan_for
 from evaluators.pool import load_pool
 from optimizer.export.mergekit import mergekit_recipe
+from tests.helpers import tiny_llama
 
 MERGEKIT = (
     Path(os.environ.get("MERGEKIT_VENV", Path(__file__).resolve().parents[1] / ".venv-mergekit"))
     / "bin"
     / "mergekit-yaml"
 )
-
-
-def llama(directory: Path, seed: int, vocab: int = 40) -> Path:
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-    )
-    torch.manual_seed(seed)
-    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(directory)
-    return directory
 
 
 def recipe(pool_file: Path, method: str, weights: dict[str, float]) -> tuple[dict | None, str]:
@@ -47,8 +33,8 @@ def recipe(pool_file: Path, method: str, weights: dict[str, float]) -> tuple[dic
 
 
 def test_one_checkpoint_under_two_names_is_one_input_with_the_summed_weight(tmp_path: Path) -> None:
-    llama(tmp_path / "a", 0)
-    llama(tmp_path / "b", 1)
+    tiny_llama(tmp_path / "a", 0, dtype=torch.bfloat16)
+    tiny_llama(tmp_path / "b", 1, dtype=torch.bfloat16)
     pool = tmp_path / "pool.yaml"
     pool.write_text("members:\n  - {name: a, path: a}\n  - {name: a2, path: a}\n  - {name: b, path: b}\n")
     written, _ = recipe(pool, "linear", {"a": 0.25, "a2": 0.25, "b": 0.5})
@@ -58,8 +44,8 @@ def test_one_checkpoint_under_two_names_is_one_input_with_the_summed_weight(tmp_
 
 
 def test_the_base_as_a_member_adds_nothing_to_task_arithmetic(tmp_path: Path) -> None:
-    llama(tmp_path / "base", 0)
-    llama(tmp_path / "ft", 1)
+    tiny_llama(tmp_path / "base", 0, dtype=torch.bfloat16)
+    tiny_llama(tmp_path / "ft", 1, dtype=torch.bfloat16)
     pool = tmp_path / "pool.yaml"
     pool.write_text(
         "bases: {b: {path: base}}\nmembers:\n  - {name: b, kind: base, base: b}\n  - {name: ft, kind: finetune, path: ft, base: b}\n"
@@ -70,9 +56,11 @@ def test_the_base_as_a_member_adds_nothing_to_task_arithmetic(tmp_path: Path) ->
 
 
 def test_padded_vocabularies_and_mixed_dtypes_get_no_recipe_and_say_why(tmp_path: Path) -> None:
-    llama(tmp_path / "a", 0)
-    llama(tmp_path / "b", 1, vocab=42)
-    head = llama(tmp_path / "c", 2)  # bf16 except a float32 head, as some checkpoints keep it
+    tiny_llama(tmp_path / "a", 0, dtype=torch.bfloat16)
+    tiny_llama(tmp_path / "b", 1, vocab=42, dtype=torch.bfloat16)
+    head = tiny_llama(
+        tmp_path / "c", 2, dtype=torch.bfloat16
+    )  # bf16 except a float32 head, as some checkpoints keep it
     tensors = {k: (v.float() if k == "lm_head.weight" else v) for k, v in load_file(head / "model.safetensors").items()}
     save_file(tensors, str(head / "model.safetensors"), metadata={"format": "pt"})
     pool = tmp_path / "pool.yaml"
@@ -93,9 +81,9 @@ def test_padded_vocabularies_and_mixed_dtypes_get_no_recipe_and_say_why(tmp_path
 def test_mergekit_runs_the_recipe_and_computes_our_tensors(tmp_path: Path, method: str) -> None:
     from optimizer.cli import main
 
-    llama(tmp_path / "base", 0)
-    llama(tmp_path / "x", 1)
-    llama(tmp_path / "y", 2)
+    tiny_llama(tmp_path / "base", 0, dtype=torch.bfloat16)
+    tiny_llama(tmp_path / "x", 1, dtype=torch.bfloat16)
+    tiny_llama(tmp_path / "y", 2, dtype=torch.bfloat16)
     pool = tmp_path / "pool.yaml"
     pool.write_text(
         "bases: {b: {path: base}}\nmembers:\n  - {name: x, kind: finetune, path: x, base: b}\n"

@@ -15,7 +15,6 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file, save_file
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from evaluators.backends.hf import empty_model, live_targets
 from evaluators.merge import OPERATORS, MergePoint, MergeSpec, Parameter
@@ -26,6 +25,7 @@ from evaluators.pool import load_pool
 from optimizer.cli import build_parser, main
 from optimizer.experiment.fingerprint import check_reusable
 from optimizer.space.weights import SpaceSpec, WeightSpace, searchable_parameters
+from tests.helpers import tiny_llama
 from tests.test_mergekit import MERGEKIT
 from toy.tokenizer import build_tokenizer
 
@@ -34,17 +34,8 @@ TASKS = ROOT / "experiments" / "tasks" / "toy"
 
 
 def llama(directory: Path, seed: int, dtype: torch.dtype) -> Path:
-    """A tiny random Llama with a tokenizer, stored in ``dtype``."""
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-    )
-    torch.manual_seed(seed)
-    LlamaForCausalLM(config).to(dtype).save_pretrained(directory)
+    """``tiny_llama`` in ``dtype``, with a tokenizer."""
+    tiny_llama(directory, seed, dtype=dtype)
     build_tokenizer().save_pretrained(directory)
     return directory
 
