@@ -13,7 +13,7 @@ from evaluators.core.config import Frozen, from_a_person, registered
 from evaluators.core.registry import Registry
 from evaluators.merge.inputs import TensorInputs
 from evaluators.merge.kernel import Combination, combine_into
-from evaluators.merge.parameters import Parameter
+from evaluators.merge.parameters import Parameter, by_key
 
 
 class MergeSpec(Frozen):
@@ -39,15 +39,12 @@ class MergeSpec(Frozen):
         given.update(nested if isinstance(nested, dict) else {})
         registered(OPERATORS, method)
         op = OPERATORS.get(method)
-        found: dict[str, tuple[str, Parameter]] = {}  # stored key -> (the name it was given under, parameter)
-        for name in (str(n) for n, v in given.items() if v is not None):  # null: unset (old run.json files)
-            param = op.parameter(name)
-            if param is None:
-                allowed = ", ".join(sorted(p.name for p in op.parameters)) or "none"
-                raise ValueError(f"parameter '{name}' does not apply to method '{method}' (its parameters: {allowed})")
-            if param.key in found:
-                raise ValueError(param.given_twice(found[param.key][0], name))
-            found[param.key] = (name, param)
+        allowed = ", ".join(sorted(p.name for p in op.parameters)) or "none"
+        found = by_key(  # null: unset (old run.json files write every method's parameters)
+            (str(n) for n, v in given.items() if v is not None),
+            op.parameter,
+            lambda name: f"parameter '{name}' does not apply to method '{method}' (its parameters: {allowed})",
+        )
         if from_a_person(info):
             for name, param in found.values():
                 param.deprecated(name, "merge")

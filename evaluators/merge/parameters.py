@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,22 @@ class Parameter:
                 self.name,
                 spelled,
             )
+
+
+def by_key(
+    names: Iterable[str], find: Callable[[str], Parameter | None], unknown: Callable[[str], str]
+) -> dict[str, tuple[str, Parameter]]:
+    """Each given name's parameter, by stored key, with the name it was given under. ValueError for a name
+    ``find`` does not know (``unknown(name)`` is the message) and for one parameter under two spellings."""
+    found: dict[str, tuple[str, Parameter]] = {}
+    for name in names:
+        param = find(name)
+        if param is None:
+            raise ValueError(unknown(name))
+        if param.key in found:
+            raise ValueError(param.given_twice(found[param.key][0], name))
+        found[param.key] = (name, param)
+    return found
 
 
 def markdown_table(parameters: Iterable[Parameter]) -> str:

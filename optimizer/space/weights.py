@@ -24,6 +24,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from evaluators.core.config import Frozen, from_a_person
 from evaluators.core.errors import ConfigError
 from evaluators.merge import MergeSpec, Parameter, declared_parameters
+from evaluators.merge.parameters import by_key
 from evaluators.merge.point import MergePoint, assign_groups
 from evaluators.pool.plan import PoolPlan
 from optimizer.store.rows import TrialSource
@@ -69,25 +70,21 @@ class SpaceSpec(Frozen):
     def _knobs(cls, knobs: dict[str, tuple[float, float]], info: ValidationInfo) -> dict[str, tuple[float, float]]:
         """Searched parameters by stored key (``lambda`` is stored as ``scale``), each a searchable one."""
         searchable = searchable_parameters()
+        found = by_key(
+            knobs,
+            lambda name: next((p for p in searchable.values() if p.spelled(name)), None),
+            lambda name: f"parameter '{name}' cannot be searched; searchable parameters: {', '.join(searchable)}",
+        )
         out: dict[str, tuple[float, float]] = {}
-        keys = [next((p.key for p in searchable.values() if p.spelled(name)), None) for name in knobs]
-        for name, key in zip(knobs, keys, strict=True):
-            param = next((p for p in searchable.values() if p.key == key), None)
-            if param is None:
-                raise ValueError(
-                    f"parameter '{name}' cannot be searched; searchable parameters: {', '.join(searchable)}"
-                )
-            if keys.count(key) > 1:
-                raise ValueError(param.given_twice(*[n for n in knobs if param.spelled(n)][:2]))
-        for name, (low, high) in knobs.items():
-            param = next(p for p in searchable.values() if p.spelled(name))
+        for key, (name, param) in found.items():
             if from_a_person(info):
                 param.deprecated(name, "space.knobs")
+            low, high = knobs[name]
             if low >= high:
                 raise ValueError(
                     f"parameter '{name}': range [{low}, {high}] is empty; write [low, high] with low < high"
                 )
-            out[param.key] = (low, high)
+            out[key] = (low, high)
         return out
 
     @property
