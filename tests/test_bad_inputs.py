@@ -1094,7 +1094,7 @@ CASES = [
     case(
         "merge-unknown-member",
         command("merge", "--pool", "{pool}/checkpoints.yaml", "--weights", "ad=1", "--out", "{tmp}/out"),
-        "--weights: ['ad'] are not members of {pool}/checkpoints.yaml (members: add, reverse, sort, shift)",
+        "--weights: ['ad'] are not members of {pool}/checkpoints.yaml (did you mean 'add'?) (members: add, reverse, sort, shift)",
     ),
     case(
         "merge-knob-of-another-method",

@@ -21,8 +21,12 @@ __all__ = ["build_parser", "main", "run"]
 def main(argv: list[str] | None = None) -> int:
     """Run one command line; returns the exit code (2 for bad input, 1 for a failed run, 130 when interrupted)
     instead of raising."""
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):  # bare `mergefront`: what it can do, not an error
+        parser.print_help()
+        return 0
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except ConfigError as exc:
         print(f"mergefront: error: {exc}", file=sys.stderr)
         return 2

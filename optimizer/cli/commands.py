@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 from typing import TYPE_CHECKING
 
 from evaluators.core.errors import ConfigError
+from evaluators.core.registry import did_you_mean
 from optimizer.cli.parameter_flags import given_parameters
 
 if TYPE_CHECKING:
@@ -211,7 +213,10 @@ def _merge(args: argparse.Namespace) -> int:
     spec = validate(MergeSpec, {"method": args.method, **parameters}, "--method and its parameters")
     unknown = sorted(set(args.weights) - set(pool.names))
     if unknown:
-        raise ConfigError(f"--weights: {unknown} are not members of {args.pool} (members: {', '.join(pool.names)})")
+        raise ConfigError(
+            f"--weights: {unknown} are not members of {args.pool}{did_you_mean(unknown[0], pool.names)} "
+            f"(members: {', '.join(pool.names)})"
+        )
     weights = {m: args.weights.get(m, 0.0) for m in pool.names}
     provenance = Provenance(origin=f"`mergefront merge` on {args.pool}")
     point = MergePoint(weights=weights)
@@ -235,14 +240,26 @@ def _toy_build(args: argparse.Namespace) -> int:
 
 
 def _pool_check(args: argparse.Namespace) -> int:
-    from evaluators.core.config import validate
+    from evaluators.core.config import read_yaml, validate
     from evaluators.merge import MergeSpec
     from evaluators.merge.engine import plan_for
     from evaluators.merge.inspect import format_reports, inspect_members
     from evaluators.pool import load_pool
+    from optimizer.experiment.config import load_experiment
 
-    pool = load_pool(args.pool, args.allow_pickle)
-    method = args.method or ("task_arithmetic" if pool.merge_base else "linear")
+    data = read_yaml(args.pool)
+    if isinstance(data, dict) and "objectives" in data:  # an experiment file: check the pool it names, for its method
+        experiment, pool = load_experiment(args.pool, args.allow_pickle)
+        pool_file, method = experiment.pool, args.method or experiment.merge.method
+    else:
+        pool, pool_file = load_pool(args.pool, args.allow_pickle), args.pool
+        method = args.method or ("task_arithmetic" if pool.merge_base else "linear")
     plan = plan_for(pool, validate(MergeSpec, {"method": method}, "--method"))
-    print(format_reports(plan, inspect_members(plan)))
+    text = format_reports(plan, inspect_members(plan))
+    print(text)
+    warnings = sum(line.startswith("warning:") for line in text.splitlines())
+    print(
+        f"\nok: pool '{pool.name}' ({os.path.relpath(pool_file)}): {len(pool.members)} members, mergeable with {method}"
+        + (f"; {warnings} warning{'s' * (warnings != 1)} above" if warnings else "")
+    )
     return 0

@@ -7,6 +7,7 @@ import argparse
 import math
 import struct
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mergefront",
         description="Find the Pareto-optimal linear merges of a pool of LLM checkpoints.",
     )
+    parser.add_argument("--version", action="version", version=f"mergefront {version('mergefront')}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -151,7 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
     _viewing_commands(sub)
     _model_commands(sub)
     _pool_commands(sub)
+    _verbose_anywhere(sub)
     return parser
+
+
+def _verbose_anywhere(sub: argparse._SubParsersAction) -> None:
+    """``-v`` after the command too (``mergefront search -v``), on every command and action: the global option's
+    value is set only when given there, so ``mergefront -v search`` keeps it."""
+    for command in sub.choices.values():
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+        nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        for action in nested:
+            _verbose_anywhere(action)
 
 
 def _search_command(sub: Any) -> None:
