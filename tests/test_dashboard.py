@@ -63,3 +63,43 @@ def test_dashboard_serves_the_run_with_objective_names(tiny_pool: Path, tmp_path
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_finished_runs_trials_carry_their_real_weights_and_held_out_scores(tiny_pool: Path, tmp_path: Path) -> None:
+    """The dashboard's parameters are the sampler's simplex coordinates; the weights users merge with, the knobs by
+    name, the source, the held-out scores and front membership come from trials.parquet as user attributes."""
+    import optuna
+
+    from optimizer.front.dashboard import dashboard_view
+    from optimizer.store.trials import FRONT, TRIALS, read_trials
+    from tests.helpers import search, tiny_experiment
+
+    extra = "held_out: [{task: toy_sort_report, name: sort_report}]\nmerge: {method: task_arithmetic}\nspace: {knobs: {scale: [0.5, 1.5]}}\n"
+    search(tiny_experiment(tiny_pool, tmp_path, extra, trials=7), tmp_path / "runs", "--in-process")
+    run = tmp_path / "runs" / "tiny"
+    view = dashboard_view(run)
+    assert not view.live and view.trials == 7
+    study = optuna.load_study(study_name="tiny", storage=view.storage)
+    assert study.metric_names == ["toy_add/perplexity", "toy_reverse/acc"]
+    table, front = read_trials(run, TRIALS), set(read_trials(run, FRONT).numbers)
+    assert front
+    for trial in study.trials:
+        record = table.find(trial.number)
+        assert record is not None
+        attrs = trial.user_attrs
+        assert {m: attrs[f"weight {m}"] for m in record.weights} == record.weights
+        assert attrs["lambda"] == record.knobs["scale"]
+        assert attrs["source"] == str(record.source) and attrs["on front"] == (trial.number in front)
+        assert ("held-out sort_report" in attrs) == (trial.number in front)
+        if trial.number in front:
+            assert attrs["held-out sort_report"] == record.held_out["sort_report"]
+        assert trial.values == [record.scores[o] for o in table.columns.objectives]
+    # the driver notes the merge on the study's own trials as it starts them: a live dashboard shows weights too
+    from optimizer.store.study import JOURNAL, open_storage
+
+    stored = optuna.load_study(study_name="tiny", storage=open_storage(run, JOURNAL))
+    for trial in stored.trials:
+        assert {m: trial.user_attrs[f"weight {m}"] for m in table.columns.weights} == table.find(trial.number).weights
+    # a sampler trial's raw parameters are not its weights: the attributes are what tells them apart
+    sampled = [t for t in study.trials if t.user_attrs["source"] == "sampler"]
+    assert any(set(t.params.values()) != {t.user_attrs[f"weight {m}"] for m in table.columns.weights} for t in sampled)

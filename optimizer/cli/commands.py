@@ -185,18 +185,25 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from optimizer.run.directory import read_meta
-    from optimizer.store.study import open_storage
+    from optimizer.front.dashboard import dashboard_view
 
-    meta = read_meta(args.run_dir)  # a clear error for a directory that is not a run
+    _quiet_optuna(args.verbose)
+    view = dashboard_view(args.run_dir)  # a clear error for a directory that is not a run
     try:
         from optuna_dashboard import run_server
     except ModuleNotFoundError:
         raise ConfigError(
             "the dashboard needs optuna-dashboard; install it with pip install -e '.[dashboard]'"
         ) from None
-    print(f"optuna-dashboard for {args.run_dir} at http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
-    run_server(open_storage(args.run_dir, meta.storage), host=args.host, port=args.port)
+    what = (
+        "live (held-out scores show once the search has finished)"
+        if view.live
+        else f"{view.trials} trials with their weights, held-out scores and front membership"
+    )
+    print(
+        f"optuna-dashboard for {args.run_dir}, {what}, at http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True
+    )
+    run_server(view.storage, host=args.host, port=args.port)
     return 0
 
 

@@ -1,9 +1,8 @@
-"""The search driver: an asynchronous ask/tell loop of an Optuna study over a ``WorkerPool`` (Ray
-actors, or one worker in this process). A trial is proposed as soon as a worker is free (no
-generation barrier); the baselines come first (each single checkpoint, then the uniform average).
-A finished trial goes to Parquet first and to Optuna second, so after a crash ``resume`` tells Optuna
-what Parquet holds and re-queues what neither finished: no trial is lost or stored twice. Held-out tasks are scored
-for the front trials when the search stops.
+"""The search driver: an asynchronous ask/tell loop of an Optuna study over a ``WorkerPool`` (Ray actors, or one
+worker in this process). A trial is proposed as soon as a worker is free (no generation barrier); the baselines come
+first (each single checkpoint, then the uniform average). A finished trial goes to Parquet first and to Optuna second,
+so after a crash ``resume`` tells Optuna what Parquet holds and re-queues what neither finished: no trial is lost or
+stored twice. Held-out tasks are scored for the front trials when the search stops.
 
 Several drivers may serve one study on shared storage (``mergefront join``): trial numbers come
 from the storage, the budget counts every driver's trials, and the Parquet store is shared under
@@ -55,6 +54,7 @@ from optimizer.store.study import (
     check_storage_url,
     note_error,
     note_fidelity,
+    note_merge,
     open_storage,
     source_attrs,
     study_exists,
@@ -210,6 +210,7 @@ class Search:
     def _submit(self, workers: WorkerPool, actor: Any) -> tuple[Any, _InFlight]:
         trial = self.study.ask(self.space.distributions())
         weights, knobs = self.space.weights(trial.params), self.space.knob_values(trial.params)
+        note_merge(trial, weights, knobs)
         source = trial_source(trial)
         prediction = getattr(self.sampler, "predictions", {}).get(trial.number)
         predicted = dict(zip(self.labels, prediction, strict=True)) if prediction else {}

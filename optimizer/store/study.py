@@ -1,7 +1,8 @@
 """Where a run's Optuna study lives: the journal file in its directory (default), or a database
 shared by several drivers (``--storage postgresql://user@host/db``); and the user attributes its
 trials carry (``source``, ``fidelity``, ``requeued_from``, ``error``), named and read only here so
-that journals written before and after read alike.
+that journals written before and after read alike. The attributes a person reads in optuna-dashboard
+(``merge_attrs``, ``record_attrs``: real weights, knobs by name, held-out scores) are named here too.
 
 The storage is recorded in ``run.json``, so passwords never go in the URL: PostgreSQL's client
 reads them from ``PGPASSWORD`` or ``~/.pgpass``.
@@ -18,7 +19,7 @@ from optuna.trial import FrozenTrial, Trial
 
 from evaluators.core.errors import ConfigError
 from optimizer.store.journal import journal_storage
-from optimizer.store.rows import Fidelity, TrialSource
+from optimizer.store.rows import Fidelity, TrialRecord, TrialSource
 
 JOURNAL = "study.journal"
 SCHEMES = ("postgresql", "sqlite", "mysql")
@@ -111,3 +112,36 @@ def note_fidelity(trial: Trial, fidelity: Fidelity) -> None:
 def note_error(trial: Trial, error: str | None) -> None:
     """Note on a trial about to be told failed why it failed."""
     trial.set_user_attr(ERROR, error)
+
+
+# ----- what optuna-dashboard shows beside a trial's raw parameters (the sampler's coordinates, not weights) -----
+
+WEIGHT_ATTR, HELD_OUT_ATTR, ON_FRONT = "weight ", "held-out ", "on front"
+
+
+def merge_attrs(weights: dict[str, float], knobs: dict[str, float]) -> dict[str, Any]:
+    """The merge a trial evaluates, as dashboard attributes: each member's real weight (``weight add``) and each merge
+    parameter by its name (``lambda``); ``knobs`` is keyed by parameter name."""
+    return {**{WEIGHT_ATTR + m: w for m, w in weights.items()}, **knobs}
+
+
+def note_merge(trial: Trial, weights: dict[str, float], knobs: dict[str, float]) -> None:
+    """Note on a trial being evaluated the merge it evaluates (``merge_attrs``; ``knobs`` by stored key), so a live
+    dashboard shows weights."""
+    from evaluators.merge import parameter_names  # the declarations import torch, which the driver has loaded
+
+    names = parameter_names(knobs)
+    for key, value in merge_attrs(weights, {names[k]: v for k, v in knobs.items()}).items():
+        trial.set_user_attr(key, value)
+
+
+def record_attrs(record: TrialRecord, knobs: dict[str, float], on_front: bool) -> dict[str, Any]:
+    """Everything the Parquet store knows of a trial that its study does not, as dashboard attributes: the merge,
+    source, fidelity, held-out scores and whether it is on the front (``knobs`` keyed by parameter name)."""
+    attrs = merge_attrs(record.weights, knobs)
+    attrs[SOURCE] = str(record.source)
+    if record.fidelity is not None:
+        attrs[FIDELITY] = str(record.fidelity)
+    attrs.update({HELD_OUT_ATTR + t: v for t, v in record.held_out.items()})
+    attrs[ON_FRONT] = on_front
+    return attrs
