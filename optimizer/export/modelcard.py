@@ -1,12 +1,25 @@
-"""The README.md of an exported merge: what went in, with which weights, and how it scored."""
+"""The README.md of an exported merge: Hugging Face front matter, what went in with which weights, and how it scored.
+
+The front matter is written by ``huggingface_hub.ModelCardData`` (the library the Hub's own cards come from), so
+``huggingface_hub.ModelCard`` reads it back: ``base_model`` lists the members merged (weight 0 left out),
+``library_name`` is transformers, and ``license`` is set only when every merged member's own card names the same one.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+from huggingface_hub import ModelCard, ModelCardData
 
 from evaluators.merge import MergeSpec, parameter_names
 from evaluators.pool import Pool
+from evaluators.pool.config import BaseMember, Member
+
+VERSIONS = ("mergefront", "lm_eval", "transformers")
 
 
 @dataclass(frozen=True)
@@ -19,6 +32,42 @@ class Provenance:
     )  # objective: (value, stderr, direction)
     held_out: Mapping[str, float] = field(default_factory=dict)
     front: str = ""
+    samples: int | None = None  # examples scored for the trial, over all objectives
+
+
+def _merged(pool: Pool, weights: Mapping[str, float]) -> list[Member]:
+    """The members with a nonzero weight (under any group: a weight label is ``member`` or ``group/member``)."""
+    used = {label.rsplit("/", 1)[-1] for label, w in weights.items() if w != 0.0}
+    return [m for m in pool.members if m.name in used]
+
+
+def _card_dir(pool: Pool, member: Member) -> Path | None:
+    """The directory whose README.md is the member's own card (its license), if it has one."""
+    if isinstance(member, BaseMember):
+        return pool.bases[member.base].path
+    path = getattr(member, "path", None) or getattr(member, "source_finetune", None)
+    return Path(path) if path is not None else None
+
+
+def _license(pool: Pool, members: list[Member]) -> str | None:
+    """The license every merged member's card names, or None when one names none or they differ."""
+    found: set[str | None] = set()
+    for member in members:
+        directory = _card_dir(pool, member)
+        card = directory / "README.md" if directory is not None else None
+        found.add(ModelCard.load(card).data.license if card is not None and card.is_file() else None)
+    return found.pop() if len(found) == 1 else None
+
+
+def _front_matter(pool: Pool, members: list[Member]) -> str:
+    """The card's YAML front matter, as huggingface_hub writes it."""
+    data = ModelCardData(
+        base_model=[m.name for m in members],
+        library_name="transformers",
+        license=_license(pool, members),
+        tags=["merge", "mergefront"],
+    )
+    return f"---\n{data.to_yaml()}\n---"
 
 
 def model_card(
@@ -29,14 +78,13 @@ def model_card(
     provenance: Provenance,
     recipe_note: str,
 ) -> str:
-    """The model card's markdown: the members with their weights, the method and knob values, the scores
-    ``provenance`` carries, and ``recipe_note``: the closing line on the mergekit recipe (written beside the merge, or
-    why there is none)."""
+    """The model card's markdown: front matter, the merged members with their weights (weight 0 left out), the method
+    and knob values, the scores ``provenance`` carries, the versions that made it, and ``recipe_note``: the closing line
+    on the mergekit recipe (written beside the merge, or why there is none)."""
+    members = _merged(pool, weights)
     lines = [
-        "---",
-        "tags: [merge, mergefront]",
-        "---",
-        f"# Merge of {len(pool.members)} checkpoints from pool '{pool.name}'",
+        _front_matter(pool, members),
+        f"# Merge of {len(members)} checkpoint{'s' * (len(members) != 1)} from pool '{pool.name}'",
         "",
         f"Made by mergefront from {provenance.origin}.",
         "",
@@ -47,16 +95,38 @@ def model_card(
         "| member | kind | weight |",
         "|---|---|---|",
     ]
-    kinds = {m.name: m.kind for m in pool.members}
-    lines += [f"| {label} | {kinds.get(label.rsplit('/', 1)[-1], '')} | {w:.4f} |" for label, w in weights.items()]
+    kinds = {m.name: m.kind for m in members}
+    lines += [
+        f"| {label} | {kinds[label.rsplit('/', 1)[-1]]} | {w:.4f} |"
+        for label, w in weights.items()
+        if label.rsplit("/", 1)[-1] in kinds and w != 0.0
+    ]
+    lines += _score_lines(provenance)
+    lines += [
+        "",
+        f"mergekit: {recipe_note}.",
+        "",
+        f"Written {datetime.now(UTC).date().isoformat()} by " + ", ".join(f"{p} {version(p)}" for p in VERSIONS) + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _score_lines(provenance: Provenance) -> list[str]:
+    """The searched scores (with the examples they were computed on), held-out scores and the place on the front."""
+    lines: list[str] = []
     if provenance.scores:
         lines += ["", "| objective | score | stderr | direction |", "|---|---|---|---|"]
         for name, (value, stderr, direction) in provenance.scores.items():
             lines.append(f"| {name} | {value:.4f} | {'' if stderr is None else f'{stderr:.4f}'} | {direction} |")
+        if provenance.samples:
+            lines += [
+                "",
+                f"Scored by lm-eval on {provenance.samples} examples over the {len(provenance.scores)} objectives.",
+            ]
     if provenance.held_out:
         lines += ["", "Held-out report tasks (never seen by the search):", ""]
         lines += [f"- {name}: {value:.4f}" for name, value in provenance.held_out.items()]
     if provenance.front:
         lines += ["", provenance.front]
-    lines += ["", f"mergekit: {recipe_note}.", ""]
-    return "\n".join(lines)
+    return lines

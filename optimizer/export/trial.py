@@ -55,6 +55,7 @@ def export_trial(run_dir: Path, trial: int, out: Path, force: bool, as_adapter: 
         },
         held_out=dict(row.held_out),
         front=_front_line(row, read_trials(run_dir, FRONT), experiment.name),
+        samples=row.samples,
     )
     point = space.point(weights, knobs)
     to = Destination(out, force, as_adapter)
