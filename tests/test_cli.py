@@ -75,3 +75,13 @@ def test_an_unknown_member_in_weights_gets_a_suggestion(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "did you mean 'sort'?" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_merge_shows_a_bar_unless_told_not_to(
+    tiny_pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pool = str(tiny_pool / "pool" / "checkpoints.yaml")
+    assert main(["merge", "--pool", pool, "--weights", "add=1", "--out", str(tmp_path / "a")]) == 0
+    assert "merge: 100%" in capsys.readouterr().err
+    assert main(["merge", "--pool", pool, "--weights", "add=1", "--out", str(tmp_path / "b"), "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""

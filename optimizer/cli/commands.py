@@ -156,9 +156,12 @@ def _front(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from optimizer.export.model import Destination
     from optimizer.export.trial import export_trial
 
-    out = export_trial(args.run_dir, args.trial, args.out, args.force, args.as_adapter)
+    out = export_trial(
+        args.run_dir, args.trial, Destination(args.out, args.force, args.as_adapter, progress=not args.no_progress)
+    )
     print(f"exported trial {args.trial} of {args.run_dir} to {out}")
     return 0
 
@@ -227,7 +230,7 @@ def _merge(args: argparse.Namespace) -> int:
     weights = {m: args.weights.get(m, 0.0) for m in pool.names}
     provenance = Provenance(origin=f"`mergefront merge` on {args.pool}")
     point = MergePoint(weights=weights)
-    to = Destination(args.out, args.force, args.as_adapter)
+    to = Destination(args.out, args.force, args.as_adapter, progress=not args.no_progress)
     out = write_merge(plan_for(pool, spec, exact=False), spec, point, weights, provenance, to)
     print(f"merged {', '.join(f'{m}={w:g}' for m, w in weights.items())} with {spec.method} into {out}")
     return 0

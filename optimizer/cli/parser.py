@@ -136,6 +136,7 @@ def _model_output_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--as-adapter", action="store_true", help="all-LoRA pools: write one PEFT adapter on their base instead"
     )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,11 +45,12 @@ def check_output(out: Path, force: bool) -> Path:
 @dataclass(frozen=True)
 class Destination:
     """Where an export goes: ``path`` (replaced only with ``force``), as a model directory or, with
-    ``as_adapter``, a PEFT adapter."""
+    ``as_adapter``, a PEFT adapter; ``progress``: a bar over the tensors while it is written."""
 
     path: Path
     force: bool = False
     as_adapter: bool = False
+    progress: bool = True
 
 
 def write_merge(
@@ -75,7 +76,7 @@ def write_merge(
             )
         else:
             stream_merge(
-                plan, spec, point, partial, groups, progress=True
+                plan, spec, point, partial, groups, progress=to.progress
             )  # the workers' arithmetic: bit-equal to a CPU worker's merge
             recipe, note = mergekit_recipe(plan, spec, weights, point.knobs, bool(groups))
         (partial / CARD).write_text(model_card(pool, spec, weights, point.knobs, provenance, note))

@@ -26,8 +26,8 @@ def _front_line(row: TrialRecord, front: TrialTable, run: str) -> str:
     return f"On the Pareto front of run '{run}' ({len(front)} points); its rank among them: {', '.join(ranks)}."
 
 
-def export_trial(run_dir: Path, trial: int, out: Path, force: bool, as_adapter: bool = False) -> Path:
-    """Export trial ``trial`` of the run in ``run_dir`` to ``out``."""
+def export_trial(run_dir: Path, trial: int, to: Destination) -> Path:
+    """Export trial ``trial`` of the run in ``run_dir`` to ``to``."""
     from optimizer.run.directory import read_run
 
     trials = read_trials(run_dir, TRIALS)
@@ -58,5 +58,4 @@ def export_trial(run_dir: Path, trial: int, out: Path, force: bool, as_adapter: 
         samples=row.samples,
     )
     point = space.point(weights, knobs)
-    to = Destination(out, force, as_adapter)
     return write_merge(plan, experiment.merge, point, weights, provenance, to, experiment.space.groups)
