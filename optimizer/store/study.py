@@ -1,6 +1,6 @@
 """Where a run's Optuna study lives: the journal file in its directory (default), or a database
 shared by several drivers (``--storage postgresql://user@host/db``); and the user attributes its
-trials carry (``source``, ``fidelity``, ``requeued_from``, ``error``), named and read only here so
+trials carry (``source``, ``imported_from``, ``fidelity``, ``requeued_from``, ``error``), named and read only here so
 that journals written before and after read alike.
 
 The storage is recorded in ``run.json``, so passwords never go in the URL: PostgreSQL's client
@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, Trial
 
 from evaluators.core.errors import ConfigError
 from optimizer.store.journal import journal_storage
-from optimizer.store.rows import Fidelity, TrialSource
+from optimizer.store.rows import Fidelity, TrialRef, TrialSource
 
 JOURNAL = "study.journal"
 SCHEMES = ("postgresql", "sqlite", "mysql")
@@ -74,14 +74,19 @@ def study_exists(storage: BaseStorage, name: str) -> bool:
 
 # ----- the study's trial attributes: their names, and the values they hold, spelled only here -----
 
-SOURCE, FIDELITY, REQUEUED_FROM, ERROR = "source", "fidelity", "requeued_from", "error"
+SOURCE, IMPORTED_FROM, FIDELITY, REQUEUED_FROM, ERROR = "source", "imported_from", "fidelity", "requeued_from", "error"
 
 
-def source_attrs(source: TrialSource, requeued_from: int | None = None) -> dict[str, Any]:
-    """The user attributes of a trial queued or added with ``source`` (and, when re-queued, the trial it repeats)."""
+def source_attrs(
+    source: TrialSource, requeued_from: int | None = None, imported_from: TrialRef | None = None
+) -> dict[str, Any]:
+    """The user attributes of a trial queued or added with ``source`` (and, when re-queued, the trial it repeats;
+    when imported, the trial it is)."""
     attrs: dict[str, Any] = {SOURCE: str(source)}
     if requeued_from is not None:
         attrs[REQUEUED_FROM] = requeued_from
+    if imported_from is not None:
+        attrs[IMPORTED_FROM] = str(imported_from)
     return attrs
 
 
@@ -89,6 +94,13 @@ def trial_source(trial: Trial | FrozenTrial) -> TrialSource:
     """Where a trial's weights came from (its ``source`` attribute; the sampler when it has none)."""
     source = trial.user_attrs.get(SOURCE)
     return TrialSource.sampler() if source is None else TrialSource.parse(str(source))
+
+
+def trial_imported_from(trial: Trial | FrozenTrial) -> TrialRef | None:
+    """The earlier run's trial that an imported trial is (None for one evaluated in this run; a study written before
+    ``imported_from`` says it in an old-style ``warm:`` source)."""
+    ref = trial.user_attrs.get(IMPORTED_FROM)
+    return trial_source(trial).imported_from if ref is None else TrialRef.parse(str(ref))
 
 
 def trial_fidelity(trial: FrozenTrial) -> Fidelity:
