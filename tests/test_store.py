@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from optimizer.store.rows import Columns, Fidelity, TrialRecord, TrialSource, TrialState
+from optimizer.store.rows import Columns, Fidelity, TrialRecord, TrialRef, TrialSource, TrialState
 from optimizer.store.trials import FRONT, LOCK, TRIALS, TrialStore, TrialTable, read_trials
 
 COLUMNS = Columns(weights=("m1", "m2"), objectives=("task/acc", "ppl"), directions=("maximize", "minimize"))
@@ -116,11 +116,17 @@ def test_states_fidelities_and_sources_read_back_what_they_write() -> None:
     uniform = TrialSource.uniform()
     assert uniform.is_baseline and not uniform.is_single and uniform.checkpoint is None and uniform.short == "uniform"
     assert TrialSource.sampler().is_sampler and not TrialSource.sampler().is_baseline
-    warm = TrialSource.parse("warm:tiny#3")
-    assert warm == TrialSource.warm("tiny", 3) and warm.is_warm and (warm.name, warm.trial) == ("tiny", 3)
+    warm = TrialSource.parse("warm:tiny#3")  # what runs before imported_from stored for an import
+    assert warm.imported_from == TrialRef("tiny", 3) and not warm.is_baseline and single.imported_from is None
+    for text in ("tiny#3", "tiny-2#12", "odd#name#0"):
+        assert str(TrialRef.parse(text)) == text
+    assert TrialRef.parse("odd#name#0") == TrialRef("odd#name", 0)
     for bad in ("single:", "warm:tiny", "warm:#3", "random", "screen:x"):
         with pytest.raises(ValueError, match="unknown"):
             TrialSource.parse(bad) if bad != "screen:x" else Fidelity.parse(bad)
+    for bad in ("tiny", "#3", "tiny#x", "tiny#"):
+        with pytest.raises(ValueError, match="unknown trial reference"):
+            TrialRef.parse(bad)
 
 
 def test_a_table_gives_frames_keyed_by_label_and_typed_filters(tmp_path: Path) -> None:
@@ -141,22 +147,22 @@ def test_a_table_gives_frames_keyed_by_label_and_typed_filters(tmp_path: Path) -
             started_at=T0,
             finished_at=T0,
             fidelity=fidelity,
+            imported_from=TrialRef("old", 7) if n == 3 else None,
         )
         for n, (source, fidelity) in enumerate(
             [
                 (TrialSource.single("a"), Fidelity.FULL),
                 (TrialSource.uniform(), Fidelity.FULL),
                 (TrialSource.sampler(), Fidelity(4)),
-                (TrialSource.warm("old", 7), Fidelity.FULL),
+                (TrialSource.single("b"), Fidelity.FULL),  # imported: a baseline all the same
             ]
         )
     ]
     table = TrialTable.of(columns, made)
     assert list(table.weights().columns) == ["a", "b"] and list(table.scores().columns) == ["acc"]
     assert table.knobs()["scale"].tolist() == [1.0] * 4 and table.timings()["swap_seconds"].isna().all()
-    assert (
-        table.singles().numbers == [0] and table.baselines().numbers == [0, 1] and table.merges().numbers == [1, 2, 3]
-    )
+    assert table.singles().numbers == [0, 3] and table.baselines().numbers == [0, 1, 3]
+    assert table.merges().numbers == [1, 2] and table.imported().numbers == [3]
     assert table.full().numbers == [0, 1, 3] and table.count(TrialState.COMPLETE) == 4
     assert table.find(3) == made[3] and table.find(9) is None
     assert table.where([False] * 4).records() == [] and len(table.where([False] * 4).scores()) == 0
@@ -205,7 +211,8 @@ def test_a_table_in_the_old_layout_still_loads(tmp_path: Path) -> None:
     assert uniform.source.is_baseline and not uniform.source.is_single
     assert first.source.checkpoint == "m1" and first.weights == {"m1": 1.0, "m2": 0.0} and first.stderr == {"acc": 0.01}
     assert first.swap_seconds is None and first.samples is None and first.driver is None and first.started_at == T0
-    assert warm.source == TrialSource.warm("old", 4) and warm.fidelity == Fidelity(8) and warm.stderr == {}
+    assert str(warm.source) == "warm:old#4" and warm.fidelity == Fidelity(8) and warm.stderr == {}
+    assert warm.imported_from == TrialRef("old", 4) and table.imported().numbers == [1]
     assert (
         failed.state is TrialState.FAIL and failed.fidelity is None and failed.weights == {} and failed.error == "boom"
     )

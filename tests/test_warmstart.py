@@ -1,4 +1,6 @@
-"""Warm start: a 4-member run imported into a 5-member pool, never re-evaluated, part of the new front; a run
+"""Warm start: a 4-member run imported into a 5-member pool, never re-evaluated, keeping each trial's source and
+identity, part of the new front, with the new member scored alone first; a same-pool warm start evaluates no
+baseline again; a run
 from before ``report:`` was renamed ``held_out:`` still resumes and warm-starts. Real searches with the dummy
 backend in this process."""
 
@@ -17,8 +19,11 @@ from optimizer.cli import main
 from optimizer.experiment.config import load_experiment
 from optimizer.experiment.fingerprint import fingerprint
 from optimizer.run.directory import RunMeta, read_meta, read_run, write_meta
+from optimizer.search.warmstart import Imported
+from optimizer.space.weights import SpaceSpec, WeightSpace
 from optimizer.store.journal import journal_storage
-from tests.helpers import MEMBERS, five_member_pool, non_dominated, tiny_experiment, write_experiment
+from optimizer.store.rows import TrialSource
+from tests.helpers import MEMBERS, five_member_pool, non_dominated, search, tiny_experiment, write_experiment
 
 
 def test_warm_start_reuses_old_trials_without_re_evaluating(tiny_pool: Path, tmp_path: Path) -> None:
@@ -51,14 +56,15 @@ def test_warm_start_reuses_old_trials_without_re_evaluating(tiny_pool: Path, tmp
     )
     new = pd.read_parquet(runs / "tiny5" / "trials.parquet")
 
-    warm = new[new["source"].str.startswith("warm:tiny#")]
-    fresh = new[~new["source"].str.startswith("warm:")]
-    assert len(warm) == (old["state"] == "COMPLETE").sum() == 6
-    assert (fresh["state"] == "COMPLETE").sum() == 3  # the budget counts new evaluations only
-    # no old trial was evaluated again: no old single is re-run and imported rows keep their old timings
-    assert set(fresh["source"]) <= {"single:base", "uniform", "sampler"}
-    matched = old.set_index("trial").loc[[int(s.split("#")[1]) for s in warm["source"]]]
+    warm = new[new["imported_from"].str.startswith("tiny#", na=False)]
+    fresh = new[new["imported_from"].isna()].sort_values("trial")
+    assert len(warm) == len(new) - len(fresh) == (old["state"] == "COMPLETE").sum() == 6
+    # the budget counts new evaluations only: the new member alone, the new pool's uniform average, the sampler;
+    # no old trial was evaluated again, and imported rows keep their old source, scores and timings
+    assert fresh["source"].tolist() == ["single:base", "uniform", "sampler"] and (fresh["state"] == "COMPLETE").all()
+    matched = old.set_index("trial").loc[[int(s.split("#")[1]) for s in warm["imported_from"]]]
     for col in [
+        "source",
         "score.toy_add/perplexity",
         "score.toy_reverse/acc",
         "merge_seconds",
@@ -72,14 +78,50 @@ def test_warm_start_reuses_old_trials_without_re_evaluating(tiny_pool: Path, tmp
     # the new front is computed over old and new trials together
     front = pd.read_parquet(runs / "tiny5" / "front.parquet")
     assert set(front["trial"]) == non_dominated(new)
-    assert front["source"].str.startswith("warm:").any()
+    assert front["imported_from"].notna().any()
 
     study = optuna.load_study(study_name="tiny5", storage=journal_storage(runs / "tiny5" / "study.journal"))
-    done = {t.number: t.values for t in study.get_trials(states=[optuna.trial.TrialState.COMPLETE])}
+    done = {t.number: t for t in study.get_trials(states=[optuna.trial.TrialState.COMPLETE])}
     assert set(done) == set(new["trial"])
-    assert all(
-        t.params["x.base"] == 0.0 for t in study.get_trials() if str(t.user_attrs.get("source")).startswith("warm:")
+    assert {n: t.user_attrs.get("imported_from") for n, t in done.items() if "imported_from" in t.user_attrs} == dict(
+        zip(warm["trial"], warm["imported_from"], strict=True)
     )
+    assert all(done[n].params["x.base"] == 0.0 for n in warm["trial"])
+
+    # an import killed between its study write and its Parquet write is stored on resume as the import it was
+    trials_file = runs / "tiny5" / "trials.parquet"
+    new.drop(warm.index[0]).to_parquet(trials_file)  # pandas keeps the schema metadata that names the columns
+    assert main(["resume", str(runs / "tiny5"), "--no-progress", "--in-process"]) == 0
+    restored = pd.read_parquet(trials_file).set_index("trial").loc[warm["trial"].iloc[0]]
+    assert (restored["source"], restored["imported_from"]) == (warm["source"].iloc[0], warm["imported_from"].iloc[0])
+
+    # the same pool again: every baseline is imported (the simplex's uniform average too), none is evaluated again;
+    # a trial imported twice still names the run that evaluated it
+    again = ["--name", "again", "--warm-start", str(runs / "tiny5"), "--trials", "1", "--no-progress", "--in-process"]
+    assert main(["search", str(new_exp), "--runs-dir", str(runs), *again]) == 0
+    third = pd.read_parquet(runs / "again" / "trials.parquet")
+    assert third.loc[third["imported_from"].isna(), "source"].tolist() == ["sampler"]
+    origins = [f"tiny#{t}" for t in matched.index] + [f"tiny5#{t}" for t in fresh["trial"]]
+    assert sorted(third["imported_from"].dropna()) == sorted(origins)
+
+
+def test_new_members_are_scored_alone_before_the_baselines_an_old_run_never_reached_and_renamed_ones_keep_theirs(
+    tiny_pool: Path, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    old = search(tiny_experiment(tiny_pool, tmp_path, trials=2), runs, "--in-process")
+    assert old["source"].tolist() == ["single:add", "single:reverse"]
+    new_dir = tmp_path / "new"
+    new_dir.mkdir()
+    pool = five_member_pool(tiny_pool, new_dir)
+    pool.write_text(pool.read_text().replace("name: reverse,", "name: rev,"))  # the same files under a new name
+    new_exp = write_experiment(new_dir, pool, tiny_pool / "tasks", trials=2)
+    warm = ["--name", "tiny5", "--warm-start", str(runs / "tiny"), "--in-process", "--no-progress"]
+    assert main(["search", str(new_exp), "--runs-dir", str(runs), *warm]) == 0
+    new = pd.read_parquet(runs / "tiny5" / "trials.parquet")
+    assert new["source"].tolist() == ["single:add", "single:rev", "single:base", "single:sort"]
+    assert new["weight.rev"].tolist() == [0.0, 1.0, 0.0, 0.0]
+    assert new["imported_from"].fillna("").tolist() == ["tiny#0", "tiny#1", "", ""]
 
 
 def test_warm_start_refuses_changed_evaluation_settings(
@@ -153,4 +195,26 @@ def test_a_run_from_before_held_out_resumes_and_warm_starts_silently(
     assert _deprecations(caplog) == []  # a stored run is no person's input
     front = pd.read_parquet(run / "front.parquet")
     assert len(pd.read_parquet(run / "trials.parquet")) == 5 and front["report.sort_report"].notna().all()
-    assert pd.read_parquet(runs / "again" / "trials.parquet")["source"].str.startswith("warm:tiny#").sum() == 5
+    again = pd.read_parquet(runs / "again" / "trials.parquet")
+    assert again["imported_from"].str.startswith("tiny#").sum() == 5
+    # the same pool: the singles were imported, not evaluated again; the old run's 4-trial budget never reached the
+    # uniform average, so it comes first
+    assert again.loc[again["imported_from"].isna(), "source"].tolist() == ["uniform", "sampler", "sampler", "sampler"]
+
+
+def test_an_imported_baseline_is_recognised_through_the_simplex_rounding() -> None:
+    """With 7 members a recorded 1/7, normalised again, is not exactly 1/7: still the uniform average."""
+    space = WeightSpace(SpaceSpec(), [f"m{i}" for i in range(7)])
+    baselines = dict(space.baselines())
+    recorded = space.weights(baselines[TrialSource.uniform()])  # what the old run stored
+    reread = space.params_of(recorded, {})
+    assert space.features(reread) != space.features(baselines[TrialSource.uniform()])
+    todo = Imported([reread, baselines[TrialSource.single("m2")]], ("m5",)).baselines(space)
+    assert [str(source) for source, _ in todo] == [
+        "single:m5",
+        "single:m0",
+        "single:m1",
+        "single:m3",
+        "single:m4",
+        "single:m6",
+    ]

@@ -51,6 +51,7 @@ def _weights_figure(front: TrialTable) -> str:
 
 def _metadata(run_dir: Path, meta: RunMeta, trials: TrialTable, front: TrialTable) -> str:
     complete = trials.complete()
+    imported = f" ({n} imported from earlier runs)" if (n := len(complete.imported())) else ""
     busy = complete.timings().fillna(0.0).to_numpy().sum()
     wall = trials.span_seconds()
     rows = {
@@ -59,7 +60,7 @@ def _metadata(run_dir: Path, meta: RunMeta, trials: TrialTable, front: TrialTabl
         "members": ", ".join(meta.member_names),
         "merge": f"{meta.merge_method} over a {meta.space_kind} space",
         "sampler": meta.sampler_name,
-        "trials": f"{len(complete)} complete, {trials.count(TrialState.FAIL)} failed; {len(front)} on the front",
+        "trials": f"{len(complete)} complete{imported}, {trials.count(TrialState.FAIL)} failed; {len(front)} on the front",
         "cost": f"{busy / 3600:.3f} worker-hours (merge + swap + evaluation); {wall:.1f} s from first trial to last",
     }
     return (

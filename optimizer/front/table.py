@@ -40,14 +40,17 @@ def parameter_names(keys: Sequence[str]) -> dict[str, str]:
 
 
 def table_frame(table: TrialTable) -> pd.DataFrame:
-    """One row per trial: number, source, weights ``w.<label>`` and knobs (3 decimals), fidelity when
-    not full, scores ± stderr, then held-out scores (``report:<task>``)."""
+    """One row per trial: number, source, where an imported trial was evaluated (when any was), weights ``w.<label>``
+    and knobs (3 decimals), fidelity when not full, scores ± stderr, then held-out scores (``report:<task>``)."""
     columns, records = table.columns, table.records()
     names = parameter_names(columns.knobs)
     screened = any(r.fidelity is not None and not r.fidelity.is_full for r in records)
+    imported = any(r.imported for r in records)
     rows = []
     for r in records:
         row: dict[str, object] = {"trial": r.trial, "source": str(r.source)}
+        if imported:
+            row["imported from"] = str(r.imported_from or "-")
         row.update({f"w.{m}": f"{_float(r.weights.get(m)):.3f}" for m in columns.weights})
         row.update({names[k]: f"{_float(r.knobs.get(k)):.3f}" for k in columns.knobs})
         if screened:

@@ -1,8 +1,9 @@
 """The search driver: an asynchronous ask/tell loop of an Optuna study over a ``WorkerPool`` (Ray actors, or one
 worker in this process). A trial is proposed as soon as a worker is free (no generation barrier); the baselines come
-first (each single checkpoint, then the uniform average). A finished trial goes to Parquet first and to Optuna second,
-so after a crash ``resume`` tells Optuna what Parquet holds and re-queues what neither finished: no trial is lost or
-stored twice. Held-out tasks are scored for the front trials when the search stops.
+first (each single checkpoint, then the uniform average; after a warm start, those not imported, each new member alone
+first). A finished trial goes to Parquet first and to Optuna second, so after a crash ``resume`` tells Optuna what
+Parquet holds and re-queues what neither finished: no trial is lost or stored twice. Held-out tasks are scored for the
+front trials when the search stops.
 
 Several drivers may serve one study on shared storage (``mergefront join``): trial numbers come
 from the storage, the budget counts every driver's trials, and the Parquet store is shared under
@@ -36,7 +37,7 @@ from optimizer.run.directory import RunMeta, create_run_dir, read_meta, read_run
 from optimizer.sampler import SAMPLERS, SamplerContext
 from optimizer.search.recovery import reconcile, requeue, settle_orphans
 from optimizer.search.summary import Clock, RealClock, SearchSummary
-from optimizer.search.warmstart import import_trials
+from optimizer.search.warmstart import Imported, import_trials
 from optimizer.search.workers import (
     InProcessWorkers,
     RayWorkers,
@@ -58,6 +59,7 @@ from optimizer.store.study import (
     open_storage,
     source_attrs,
     study_exists,
+    trial_imported_from,
     trial_source,
 )
 from optimizer.store.trials import TrialStore
@@ -155,12 +157,9 @@ class Search:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             search.study.set_metric_names(search.labels)
-        imported: list[dict[str, float]] = []
-        if warm_from is not None:
-            imported = import_trials(search, warm_from, meta.fingerprint)
-        for source, params in search.space.baselines()[: experiment.budget.trials]:
-            if params not in imported:
-                search.study.enqueue_trial(params, user_attrs=source_attrs(source))
+        imported = Imported() if warm_from is None else import_trials(search, warm_from, meta.fingerprint)
+        for source, params in imported.baselines(search.space)[: experiment.budget.trials]:
+            search.study.enqueue_trial(params, user_attrs=source_attrs(source))
         return search
 
     @classmethod
@@ -189,12 +188,12 @@ class Search:
 
     def evaluated(self) -> int:
         """Complete trials this run evaluated itself (imported warm-start trials excluded)."""
-        return sum(1 for r in self.store.records if r.complete and not r.source.is_warm)
+        return sum(1 for r in self.store.records if r.complete and not r.imported)
 
     def _claimed(self) -> int:
         """Trials evaluated or under evaluation by any driver of the study (imported ones excluded)."""
         trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-        return sum(1 for t in trials if not trial_source(t).is_warm)
+        return sum(1 for t in trials if trial_imported_from(t) is None)
 
     def worker_hours(self) -> float:
         """Summed worker time of the stored trials, in hours, as ``clock`` measures it (the ``worker_hours`` budget)."""

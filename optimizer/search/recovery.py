@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from optimizer.space.weights import WeightSpace
 from optimizer.store.rows import TrialRecord, TrialSource
 from optimizer.store.rows import TrialState as Stored
-from optimizer.store.study import source_attrs, trial_fidelity, trial_source
+from optimizer.store.study import source_attrs, trial_fidelity, trial_imported_from, trial_source
 from optimizer.store.trials import TrialStore
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ def reconcile(search: Recoverable) -> None:
                 trial=trial.number,
                 state=Stored.COMPLETE,
                 source=trial_source(trial),
+                imported_from=trial_imported_from(trial),
                 weights=search.space.weights(trial.params),
                 knobs=search.space.knob_values(trial.params),
                 scores=dict(zip(search.labels, trial.values, strict=True)),

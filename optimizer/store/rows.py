@@ -2,7 +2,8 @@
 
 This module owns the stored spelling of everything in a row: the column prefixes (``weight.``,
 ``score.``, ...), the states (``COMPLETE``, ``FAIL``), the fidelities (``full``, ``screen:<n>``) and
-the sources (``single:<checkpoint>``, ``uniform``, ``sampler``, ``warm:<run>#<trial>``). Code outside
+the sources (``single:<checkpoint>``, ``uniform``, ``sampler``), and where an imported trial was evaluated
+(``imported_from``: ``<run>#<trial>``). Code outside
 ``optimizer.store`` reads and writes ``TrialRecord`` objects (or ``TrialTable`` frames keyed by plain
 labels) and never spells a column or compares these strings itself.
 """
@@ -77,18 +78,38 @@ class SourceKind(StrEnum):
     SINGLE = "single"  # one checkpoint alone (a baseline)
     UNIFORM = "uniform"  # the uniform average (a baseline)
     SAMPLER = "sampler"  # proposed by the sampler
-    WARM = "warm"  # imported from an earlier run by a warm start
+    WARM = "warm"  # only in runs from before ``imported_from``: an import, its own source not kept
+
+
+@dataclass(frozen=True)
+class TrialRef:
+    """A trial of a named run (``<run>#<trial>``): where an imported trial was evaluated, so it keeps its
+    identity in every later run that imports it (the ``imported_from`` column)."""
+
+    run: str
+    trial: int
+
+    @classmethod
+    def parse(cls, text: str) -> TrialRef:
+        """The trial stored as ``text``; ValueError for anything but ``<run>#<number>``."""
+        run, _, number = text.rpartition("#")
+        if run and number.isdigit():
+            return cls(run, int(number))
+        raise ValueError(f"unknown trial reference '{text}': expected '<run>#<trial>'")
+
+    def __str__(self) -> str:
+        return f"{self.run}#{self.trial}"
 
 
 @dataclass(frozen=True)
 class TrialSource:
     """Where a trial's weights came from (the ``source`` column, and the study trial's ``source``
     attribute): ``str()`` gives the stored text, ``parse`` reads it back. A re-queued trial keeps the
-    source of the trial it repeats."""
+    source of the trial it repeats, an imported one the source it had where it was evaluated."""
 
     kind: SourceKind
-    name: str = ""  # the checkpoint of a single baseline, the run of a warm-start import
-    trial: int | None = None  # the imported trial's number in that run
+    name: str = ""  # the checkpoint of a single baseline, the run of an old-style import
+    trial: int | None = None  # an old-style import's trial number in that run
 
     @classmethod
     def single(cls, checkpoint: str) -> TrialSource:
@@ -106,11 +127,6 @@ class TrialSource:
         return cls(SourceKind.SAMPLER)
 
     @classmethod
-    def warm(cls, run: str, trial: int) -> TrialSource:
-        """Trial ``trial`` of run ``run``, imported by a warm start."""
-        return cls(SourceKind.WARM, run, trial)
-
-    @classmethod
     def parse(cls, text: str) -> TrialSource:
         """The source stored as ``text``; ValueError for an unknown spelling."""
         kind, sep, rest = text.partition(":")
@@ -120,7 +136,7 @@ class TrialSource:
             return cls.single(rest)
         run, _, number = rest.rpartition("#")
         if sep and kind == SourceKind.WARM and run and number.isdigit():
-            return cls.warm(run, int(number))
+            return cls(SourceKind.WARM, run, int(number))
         raise ValueError(f"unknown trial source '{text}'")
 
     def __str__(self) -> str:
@@ -146,9 +162,10 @@ class TrialSource:
         return self.kind is SourceKind.SAMPLER
 
     @property
-    def is_warm(self) -> bool:
-        """Imported from an earlier run."""
-        return self.kind is SourceKind.WARM
+    def imported_from(self) -> TrialRef | None:
+        """The trial an old-style ``warm:<run>#<trial>`` source names (runs from before ``imported_from`` stored
+        an import so, without its own source), else None."""
+        return TrialRef(self.name, self.trial) if self.kind is SourceKind.WARM and self.trial is not None else None
 
     @property
     def checkpoint(self) -> str | None:
@@ -189,6 +206,7 @@ class Columns:
             pa.field("trial", pa.int64(), nullable=False),
             pa.field("state", pa.string(), nullable=False),
             pa.field("source", pa.string()),
+            pa.field("imported_from", pa.string()),
             *(pa.field(name, pa.float64()) for name in floats),
             pa.field("fidelity", pa.string()),
             *(pa.field(name, pa.float64()) for name in scores),
@@ -259,6 +277,7 @@ class TrialRecord:
     driver: str | None = None
     held_out: dict[str, float] = field(default_factory=dict)
     held_out_stderr: dict[str, float | None] = field(default_factory=dict)
+    imported_from: TrialRef | None = None  # where a warm start's import was evaluated; None: evaluated in this run
 
     @classmethod
     def failure(cls, error: str, **fields: object) -> TrialRecord:
@@ -279,6 +298,11 @@ class TrialRecord:
         return self.state is TrialState.COMPLETE
 
     @property
+    def imported(self) -> bool:
+        """Imported by a warm start from an earlier run (not evaluated in this one)."""
+        return self.imported_from is not None
+
+    @property
     def full(self) -> bool:
         """Complete and scored on the full task sets (what the front and a warm start take)."""
         return self.complete and (self.fidelity is None or self.fidelity.is_full)
@@ -290,6 +314,7 @@ class TrialRecord:
     def row(self, columns: Columns) -> dict[str, object]:
         """The stored row: one column per label, None where a value is missing."""
         out: dict[str, object] = {"trial": self.trial, "state": self.state.value, "source": str(self.source)}
+        out["imported_from"] = None if self.imported_from is None else str(self.imported_from)
         complete = self.complete and self.fidelity is not None
         out["fidelity"] = str(self.fidelity) if complete else None
         for group, (prefix, labels) in columns.groups().items():
@@ -309,19 +334,24 @@ class TrialRecord:
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any], columns: Columns) -> TrialRecord:
-        """A stored row (from Parquet or a frame); columns an older run lacks read as missing."""
+        """A stored row (from Parquet or a frame); columns an older run lacks read as missing (an old-style
+        ``warm:`` source says where its import came from)."""
         value: dict[str, Any] = {
-            name: _present(row.get(name)) for name in ("fidelity", "samples", "driver", "error", *TIMINGS)
+            name: _present(row.get(name))
+            for name in ("fidelity", "samples", "driver", "error", "imported_from", *TIMINGS)
         }
         timings: dict[str, Any] = {name: None if value[name] is None else float(value[name]) for name in TIMINGS}
         groups: dict[str, Any] = {
             group: {label: float(v) for label in labels if (v := _present(row.get(prefix + label))) is not None}
             for group, (prefix, labels) in columns.groups().items()
         }
+        source = TrialSource.parse(str(row["source"]))
+        ref = value["imported_from"]
         return cls(
             trial=int(row["trial"]),
             state=TrialState(row["state"]),
-            source=TrialSource.parse(str(row["source"])),
+            source=source,
+            imported_from=source.imported_from if ref is None else TrialRef.parse(ref),
             fidelity=None if value["fidelity"] is None else Fidelity.parse(value["fidelity"]),
             samples=None if value["samples"] is None else int(value["samples"]),
             worker=_present(row.get("worker")),

@@ -1,6 +1,6 @@
 """Where a run's Optuna study lives: the journal file in its directory (default), or a database
 shared by several drivers (``--storage postgresql://user@host/db``); and the user attributes its
-trials carry (``source``, ``fidelity``, ``requeued_from``, ``error``), named and read only here so
+trials carry (``source``, ``imported_from``, ``fidelity``, ``requeued_from``, ``error``), named and read only here so
 that journals written before and after read alike. The attributes a person reads in optuna-dashboard
 (``merge_attrs``, ``record_attrs``: real weights, knobs by name, held-out scores) are named here too.
 
@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, Trial
 
 from evaluators.core.errors import ConfigError
 from optimizer.store.journal import journal_storage
-from optimizer.store.rows import Fidelity, TrialRecord, TrialSource
+from optimizer.store.rows import Fidelity, TrialRecord, TrialRef, TrialSource
 
 JOURNAL = "study.journal"
 SCHEMES = ("postgresql", "sqlite", "mysql")
@@ -75,14 +75,19 @@ def study_exists(storage: BaseStorage, name: str) -> bool:
 
 # ----- the study's trial attributes: their names, and the values they hold, spelled only here -----
 
-SOURCE, FIDELITY, REQUEUED_FROM, ERROR = "source", "fidelity", "requeued_from", "error"
+SOURCE, IMPORTED_FROM, FIDELITY, REQUEUED_FROM, ERROR = "source", "imported_from", "fidelity", "requeued_from", "error"
 
 
-def source_attrs(source: TrialSource, requeued_from: int | None = None) -> dict[str, Any]:
-    """The user attributes of a trial queued or added with ``source`` (and, when re-queued, the trial it repeats)."""
+def source_attrs(
+    source: TrialSource, requeued_from: int | None = None, imported_from: TrialRef | None = None
+) -> dict[str, Any]:
+    """The user attributes of a trial queued or added with ``source`` (and, when re-queued, the trial it repeats;
+    when imported, the trial it is)."""
     attrs: dict[str, Any] = {SOURCE: str(source)}
     if requeued_from is not None:
         attrs[REQUEUED_FROM] = requeued_from
+    if imported_from is not None:
+        attrs[IMPORTED_FROM] = str(imported_from)
     return attrs
 
 
@@ -90,6 +95,13 @@ def trial_source(trial: Trial | FrozenTrial) -> TrialSource:
     """Where a trial's weights came from (its ``source`` attribute; the sampler when it has none)."""
     source = trial.user_attrs.get(SOURCE)
     return TrialSource.sampler() if source is None else TrialSource.parse(str(source))
+
+
+def trial_imported_from(trial: Trial | FrozenTrial) -> TrialRef | None:
+    """The earlier run's trial that an imported trial is (None for one evaluated in this run; a study written before
+    ``imported_from`` says it in an old-style ``warm:`` source)."""
+    ref = trial.user_attrs.get(IMPORTED_FROM)
+    return trial_source(trial).imported_from if ref is None else TrialRef.parse(str(ref))
 
 
 def trial_fidelity(trial: FrozenTrial) -> Fidelity:
@@ -140,6 +152,8 @@ def record_attrs(record: TrialRecord, knobs: dict[str, float], on_front: bool) -
     source, fidelity, held-out scores and whether it is on the front (``knobs`` keyed by parameter name)."""
     attrs = merge_attrs(record.weights, knobs)
     attrs[SOURCE] = str(record.source)
+    if record.imported_from is not None:
+        attrs[IMPORTED_FROM] = str(record.imported_from)
     if record.fidelity is not None:
         attrs[FIDELITY] = str(record.fidelity)
     attrs.update({HELD_OUT_ATTR + t: v for t, v in record.held_out.items()})

@@ -6,11 +6,13 @@ reader never sees a partial file. Several drivers of one study (``mergefront joi
 files: a write holds an ``flock`` on ``.trials.lock`` and first rereads what the others wrote.
 Column layout (one flat column per weight and objective):
 
-    trial, state, source, weight.<label>..., knob.<knob>..., fidelity, score.<objective>...,
+    trial, state, source, imported_from, weight.<label>..., knob.<knob>..., fidelity, score.<objective>...,
     stderr.<objective>..., predicted.<objective>..., report.<task>..., report_stderr.<task>...,
     samples, merge_seconds, swap_seconds, eval_seconds, worker, device, driver, started_at,
     finished_at, error
 
+``imported_from`` is ``<run>#<trial>`` for a trial a warm start imported (the run and trial that
+evaluated it; its ``source`` is the one it had there), null for a trial evaluated in this run.
 ``fidelity`` is ``full`` or ``screen:<n>`` (scores on a seeded subset of n examples per task);
 the front holds full-fidelity trials only. ``predicted.*`` are a surrogate's predictions for
 the trial, never measurements. ``report.*`` are the held-out tasks (the columns keep that task set's former
@@ -247,6 +249,10 @@ class TrialTable:
     def full(self) -> TrialTable:
         """Complete trials scored on the full task sets."""
         return self.where([r.full for r in self.records()])
+
+    def imported(self) -> TrialTable:
+        """The trials a warm start imported from earlier runs."""
+        return self.where([r.imported for r in self.records()])
 
     def singles(self) -> TrialTable:
         """The single-checkpoint baselines."""
