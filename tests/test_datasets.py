@@ -161,10 +161,12 @@ def test_tasks_fetch_refuses_an_offline_shell_at_once(
     )
 
 
-def test_tasks_fetch_help() -> None:
+def test_tasks_fetch_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
         main(["tasks", "fetch", "--help"])
-    assert done.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert done.value.code == 0 and "usage: mergefront tasks fetch [-h] [experiment]" in help_text
+    assert "into the local Hugging Face cache" in help_text and "Runs are offline" in help_text
 
 
 @pytest.mark.parametrize("offline", [True, False])
