@@ -33,7 +33,7 @@ class WorkerSpec(Frozen):
 
     pool: Pool
     objectives: dict[str, TaskSpec]
-    tasks_dir: Path
+    tasks_dir: Path | None = None
     builtin_tasks: bool = False
     runtime: BackendSpec = BackendSpec()
     merge: MergeSpec = MergeSpec()

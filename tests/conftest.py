@@ -75,6 +75,23 @@ def pool_copy(tiny_pool: Path, tmp_path: Path) -> Path:
     return tmp_path / "tiny"
 
 
+@pytest.fixture
+def hf_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Empty, offline Hugging Face caches of the test's own (outside tmp_path: datasets leaves lock files in its
+    cache), set in the environment and in the already imported datasets, which reads it at import; returns the
+    datasets cache."""
+    import datasets.config
+
+    root = tmp_path_factory.mktemp("hf")
+    for key, path in (("HF_HOME", root), ("HF_DATASETS_CACHE", root / "datasets"), ("HF_HUB_CACHE", root / "hub")):
+        monkeypatch.setenv(key, str(path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", root / "datasets")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    return root / "datasets"
+
+
 @pytest.fixture(scope="session")
 def ray_session():  # type: ignore[no-untyped-def]
     """One local Ray for all e2e tests (starting Ray takes seconds)."""

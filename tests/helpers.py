@@ -224,3 +224,33 @@ def assert_swaps_change_and_restore(worker: Evaluates) -> dict[str, dict[str, fl
     assert other["add"] != first["add"], "a different checkpoint should score differently"
     assert again == first, "swapping back must restore the original scores exactly"
     return {"add": first, "sort": other}
+
+
+ARC_ROW = {
+    "id": "q1",
+    "question": "Which is a color?",
+    "choices": {"text": ["red", "dog"], "label": ["A", "B"]},
+    "answerKey": "A",
+}
+
+
+def cache_hub_dataset(datasets_cache: Path, repo: str, config: str, rows: list[dict], splits: Sequence[str]) -> Path:
+    """Put ``rows`` (each split the same) into the datasets cache as the prepared copy of hub dataset ``repo``'s
+    ``config``, where and as ``load_dataset`` leaves a download (``<owner>___<name>/<config>/<version>/<commit>``,
+    written by datasets' own json builder): offline, ``load_dataset(repo, config)``, and so lm-eval, reads it as that
+    hub dataset. Returns its folder."""
+    import json
+    import tempfile
+
+    from datasets.naming import camelcase_to_snakecase
+    from datasets.packaged_modules.json.json import Json
+
+    owner, name = repo.split("/")
+    out = datasets_cache / f"{owner}___{camelcase_to_snakecase(name)}" / config / "0.0.0" / ("0" * 40)
+    with tempfile.TemporaryDirectory() as scratch:
+        files = {split: str(Path(scratch) / f"{split}.jsonl") for split in splits}
+        for path in files.values():
+            Path(path).write_text("".join(json.dumps(row) + "\n" for row in rows))
+        builder = Json(cache_dir=scratch, dataset_name=name, config_name=config, data_files=files)
+        builder.download_and_prepare(output_dir=str(out))
+    return out

@@ -338,6 +338,17 @@ def dataset_path(value: str, folder: bool = False) -> Build:
     return build
 
 
+def data_file_missing(env: Env) -> list[str]:
+    (env.tasks / "data" / "add_search.jsonl").unlink()
+    return search(env)
+
+
+def builtin_task_not_cached(env: Env) -> list[str]:
+    """An experiment without tasks_dir on lm-eval's arc_easy, whose dataset is not in the (empty) local cache."""
+    env.exp.write_text(f"name: tiny\npool: {env.pool_file}\nbuiltin_tasks: true\nobjectives: [arc_easy]\n")
+    return search(env)
+
+
 def perplexity_without_higher_is_better(env: Env) -> list[str]:
     """toy_add's metric_list leaves higher_is_better out for perplexity, so lm-eval's default for the metric applies."""
     edit(task_file(env), "aggregation: perplexity\n    higher_is_better: false\n", "aggregation: perplexity\n")
@@ -667,7 +678,7 @@ CASES = [
     case(
         "experiment-empty-file",
         empty_experiment,
-        "{exp}: the file is empty; it needs at least: name, tasks_dir, objectives",
+        "{exp}: the file is empty; it needs at least: name, objectives",
     ),
     case(
         "experiment-pool-file-missing",
@@ -680,6 +691,12 @@ CASES = [
         experiment_edit("tasks_dir: ", "tasks_dir: {tmp}/no-tasks #"),
         "{exp}: tasks_dir: directory '{tmp}/no-tasks' does not exist",
         "fix the path",
+    ),
+    case(
+        "experiment-own-task-without-tasks-dir",
+        experiment_edit("tasks_dir: ", "# tasks_dir: "),
+        "{exp}: objectives[0]: task 'toy_add' has no task YAML and no tasks_dir is set; set tasks_dir to the folder "
+        "with its task YAML, or builtin_tasks: true",
     ),
     case(
         "experiment-unknown-key",
@@ -884,8 +901,22 @@ CASES = [
         "task-dataset-path-not-found",
         dataset_path("add_data"),
         "{exp}: objectives[0]: {tasks}/toy_add.yaml: dataset_path 'add_data' is neither a folder next to the task file "
-        "nor a dataset that can be loaded offline (",
-        "fix the path (relative to the task file) or put the dataset in the local Hugging Face cache",
+        "nor a dataset in the local Hugging Face cache (",
+        "fix the path (relative to the task file), or if it names a hub dataset, fetch it on a machine with network: "
+        "mergefront tasks fetch {exp}",
+    ),
+    case(
+        "task-data-file-missing",
+        data_file_missing,
+        "{exp}: objectives[0]: {tasks}/toy_add.yaml: datasets cannot load its json data files (",
+        "fix dataset_kwargs.data_files (paths are relative to the task file)",
+    ),
+    case(
+        "task-builtin-dataset-not-cached",
+        builtin_task_not_cached,
+        "{exp}: objectives[0]: task 'arc_easy' reads dataset 'allenai/ai2_arc' (config 'ARC-Easy'), which is not in "
+        "the local Hugging Face cache",
+        "runs are offline by default, so fill the cache once, on a machine with network: mergefront tasks fetch {exp}",
     ),
     case(
         "task-dataset-folder-without-data",
@@ -1258,8 +1289,11 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture
-def env(request: pytest.FixtureRequest, pool_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
-    """Pristine copies of the tiny pool (``pool_copy`` puts it under tmp_path/tiny) and an experiment on it."""
+def env(
+    request: pytest.FixtureRequest, pool_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hf_cache: Path
+) -> Env:
+    """Pristine copies of the tiny pool (``pool_copy`` puts it under tmp_path/tiny) and an experiment on it; empty
+    Hugging Face caches."""
     case: Case = request.node.callspec.params["bad"]
     run = None
     if case.needs_run:

@@ -170,3 +170,19 @@ def test_a_builtin_task_s_direction_comes_from_lm_eval(tmp_path: Path) -> None:
     exp = _experiment(tmp_path, tmp_path / "tasks", objectives, "builtin_tasks: true\n")
     expected = "maximize" if is_higher_better("word_perplexity") else "minimize"
     assert load_config(Experiment, exp).directions == [expected] == ["minimize"]
+
+
+def test_without_tasks_dir_an_experiment_fingerprints_ships_and_reloads(tiny_pool: Path, tmp_path: Path) -> None:
+    """tasks_dir is optional: everything that reads it (fingerprint, worker spec, run.json's reload) copes with none."""
+    from optimizer.experiment.config import load_experiment
+    from optimizer.experiment.fingerprint import fingerprint
+
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        f"name: e\npool: {tiny_pool / 'pool' / 'checkpoints.yaml'}\nbuiltin_tasks: true\nobjectives: [arc_easy]\n"
+    )
+    experiment, pool = load_experiment(exp)
+    assert experiment.tasks_dir is None and experiment.directions == ["maximize"]
+    assert fingerprint(experiment, pool)["objectives"]["arc_easy/acc"]["task"]
+    assert experiment.worker_spec(pool).tasks_dir is None
+    assert Experiment.model_validate(experiment.model_dump(mode="json")) == experiment

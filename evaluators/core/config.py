@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo
 
-from evaluators.core.errors import ConfigError
+from evaluators.core.errors import ConfigError, first_line
 from evaluators.core.registry import Registry, did_you_mean
 
 M = TypeVar("M", bound=BaseModel)
@@ -29,7 +29,7 @@ def yaml_error(path: Path, exc: yaml.YAMLError, what: str = "YAML") -> ConfigErr
     """A YAML syntax error as one line naming the file, line and column (PyYAML's own text spans several lines)."""
     mark = getattr(exc, "problem_mark", None)
     where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    problem = getattr(exc, "problem", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    problem = getattr(exc, "problem", None) or first_line(exc)
     return ConfigError(f"{path}:{where}: malformed {what} ({problem}); fix the syntax")
 
 

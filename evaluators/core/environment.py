@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 PROCESS_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
+    **OFFLINE,
     "TQDM_DISABLE": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "TRANSFORMERS_VERBOSITY": "error",
@@ -21,7 +21,9 @@ PROCESS_ENV = {
 }
 
 
-def apply_process_env() -> None:
-    """Set the defaults above where the user has not set them."""
+def apply_process_env(offline: bool = True) -> None:
+    """Set the defaults above where the user has not set them; ``offline=False`` leaves the hub reachable, for the
+    one command that downloads when asked to (``mergefront tasks fetch``)."""
     for key, value in PROCESS_ENV.items():
-        os.environ.setdefault(key, value)
+        if offline or key not in OFFLINE:
+            os.environ.setdefault(key, value)

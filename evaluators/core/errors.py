@@ -19,3 +19,9 @@ class PoolError(ConfigError):
 
 class EvaluationError(MergefrontError):
     """Scoring one trial failed; the trial is marked failed and the search goes on."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (its type's name when it has none): a library's multi-line message
+    shortened to fit our one-line errors."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from evaluators.core.errors import PoolError
+from evaluators.core.errors import PoolError, first_line
 from evaluators.pool.adapters import Adapter, LowRank
 from evaluators.pool.config import (
     BaseMember,
@@ -321,7 +321,7 @@ class PoolPlan:
             ImportError,
             AttributeError,
         ) as exc:  # the checkpoint's own config code (auto_map) did not load
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise PoolError(
                 f"'{self.pool.tokenizer or self.members[0]}': the config code that {directory / 'config.json'} names in auto_map "
                 f"did not load ({first}); ship its Python files beside config.json, or use a model transformers knows"

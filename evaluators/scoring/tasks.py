@@ -1,17 +1,17 @@
-"""Task specs and the task library: lm-eval task YAMLs from a directory an experiment names.
+"""Task specs and the task library: lm-eval task YAMLs from a directory an experiment names, and lm-eval's own.
 
 lm-eval resolves ``dataset_kwargs.data_files`` and a folder given as ``dataset_path`` against the
 process's working directory, so the library rewrites them to absolute paths against each YAML's own
 folder at load time. YAML tags that execute code (``!function``) are refused: task files come from
 other people. The library also answers what lm-eval only finds out when a worker builds a task:
-whether a higher value of a metric is better, and whether the task's dataset can be loaded offline.
+whether a higher value of a metric is better, and whether the task's datasets can be loaded offline.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from functools import cached_property
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from pydantic import Field
 from evaluators.core.config import Frozen, yaml_error
 from evaluators.core.errors import ConfigError
 from evaluators.core.registry import did_you_mean
+from evaluators.scoring.datasets import TaskDataset, builtin_datasets
 
 if TYPE_CHECKING:
     from lm_eval.tasks import TaskManager
@@ -125,18 +126,27 @@ def _local_folder(dataset: str, folder: Path) -> bool:
     return dataset not in _PACKAGED_DATASETS_MODULES
 
 
-class TaskLibrary:
-    """Index of the individual tasks defined by YAML files under one directory; with ``builtin``,
-    names not found there fall back to lm-eval's own tasks (their datasets must be in the local cache)."""
+@cache
+def lm_eval_tasks() -> TaskManager:
+    """lm-eval's index of its built-in tasks (tasks, groups, tags), built once per process: it takes seconds, and
+    the library only reads it."""
+    from lm_eval.tasks import TaskManager
 
-    def __init__(self, directory: Path, builtin: bool = False) -> None:
-        if not directory.is_dir():
+    return TaskManager(include_defaults=True)
+
+
+class TaskLibrary:
+    """Index of the individual tasks defined by YAML files under one directory (none: no tasks of one's own);
+    with ``builtin``, names not found there fall back to lm-eval's own tasks (datasets from the local cache)."""
+
+    def __init__(self, directory: Path | None, builtin: bool = False) -> None:
+        if directory is not None and not directory.is_dir():
             raise ConfigError(f"tasks directory {directory} does not exist; fix 'tasks_dir' in the experiment")
         self.directory = directory
         self.use_builtin = builtin
         self._configs: dict[str, dict[str, Any]] = {}
         self._files: dict[str, Path] = {}
-        for path in sorted(directory.rglob("*.yaml")):
+        for path in sorted(directory.rglob("*.yaml")) if directory else []:
             data = _load_task_yaml(path)
             if isinstance(data.get("task"), str):
                 self._configs[data["task"]] = data
@@ -146,24 +156,23 @@ class TaskLibrary:
         """The tasks defined under the directory, sorted (lm-eval's built-in ones are not listed)."""
         return sorted(self._configs)
 
-    @cached_property
-    def _manager(self) -> TaskManager:
-        """lm-eval's index of its built-in tasks (building it takes seconds, so only when asked)."""
-        from lm_eval.tasks import TaskManager
-
-        return TaskManager(include_defaults=True)
-
-    @cached_property
-    def builtin(self) -> frozenset[str]:
-        """lm-eval's built-in task names."""
-        return frozenset(self._manager.all_tasks)
+    def is_builtin(self, name: str) -> bool:
+        """Whether ``name`` is taken from lm-eval's own tasks (a task, group or tag not defined under the directory)."""
+        return self.use_builtin and name not in self._configs and name in lm_eval_tasks().task_index
 
     def config(self, name: str) -> dict[str, Any] | str:
         """A private copy of the task's lm-eval config, or the name of a built-in task; ready for ``get_task_dict``."""
         if name in self._configs:
             return copy.deepcopy(self._configs[name])
-        if self.use_builtin and name in self.builtin:
+        if self.is_builtin(name):
             return name
+        if self.directory is None:
+            known = sorted(lm_eval_tasks().task_index) if self.use_builtin else []
+            where = "is not one of lm-eval's tasks" if self.use_builtin else "has no task YAML"
+            raise ConfigError(
+                f"task '{name}' {where}{did_you_mean(name, known)} and no tasks_dir is set; set tasks_dir to the "
+                "folder with its task YAML" + ("" if self.use_builtin else ", or builtin_tasks: true for lm-eval's own")
+            )
         elsewhere = (
             "nor known to lm-eval" if self.use_builtin else "(set builtin_tasks: true to use lm-eval's own tasks)"
         )
@@ -179,7 +188,7 @@ class TaskLibrary:
             return config, self._files[name]
         from lm_eval.tasks._yaml_loader import load_yaml
 
-        path = self._manager.task_index[config].yaml_path
+        path = lm_eval_tasks().task_index[config].yaml_path
         return (load_yaml(path, resolve_func=False) if path else {}), path
 
     def higher_is_better(self, name: str, metric: str) -> bool | None:
@@ -193,29 +202,46 @@ class TaskLibrary:
                 return bool(entry["higher_is_better"])
         return is_higher_better(metric)
 
-    def check_dataset(self, name: str) -> None:
-        """Each worker loads the task's data with ``datasets.load_dataset(dataset_path, ...)``, offline; ask datasets
-        here whether it can, so a path or dataset it cannot load is refused before any run exists. datasets'
-        packaged builders (``json`` with data_files) are left to lm-eval."""
-        from datasets.load import dataset_module_factory
+    def datasets(self, name: str) -> list[TaskDataset]:
+        """The datasets task ``name`` reads, each once (a built-in group's: those of its tasks)."""
+        if self.is_builtin(name):
+            return builtin_datasets(lm_eval_tasks().task_index, name)
+        dataset = TaskDataset.of(name, self._task_yaml(name)[0])
+        return [dataset] if dataset else []
+
+    def check_datasets(self, name: str, fetch: str) -> None:
+        """Each worker loads the task's data with ``datasets.load_dataset``, offline; ask datasets here whether it
+        can, so data it cannot load is refused before any run exists. ``fetch`` is the command that fills the
+        cache, named in the message."""
+        for dataset in self.datasets(name):
+            reason = dataset.offline_problem()
+            if reason is not None:
+                raise self._dataset_error(name, dataset, reason, fetch)
+
+    def _dataset_error(self, name: str, dataset: TaskDataset, reason: str, fetch: str) -> ConfigError:
+        from datasets import config
         from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
 
-        config, path = self._task_yaml(name)
-        dataset = config.get("dataset_path")
-        if not isinstance(dataset, str) or dataset in _PACKAGED_DATASETS_MODULES:
-            return
-        kwargs = config.get("dataset_kwargs") or {}
-        try:
-            dataset_module_factory(dataset, data_dir=kwargs.get("data_dir"), data_files=kwargs.get("data_files"))
-        except (OSError, RuntimeError, ValueError) as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            if Path(dataset).is_dir():
-                raise ConfigError(
-                    f"{path}: dataset_path {dataset} is a folder datasets cannot load ({reason}); put the task's data "
-                    "files (json, jsonl, csv, parquet, ...) in it"
-                ) from None
-            raise ConfigError(
-                f"{path}: dataset_path '{dataset}' is neither a folder next to the task file nor a dataset that can be "
-                f"loaded offline ({reason}); fix the path (relative to the task file) or put the dataset in the local "
-                "Hugging Face cache"
-            ) from None
+        if self.is_builtin(name):
+            part = "" if dataset.task == name else f" (its task '{dataset.task}')"
+            return ConfigError(
+                f"task '{name}'{part} reads dataset {dataset.describe()}, which is not in the local Hugging Face cache "
+                f"{config.HF_DATASETS_CACHE} (datasets: {reason}); runs are offline by default, so fill the cache "
+                f"once, on a machine with network: {fetch}"
+            )
+        path = self._files[name]
+        if Path(dataset.path).is_dir():
+            return ConfigError(
+                f"{path}: dataset_path {dataset.path} is a folder datasets cannot load ({reason}); put the task's data "
+                "files (json, jsonl, csv, parquet, ...) in it"
+            )
+        if dataset.path in _PACKAGED_DATASETS_MODULES:
+            return ConfigError(
+                f"{path}: datasets cannot load its {dataset.path} data files ({reason}); fix dataset_kwargs.data_files "
+                "(paths are relative to the task file)"
+            )
+        return ConfigError(
+            f"{path}: dataset_path '{dataset.path}' is neither a folder next to the task file nor a dataset in the "
+            f"local Hugging Face cache ({reason}); fix the path (relative to the task file), or if it names a hub "
+            f"dataset, fetch it on a machine with network: {fetch}"
+        )

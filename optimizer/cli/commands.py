@@ -273,3 +273,23 @@ def _pool_check(args: argparse.Namespace) -> int:
         + (f"; {warnings} warning{'s' * (warnings != 1)} above" if warnings else "")
     )
     return 0
+
+
+def _tasks_fetch(args: argparse.Namespace) -> int:
+    from datasets import config
+
+    from evaluators.core.config import load_config
+    from evaluators.scoring.datasets import TaskDataset, require_network
+    from optimizer.experiment.config import Experiment
+
+    require_network()
+    experiment = load_config(Experiment, args.experiment)
+    library = experiment.task_library()
+    fetched: list[TaskDataset] = []
+    for task in dict.fromkeys(o.task for o in [*experiment.objectives, *experiment.held_out]):
+        for dataset in library.datasets(task):
+            if not any(dataset.same_data(d) for d in fetched):
+                print(f"{dataset.task}: {dataset.describe()}: {dataset.fetch()}", flush=True)
+                fetched.append(dataset)
+    print(f"{len(fetched)} datasets in the local cache {config.HF_DATASETS_CACHE}, where runs read them offline")
+    return 0

@@ -154,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     _viewing_commands(sub)
     _model_commands(sub)
     _pool_commands(sub)
+    _tasks_commands(sub)
     _verbose_anywhere(sub)
     return parser
 
@@ -345,3 +346,25 @@ def _pool_commands(sub: Any) -> None:
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--force", action="store_true", help="rebuild even when an identical build exists")
     build.set_defaults(func=commands._toy_build)
+
+
+def _tasks_commands(sub: Any) -> None:
+    """Commands on an experiment's tasks: tasks fetch."""
+    tasks = sub.add_parser("tasks", help="the datasets of an experiment's tasks").add_subparsers(
+        dest="tasks_command", required=True, metavar="ACTION"
+    )
+    fetch = tasks.add_parser(
+        "fetch",
+        help="download the datasets the experiment's tasks read into the local cache (needs network)",
+        description="Download every dataset of the experiment's objectives and held-out tasks (lm-eval's built-in "
+        "tasks and groups included) into the local Hugging Face cache, by the call lm-eval makes, printing one line "
+        "per dataset. Runs are offline: they read the datasets from that cache.",
+    )
+    fetch.add_argument(
+        "experiment",
+        nargs="?",
+        type=Path,
+        default=DEFAULT_EXPERIMENT,
+        help="experiment YAML (default experiments/toy.yaml)",
+    )
+    fetch.set_defaults(func=commands._tasks_fetch, downloads=True)

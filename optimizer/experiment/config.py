@@ -94,7 +94,7 @@ class Experiment(Frozen):
 
     name: Annotated[str, Field(pattern=RUN_NAME)]
     pool: ExistingFile = Path("../checkpoints.yaml")
-    tasks_dir: ExistingDir
+    tasks_dir: ExistingDir | None = Field(default=None, description="folder of your own task YAMLs")
     builtin_tasks: bool = Field(
         default=False, description="also accept lm-eval's own task names (datasets from the local cache)"
     )
@@ -185,7 +185,8 @@ class Experiment(Frozen):
         return [o.label for o in self.objectives]
 
     def task_library(self) -> TaskLibrary:
-        """The task index of ``tasks_dir`` (ConfigError when it is missing); reads the YAML files each call."""
+        """The task index of ``tasks_dir`` (ConfigError when it is missing; none set: lm-eval's tasks only, with
+        builtin_tasks); reads the YAML files each call."""
         return TaskLibrary(self.tasks_dir, self.builtin_tasks)
 
     def worker_spec(self, pool: Pool) -> WorkerSpec:

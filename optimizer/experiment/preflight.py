@@ -20,8 +20,9 @@ from optimizer.space.weights import space_for
 
 
 def check_objectives(experiment: Experiment, source: Path) -> None:
-    """Every objective and held-out task names a task in the tasks directory, a metric it declares and a direction
-    that agrees with it, and its dataset can be loaded: lm-eval would find out only in the workers."""
+    """Every objective and held-out task names a task in the tasks directory (or, with builtin_tasks, one of
+    lm-eval's), a metric it declares and a direction that agrees with it, and its datasets load offline: lm-eval
+    would find out only in the workers. A missing dataset's message names ``mergefront tasks fetch``."""
     library = experiment.task_library()
     for section, specs in (("objectives", experiment.objectives), ("held_out", experiment.held_out)):
         for i, objective in enumerate(specs):
@@ -34,7 +35,7 @@ def check_objectives(experiment: Experiment, source: Path) -> None:
                 raise ConfigError(f"{where}: {exc}") from None
             check_direction(objective, library, f"{where} ({objective.label})", searched=section == "objectives")
             try:
-                library.check_dataset(objective.task)
+                library.check_datasets(objective.task, f"mergefront tasks fetch {source}")
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
 
