@@ -451,6 +451,7 @@ def adapter_weights_off_one(env: Env) -> list[str]:
         str(lora_pool(env)),
         "--weights",
         "l1=0.5,l2=0.7",
+        "--no-normalize",  # normalized, they would sum to 1
         "--as-adapter",
         "--out",
         str(env.tmp / "out"),
@@ -1222,6 +1223,36 @@ CASES = [
         merging("add=0,sort=0.0"),
         WEIGHTS
         + "every weight is 0, so the merge would hold none of the members; give at least one member a nonzero weight",
+    ),
+    case(
+        "merge-normalized-weights-sum-to-zero",
+        merging("add=1,sort=-1"),
+        "--weights add=1 sort=-1 sum to 0, so normalizing them",
+        "divides by 0",
+        "pass --no-normalize to use them as given",
+    ),
+    case(
+        "merge-normalized-weights-overflow-float32",
+        merging("add=1,sort=-1,reverse=1e-45"),
+        "sum to 1e-45, so normalizing them",
+        "overflows float32",
+    ),
+    case(
+        "merge-no-normalize-on-ties",
+        command(
+            "merge",
+            "--pool",
+            "{pool}/checkpoints.yaml",
+            "--method",
+            "ties",
+            "--weights",
+            "add=1",
+            "--no-normalize",
+            "--out",
+            "{tmp}/out",
+        ),
+        "--no-normalize: multiplying every weight by one positive number does not change a ties merge",
+        "leave the flag out",
     ),
     case(
         "merge-weight-given-twice",

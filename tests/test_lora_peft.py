@@ -80,7 +80,8 @@ def pool_of(directory: Path, base: Path, adapters: dict[str, Path]) -> Path:
 
 
 def ours(pool: Path, weights: str, out: Path) -> State:
-    assert main(["merge", "--pool", str(pool), "--weights", weights, "--out", str(out)]) == 0
+    """Our merge with the weights as given (peft's references weigh the adapters' merges by them unnormalized)."""
+    assert main(["merge", "--pool", str(pool), "--weights", weights, "--no-normalize", "--out", str(out)]) == 0
     return load_file(out / "model.safetensors")
 
 

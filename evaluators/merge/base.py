@@ -74,7 +74,13 @@ OperatorFn = Callable[[TensorInputs, torch.Tensor, MergeSpec], torch.Tensor | Co
 @dataclass(frozen=True)
 class Operator:
     """A merge function with what it needs: its parameters, whether it needs θ₀, and how many members
-    it can merge (``max_members``: members with a non-zero weight; SLERP interpolates two)."""
+    it can merge (``max_members``: members with a non-zero weight; SLERP interpolates two).
+
+    ``normalize`` is what ``mergefront merge`` does with the weights by default, as mergekit's ``normalize``
+    default for the method: True divides them by their sum, False uses them as given, None when multiplying
+    every weight by one positive number does not change the merge (nothing to normalize; the search's weights
+    come from its own space either way).
+    """
 
     fn: OperatorFn
     parameters: tuple[Parameter, ...] = ()
@@ -82,6 +88,7 @@ class Operator:
     adapters_only: bool = False
     same_factors: bool = False  # averages the adapters' factors: one rank and scale per module
     max_members: int | None = None
+    normalize: bool | None = False
 
     @property
     def knobs(self) -> dict[str, Any]:
@@ -118,12 +125,13 @@ def operator(
     adapters_only: bool = False,
     max_members: int | None = None,
     same_factors: bool = False,
+    normalize: bool | None = False,
 ) -> Callable[[OperatorFn], OperatorFn]:
     """Register ``fn`` as merge method ``name``: the one place a method is declared."""
 
     def add(fn: OperatorFn) -> OperatorFn:
         OPERATORS.register(name)(
-            Operator(fn, parameters, needs_base, adapters_only, same_factors=same_factors, max_members=max_members)
+            Operator(fn, parameters, needs_base, adapters_only, same_factors, max_members, normalize)
         )
         return fn
 

@@ -46,7 +46,7 @@ def dare_linear(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> torch.Tens
     return x.base + spec.value(LAMBDA) * torch.tensordot(w.to(x.device), _dropped(x, spec), dims=1)
 
 
-@operator("dare_ties", parameters=(LAMBDA, DROP, SEED), needs_base=True)
+@operator("dare_ties", parameters=(LAMBDA, DROP, SEED), needs_base=True, normalize=None)
 def dare_ties(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> torch.Tensor:
     """θ₀ + λ · TIES's disjoint mean of the dropped and rescaled task vectors (no trimming: the drop sparsifies)."""
     return x.base + spec.value(LAMBDA) * disjoint_mean(_dropped(x, spec), w)

@@ -10,7 +10,8 @@ from evaluators.merge.inputs import TensorInputs
 from evaluators.merge.kernel import Combination
 
 
-@operator("linear")
+@operator("linear", normalize=True)
 def linear(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> Combination:
-    """Σ_i w_i θ_i as a ``Combination``; weights are used as given (not normalised)."""
+    """Σ_i w_i θ_i as a ``Combination``; weights are used as given (``normalize=True``: ``mergefront merge`` divides
+    them by their sum first, as mergekit's linear does by default)."""
     return x.combination(w)

@@ -14,7 +14,7 @@ from evaluators.merge.inputs import TensorInputs
 from evaluators.merge.kernel import Combination, LowRankTerm
 
 
-@operator("lora_factorwise", adapters_only=True, same_factors=True)
+@operator("lora_factorwise", adapters_only=True, same_factors=True, normalize=True)
 def lora_factorwise(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> Combination:
     """One low-rank term from the weighted means of the members' A and B factors; a tensor no adapter touches falls
     back to the plain mix. Raises PoolError when the members' rank or scale differ on ``x.key``."""

@@ -64,7 +64,7 @@ def coefficients(a: torch.Tensor, b: torch.Tensor, t: float) -> tuple[float, flo
     return float(coef_a), float(coef_b)
 
 
-@operator("slerp", parameters=(T,), max_members=2)
+@operator("slerp", parameters=(T,), max_members=2, normalize=None)
 def slerp(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> Combination:
     """SLERP at ``t`` between the two members with a non-zero weight (pool order; the weights' values do not matter),
     as one combination of the two; with a single such member, that member."""

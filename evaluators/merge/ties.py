@@ -41,7 +41,7 @@ def disjoint_mean(deltas: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     )
 
 
-@operator("ties", parameters=(LAMBDA, DENSITY), needs_base=True)
+@operator("ties", parameters=(LAMBDA, DENSITY), needs_base=True, normalize=None)
 def ties(x: TensorInputs, w: torch.Tensor, spec: MergeSpec) -> torch.Tensor:
     """θ₀ + λ · the disjoint mean of the trimmed task vectors (Yadav et al., "TIES-Merging", NeurIPS 2023)."""
     return x.base + spec.value(LAMBDA) * disjoint_mean(trim(x.deltas(), spec.value(DENSITY)), w)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from evaluators.core.errors import ConfigError
 from evaluators.core.registry import did_you_mean
-from optimizer.cli.parameter_flags import given_parameters
+from optimizer.cli.parameter_flags import given_parameters, weights_used
 
 if TYPE_CHECKING:
     from optimizer.search.driver import Search
@@ -227,12 +227,12 @@ def _merge(args: argparse.Namespace) -> int:
             f"--weights: {unknown} are not members of {args.pool}{did_you_mean(unknown[0], pool.names)} "
             f"(members: {', '.join(pool.names)})"
         )
-    weights = {m: args.weights.get(m, 0.0) for m in pool.names}
+    weights, used = weights_used(args, spec, pool.names)
     provenance = Provenance(origin=f"`mergefront merge` on {args.pool}")
     point = MergePoint(weights=weights)
     to = Destination(args.out, args.force, args.as_adapter, progress=not args.no_progress)
     out = write_merge(plan_for(pool, spec, exact=False), spec, point, weights, provenance, to)
-    print(f"merged {', '.join(f'{m}={w:g}' for m, w in weights.items())} with {spec.method} into {out}")
+    print(f"{used}\nmerged with {spec.method} into {out}")  # after the merge: bad input leaves stdout empty
     return 0
 
 
