@@ -93,7 +93,7 @@ class Experiment(Frozen):
     ``run.json``'s ``experiment``, which reloads without the task files."""
 
     name: Annotated[str, Field(pattern=RUN_NAME)]
-    pool: ExistingFile = Path("../checkpoints.yaml")
+    pool: ExistingFile = Field(default=Path("../checkpoints.yaml"), validate_default=True)  # relative to this file
     tasks_dir: ExistingDir
     builtin_tasks: bool = Field(
         default=False, description="also accept lm-eval's own task names (datasets from the local cache)"
