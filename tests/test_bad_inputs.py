@@ -530,7 +530,10 @@ CASES = [
     case(
         "pool-member-directory-missing",
         with_pool("members:\n  - {name: add, path: nowhere}\n"),
-        "checkpoints.yaml: members[0].path: directory 'nowhere' does not exist (resolved to {pool}/nowhere); fix the path",
+        "checkpoints.yaml: members[0].path: 'nowhere' is neither a directory (resolved to {pool}/nowhere) nor a model "
+        "in the local Hugging Face cache",
+        "fix the path, which is relative to the YAML file, or fetch the model with `hf download nowhere` or "
+        "--allow-download",
     ),
     case(
         "pool-member-path-is-a-file",

@@ -21,7 +21,8 @@ PROCESS_ENV = {
 }
 
 
-def apply_process_env() -> None:
-    """Set the defaults above where the user has not set them."""
+def apply_process_env(download: bool = False) -> None:
+    """Set the defaults above where the user has not set them; ``download`` (``--allow-download``) leaves the model
+    hub reachable, so a pool member given as a repo id can be fetched (Ray workers stay offline)."""
     for key, value in PROCESS_ENV.items():
-        os.environ.setdefault(key, value)
+        os.environ.setdefault(key, "0" if download and key == "HF_HUB_OFFLINE" else value)

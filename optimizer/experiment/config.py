@@ -215,7 +215,7 @@ def _task_direction(library: TaskLibrary, objective: Objective) -> Direction | N
     return None if higher is None else "maximize" if higher else "minimize"
 
 
-def load_experiment(path: Path, allow_pickle: bool = False) -> tuple[Experiment, Pool]:
-    """Validate the experiment file and the pool file it names."""
+def load_experiment(path: Path, allow_pickle: bool = False, allow_download: bool = False) -> tuple[Experiment, Pool]:
+    """Validate the experiment file and the pool file it names (``load_pool``'s options)."""
     experiment = load_config(Experiment, path)
-    return experiment, load_pool(experiment.pool, allow_pickle)
+    return experiment, load_pool(experiment.pool, allow_pickle, allow_download)

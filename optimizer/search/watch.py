@@ -40,11 +40,12 @@ def poll(
     trials_per_member: int,
     *,
     allow_pickle: bool = False,
+    allow_download: bool = False,
     storage: str = JOURNAL,
     ray_address: str | None = None,
 ) -> Poll:
     """Compare the pool with the latest run and create the search this calls for, if any."""
-    experiment, pool = load_experiment(experiment_file, allow_pickle)
+    experiment, pool = load_experiment(experiment_file, allow_pickle, allow_download)
     runs = generations(runs_dir, experiment.name)
     start: dict[str, Any] = {"storage": storage, "ray_address": ray_address}
     if not runs:
