@@ -12,6 +12,7 @@ from evaluators.core.errors import ConfigError
 from optimizer.cli.parameter_flags import given_parameters
 
 if TYPE_CHECKING:
+    from optimizer.run.directory import Places
     from optimizer.search.driver import Search
 
 log = logging.getLogger("mergefront")
@@ -21,6 +22,13 @@ def _quiet_optuna(verbose: bool) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.DEBUG if verbose else optuna.logging.WARNING)
+
+
+def _places(args: argparse.Namespace) -> Places:
+    """Where a run's files are now (``--pool``, ``--tasks-dir``) and whether repo ids may download."""
+    from optimizer.run.directory import Places
+
+    return Places(args.pool, args.tasks_dir, args.allow_download)
 
 
 def _run_and_report(search: Search, args: argparse.Namespace) -> int:
@@ -55,7 +63,7 @@ def _search(args: argparse.Namespace) -> int:
     from optimizer.store.study import JOURNAL
 
     _quiet_optuna(args.verbose)
-    experiment, pool = load_experiment(args.experiment, args.allow_pickle)
+    experiment, pool = load_experiment(args.experiment, args.allow_pickle, args.allow_download)
     if args.name and not re.fullmatch(RUN_NAME, args.name):
         raise ConfigError(
             f"--name: '{args.name}' is not a valid name; use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
@@ -88,7 +96,7 @@ def _resume(args: argparse.Namespace) -> int:
 
     _quiet_optuna(args.verbose)
     check_ray_address(args.ray_address)  # before resume settles anything in the run directory
-    search = Search.resume(args.run_dir)
+    search = Search.resume(args.run_dir, _places(args))
     if args.trials:
         search.set_trials(args.trials)
     log.info(
@@ -102,7 +110,7 @@ def _join(args: argparse.Namespace) -> int:
     from optimizer.search.workers import check_ray_address
 
     _quiet_optuna(args.verbose)
-    search = Search.join(args.run_dir)
+    search = Search.join(args.run_dir, _places(args))
     check_ray_address(args.ray_address)
     log.info(
         "joining %s as driver %s: %d of %d trials evaluated so far",
@@ -129,6 +137,7 @@ def _watch(args: argparse.Namespace) -> int:
                 args.runs_dir,
                 args.trials_per_member,
                 allow_pickle=args.allow_pickle,
+                allow_download=args.allow_download,
                 storage=storage,
                 ray_address=args.ray_address,
             )
@@ -154,9 +163,10 @@ def _front(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from optimizer.export.model import Destination
     from optimizer.export.trial import export_trial
 
-    out = export_trial(args.run_dir, args.trial, args.out, args.force, args.as_adapter)
+    out = export_trial(args.run_dir, args.trial, Destination(args.out, args.force, args.as_adapter), _places(args))
     print(f"exported trial {args.trial} of {args.run_dir} to {out}")
     return 0
 
@@ -206,7 +216,7 @@ def _merge(args: argparse.Namespace) -> int:
     from optimizer.export.model import Destination, write_merge
     from optimizer.export.modelcard import Provenance
 
-    pool = load_pool(args.pool, args.allow_pickle)
+    pool = load_pool(args.pool, args.allow_pickle, args.allow_download)
     parameters = given_parameters(args)
     spec = validate(MergeSpec, {"method": args.method, **parameters}, "--method and its parameters")
     unknown = sorted(set(args.weights) - set(pool.names))
@@ -241,7 +251,7 @@ def _pool_check(args: argparse.Namespace) -> int:
     from evaluators.merge.inspect import format_reports, inspect_members
     from evaluators.pool import load_pool
 
-    pool = load_pool(args.pool, args.allow_pickle)
+    pool = load_pool(args.pool, args.allow_pickle, args.allow_download)
     method = args.method or ("task_arithmetic" if pool.merge_base else "linear")
     plan = plan_for(pool, validate(MergeSpec, {"method": method}, "--method"))
     print(format_reports(plan, inspect_members(plan)))

@@ -1,9 +1,8 @@
-"""The search driver: an asynchronous ask/tell loop of an Optuna study over a ``WorkerPool`` (Ray
-actors, or one worker in this process). A trial is proposed as soon as a worker is free (no
-generation barrier); the baselines come first (each single checkpoint, then the uniform average).
-A finished trial goes to Parquet first and to Optuna second, so after a crash ``resume`` tells Optuna
-what Parquet holds and re-queues what neither finished: no trial is lost or stored twice. Held-out tasks are scored
-for the front trials when the search stops.
+"""The search driver: an asynchronous ask/tell loop of an Optuna study over a ``WorkerPool`` (Ray actors, or one worker
+in this process). A trial is proposed as soon as a worker is free (no generation barrier); the baselines come first
+(each single checkpoint, then the uniform average). A finished trial goes to Parquet first and to Optuna second, so
+after a crash ``resume`` tells Optuna what Parquet holds and re-queues what neither finished: no trial is lost or
+stored twice. Held-out tasks are scored for the front trials when the search stops.
 
 Several drivers may serve one study on shared storage (``mergefront join``): trial numbers come
 from the storage, the budget counts every driver's trials, and the Parquet store is shared under
@@ -33,7 +32,7 @@ from evaluators.pool import Pool
 from evaluators.worker import Promotion, TrialResult
 from optimizer.experiment.config import Experiment
 from optimizer.experiment.preflight import preflight
-from optimizer.run.directory import RunMeta, create_run_dir, read_meta, read_run, write_meta
+from optimizer.run.directory import Places, RunMeta, create_run_dir, read_meta, read_run, write_meta
 from optimizer.sampler import SAMPLERS, SamplerContext
 from optimizer.search.recovery import reconcile, requeue, settle_orphans
 from optimizer.search.summary import Clock, RealClock, SearchSummary
@@ -149,7 +148,7 @@ class Search:
         cls, experiment: Experiment, pool: Pool, run_dir: Path, warm_from: Path | None = None, storage: str = JOURNAL
     ) -> Search:
         """A new run in the (new, empty) ``run_dir``; with ``warm_from``, import that run's trials first."""
-        meta = RunMeta.start(experiment, pool, storage)
+        meta = RunMeta.start(experiment, pool, run_dir, storage)
         write_meta(run_dir, meta)
         search = cls(experiment, pool, run_dir, storage)
         with warnings.catch_warnings():
@@ -164,18 +163,20 @@ class Search:
         return search
 
     @classmethod
-    def resume(cls, run_dir: Path) -> Search:
-        """Reopen a stopped or killed run; trials it left running are settled from Parquet or re-queued.
-        Only while no other driver serves the study: their running trials would be settled too."""
-        search = cls.join(run_dir)
+    def resume(cls, run_dir: Path, places: Places | None = None) -> Search:
+        """Reopen a stopped or killed run (files moved to ``places`` are recorded there); trials it left running are
+        settled from Parquet or re-queued. Only while no other driver serves the study: theirs would be settled too."""
+        search = cls.join(run_dir, places)
+        if places is not None and places.given():
+            write_meta(run_dir, read_meta(run_dir).relocated(search.experiment, search.pool, run_dir))
         reconcile(search)
         settle_orphans(search)
         return search
 
     @classmethod
-    def join(cls, run_dir: Path) -> Search:
+    def join(cls, run_dir: Path, places: Places | None = None) -> Search:
         """One more driver for a run that others may be serving: same study, same store."""
-        experiment, pool = read_run(run_dir, f"start a new run (optionally --warm-start {run_dir})")
+        experiment, pool = read_run(run_dir, f"start a new run (optionally --warm-start {run_dir})", places)
         return cls(experiment, pool, run_dir, read_meta(run_dir).storage)
 
     def set_trials(self, trials: int) -> None:
@@ -183,7 +184,7 @@ class Search:
         self.experiment = self.experiment.model_copy(
             update={"budget": self.experiment.budget.model_copy(update={"trials": trials})}
         )
-        write_meta(self.run_dir, read_meta(self.run_dir).with_experiment(self.experiment))
+        write_meta(self.run_dir, read_meta(self.run_dir).with_experiment(self.experiment, self.run_dir))
 
     # ----- the loop -----
 
