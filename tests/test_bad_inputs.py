@@ -388,6 +388,23 @@ def pool_changed(env: Env) -> list[str]:
     return ["export", str(env.run), "--trial", "0", "--out", str(env.tmp / "out")]
 
 
+def pool_moved(env: Env) -> list[str]:
+    assert env.run is not None
+    meta = json.loads((env.run / "run.json").read_text())
+    meta["experiment"]["pool"] = "../gone/checkpoints.yaml"  # stored relative to the run, and no longer there
+    (env.run / "run.json").write_text(json.dumps(meta))
+    return ["resume", str(env.run), "--no-progress"]
+
+
+def another_pool(env: Env) -> list[str]:
+    other = env.pool / "other.yaml"  # the run's member names, but add and sort swapped
+    other.write_text(
+        "members:\n  - {name: add, path: sort}\n  - {name: reverse, path: reverse}\n  - {name: sort, path: add}\n"
+        "  - {name: shift, path: shift}\n"
+    )
+    return ["resume", str(env.run), "--pool", str(other), "--no-progress"]
+
+
 def existing_out(env: Env) -> list[str]:
     (env.tmp / "out").mkdir()
     (env.tmp / "out" / "keep.txt").write_text("mine")
@@ -542,7 +559,10 @@ CASES = [
     case(
         "pool-member-directory-missing",
         with_pool("members:\n  - {name: add, path: nowhere}\n"),
-        "checkpoints.yaml: members[0].path: directory 'nowhere' does not exist (resolved to {pool}/nowhere); fix the path",
+        "checkpoints.yaml: members[0].path: 'nowhere' is neither a directory (resolved to {pool}/nowhere) nor a model "
+        "in the local Hugging Face cache",
+        "fix the path, which is relative to the YAML file, or fetch the model with `hf download nowhere` or "
+        "--allow-download",
     ),
     case(
         "pool-member-path-is-a-file",
@@ -1120,7 +1140,20 @@ CASES = [
     case(
         "export-pool-changed-since-run",
         pool_changed,
-        "the pool's files changed since {run} started; its trials no longer describe these files",
+        "the pool's files changed since {run} started (changed: add); its trials no longer describe these files",
+        needs_run=True,
+    ),
+    case(
+        "resume-pool-file-moved",
+        pool_moved,
+        "{run}/run.json: pool: file '../gone/checkpoints.yaml' does not exist (resolved to {tmp}/gone/checkpoints.yaml)",
+        "if the pool file moved, pass --pool PATH (its new place)",
+        needs_run=True,
+    ),
+    case(
+        "resume-pool-option-names-other-checkpoints",
+        another_pool,
+        "the pool's files changed since {run} started (changed: add, sort); start a new run",
         needs_run=True,
     ),
     case(

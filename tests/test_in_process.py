@@ -15,7 +15,7 @@ from evaluators.backends import BackendSpec
 from evaluators.core.errors import MergefrontError
 from evaluators.merge import MergePoint
 from optimizer.experiment.config import load_experiment
-from optimizer.search.driver import start_run
+from optimizer.search.start import start_run
 from optimizer.search.workers import InProcessWorkers, TrialFailed
 from tests.helpers import TINY_RUN_TRIALS, tiny_experiment, tiny_spec, write_experiment
 

@@ -29,8 +29,31 @@ MERGEKIT = (
 
 def recipe(pool_file: Path, method: str, weights: dict[str, float]) -> tuple[dict | None, str]:
     spec = MergeSpec(method=method)
-    text, note = mergekit_recipe(plan_for(load_pool(pool_file), spec), spec, weights, {}, grouped=False)
+    out = pool_file.parent / "out"
+    text, note = mergekit_recipe(plan_for(load_pool(pool_file), spec), spec, weights, {}, grouped=False, out=out)
     return (yaml.safe_load(text) if text else None), note
+
+
+def assert_mergekit_computes(ours: Path, tensors: dict[str, torch.Tensor], pool_folder: Path) -> None:
+    """mergekit, run on ``ours``/mergekit.yaml from the pool file's folder (the recipe names the members as that file
+    does, relative to it, and says so), writes ``tensors`` within bf16 rounding of a float32 sum."""
+    text = (ours / "mergekit.yaml").read_text()
+    assert str(pool_folder) not in text  # no absolute path of this machine
+    assert f"relative to its folder, {os.path.relpath(pool_folder, ours)} from this" in text.replace("\n# ", " ")
+    mergekit_writes(ours / "mergekit.yaml", tensors, pool_folder)
+
+
+def mergekit_writes(recipe: Path, tensors: dict[str, torch.Tensor], cwd: Path) -> None:
+    """mergekit run on ``recipe`` in ``cwd`` writes ``tensors`` within bf16 rounding of a float32 sum."""
+    theirs = recipe.parent / "theirs"
+    subprocess.run([str(MERGEKIT), str(recipe), str(theirs)], check=True, capture_output=True, timeout=600, cwd=cwd)
+    other = {k: v for p in theirs.glob("*.safetensors") for k, v in load_file(p).items()}
+    assert set(tensors) == set(other)
+    for key, tensor in tensors.items():
+        assert tensor.dtype == other[key].dtype == torch.bfloat16
+        differ = (tensor.float() - other[key].float()).abs()
+        step = torch.maximum(tensor.float().abs(), other[key].float().abs()) * 2**-7  # one bf16 step (8 bits)
+        assert (differ <= step).all(), key  # equal within bf16 rounding of a float32 sum
 
 
 def test_one_checkpoint_under_two_names_is_one_input_with_the_summed_weight(tmp_path: Path) -> None:
@@ -40,7 +63,7 @@ def test_one_checkpoint_under_two_names_is_one_input_with_the_summed_weight(tmp_
     pool.write_text("members:\n  - {name: a, path: a}\n  - {name: a2, path: a}\n  - {name: b, path: b}\n")
     written, _ = recipe(pool, "linear", {"a": 0.25, "a2": 0.25, "b": 0.5})
     assert written is not None
-    assert {Path(m["model"]).name: m["parameters"]["weight"] for m in written["models"]} == {"a": 0.5, "b": 0.5}
+    assert {m["model"]: m["parameters"]["weight"] for m in written["models"]} == {"./a": 0.5, "./b": 0.5}
     assert (written["dtype"], written["out_dtype"]) == ("float32", "bfloat16")
 
 
@@ -52,8 +75,8 @@ def test_the_base_as_a_member_adds_nothing_to_task_arithmetic(tmp_path: Path) ->
         "bases: {b: {path: base}}\nmembers:\n  - {name: b, kind: base, base: b}\n  - {name: ft, kind: finetune, path: ft, base: b}\n"
     )
     written, _ = recipe(pool, "task_arithmetic", {"b": 0.5, "ft": 0.8})
-    assert written is not None and Path(written["base_model"]).name == "base"
-    assert [Path(m["model"]).name for m in written["models"]] == ["ft"]
+    assert written is not None and written["base_model"] == "./base"
+    assert [m["model"] for m in written["models"]] == ["./ft"]
 
 
 def test_padded_vocabularies_and_mixed_dtypes_get_no_recipe_and_say_why(tmp_path: Path) -> None:
@@ -123,22 +146,6 @@ def test_merge_normalizes_the_weights_as_mergekit_does(
         torch.testing.assert_close(tensor.double(), expected, rtol=1e-5, atol=1e-6, msg=key)
 
 
-def run_mergekit(recipe: Path, ours: Path) -> None:
-    """mergekit run on ``recipe``; its tensors equal those in ``ours`` within bf16 rounding of a float32 sum."""
-    theirs = recipe.parent / "theirs"
-    subprocess.run([str(MERGEKIT), str(recipe), str(theirs)], check=True, capture_output=True, timeout=600)
-    a, b = (
-        load_file(ours / "model.safetensors"),
-        {k: v for p in theirs.glob("*.safetensors") for k, v in load_file(p).items()},
-    )
-    assert set(a) == set(b)
-    for key, tensor in a.items():
-        assert tensor.dtype == b[key].dtype == torch.bfloat16
-        differ = (tensor.float() - b[key].float()).abs()
-        step = torch.maximum(tensor.float().abs(), b[key].float().abs()) * 2**-7  # one bf16 step (8 significant bits)
-        assert (differ <= step).all(), key  # equal within bf16 rounding of a float32 sum
-
-
 # `make test-mergekit` sets MERGEKIT_VENV: there a missing mergekit fails instead of skipping
 needs_mergekit = pytest.mark.skipif(
     not MERGEKIT.is_file() and "MERGEKIT_VENV" not in os.environ,
@@ -157,7 +164,7 @@ def test_mergekit_runs_the_recipe_and_computes_our_tensors(tmp_path: Path, metho
         main(["merge", "--pool", str(pool), "--method", method, "--weights", "x=0.2,x2=0.3,y=0.5", "--out", str(ours)])
         == 0
     )
-    run_mergekit(ours / "mergekit.yaml", ours)
+    assert_mergekit_computes(ours, load_file(ours / "model.safetensors"), tmp_path)
 
 
 @needs_mergekit
@@ -182,4 +189,4 @@ def test_mergekit_normalizing_computes_our_merge_of_the_same_weights(
     if method == "task_arithmetic":
         recipe.update(base_model=str(tmp_path / "base"), parameters={"normalize": True})
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    run_mergekit(tmp_path / "recipe.yaml", ours)
+    mergekit_writes(tmp_path / "recipe.yaml", load_file(ours / "model.safetensors"), tmp_path)

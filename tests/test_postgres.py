@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from optimizer.experiment.config import load_experiment
-from optimizer.search.driver import start_run
+from optimizer.search.start import start_run
 from tests.helpers import write_experiment
 
 SERVER = os.environ.get("MERGEFRONT_TEST_POSTGRES")

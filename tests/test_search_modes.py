@@ -18,7 +18,8 @@ import pytest
 from evaluators.backends.dummy import EXAMPLES
 from optimizer.cli import main
 from optimizer.experiment.config import load_experiment
-from optimizer.search.driver import Search, start_run
+from optimizer.search.driver import Search
+from optimizer.search.start import start_run
 from optimizer.search.summary import RealClock
 from optimizer.store.rows import TrialRecord, TrialSource, TrialState
 from tests.helpers import search as run_search

@@ -6,14 +6,17 @@ Relative paths in a file are resolved against that file's folder (passed as cont
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, ValidationError, ValidationInfo
 
 from evaluators.core.errors import ConfigError, first_line
+from evaluators.core.paths import Located, located, stored
 from evaluators.core.registry import Registry, did_you_mean
 
 M = TypeVar("M", bound=BaseModel)
@@ -52,25 +55,35 @@ def resolve_path(value: Path, info: ValidationInfo) -> Path:
 
 
 def from_a_person(info: ValidationInfo) -> bool:
-    """Whether this validation runs on input a person wrote (through ``validate``/``load_config``, which set a
-    context), not on a stored run or an internal copy: only there are deprecated names worth a log line."""
-    return "base_dir" in (info.context or {})
+    """Whether this validation runs on input a person wrote (``validate``/``load_config`` say so in the context),
+    not on a stored run or an internal copy: only there are deprecated names worth a log line."""
+    return bool((info.context or {}).get("person"))
 
 
-def _existing(value: Path, info: ValidationInfo, kind: str) -> Path:
+def missing_path_fix(info: ValidationInfo) -> str:
+    """How to fix a path that is not there: what the context's ``fix`` says for this field (a stored run names the
+    option that points it at the path's new place), else edit the YAML file."""
+    fixes: Mapping[str, str] = (info.context or {}).get("fix") or {}
+    return fixes.get(info.field_name or "", "fix the path, which is relative to the YAML file")
+
+
+def existing(value: Path, info: ValidationInfo, kind: str) -> Located:
+    """``value`` resolved (``resolve_path``) if it is an existing ``kind`` (directory or file), remembering how it was
+    spelled; a one-line ValueError otherwise."""
     path = resolve_path(value, info)
     if not (path.is_dir() if kind == "directory" else path.is_file()):
         if path.exists():
             other = "file" if kind == "directory" else "directory"
             raise ValueError(f"'{value}' is a {other}, not a {kind} (resolved to {path}); point it at a {kind}")
-        raise ValueError(
-            f"{kind} '{value}' does not exist (resolved to {path}); fix the path, which is relative to the YAML file"
-        )
-    return path.resolve()
+        where = os.path.normpath(path)
+        raise ValueError(f"{kind} '{value}' does not exist (resolved to {where}); {missing_path_fix(info)}")
+    base = (info.context or {}).get("base_dir") or os.getcwd()
+    return located(path.resolve(), str(value), None if value.is_absolute() else Path(base))
 
 
-ExistingDir = Annotated[Path, AfterValidator(lambda v, info: _existing(v, info, "directory"))]
-ExistingFile = Annotated[Path, AfterValidator(lambda v, info: _existing(v, info, "file"))]
+STORED = PlainSerializer(stored, when_used="json")  # a run stores paths as spelled, not as this machine's
+ExistingDir = Annotated[Path, AfterValidator(lambda v, info: existing(v, info, "directory")), STORED]
+ExistingFile = Annotated[Path, AfterValidator(lambda v, info: existing(v, info, "file")), STORED]
 
 
 def registered(registry: Registry[Any], name: str) -> str:
@@ -229,16 +242,21 @@ def format_validation_error(source: str, model: type[BaseModel], exc: Validation
     return f"{source}: {where}: {message}{more}"
 
 
-def validate(model: type[M], data: Any, source: str, base_dir: Path | None = None) -> M:
-    """Validate ``data`` into ``model``; the one-line ConfigError names ``source`` and the field."""
+def validate(
+    model: type[M], data: Any, source: str, base_dir: Path | None = None, context: Mapping[str, Any] | None = None
+) -> M:
+    """Validate ``data`` into ``model``; the one-line ConfigError names ``source`` and the field. The validation
+    context holds ``base_dir`` (relative paths' folder), ``person`` (a person's input: True unless ``context``
+    says otherwise, as a stored run does) and whatever else ``context`` adds (``allow_download``, ``fix``)."""
     try:
-        return model.model_validate(data, context={"base_dir": base_dir})
+        return model.model_validate(data, context={"base_dir": base_dir, "person": True, **(context or {})})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(source, model, exc)) from None
 
 
-def load_config(model: type[M], path: Path) -> M:
-    """Read and validate a YAML config file; relative paths in it resolve against its folder."""
+def load_config(model: type[M], path: Path, context: Mapping[str, Any] | None = None) -> M:
+    """Read and validate a YAML config file; relative paths in it resolve against its folder (``context``: as
+    ``validate``)."""
     data = read_yaml(path)
     if not isinstance(data, dict):
         required = [name for name, field in model.model_fields.items() if field.is_required()]
@@ -250,4 +268,4 @@ def load_config(model: type[M], path: Path) -> M:
         raise ConfigError(
             f"{path}: the top level is {kind}, but it must be a mapping of keys (key: value lines){needs}"
         )
-    return validate(model, data, str(path), base_dir=path.parent.resolve())
+    return validate(model, data, str(path), base_dir=path.parent.resolve(), context=context)

@@ -23,7 +23,8 @@ PROCESS_ENV = {
 
 def apply_process_env(offline: bool = True) -> None:
     """Set the defaults above where the user has not set them; ``offline=False`` leaves the hub reachable, for the
-    one command that downloads when asked to (``mergefront tasks fetch``)."""
+    commands that download when asked to (``mergefront tasks fetch``, ``--allow-download``; Ray workers stay
+    offline)."""
     for key, value in PROCESS_ENV.items():
         if offline or key not in OFFLINE:
             os.environ.setdefault(key, value)

@@ -11,10 +11,11 @@ A ``{glob: PATTERN}`` entry stands for every directory the pattern matches (rela
 file, sorted), each a ``checkpoint`` member named after its directory: where a training job drops
 new checkpoints, so ``mergefront watch`` sees them land.
 
-Paths are relative to the YAML file. Member names become column names and file names,
-so they are restricted to a safe alphabet (no path separators). ``trust_remote_code`` on the
-entry the model is built from (``tokenizer``, default the first member) is the only way to let a
-checkpoint's own Python code run.
+Paths are relative to the YAML file; a path that is no folder there may be a Hugging Face repo id
+(``org/name``), found in the local hub cache (``evaluators.pool.location``). Member names become
+column names and file names, so they are restricted to a safe alphabet (no path separators).
+``trust_remote_code`` on the entry the model is built from (``tokenizer``, default the first member)
+is the only way to let a checkpoint's own Python code run.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
-from evaluators.core.config import ExistingDir, Frozen, load_config
+from evaluators.core.config import Frozen, load_config
 from evaluators.core.errors import ConfigError
+from evaluators.pool.location import ModelDir
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -37,7 +39,7 @@ MemberName = Annotated[str, Field(pattern=NAME_PATTERN)]
 class BaseModelEntry(Frozen):
     """A base model directory that fine-tune, transfer and LoRA members refer to by name."""
 
-    path: ExistingDir
+    path: ModelDir
     trust_remote_code: bool = False
 
 
@@ -50,7 +52,7 @@ class CheckpointMember(_MemberCommon):
     """θ_i: a full model directory, taken as it is (the default kind)."""
 
     kind: Literal["checkpoint"] = "checkpoint"
-    path: ExistingDir
+    path: ModelDir
 
 
 class BaseMember(_MemberCommon):
@@ -64,7 +66,7 @@ class FinetuneMember(_MemberCommon):
     """θ_i: a full model directory fine-tuned from the pool base named ``base`` (its task vector is θ_i − θ₀)."""
 
     kind: Literal["finetune"]
-    path: ExistingDir
+    path: ModelDir
     base: str
 
 
@@ -72,8 +74,8 @@ class TransferMember(_MemberCommon):
     """A diff vector carried to another base: θ_target_base + ``scale`` · (source_finetune − source_base)."""
 
     kind: Literal["transfer"]
-    source_finetune: ExistingDir
-    source_base: ExistingDir
+    source_finetune: ModelDir
+    source_base: ModelDir
     target_base: str
     scale: float = 1.0
 
@@ -83,7 +85,7 @@ class LoraMember(_MemberCommon):
     computes it; merged from its factors."""
 
     kind: Literal["lora"]
-    path: ExistingDir
+    path: ModelDir
     base: str
 
 
@@ -137,7 +139,7 @@ class Pool(Frozen):
             if extra:
                 raise ValueError(f"a glob entry takes only 'glob' and 'trust_remote_code'; remove {', '.join(extra)}")
             pattern = str(entry["glob"])
-            found = sorted(Path(p) for p in glob.glob(str(base / pattern)) if Path(p).is_dir())
+            found = sorted(Path(p) for p in glob.glob(pattern, root_dir=base) if (base / p).is_dir())
             if not found:
                 raise ValueError(
                     f"glob '{pattern}' matches no directory under {base}; fix the pattern (relative to the YAML file)"
@@ -218,10 +220,10 @@ def _base_refs(member: Member) -> list[str]:
     return []
 
 
-def load_pool(path: Path, allow_pickle: bool = False) -> Pool:
-    """Read and validate ``checkpoints.yaml``; ``allow_pickle`` comes from the command line alone, so a
-    pool file from someone else cannot opt its readers into unpickling."""
-    pool = load_config(Pool, path)
+def load_pool(path: Path, allow_pickle: bool = False, allow_download: bool = False) -> Pool:
+    """Read and validate ``checkpoints.yaml``; ``allow_pickle`` and ``allow_download`` come from the command line
+    alone, so a pool file from someone else cannot opt its readers into unpickling or downloading."""
+    pool = load_config(Pool, path, {"allow_download": allow_download})
     if pool.allow_pickle:
         raise ConfigError(
             f"{path}: 'allow_pickle' cannot be set in a pool file; remove it and pass --allow-pickle to opt in"

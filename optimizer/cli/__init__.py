@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    apply_process_env(offline=not getattr(args, "downloads", False))  # only `tasks fetch` reaches the hub
+    # only `tasks fetch` and --allow-download reach the hub
+    apply_process_env(offline=not (getattr(args, "downloads", False) or getattr(args, "allow_download", False)))
     # lm-eval's per-call notes and Ray's note on local token authentication would bury our output.
     logging.getLogger("lm_eval").setLevel(logging.INFO if args.verbose else logging.ERROR)
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)

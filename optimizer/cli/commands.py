@@ -14,6 +14,7 @@ from evaluators.core.registry import did_you_mean
 from optimizer.cli.parameter_flags import given_parameters, weights_used
 
 if TYPE_CHECKING:
+    from optimizer.run.directory import Places
     from optimizer.search.driver import Search
 
 log = logging.getLogger("mergefront")
@@ -23,6 +24,13 @@ def _quiet_optuna(verbose: bool) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.DEBUG if verbose else optuna.logging.WARNING)
+
+
+def _places(args: argparse.Namespace) -> Places:
+    """Where a run's files are now (``--pool``, ``--tasks-dir``) and whether repo ids may download."""
+    from optimizer.run.directory import Places
+
+    return Places(args.pool, args.tasks_dir, args.allow_download)
 
 
 def _run_and_report(search: Search, args: argparse.Namespace) -> int:
@@ -53,11 +61,11 @@ def _run_and_report(search: Search, args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     from evaluators.core.config import validate
     from optimizer.experiment.config import RUN_NAME, WorkersSpec, load_experiment
-    from optimizer.search.driver import start_run
+    from optimizer.search.start import start_run
     from optimizer.store.study import JOURNAL
 
     _quiet_optuna(args.verbose)
-    experiment, pool = load_experiment(args.experiment, args.allow_pickle)
+    experiment, pool = load_experiment(args.experiment, args.allow_pickle, args.allow_download)
     if args.name and not re.fullmatch(RUN_NAME, args.name):
         raise ConfigError(
             f"--name: '{args.name}' is not a valid name; use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
@@ -90,7 +98,7 @@ def _resume(args: argparse.Namespace) -> int:
 
     _quiet_optuna(args.verbose)
     check_ray_address(args.ray_address)  # before resume settles anything in the run directory
-    search = Search.resume(args.run_dir)
+    search = Search.resume(args.run_dir, _places(args))
     if args.trials:
         search.set_trials(args.trials)
     log.info(
@@ -104,7 +112,7 @@ def _join(args: argparse.Namespace) -> int:
     from optimizer.search.workers import check_ray_address
 
     _quiet_optuna(args.verbose)
-    search = Search.join(args.run_dir)
+    search = Search.join(args.run_dir, _places(args))
     check_ray_address(args.ray_address)
     log.info(
         "joining %s as driver %s: %d of %d trials evaluated so far",
@@ -131,6 +139,7 @@ def _watch(args: argparse.Namespace) -> int:
                 args.runs_dir,
                 args.trials_per_member,
                 allow_pickle=args.allow_pickle,
+                allow_download=args.allow_download,
                 storage=storage,
                 ray_address=args.ray_address,
             )
@@ -159,9 +168,8 @@ def _export(args: argparse.Namespace) -> int:
     from optimizer.export.model import Destination
     from optimizer.export.trial import export_trial
 
-    out = export_trial(
-        args.run_dir, args.trial, Destination(args.out, args.force, args.as_adapter, progress=not args.no_progress)
-    )
+    to = Destination(args.out, args.force, args.as_adapter, progress=not args.no_progress)
+    out = export_trial(args.run_dir, args.trial, to, _places(args))
     print(f"exported trial {args.trial} of {args.run_dir} to {out}")
     return 0
 
@@ -218,7 +226,7 @@ def _merge(args: argparse.Namespace) -> int:
     from optimizer.export.model import Destination, write_merge
     from optimizer.export.modelcard import Provenance
 
-    pool = load_pool(args.pool, args.allow_pickle)
+    pool = load_pool(args.pool, args.allow_pickle, args.allow_download)
     parameters = given_parameters(args)
     spec = validate(MergeSpec, {"method": args.method, **parameters}, "--method and its parameters")
     unknown = sorted(set(args.weights) - set(pool.names))
@@ -259,10 +267,10 @@ def _pool_check(args: argparse.Namespace) -> int:
 
     data = read_yaml(args.pool)
     if isinstance(data, dict) and "objectives" in data:  # an experiment file: check the pool it names, for its method
-        experiment, pool = load_experiment(args.pool, args.allow_pickle)
+        experiment, pool = load_experiment(args.pool, args.allow_pickle, args.allow_download)
         pool_file, method = experiment.pool, args.method or experiment.merge.method
     else:
-        pool, pool_file = load_pool(args.pool, args.allow_pickle), args.pool
+        pool, pool_file = load_pool(args.pool, args.allow_pickle, args.allow_download), args.pool
         method = args.method or ("task_arithmetic" if pool.merge_base else "linear")
     plan = plan_for(pool, validate(MergeSpec, {"method": method}, "--method"))
     text = format_reports(plan, inspect_members(plan))

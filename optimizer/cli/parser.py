@@ -129,6 +129,26 @@ def _allow_pickle_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _allow_download_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="let a pool member given as a Hugging Face repo id (org/name) be downloaded into the hub cache; off by "
+        "default: repo ids resolve through the local cache only (fill it with `hf download org/name`)",
+    )
+
+
+def _run_files_args(parser: argparse.ArgumentParser) -> None:
+    """The options of commands that read a run's pool: where its files are now, if they moved."""
+    parser.add_argument(
+        "--pool", type=Path, metavar="PATH", help="the run's pool file, if it moved since the run started"
+    )
+    parser.add_argument(
+        "--tasks-dir", type=Path, metavar="PATH", help="the run's task folder, if it moved since the run started"
+    )
+    _allow_download_arg(parser)
+
+
 def _model_output_args(parser: argparse.ArgumentParser) -> None:
     """The output options export and merge share."""
     parser.add_argument("--out", type=Path, required=True, help="new model directory")
@@ -197,6 +217,7 @@ def _search_command(sub: Any) -> None:
     _driver_args(search)
     _storage_arg(search)
     _allow_pickle_arg(search)
+    _allow_download_arg(search)
     search.set_defaults(func=commands._search)
 
 
@@ -211,6 +232,7 @@ def _continuing_commands(sub: Any) -> None:
     resume.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     resume.add_argument("--trials", type=_positive, help="raise (or set) the trial budget")
     _driver_args(resume)
+    _run_files_args(resume)
     resume.set_defaults(func=commands._resume)
 
     join = sub.add_parser(
@@ -222,6 +244,7 @@ def _continuing_commands(sub: Any) -> None:
     )
     join.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     _driver_args(join)
+    _run_files_args(join)
     join.set_defaults(func=commands._join)
 
     watch = sub.add_parser(
@@ -241,6 +264,7 @@ def _continuing_commands(sub: Any) -> None:
     _driver_args(watch)
     _storage_arg(watch)
     _allow_pickle_arg(watch)
+    _allow_download_arg(watch)
     watch.set_defaults(func=commands._watch)
 
 
@@ -295,6 +319,7 @@ def _model_commands(sub: Any) -> None:
     export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     export.add_argument("--trial", type=int, required=True, help="trial number (see `mergefront front RUN_DIR`)")
     _model_output_args(export)
+    _run_files_args(export)
     export.set_defaults(func=commands._export)
 
     merge = sub.add_parser(
@@ -310,6 +335,7 @@ def _model_commands(sub: Any) -> None:
     merge.extend = add_parameter_flags  # --lambda, --density, --drop, --seed, --t: from the methods' declarations
     _model_output_args(merge)
     _allow_pickle_arg(merge)
+    _allow_download_arg(merge)
     merge.set_defaults(func=commands._merge)
 
 
@@ -329,6 +355,7 @@ def _pool_commands(sub: Any) -> None:
     )
     check.add_argument("--method", help="also check the pool suits this merge method")
     _allow_pickle_arg(check)
+    _allow_download_arg(check)
     check.set_defaults(func=commands._pool_check)
 
     toy = sub.add_parser("toy", help="the embedded toy pool").add_subparsers(

@@ -93,7 +93,7 @@ class Experiment(Frozen):
     ``run.json``'s ``experiment``, which reloads without the task files."""
 
     name: Annotated[str, Field(pattern=RUN_NAME)]
-    pool: ExistingFile = Path("../checkpoints.yaml")
+    pool: ExistingFile = Field(default=Path("../checkpoints.yaml"), validate_default=True)  # relative to this file
     tasks_dir: ExistingDir | None = Field(default=None, description="folder of your own task YAMLs")
     builtin_tasks: bool = Field(
         default=False, description="also accept lm-eval's own task names (datasets from the local cache)"
@@ -216,7 +216,7 @@ def _task_direction(library: TaskLibrary, objective: Objective) -> Direction | N
     return None if higher is None else "maximize" if higher else "minimize"
 
 
-def load_experiment(path: Path, allow_pickle: bool = False) -> tuple[Experiment, Pool]:
-    """Validate the experiment file and the pool file it names."""
+def load_experiment(path: Path, allow_pickle: bool = False, allow_download: bool = False) -> tuple[Experiment, Pool]:
+    """Validate the experiment file and the pool file it names (``load_pool``'s options)."""
     experiment = load_config(Experiment, path)
-    return experiment, load_pool(experiment.pool, allow_pickle)
+    return experiment, load_pool(experiment.pool, allow_pickle, allow_download)

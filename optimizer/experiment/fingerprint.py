@@ -1,7 +1,8 @@
 """What a run's scores depend on, recorded in ``run.json`` so later runs can tell whether old
 scores still hold (warm start) and whether a resumed run still sees the same pool.
 
-- objectives: each objective's spec, plus a hash of its task config and data files;
+- objectives: each objective's spec, plus a hash of its task's content: the config, with each local
+  data path replaced by a hash of the data's bytes (a copy of the task folder elsewhere is the same task);
 - evaluation: bootstrap draws, seed, screening; merge: method, knobs, merge base;
 - space: kind, bounds and groups; searched parameter ranges are left out (each trial stores the
   values it used, so a changed range leaves old scores valid);
@@ -13,6 +14,7 @@ scores still hold (warm start) and whether a resumed run still sees the same poo
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 from collections.abc import Iterable
@@ -63,17 +65,37 @@ def files_digest(paths: Iterable[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+def _data_digest(value: Any) -> Any:
+    """A task config's local data paths (files, glob patterns, folders) replaced by the hash of what they hold."""
+    if isinstance(value, list):
+        return [_data_digest(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _data_digest(v) for k, v in value.items()}
+    if not isinstance(value, str) or "://" in value or not Path(value).is_absolute():
+        return value  # the task library made every local path absolute; anything else is a name or a URL
+    return files_digest(Path(p) for p in sorted(glob.glob(value)))
+
+
 def _task_digest(library: TaskLibrary, task: str) -> str:
     config = library.config(task)
     if isinstance(config, str):  # an lm-eval built-in: its files live in lm-eval's package and cache
         return _digest(config)
-    data = config.get("dataset_kwargs", {}).get("data_files") or {}
-    files = [
-        Path(p)
-        for p in (data.values() if isinstance(data, dict) else [data])
-        for p in ([p] if isinstance(p, str) else p)
-    ]
-    return _digest(json.dumps(config, sort_keys=True, default=str)) + files_digest(f for f in files if f.exists())
+    data = config.get("dataset_kwargs", {})
+    content = {
+        **config,
+        "dataset_path": _data_digest(config.get("dataset_path")),
+        "dataset_kwargs": {**data, "data_files": _data_digest(data.get("data_files"))},
+    }
+    return _digest(json.dumps(content, sort_keys=True, default=str))
+
+
+def objective_digests(experiment: Experiment) -> dict[str, Any]:
+    """Each objective's spec and task content hash, as ``run.json``'s fingerprint holds them."""
+    library = experiment.task_library()
+    return {
+        o.label: {"spec": o.model_dump(mode="json"), "task": _task_digest(library, o.task)}
+        for o in experiment.objectives
+    }
 
 
 def _member_dirs(pool: Pool, member: Any) -> list[Path]:
@@ -86,13 +108,9 @@ def _member_dirs(pool: Pool, member: Any) -> list[Path]:
 def fingerprint(experiment: Experiment, pool: Pool) -> dict[str, Any]:
     """What this run's scores depend on (see the module docstring), as stored in ``run.json``; hashes the task files
     and the members' files, so it reads a little of every weight file."""
-    library = experiment.task_library()
     merge_base = pool.merge_base
     return {
-        "objectives": {
-            o.label: {"spec": o.model_dump(mode="json"), "task": _task_digest(library, o.task)}
-            for o in experiment.objectives
-        },
+        "objectives": objective_digests(experiment),
         "evaluation": experiment.evaluation.model_dump(mode="json"),
         "seed": experiment.seed,
         "merge": {
@@ -181,6 +199,8 @@ def check_reusable(old: dict[str, Any], new: dict[str, Any], old_run: Path) -> P
     for label, spec in new["objectives"].items():
         if label not in old["objectives"]:
             refuse(f"objective '{label}' was not scored there")
+        if len(old["objectives"][label]["task"]) > len(spec["task"]):
+            refuse(f"objective '{label}' was fingerprinted by an older mergefront, from its task files' paths")
         if old["objectives"][label] != spec:
             refuse(f"objective '{label}' changed (task config, data, metric, limit or few-shot)")
     for section in ("evaluation", "seed", "merge", "space"):

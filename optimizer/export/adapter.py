@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import save_file
 
 from evaluators.core.errors import ConfigError
+from evaluators.core.paths import spelling
 from evaluators.merge import MergeSpec
 from evaluators.pool import LoraMember
 from evaluators.pool.adapters import CONFIG, PREFIX, WEIGHTS, LowRank
@@ -55,7 +56,7 @@ def _config(template: dict[str, Any], ranks: dict[str, int], conv1d: bool, base:
         "alpha_pattern": dict(others),
         "target_modules": sorted(ranks),
         "fan_in_fan_out": conv1d,
-        "base_model_name_or_path": str(base),
+        "base_model_name_or_path": spelling(base),  # as the pool file names it: a repo id, or a path
     }
 
 

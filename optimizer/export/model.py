@@ -78,7 +78,7 @@ def write_merge(
             stream_merge(
                 plan, spec, point, partial, groups, progress=to.progress
             )  # the workers' arithmetic: bit-equal to a CPU worker's merge
-            recipe, note = mergekit_recipe(plan, spec, weights, point.knobs, bool(groups))
+            recipe, note = mergekit_recipe(plan, spec, weights, point.knobs, bool(groups), out)
         (partial / CARD).write_text(model_card(pool, spec, weights, point.knobs, provenance, note))
         if recipe is not None:
             (partial / RECIPE).write_text(recipe)

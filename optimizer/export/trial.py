@@ -9,6 +9,7 @@ from evaluators.core.errors import ConfigError
 from evaluators.merge.engine import plan_for
 from optimizer.export.model import Destination, write_merge
 from optimizer.export.modelcard import Provenance
+from optimizer.run.directory import Places, read_run
 from optimizer.space.weights import space_for
 from optimizer.store.rows import TrialRecord
 from optimizer.store.trials import FRONT, TRIALS, TrialTable, read_trials
@@ -26,14 +27,12 @@ def _front_line(row: TrialRecord, front: TrialTable, run: str) -> str:
     return f"On the Pareto front of run '{run}' ({len(front)} points); its rank among them: {', '.join(ranks)}."
 
 
-def export_trial(run_dir: Path, trial: int, to: Destination) -> Path:
-    """Export trial ``trial`` of the run in ``run_dir`` to ``to``."""
-    from optimizer.run.directory import read_run
-
+def export_trial(run_dir: Path, trial: int, to: Destination, places: Places | None = None) -> Path:
+    """Export trial ``trial`` of the run in ``run_dir`` to ``to`` (its files where ``places`` says they moved)."""
     trials = read_trials(run_dir, TRIALS)
     columns = trials.columns
     experiment, pool = read_run(
-        run_dir, "its trials no longer describe these files; export from a run on the current pool"
+        run_dir, "its trials no longer describe these files; export from a run on the current pool", places
     )
     row = trials.find(trial)
     if row is None:

@@ -7,6 +7,13 @@ read it back as a ``RunMeta``, and no other module spells its keys. It is writte
 atomically, so a reader never sees half of it. A key an older run lacks (``storage``) takes its default
 here.
 
+It holds no path of this machine, so a copied or moved project's runs work where they are: the
+experiment's paths (pool file, task folder) are relative to the run directory, the pool's model paths
+as the pool file wrote them (relative to its folder, or absolute, or a repo id); older runs' absolute
+paths still load. When a path is gone, the error names the option that points the run at its new
+place (``Places``: ``--pool``, ``--tasks-dir``); ``read_run`` then checks the files found there are the
+ones the run used, by their content fingerprints.
+
 A run directory is named after its experiment; ``watch``'s later generations of it are ``NAME-2``,
 ``NAME-3``, ... (``generation_name``, ``generations``).
 """
@@ -22,14 +29,44 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from evaluators.core.config import validate
 from evaluators.core.errors import ConfigError
-from evaluators.pool import Pool
+from evaluators.pool import Pool, load_pool
 from optimizer.experiment.config import Experiment
 from optimizer.experiment.fingerprint import fingerprint as fingerprint_of
-from optimizer.experiment.fingerprint import member_digests
+from optimizer.experiment.fingerprint import member_digests, objective_digests, pool_change
 from optimizer.store.study import JOURNAL
 
 RUN_META = "run.json"
+MOVED_POOL = "if the pool moved, pass --pool PATH (its pool file's new place)"
+MOVED = {
+    "pool": "if the pool file moved, pass --pool PATH (its new place)",
+    "tasks_dir": "if the task folder moved, pass --tasks-dir PATH (its new place)",
+}
+
+
+@dataclass(frozen=True)
+class Places:
+    """What the command line says about a run's files: where they are now if they moved since it started
+    (``--pool``, ``--tasks-dir``), and whether a repo-id member may be downloaded (``--allow-download``)."""
+
+    pool: Path | None = None
+    tasks_dir: Path | None = None
+    allow_download: bool = False
+
+    def given(self) -> dict[str, Path]:
+        """The new places given, by the experiment key they replace (``resume`` then rewrites ``run.json``)."""
+        return {k: v for k, v in (("pool", self.pool), ("tasks_dir", self.tasks_dir)) if v is not None}
+
+
+def _stored_experiment(experiment: Experiment, run_dir: Path) -> dict[str, Any]:
+    """The experiment as ``run.json`` stores it: its paths relative to the run directory."""
+    return experiment.model_dump(mode="json", context={"relative_to": run_dir})
+
+
+def _stored_pool(pool: Pool, experiment: Experiment) -> dict[str, Any]:
+    """The pool as ``run.json`` stores it: its paths as the pool file wrote them (relative to its folder)."""
+    return pool.model_dump(mode="json", context={"relative_to": experiment.pool.parent})
 
 
 @dataclass(frozen=True)
@@ -46,11 +83,12 @@ class RunMeta:
     storage: str = JOURNAL  # where the study lives (``open_storage``); absent before shared storage: the journal
 
     @classmethod
-    def start(cls, experiment: Experiment, pool: Pool, storage: str = JOURNAL) -> RunMeta:
-        """What a new run records, started now (hashes the task and member files: see ``fingerprint``)."""
+    def start(cls, experiment: Experiment, pool: Pool, run_dir: Path, storage: str = JOURNAL) -> RunMeta:
+        """What a new run in ``run_dir`` records, started now (hashes the task and member files: see
+        ``fingerprint``)."""
         return cls(
-            experiment_dump=experiment.model_dump(mode="json"),
-            pool_dump=pool.model_dump(mode="json"),
+            experiment_dump=_stored_experiment(experiment, run_dir),
+            pool_dump=_stored_pool(pool, experiment),
             study_name=experiment.name,
             fingerprint=fingerprint_of(experiment, pool),
             started_at=datetime.now(UTC).isoformat(),
@@ -80,17 +118,34 @@ class RunMeta:
             "started_at": self.started_at,
         }
 
-    def with_experiment(self, experiment: Experiment) -> RunMeta:
+    def with_experiment(self, experiment: Experiment, run_dir: Path) -> RunMeta:
         """The same run with a changed experiment (``resume --trials``); the fingerprint is kept."""
-        return replace(self, experiment_dump=experiment.model_dump(mode="json"))
+        return replace(self, experiment_dump=_stored_experiment(experiment, run_dir))
 
-    def experiment(self) -> Experiment:
-        """The experiment the run was started with, validated."""
-        return Experiment.model_validate(self.experiment_dump)
+    def relocated(self, experiment: Experiment, pool: Pool, run_dir: Path) -> RunMeta:
+        """The same run with its files at a new place (``resume --pool``, ``--tasks-dir``): same content, so the
+        fingerprint is kept."""
+        return replace(
+            self, experiment_dump=_stored_experiment(experiment, run_dir), pool_dump=_stored_pool(pool, experiment)
+        )
 
-    def pool(self) -> Pool:
-        """The pool the run was started with, validated."""
-        return Pool.model_validate(self.pool_dump)
+    def experiment(self, run_dir: Path, places: Places | None = None) -> Experiment:
+        """The experiment the run was started with, validated; its files where ``places`` says they moved."""
+        given = (places or Places()).given()
+        moved = {k: os.path.relpath(os.path.abspath(v), os.path.abspath(run_dir)) for k, v in given.items()}
+        source = f"{run_dir / RUN_META}"
+        context = {"person": False, "fix": MOVED}
+        return validate(Experiment, {**self.experiment_dump, **moved}, source, Path(os.path.abspath(run_dir)), context)
+
+    def pool(self, run_dir: Path, experiment: Experiment, places: Places | None = None) -> Pool:
+        """The pool the run was started with, validated against the folder of ``experiment``'s pool file; with
+        ``places.pool``, read from that file instead."""
+        places = places or Places()
+        if places.pool is not None:
+            return load_pool(places.pool, bool(self.pool_dump.get("allow_pickle")), places.allow_download)
+        fix = dict.fromkeys(("path", "source_finetune", "source_base"), MOVED_POOL)
+        context = {"person": False, "fix": fix, "allow_download": places.allow_download}
+        return validate(Pool, self.pool_dump, f"{run_dir / RUN_META}: pool", experiment.pool.parent, context)
 
     @property
     def member_fingerprints(self) -> dict[str, str]:
@@ -157,12 +212,24 @@ def create_run_dir(runs_dir: Path, name: str, overwrite: bool) -> Path:
     return run_dir
 
 
-def read_run(run_dir: Path, fix: str) -> tuple[Experiment, Pool]:
-    """The experiment and pool a run was started with; refused (with ``fix``) if the pool's files changed since."""
+def read_run(run_dir: Path, fix: str, places: Places | None = None) -> tuple[Experiment, Pool]:
+    """The experiment and pool a run was started with (its files where ``places`` says they moved); refused (with
+    ``fix``) if the pool's files changed since, or the tasks at a new ``--tasks-dir`` are not the run's."""
     meta = read_meta(run_dir)
-    experiment, pool = meta.experiment(), meta.pool()
-    if member_digests(pool) != meta.member_fingerprints:
-        raise ConfigError(f"the pool's files changed since {run_dir} started; {fix}")
+    experiment = meta.experiment(run_dir, places)
+    pool = meta.pool(run_dir, experiment, places)
+    digests = member_digests(pool)
+    if digests != meta.member_fingerprints:
+        change = pool_change(meta.member_fingerprints, digests).describe()
+        raise ConfigError(f"the pool's files changed since {run_dir} started ({change}); {fix}")
+    if places is not None and places.tasks_dir is not None:
+        stored = meta.fingerprint["objectives"]
+        for label, now in objective_digests(experiment).items():
+            if stored.get(label) != now:
+                raise ConfigError(
+                    f"--tasks-dir {places.tasks_dir}: task '{now['spec']['task']}' of objective '{label}' there is "
+                    f"not the one {run_dir} was scored on; point --tasks-dir at a copy of the run's task folder"
+                )
     return experiment, pool
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import socket
 import warnings
 from dataclasses import dataclass
@@ -27,13 +26,12 @@ import pyarrow as pa
 from optuna.trial import Trial, TrialState
 from tqdm import tqdm
 
-from evaluators.core.errors import ConfigError, MergefrontError
+from evaluators.core.errors import MergefrontError
 from evaluators.merge.engine import plan_for
 from evaluators.pool import Pool
 from evaluators.worker import Promotion, TrialResult
 from optimizer.experiment.config import Experiment
-from optimizer.experiment.preflight import preflight
-from optimizer.run.directory import RunMeta, create_run_dir, read_meta, read_run, write_meta
+from optimizer.run.directory import Places, RunMeta, read_meta, read_run, write_meta
 from optimizer.sampler import SAMPLERS, SamplerContext
 from optimizer.search.recovery import reconcile, requeue, settle_orphans
 from optimizer.search.summary import Clock, RealClock, SearchSummary
@@ -44,7 +42,6 @@ from optimizer.search.workers import (
     TrialFailed,
     WorkerLost,
     WorkerPool,
-    check_ray_address,
     start_ray,
 )
 from optimizer.space.weights import space_for
@@ -52,13 +49,11 @@ from optimizer.store.rows import Columns, Fidelity, TrialRecord, TrialSource
 from optimizer.store.rows import TrialState as Stored
 from optimizer.store.study import (
     JOURNAL,
-    check_storage_url,
     note_error,
     note_fidelity,
     note_merge,
     open_storage,
     source_attrs,
-    study_exists,
     trial_imported_from,
     trial_source,
 )
@@ -76,41 +71,6 @@ class _InFlight:
     knobs: dict[str, float]
     predicted: dict[str, float]
     started_at: datetime
-
-
-def start_run(
-    experiment: Experiment,
-    pool: Pool,
-    source: Path,
-    runs_dir: Path,
-    *,
-    overwrite: bool = False,
-    warm_from: Path | None = None,
-    storage: str = JOURNAL,
-    ray_address: str | None = None,
-) -> Search:
-    """Check everything that can be checked, then create the run directory and its study, so that
-    bad input leaves nothing behind."""
-    if warm_from is not None:
-        read_meta(warm_from)
-    preflight(experiment, pool, source)
-    check_ray_address(ray_address)
-    if storage != JOURNAL:
-        shared = open_storage(runs_dir, check_storage_url(storage))
-        if study_exists(shared, experiment.name):
-            if not overwrite:
-                raise ConfigError(
-                    f"{storage} already holds a study named '{experiment.name}'; pass --name to start another, "
-                    "--overwrite to replace it, or `mergefront join RUN_DIR` to add a driver to its run"
-                )
-            optuna.delete_study(study_name=experiment.name, storage=shared)
-    run_dir = create_run_dir(runs_dir, experiment.name, overwrite)
-    log.info("run directory: %s", run_dir)
-    try:
-        return Search.create(experiment, pool, run_dir, warm_from, storage)
-    except ConfigError:
-        shutil.rmtree(run_dir)  # a refused warm start leaves nothing half-written
-        raise
 
 
 class Search:
@@ -151,7 +111,7 @@ class Search:
         cls, experiment: Experiment, pool: Pool, run_dir: Path, warm_from: Path | None = None, storage: str = JOURNAL
     ) -> Search:
         """A new run in the (new, empty) ``run_dir``; with ``warm_from``, import that run's trials first."""
-        meta = RunMeta.start(experiment, pool, storage)
+        meta = RunMeta.start(experiment, pool, run_dir, storage)
         write_meta(run_dir, meta)
         search = cls(experiment, pool, run_dir, storage)
         with warnings.catch_warnings():
@@ -163,18 +123,20 @@ class Search:
         return search
 
     @classmethod
-    def resume(cls, run_dir: Path) -> Search:
-        """Reopen a stopped or killed run; trials it left running are settled from Parquet or re-queued.
-        Only while no other driver serves the study: their running trials would be settled too."""
-        search = cls.join(run_dir)
+    def resume(cls, run_dir: Path, places: Places | None = None) -> Search:
+        """Reopen a stopped or killed run (files moved to ``places`` are recorded there); trials it left running are
+        settled from Parquet or re-queued. Only while no other driver serves the study: theirs would be settled too."""
+        search = cls.join(run_dir, places)
+        if places is not None and places.given():
+            write_meta(run_dir, read_meta(run_dir).relocated(search.experiment, search.pool, run_dir))
         reconcile(search)
         settle_orphans(search)
         return search
 
     @classmethod
-    def join(cls, run_dir: Path) -> Search:
+    def join(cls, run_dir: Path, places: Places | None = None) -> Search:
         """One more driver for a run that others may be serving: same study, same store."""
-        experiment, pool = read_run(run_dir, f"start a new run (optionally --warm-start {run_dir})")
+        experiment, pool = read_run(run_dir, f"start a new run (optionally --warm-start {run_dir})", places)
         return cls(experiment, pool, run_dir, read_meta(run_dir).storage)
 
     def set_trials(self, trials: int) -> None:
@@ -182,7 +144,7 @@ class Search:
         self.experiment = self.experiment.model_copy(
             update={"budget": self.experiment.budget.model_copy(update={"trials": trials})}
         )
-        write_meta(self.run_dir, read_meta(self.run_dir).with_experiment(self.experiment))
+        write_meta(self.run_dir, read_meta(self.run_dir).with_experiment(self.experiment, self.run_dir))
 
     # ----- the loop -----
 

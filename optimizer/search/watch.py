@@ -20,7 +20,8 @@ from typing import Any
 from optimizer.experiment.config import load_experiment
 from optimizer.experiment.fingerprint import member_digests, pool_change
 from optimizer.run.directory import generation_name, generations, read_meta
-from optimizer.search.driver import Search, start_run
+from optimizer.search.driver import Search
+from optimizer.search.start import start_run
 from optimizer.store.study import JOURNAL
 
 log = logging.getLogger(__name__)
@@ -40,11 +41,12 @@ def poll(
     trials_per_member: int,
     *,
     allow_pickle: bool = False,
+    allow_download: bool = False,
     storage: str = JOURNAL,
     ray_address: str | None = None,
 ) -> Poll:
     """Compare the pool with the latest run and create the search this calls for, if any."""
-    experiment, pool = load_experiment(experiment_file, allow_pickle)
+    experiment, pool = load_experiment(experiment_file, allow_pickle, allow_download)
     runs = generations(runs_dir, experiment.name)
     start: dict[str, Any] = {"storage": storage, "ray_address": ray_address}
     if not runs:
