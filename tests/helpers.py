@@ -25,7 +25,7 @@ from evaluators.worker import TrialResult, Worker, WorkerSpec
 
 MEMBERS = ("add", "reverse", "sort", "shift")
 OBJECTIVES = ["toy_add/perplexity", "toy_reverse/acc"]
-SCORES = [f"score.{o}" for o in OBJECTIVES]
+SCORES = ["score__toy_add_perplexity", "score__toy_reverse_acc"]  # as stored: SQL-friendly names
 SIGNS = np.array([-1.0, 1.0])  # perplexity is minimised, accuracy maximised
 
 

@@ -146,7 +146,7 @@ def test_a_four_trial_search_runs_on_the_family(family: tuple[str, Path], tmp_pa
     assert main(["search", str(experiment), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--in-process"]) == 0
     trials = pd.read_parquet(tmp_path / "runs" / "arch" / "trials.parquet")
     assert (trials["state"] == "COMPLETE").sum() == 4, name
-    assert trials["score.toy_add/perplexity"].notna().all()
+    assert trials["score__toy_add_perplexity"].notna().all()
 
 
 def test_config_families_are_what_the_module_says() -> None:

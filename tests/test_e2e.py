@@ -34,15 +34,15 @@ def test_search_writes_trials_front_and_journal(tiny_run: Path, capsys: pytest.C
     assert trials["trial"].tolist() == list(range(TINY_RUN_TRIALS))
     assert (trials["state"] == "COMPLETE").all()
     assert trials["source"].tolist()[:5] == ["single:add", "single:reverse", "single:sort", "single:shift", "uniform"]
-    weights = trials[["weight.add", "weight.reverse", "weight.sort", "weight.shift"]].to_numpy()
+    weights = trials[["weight__add", "weight__reverse", "weight__sort", "weight__shift"]].to_numpy()
     np.testing.assert_allclose(weights.sum(axis=1), 1.0)
     np.testing.assert_allclose(weights[0], [1, 0, 0, 0])
     np.testing.assert_allclose(weights[4], [0.25, 0.25, 0.25, 0.25])
     assert (trials["merge_seconds"] > 0).all() and (trials["eval_seconds"] > 0).all()
     assert set(trials["worker"]) == {"worker-0", "worker-1"}, "both workers must get trials"
-    assert trials["stderr.toy_reverse/acc"].notna().all()
+    assert trials["stderr__toy_reverse_acc"].notna().all()
 
-    scores = trials[[f"score.{o}" for o in OBJECTIVES]].to_numpy() * SIGNS
+    scores = trials[[f"score__{o.replace('/', '_')}" for o in OBJECTIVES]].to_numpy() * SIGNS
     on_front = trials["trial"].isin(front["trial"]).to_numpy()
     assert on_front.any()
     for i, row in enumerate(scores):
@@ -53,7 +53,9 @@ def test_search_writes_trials_front_and_journal(tiny_run: Path, capsys: pytest.C
     study = optuna.load_study(study_name="tiny", storage=storage)
     done = sorted(study.get_trials(states=[optuna.trial.TrialState.COMPLETE]), key=lambda t: t.number)
     assert [t.number for t in done] == trials["trial"].tolist()
-    np.testing.assert_allclose([t.values for t in done], trials[[f"score.{o}" for o in OBJECTIVES]].to_numpy())
+    np.testing.assert_allclose(
+        [t.values for t in done], trials[[f"score__{o.replace('/', '_')}" for o in OBJECTIVES]].to_numpy()
+    )
     assert study.metric_names == OBJECTIVES
     assert f"({len(front)} of {TINY_RUN_TRIALS} complete trials, 0 failed)" in printed
     assert "front points are merges that no single checkpoint dominates" in printed

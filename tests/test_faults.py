@@ -108,7 +108,7 @@ def test_resume_appends_trials_the_study_holds_but_parquet_lacks(dummy_run: Path
     study = optuna.load_study(study_name="tiny", storage=journal_storage(run / "study.journal"))
     assert trials["trial"].is_unique and (trials["state"] == "COMPLETE").sum() == 7  # nothing re-evaluated
     row = trials.set_index("trial").loc[lost]
-    assert [row["score.toy_add/perplexity"], row["score.toy_reverse/acc"]] == study.trials[lost].values
+    assert [row["score__toy_add_perplexity"], row["score__toy_reverse_acc"]] == study.trials[lost].values
     assert all(
-        row[f"weight.{m}"] == pytest.approx(original[f"weight.{m}"]) for m in ("add", "reverse", "sort", "shift")
+        row[f"weight__{m}"] == pytest.approx(original[f"weight__{m}"]) for m in ("add", "reverse", "sort", "shift")
     )

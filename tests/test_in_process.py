@@ -34,7 +34,7 @@ def test_an_in_process_search_records_what_the_ray_search_records(
     assert main(["search", str(exp), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--in-process"]) == 0
     ours = pd.read_parquet(tmp_path / "runs" / "tiny" / "trials.parquet").set_index("trial").sort_index()
     ray = pd.read_parquet(tiny_run / "trials.parquet").set_index("trial").sort_index()
-    columns = [c for c in ray.columns if c.startswith(("weight.", "score.", "stderr."))] + ["state", "source"]
+    columns = [c for c in ray.columns if c.startswith(("weight__", "score__", "stderr__"))] + ["state", "source"]
     assert len(ours) == len(ray) == TINY_RUN_TRIALS
     pd.testing.assert_frame_equal(ours[columns], ray[columns])
     assert set(ours["worker"]) == {"worker-0"}
@@ -115,7 +115,7 @@ def test_a_search_runs_on_a_worker_pool_it_is_given(
             summary = search.run(progress=False, in_process=True)
         assert (summary.complete, summary.failed) == (6, 0)
         trials[mode] = pd.read_parquet(search.run_dir / "trials.parquet").set_index("trial").sort_index()
-    columns = [c for c in trials["given"].columns if c.startswith(("weight.", "score."))] + [
+    columns = [c for c in trials["given"].columns if c.startswith(("weight__", "score__"))] + [
         "state",
         "source",
         "worker",

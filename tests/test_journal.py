@@ -97,6 +97,6 @@ def test_resume_drops_a_sampler_proposal_cut_short(tiny_pool: Path, tmp_path: Pa
     resumed = Search.resume(run)
     row = pd.read_parquet(run / "trials.parquet").set_index("trial").loc[half.number]
     assert row["state"] == "FAIL" and "dropped" in row["error"]
-    assert row.filter(like="weight.").isna().all()
+    assert row.filter(like="weight__").isna().all()
     assert resumed.study.get_trials()[half.number].state == TrialState.FAIL
     assert not any("requeued_from" in t.user_attrs for t in resumed.study.get_trials())

@@ -106,5 +106,5 @@ def test_two_drivers_share_one_study(tiny_pool: Path, tmp_path: Path, database: 
     assert stored["trial"].is_unique
     assert set(stored["trial"]) == set(complete) and (stored["state"] == "COMPLETE").all()
     for _, row in stored.iterrows():  # the row of each trial is the study's result for it
-        assert [row["score.toy_add/perplexity"], row["score.toy_reverse/acc"]] == complete[int(row["trial"])]
+        assert [row["score__toy_add_perplexity"], row["score__toy_reverse_acc"]] == complete[int(row["trial"])]
     assert stored["driver"].nunique() == 2, stored["driver"].value_counts()  # both drivers evaluated trials

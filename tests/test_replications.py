@@ -107,7 +107,8 @@ def test_ranked_trials_orders_complete_full_trials_by_signed_macro(tmp_path: Pat
     from datetime import UTC, datetime
 
     from experiments.replications.common import ranked_trials
-    from optimizer.store.rows import Columns, Fidelity, TrialRecord, TrialSource, TrialState
+    from optimizer.store.columns import Columns
+    from optimizer.store.rows import Fidelity, TrialRecord, TrialSource, TrialState
     from optimizer.store.trials import TrialStore
 
     columns = Columns(

@@ -14,7 +14,8 @@ import pytest
 
 from optimizer.cli import main
 from optimizer.front.plots import front_figure
-from optimizer.store.rows import Columns, TrialRecord, TrialSource, TrialState
+from optimizer.store.columns import Columns
+from optimizer.store.rows import TrialRecord, TrialSource, TrialState
 from optimizer.store.trials import TrialTable, read_trials
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

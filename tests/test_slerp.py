@@ -124,7 +124,7 @@ def test_a_search_varies_t(tmp_path: Path) -> None:
     assert main(["search", str(experiment), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--in-process"]) == 0
     trials = pd.read_parquet(tmp_path / "runs" / "slerp" / "trials.parquet")
     assert (trials["state"] == "COMPLETE").sum() == 4
-    assert trials["knob.t"].between(0.0, 1.0).all() and trials["knob.t"].nunique() >= 2
+    assert trials["knob__t"].between(0.0, 1.0).all() and trials["knob__t"].nunique() >= 2
 
 
 def test_a_new_method_and_its_parameter_are_one_registration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -2,14 +2,17 @@
 
 import json
 import multiprocessing
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from optimizer.store.rows import Columns, Fidelity, TrialRecord, TrialRef, TrialSource, TrialState
+from optimizer.store.columns import Columns
+from optimizer.store.rows import Fidelity, TrialRecord, TrialRef, TrialSource, TrialState
 from optimizer.store.trials import FRONT, LOCK, TRIALS, TrialStore, TrialTable, read_trials
 
 COLUMNS = Columns(weights=("m1", "m2"), objectives=("task/acc", "ppl"), directions=("maximize", "minimize"))
@@ -46,11 +49,11 @@ def test_round_trip_schema_and_values(tmp_path: Path) -> None:
     frame = table.to_pandas()  # the stored format itself
     assert frame["trial"].tolist() == [0, 1, 2]
     assert frame["state"].tolist() == ["COMPLETE", "FAIL", "COMPLETE"]
-    assert frame["weight.m1"].tolist() == [0.0, 0.25, 0.5]
-    assert frame["score.task/acc"].tolist()[0] == 0.5 and frame["score.ppl"].tolist()[2] == 12.0
-    assert frame["stderr.task/acc"].tolist()[0] == 0.01
-    assert frame["stderr.ppl"].isna().all()
-    assert frame.loc[1, "error"] == "boom" and frame.loc[1, "score.task/acc"] != frame.loc[1, "score.task/acc"]
+    assert frame["weight__m1"].tolist() == [0.0, 0.25, 0.5]
+    assert frame["score__task_acc"].tolist()[0] == 0.5 and frame["score__ppl"].tolist()[2] == 12.0
+    assert frame["stderr__task_acc"].tolist()[0] == 0.01
+    assert frame["stderr__ppl"].isna().all()
+    assert frame.loc[1, "error"] == "boom" and frame.loc[1, "score__task_acc"] != frame.loc[1, "score__task_acc"]
     assert frame.loc[0, "started_at"] == T0
     assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK, FRONT, TRIALS]  # no temporary files left
     read = read_trials(tmp_path, TRIALS)
@@ -210,7 +213,7 @@ def test_a_table_in_the_old_layout_still_loads(tmp_path: Path) -> None:
     first, warm, failed, uniform = table.records()
     assert uniform.source.is_baseline and not uniform.source.is_single
     assert first.source.checkpoint == "m1" and first.weights == {"m1": 1.0, "m2": 0.0} and first.stderr == {"acc": 0.01}
-    assert first.swap_seconds is None and first.samples is None and first.driver is None and first.started_at == T0
+    assert first.swap_seconds is None and first.samples == {} and first.driver is None and first.started_at == T0
     assert str(warm.source) == "warm:old#4" and warm.fidelity == Fidelity(8) and warm.stderr == {}
     assert warm.imported_from == TrialRef("old", 4) and table.imported().numbers == [1]
     assert (
@@ -220,3 +223,54 @@ def test_a_table_in_the_old_layout_still_loads(tmp_path: Path) -> None:
     store = TrialStore(tmp_path, table.columns)  # resuming such a run: the front is rebuilt from the old rows
     assert [r.trial for r in store.front_records()] == [3]
     assert store.records == table.records()
+
+
+def test_sql_engines_read_both_files_without_quoting(tmp_path: Path) -> None:
+    """DuckDB reads the stored names unquoted (labels with '/', '-' or '.' included), the rows come sorted by
+    trial with the run and on_front columns, and the directions are plain key/value metadata; pandas still gets
+    one column per value."""
+    import duckdb
+
+    columns = Columns(
+        weights=("m-1", "m.2"),
+        objectives=("task/acc", "ppl"),
+        directions=("maximize", "minimize"),
+        held_out=("held/acc",),
+        held_out_directions=("maximize",),
+        run="demo",
+    )
+    store = TrialStore(tmp_path, columns)
+    for n, acc, ppl in ((2, 0.7, 12.0), (0, 0.5, 10.0), (1, 0.4, 11.0)):  # stored out of order
+        store.append(replace(record(n, acc, ppl), weights={"m-1": 0.1 * n, "m.2": 1 - 0.1 * n}, stderr={}))
+    store.set_held_out(0, {"held/acc": 0.6}, {"held/acc": 0.02})
+    front = set(read_trials(tmp_path, FRONT).numbers)
+    assert front == {0, 2}  # trial 1 is dominated by trial 0 (lower acc, higher ppl)
+    for name in (TRIALS, FRONT):
+        path = str(tmp_path / name)
+        rows = duckdb.sql(
+            f"SELECT run, trial, on_front, weight__m_1, weight__m_2, score__task_acc, score__ppl, held_out__held_acc "
+            f"FROM '{path}'"
+        ).fetchall()
+        expected = [
+            (
+                "demo",
+                n,
+                n in front,
+                pytest.approx(0.1 * n),
+                pytest.approx(1 - 0.1 * n),
+                acc,
+                ppl,
+                0.6 if n == 0 else None,
+            )
+            for n, acc, ppl in ((0, 0.5, 10.0), (1, 0.4, 11.0), (2, 0.7, 12.0))
+            if name == TRIALS or n in front
+        ]
+        assert rows == expected
+        kv = dict(duckdb.sql(f"SELECT key::VARCHAR, value::VARCHAR FROM parquet_kv_metadata('{path}')").fetchall())
+        assert kv["run"] == "demo" and kv["direction.score__task_acc"] == "maximize"
+        assert kv["direction.score__ppl"] == "minimize" and kv["direction.held_out__held_acc"] == "maximize"
+        frame = pd.read_parquet(path)
+        assert frame["trial"].is_monotonic_increasing and "score__task_acc" in frame and "score__ppl" in frame
+    # labels that would share a column name get their own
+    clash = Columns(weights=("a-b", "a_b"), objectives=("x",), directions=("maximize",))
+    assert clash.names("weights") == {"a-b": "weight__a_b", "a_b": "weight__a_b_2"}

@@ -65,14 +65,14 @@ def test_warm_start_reuses_old_trials_without_re_evaluating(tiny_pool: Path, tmp
     matched = old.set_index("trial").loc[[int(s.split("#")[1]) for s in warm["imported_from"]]]
     for col in [
         "source",
-        "score.toy_add/perplexity",
-        "score.toy_reverse/acc",
+        "score__toy_add_perplexity",
+        "score__toy_reverse_acc",
         "merge_seconds",
         "eval_seconds",
-        *[f"weight.{m}" for m in MEMBERS],
+        *[f"weight__{m}" for m in MEMBERS],
     ]:
         np.testing.assert_array_equal(warm[col].to_numpy(), matched[col].to_numpy())
-    assert (warm["weight.base"] == 0).all()
+    assert (warm["weight__base"] == 0).all()
     assert warm["finished_at"].max() < fresh["started_at"].min()
 
     # the new front is computed over old and new trials together
@@ -90,7 +90,7 @@ def test_warm_start_reuses_old_trials_without_re_evaluating(tiny_pool: Path, tmp
 
     # an import killed between its study write and its Parquet write is stored on resume as the import it was
     trials_file = runs / "tiny5" / "trials.parquet"
-    new.drop(warm.index[0]).to_parquet(trials_file)  # pandas keeps the schema metadata that names the columns
+    new.drop(warm.index[0]).to_parquet(trials_file)  # without our schema metadata: read with the run's columns
     assert main(["resume", str(runs / "tiny5"), "--no-progress", "--in-process"]) == 0
     restored = pd.read_parquet(trials_file).set_index("trial").loc[warm["trial"].iloc[0]]
     assert (restored["source"], restored["imported_from"]) == (warm["source"].iloc[0], warm["imported_from"].iloc[0])
@@ -120,7 +120,7 @@ def test_new_members_are_scored_alone_before_the_baselines_an_old_run_never_reac
     assert main(["search", str(new_exp), "--runs-dir", str(runs), *warm]) == 0
     new = pd.read_parquet(runs / "tiny5" / "trials.parquet")
     assert new["source"].tolist() == ["single:add", "single:rev", "single:base", "single:sort"]
-    assert new["weight.rev"].tolist() == [0.0, 1.0, 0.0, 0.0]
+    assert new["weight__rev"].tolist() == [0.0, 1.0, 0.0, 0.0]
     assert new["imported_from"].fillna("").tolist() == ["tiny#0", "tiny#1", "", ""]
 
 
@@ -194,7 +194,7 @@ def test_a_run_from_before_held_out_resumes_and_warm_starts_silently(
         assert main(["search", str(exp), "--runs-dir", str(runs), *warm]) == 0
     assert _deprecations(caplog) == []  # a stored run is no person's input
     front = pd.read_parquet(run / "front.parquet")
-    assert len(pd.read_parquet(run / "trials.parquet")) == 5 and front["report.sort_report"].notna().all()
+    assert len(pd.read_parquet(run / "trials.parquet")) == 5 and front["held_out__sort_report"].notna().all()
     again = pd.read_parquet(runs / "again" / "trials.parquet")
     assert again["imported_from"].str.startswith("tiny#").sum() == 5
     # the same pool: the singles were imported, not evaluated again; the old run's 4-trial budget never reached the

@@ -101,7 +101,7 @@ def test_watch_once_follows_the_pool(tiny_pool: Path, tmp_path: Path, capsys: py
     imported = second[second["imported_from"].notna()]
     assert len(imported) == 6 and imported["imported_from"].str.startswith("tiny#").all()
     assert_imported_unchanged(imported, runs)  # old baselines keep single:<member>, old trials their scores
-    assert (imported["weight.tuned"] == 0).all()
+    assert (imported["weight__tuned"] == 0).all()
     # the new member is scored alone first, then the new pool's uniform average, then the sampler; no old
     # single is evaluated again
     assert evaluated(runs / "tiny-2")["source"].tolist() == ["single:tuned", "uniform", "sampler"]
@@ -133,8 +133,8 @@ def test_watch_once_follows_the_pool(tiny_pool: Path, tmp_path: Path, capsys: py
     assert "changed: add" in printed[0] and "scores that used add (changed files) are not reused" in printed[0]
     third = trials(runs / "tiny-3")
     carried = third[third["imported_from"].notna()]
-    usable = second[second["weight.add"] == 0]
-    assert len(carried) == len(usable) and (carried["weight.add"] == 0).all()
+    usable = second[second["weight__add"] == 0]
+    assert len(carried) == len(usable) and (carried["weight__add"] == 0).all()
     # each keeps the identity of the trial that was evaluated, whichever generation that was
     assert set(carried["imported_from"].str.rpartition("#")[0]) == {"tiny", "tiny-2"}
     assert_imported_unchanged(carried, runs)

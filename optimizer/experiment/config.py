@@ -128,17 +128,22 @@ class Experiment(Frozen):
         without saying so. Resolved here, once, because run.json stores the result: a stored run (every direction
         explicit) reloads without its task files. What cannot be resolved stays None, for preflight to refuse."""
         experiment = handler(data)
-        if all(o.direction is not None for o in experiment.objectives):
+        if all(o.direction is not None for o in [*experiment.objectives, *experiment.held_out]):
             return experiment
         try:
             library = experiment.task_library()
         except ConfigError:
             return experiment  # preflight names the broken task file
-        objectives = [
-            o if o.direction else o.model_copy(update={"direction": _task_direction(library, o)})
-            for o in experiment.objectives
-        ]
-        return experiment.model_copy(update={"objectives": objectives})
+
+        def resolved(objectives: list[Objective]) -> list[Objective]:
+            return [
+                o if o.direction else o.model_copy(update={"direction": _task_direction(library, o)})
+                for o in objectives
+            ]
+
+        return experiment.model_copy(
+            update={"objectives": resolved(experiment.objectives), "held_out": resolved(experiment.held_out)}
+        )
 
     @model_validator(mode="after")
     def _unique_labels(self) -> Experiment:

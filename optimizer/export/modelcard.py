@@ -32,7 +32,7 @@ class Provenance:
     )  # objective: (value, stderr, direction)
     held_out: Mapping[str, float] = field(default_factory=dict)
     front: str = ""
-    samples: int | None = None  # examples scored for the trial, over all objectives
+    samples: Mapping[str, int] = field(default_factory=dict)  # examples each objective was scored on
 
 
 def _merged(pool: Pool, weights: Mapping[str, float]) -> list[Member]:
@@ -113,17 +113,13 @@ def model_card(
 
 
 def _score_lines(provenance: Provenance) -> list[str]:
-    """The searched scores (with the examples they were computed on), held-out scores and the place on the front."""
+    """The searched scores (with the examples lm-eval scored each on), held-out scores and the place on the front."""
     lines: list[str] = []
     if provenance.scores:
-        lines += ["", "| objective | score | stderr | direction |", "|---|---|---|---|"]
+        lines += ["", "| objective | score | stderr | examples | direction |", "|---|---|---|---|---|"]
         for name, (value, stderr, direction) in provenance.scores.items():
-            lines.append(f"| {name} | {value:.4f} | {'' if stderr is None else f'{stderr:.4f}'} | {direction} |")
-        if provenance.samples:
-            lines += [
-                "",
-                f"Scored by lm-eval on {provenance.samples} examples over the {len(provenance.scores)} objectives.",
-            ]
+            error, examples = "" if stderr is None else f"{stderr:.4f}", provenance.samples.get(name, "")
+            lines.append(f"| {name} | {value:.4f} | {error} | {examples} | {direction} |")
     if provenance.held_out:
         lines += ["", "Held-out report tasks (never seen by the search):", ""]
         lines += [f"- {name}: {value:.4f}" for name, value in provenance.held_out.items()]

@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 
 from evaluators.core.errors import ConfigError
 from evaluators.core.registry import did_you_mean
+from optimizer.store.columns import Columns
 from optimizer.store.pareto import pareto_mask
-from optimizer.store.rows import Columns
 from optimizer.store.trials import TrialTable
 
 

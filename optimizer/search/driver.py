@@ -45,7 +45,8 @@ from optimizer.search.workers import (
     start_ray,
 )
 from optimizer.space.weights import space_for
-from optimizer.store.rows import Columns, Fidelity, TrialRecord, TrialSource
+from optimizer.store.columns import Columns
+from optimizer.store.rows import Fidelity, TrialRecord, TrialSource
 from optimizer.store.rows import TrialState as Stored
 from optimizer.store.study import (
     JOURNAL,
@@ -101,6 +102,8 @@ class Search:
             tuple(experiment.directions),
             tuple(space.knobs),
             tuple(o.label for o in experiment.held_out),
+            tuple(o.direction or "" for o in experiment.held_out),
+            run=experiment.name,
         )
         self.store = TrialStore(run_dir, columns)
         self.clock: Clock = RealClock()
@@ -208,7 +211,7 @@ class Search:
             worker=result.worker,
             device=result.device,
             fidelity=fidelity,
-            samples=result.samples,
+            samples={label: score.samples for label, score in result.scores.items()},
             **common,
         )
         self.store.append(record)

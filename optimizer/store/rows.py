@@ -1,7 +1,7 @@
-"""What one stored trial is: its state, fidelity and source as types, its columns, and the record itself.
+"""What one stored trial is: its state, fidelity and source as types, and the record itself.
 
-This module owns the stored spelling of everything in a row: the column prefixes (``weight.``,
-``score.``, ...), the states (``COMPLETE``, ``FAIL``), the fidelities (``full``, ``screen:<n>``) and
+This module and ``optimizer.store.columns`` (the column names) own the stored spelling of everything in a row: the
+states (``COMPLETE``, ``FAIL``), the fidelities (``full``, ``screen:<n>``) and
 the sources (``single:<checkpoint>``, ``uniform``, ``sampler``), and where an imported trial was evaluated
 (``imported_from``: ``<run>#<trial>``). Code outside
 ``optimizer.store`` reads and writes ``TrialRecord`` objects (or ``TrialTable`` frames keyed by plain
@@ -10,7 +10,6 @@ labels) and never spells a column or compares these strings itself.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,20 +17,8 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 import pandas as pd
-import pyarrow as pa
 
-WEIGHT, KNOB, SCORE, STDERR, PREDICTED = "weight.", "knob.", "score.", "stderr.", "predicted."
-# held-out scores keep the columns and metadata key of their former name, ``report``, so old runs read alike
-HELD_OUT, HELD_OUT_STDERR = "report.", "report_stderr."
-META_NAMES = {
-    "weights": "weights",
-    "objectives": "objectives",
-    "directions": "directions",
-    "knobs": "knobs",
-    "held_out": "report",
-}
-META_KEY = b"mergefront"
-TIMINGS = ("merge_seconds", "swap_seconds", "eval_seconds")
+from optimizer.store.columns import GROUPS, TIMINGS, Columns
 
 
 class TrialState(StrEnum):
@@ -178,70 +165,6 @@ class TrialSource:
         return self.checkpoint or str(self)
 
 
-@dataclass(frozen=True)
-class Columns:
-    """The run-specific part of the schema: weight labels, knobs, objectives (with directions), held-out tasks."""
-
-    weights: tuple[str, ...]
-    objectives: tuple[str, ...]
-    directions: tuple[str, ...]
-    knobs: tuple[str, ...] = ()
-    held_out: tuple[str, ...] = ()
-
-    def schema(self) -> pa.Schema:
-        """The Arrow schema of ``trials.parquet`` and ``front.parquet``, with these labels in its metadata
-        so a reader needs no ``run.json``."""
-        floats = [
-            *(WEIGHT + m for m in self.weights),
-            *(KNOB + k for k in self.knobs),
-        ]
-        scores = [
-            *(SCORE + o for o in self.objectives),
-            *(STDERR + o for o in self.objectives),
-            *(PREDICTED + o for o in self.objectives),
-            *(HELD_OUT + r for r in self.held_out),
-            *(HELD_OUT_STDERR + r for r in self.held_out),
-        ]
-        fields = [
-            pa.field("trial", pa.int64(), nullable=False),
-            pa.field("state", pa.string(), nullable=False),
-            pa.field("source", pa.string()),
-            pa.field("imported_from", pa.string()),
-            *(pa.field(name, pa.float64()) for name in floats),
-            pa.field("fidelity", pa.string()),
-            *(pa.field(name, pa.float64()) for name in scores),
-            pa.field("samples", pa.int64()),
-            *(pa.field(name, pa.float64()) for name in TIMINGS),
-            pa.field("worker", pa.string()),
-            pa.field("device", pa.string()),
-            pa.field("driver", pa.string()),
-            pa.field("started_at", pa.timestamp("us", tz="UTC")),
-            pa.field("finished_at", pa.timestamp("us", tz="UTC")),
-            pa.field("error", pa.string()),
-        ]
-        meta = {stored: getattr(self, name) for name, stored in META_NAMES.items()}
-        return pa.schema(fields, metadata={META_KEY: json.dumps(meta).encode()})
-
-    @classmethod
-    def from_schema(cls, schema: pa.Schema) -> Columns:
-        """The labels a stored table was written with (its schema's metadata)."""
-        meta = json.loads((schema.metadata or {})[META_KEY])
-        names = {stored: name for name, stored in META_NAMES.items()}
-        return cls(**{names.get(stored, stored): tuple(value) for stored, value in meta.items()})
-
-    def groups(self) -> dict[str, tuple[str, tuple[str, ...]]]:
-        """Each labelled group of a row: its column prefix and labels (the one place that pairs them)."""
-        return {
-            "weights": (WEIGHT, self.weights),
-            "knobs": (KNOB, self.knobs),
-            "scores": (SCORE, self.objectives),
-            "stderr": (STDERR, self.objectives),
-            "predicted": (PREDICTED, self.objectives),
-            "held_out": (HELD_OUT, self.held_out),
-            "held_out_stderr": (HELD_OUT_STDERR, self.held_out),
-        }
-
-
 def _present(x: Any) -> Any:
     """None for a missing value (None, NaN, NaT), else ``x``."""
     return None if x is None or (not isinstance(x, str) and pd.isna(x)) else x
@@ -272,7 +195,7 @@ class TrialRecord:
     knobs: dict[str, float] = field(default_factory=dict)
     fidelity: Fidelity | None = Fidelity.FULL  # None for a failed trial
     predicted: dict[str, float] = field(default_factory=dict)
-    samples: int | None = None
+    samples: dict[str, int] = field(default_factory=dict)  # examples scored, per objective
     swap_seconds: float | None = None
     driver: str | None = None
     held_out: dict[str, float] = field(default_factory=dict)
@@ -311,16 +234,16 @@ class TrialRecord:
         """Merge, swap and evaluation time the worker measured (0 for what it did not)."""
         return sum(getattr(self, name) or 0.0 for name in TIMINGS)
 
-    def row(self, columns: Columns) -> dict[str, object]:
+    def row(self, columns: Columns, on_front: bool = False) -> dict[str, object]:
         """The stored row: one column per label, None where a value is missing."""
-        out: dict[str, object] = {"trial": self.trial, "state": self.state.value, "source": str(self.source)}
+        out: dict[str, object] = {"run": columns.run, "trial": self.trial, "state": self.state.value}
+        out.update(on_front=on_front, source=str(self.source))
         out["imported_from"] = None if self.imported_from is None else str(self.imported_from)
         complete = self.complete and self.fidelity is not None
         out["fidelity"] = str(self.fidelity) if complete else None
-        for group, (prefix, labels) in columns.groups().items():
+        for group in GROUPS:
             values = getattr(self, group)
-            out.update({prefix + label: values.get(label) for label in labels})
-        out["samples"] = self.samples
+            out.update({name: values.get(label) for label, name in columns.names(group).items()})
         out.update({name: getattr(self, name) for name in TIMINGS})
         out.update(
             worker=self.worker,
@@ -337,13 +260,17 @@ class TrialRecord:
         """A stored row (from Parquet or a frame); columns an older run lacks read as missing (an old-style
         ``warm:`` source says where its import came from)."""
         value: dict[str, Any] = {
-            name: _present(row.get(name))
-            for name in ("fidelity", "samples", "driver", "error", "imported_from", *TIMINGS)
+            name: _present(row.get(name)) for name in ("fidelity", "driver", "error", "imported_from", *TIMINGS)
         }
         timings: dict[str, Any] = {name: None if value[name] is None else float(value[name]) for name in TIMINGS}
         groups: dict[str, Any] = {
-            group: {label: float(v) for label in labels if (v := _present(row.get(prefix + label))) is not None}
-            for group, (prefix, labels) in columns.groups().items()
+            group: {
+                label: kind(v)
+                for label, name in columns.names(group).items()
+                if (v := _present(row.get(name))) is not None
+            }
+            for group in GROUPS
+            for kind in [int if group == "samples" else float]
         }
         source = TrialSource.parse(str(row["source"]))
         ref = value["imported_from"]
@@ -353,7 +280,6 @@ class TrialRecord:
             source=source,
             imported_from=source.imported_from if ref is None else TrialRef.parse(ref),
             fidelity=None if value["fidelity"] is None else Fidelity.parse(value["fidelity"]),
-            samples=None if value["samples"] is None else int(value["samples"]),
             worker=_present(row.get("worker")),
             device=_present(row.get("device")),
             driver=value["driver"],

@@ -4,21 +4,22 @@ Optuna's storage holds the study state; this is a derived, flat, analysis-friend
 Each write goes to a temporary file that is fsynced and renamed over the old one, so a
 reader never sees a partial file. Several drivers of one study (``mergefront join``) share the
 files: a write holds an ``flock`` on ``.trials.lock`` and first rereads what the others wrote.
-Column layout (one flat column per weight and objective):
+Column layout (one flat column per value; names from ``optimizer.store.columns``, which SQL engines read unquoted):
 
-    trial, state, source, imported_from, weight.<label>..., knob.<knob>..., fidelity, score.<objective>...,
-    stderr.<objective>..., predicted.<objective>..., report.<task>..., report_stderr.<task>...,
-    samples, merge_seconds, swap_seconds, eval_seconds, worker, device, driver, started_at,
-    finished_at, error
+    run, trial, state, on_front, source, imported_from, weight__<label>..., knob__<knob>..., fidelity,
+    score__<objective>..., stderr__<objective>..., predicted__<objective>..., held_out__<task>...,
+    held_out_stderr__<task>..., samples__<objective>..., merge_seconds, swap_seconds, eval_seconds, worker, device,
+    driver, started_at, finished_at, error
 
+Rows are sorted by trial; ``on_front`` says whether the trial is on the front as of the last write.
 ``imported_from`` is ``<run>#<trial>`` for a trial a warm start imported (the run and trial that
 evaluated it; its ``source`` is the one it had there), null for a trial evaluated in this run.
 ``fidelity`` is ``full`` or ``screen:<n>`` (scores on a seeded subset of n examples per task);
-the front holds full-fidelity trials only. ``predicted.*`` are a surrogate's predictions for
-the trial, never measurements. ``report.*`` are the held-out tasks (the columns keep that task set's former
-name), scored for front trials only.
-Names and directions are kept in the Parquet schema metadata under ``mergefront``. The row itself (columns,
-states, fidelities, sources) is defined in ``optimizer.store.rows``; readers get a ``TrialTable``.
+the front holds full-fidelity trials only. ``predicted__*`` are a surrogate's predictions for
+the trial, never measurements. ``held_out__*`` are scored for front trials only; ``samples__*`` count the examples
+each objective was scored on. Files of older runs (dotted names, ``report.<task>``) still read, and a run that
+continues is rewritten in this layout. The row itself (states, fidelities, sources) is defined in
+``optimizer.store.rows``; readers get a ``TrialTable``.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ import pyarrow.parquet as pq
 from filelock import FileLock
 
 from evaluators.core.errors import ConfigError
+from optimizer.store.columns import LAYOUT, META_KEY, TIMINGS, Columns
 from optimizer.store.pareto import pareto_mask
-from optimizer.store.rows import TIMINGS, Columns, TrialRecord, TrialSource, TrialState
+from optimizer.store.rows import TrialRecord, TrialSource, TrialState
 
 TRIALS = "trials.parquet"
 FRONT = "front.parquet"
@@ -77,7 +79,7 @@ class TrialStore:
 
     def __init__(self, run_dir: Path, columns: Columns) -> None:
         self.run_dir = run_dir
-        self.columns = columns
+        self.columns = replace(columns, layout=LAYOUT)  # an older run's file is rewritten in today's layout
         self._schema = columns.schema()
         self._path = run_dir / TRIALS
         self._records: list[TrialRecord] = []
@@ -95,7 +97,7 @@ class TrialStore:
         return self._records
 
     def table(self) -> pa.Table:
-        """The records as an Arrow table in the run's schema."""
+        """The records as an Arrow table in the run's schema, sorted by trial, ``on_front`` as of the last write."""
         return self._table(self._records)
 
     def front(self) -> pa.Table:
@@ -134,7 +136,9 @@ class TrialStore:
         return self._update(add)
 
     def _table(self, records: Sequence[TrialRecord]) -> pa.Table:
-        return pa.Table.from_pylist([r.row(self.columns) for r in records], schema=self._schema)
+        front = {r.trial for r in self._front}
+        rows = [r.row(self.columns, r.trial in front) for r in sorted(records, key=lambda r: r.trial)]
+        return pa.Table.from_pylist(rows, schema=self._schema)
 
     def _locked(self) -> FileLock:
         """An exclusive ``flock`` on the run's lock file (the kernel releases it if the holder dies)."""
@@ -147,7 +151,10 @@ class TrialStore:
     def _refresh(self) -> None:
         """Reread the file when another driver replaced it since our last read or write."""
         if self._stat() != self._seen:
-            self._records = [TrialRecord.from_row(r, self.columns) for r in _read(self._path).to_pylist()]
+            table = _read(self._path)
+            # an older run's file reads in its own layout; one rewritten without our metadata, in this run's
+            stored = Columns.from_schema(table.schema) if META_KEY in (table.schema.metadata or {}) else self.columns
+            self._records = [TrialRecord.from_row(r, stored) for r in table.to_pylist()]
             self._seen = self._stat()
             self._front = front_of(self._records, self.columns)
 
@@ -158,9 +165,9 @@ class TrialStore:
             return self._write()
 
     def _write(self) -> pa.Table:
+        self._front = front_of(self._records, self.columns)
         _write_atomic(self.table(), self._path)
         self._seen = self._stat()
-        self._front = front_of(self._records, self.columns)
         front = self.front()
         _write_atomic(front, self.run_dir / FRONT)
         return front
@@ -178,7 +185,7 @@ class TrialTable:
     @classmethod
     def of(cls, columns: Columns, records: Sequence[TrialRecord]) -> TrialTable:
         """A table of ``records`` (as stored, without writing them)."""
-        rows = pa.Table.from_pylist([r.row(columns) for r in records], schema=columns.schema())
+        rows = pa.Table.from_pylist([r.row(columns, False) for r in records], schema=columns.schema())
         return cls(columns, rows.to_pandas())
 
     def __len__(self) -> int:
@@ -199,8 +206,8 @@ class TrialTable:
         return None if rows.empty else TrialRecord.from_row(rows.iloc[0].to_dict(), self.columns)
 
     def _group(self, group: str) -> pd.DataFrame:
-        prefix, labels = self.columns.groups()[group]
-        return self._frame[[prefix + label for label in labels]].set_axis(list(labels), axis=1)
+        names = self.columns.names(group)
+        return self._frame[list(names.values())].set_axis(list(names), axis=1)
 
     def scores(self) -> pd.DataFrame:
         """Objective values, one column per objective label."""
