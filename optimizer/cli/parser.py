@@ -254,12 +254,20 @@ def _viewing_commands(sub: Any) -> None:
     plot = sub.add_parser(
         "plot",
         help="plot the trials and the front",
-        description="Trials as points, the front as a line, baselines labelled; a scatter matrix for more than two objectives.",
+        description="Trials as points, the front as a line, front points labelled with their trial numbers and "
+        "baselines with member and trial number; the lower triangle of a scatter matrix for more than two objectives. "
+        "FILE.html is interactive (hover a point for its trial, weights and scores) and works offline.",
     )
     plot.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    plot.add_argument("--x", metavar="OBJECTIVE", help="objective on the x axis (with --y: one scatter of that pair)")
-    plot.add_argument("--y", metavar="OBJECTIVE", help="objective on the y axis")
-    plot.add_argument("--out", type=Path, required=True, help="FILE.png, or FILE.html (self-contained)")
+    plot.add_argument(
+        "--x",
+        metavar="MEASURE",
+        help="objective or held-out task on the x axis (give --y too); held-out scores exist for front trials only",
+    )
+    plot.add_argument("--y", metavar="MEASURE", help="objective or held-out task on the y axis (give --x too)")
+    plot.add_argument(
+        "--out", type=Path, required=True, help="FILE.png, .svg or .pdf (static), or FILE.html (interactive)"
+    )
     plot.set_defaults(func=commands._plot)
 
     report = sub.add_parser(
