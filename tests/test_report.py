@@ -3,6 +3,7 @@ are rendered in a real headless Chromium: a hover is opened and read back, the p
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import subprocess
@@ -195,7 +196,7 @@ def test_front_table_puts_search_and_held_out_side_by_side_and_marks_the_best() 
     ]
     table = TrialTable.of(columns, records)
     page = trials_table(table, measures(columns, {"h1": "maximize"}), Path("runs/my run"), "exp", "t")
-    heads = re.findall(r"<th[^>]*>([^<]*)</th>", page)
+    heads = [html.unescape(h).replace("\xa0", " ") for h in re.findall(r"<th[^>]*>([^<]*)</th>", page)]
     assert heads[2:] == ["search objectives", "held-out tasks", "acc1 ↑", "acc2 ↑", "ppl ↓", "mean ↑", "h1 ↑", "h2"]
     cells = [
         re.findall(r"<td( class='best')?>([^<]*)", row) for row in re.findall(r"<tr class='trial'>(.*?)</tr>", page)

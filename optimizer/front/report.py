@@ -23,7 +23,7 @@ h2 { margin-top: 1.6em; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 0.5em; }
 th, td { border: 1px solid #ddd; padding: 0.25em 0.5em; text-align: right; }
-th { background: #f3f3f3; font-weight: 600; overflow-wrap: anywhere; }
+th { background: #f3f3f3; font-weight: 600; }
 th.group { text-align: center; background: #e8ecf3; }
 td.number, td.source, th.left { text-align: left; white-space: nowrap; }
 td.number { font-weight: 600; vertical-align: top; }
@@ -31,7 +31,7 @@ td small { color: #777; margin-left: 0.2em; }
 td.best { font-weight: 700; background: #e3f4e1; }
 tr.detail td { text-align: left; font-size: 0.9em; color: #444; border-top: none; padding-bottom: 0.5em; }
 tr.detail b { font-weight: 600; color: #222; }
-tr.trial td { border-bottom: none; }
+tr.trial td:not(.number) { border-bottom: none; }
 code.export { display: block; margin-top: 0.2em; color: #555; font-size: 0.95em; user-select: all; overflow-wrap: anywhere; }
 .note { font-size: 0.85em; color: #555; margin: 0 0 1em; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; }

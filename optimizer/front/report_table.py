@@ -24,21 +24,26 @@ from optimizer.store.trials import TrialTable
 
 @dataclass(frozen=True)
 class ScoreColumn:
-    """One column of scores: its title, tooltip, direction (None: unknown, no best marked) and how to read a trial."""
+    """One column of scores: its label, tooltip, direction (None: unknown, no best marked) and how to read a trial."""
 
-    title: str
+    label: str
     tooltip: str
     direction: str | None
     value: Callable[[TrialRecord], float | None]
     stderr: Callable[[TrialRecord], float | None]
+
+    def header(self) -> str:
+        """The column's header cell: a long label may break after ``/`` or ``_``, never before its arrow."""
+        label = html.escape(self.label).replace("/", "/<wbr>").replace("_", "_<wbr>")
+        arrow = ARROWS.get(self.direction or "")
+        return f"<th title='{html.escape(self.tooltip)}'>{label}{'&nbsp;' + arrow if arrow else ''}</th>"
 
 
 def _measure_column(m: Measure) -> ScoreColumn:
     direction = {"maximize": "higher is better", "minimize": "lower is better"}.get(
         m.direction or "", "direction unknown"
     )
-    title = f"{m.label} {ARROWS.get(m.direction or '', '')}".strip()
-    return ScoreColumn(title, f"{m.title}: {direction}", m.direction, m.value, m.stderr)
+    return ScoreColumn(m.label, f"{m.title}: {direction}", m.direction, m.value, m.stderr)
 
 
 def _mean_column(group: Sequence[Measure]) -> list[ScoreColumn]:
@@ -52,7 +57,7 @@ def _mean_column(group: Sequence[Measure]) -> list[ScoreColumn]:
         return None if any(v is None for v in values) else math.fsum(v or 0.0 for v in values) / len(values)
 
     tooltip = f"mean of the maximised scores: {', '.join(m.label for m in kept)}"
-    return [ScoreColumn(f"mean {ARROWS['maximize']}", tooltip, "maximize", mean, lambda _: None)]
+    return [ScoreColumn("mean", tooltip, "maximize", mean, lambda _: None)]
 
 
 def score_groups(choices: Sequence[Measure]) -> list[tuple[str, list[ScoreColumn]]]:
@@ -93,15 +98,16 @@ def _detail(record: TrialRecord, table: TrialTable, run_dir: Path, name: str) ->
 
 
 def trials_table(table: TrialTable, choices: Sequence[Measure], run_dir: Path, name: str, table_id: str) -> str:
-    """``table``'s trials as an HTML table with two lines per trial (class ``trial``, then ``detail``)."""
-    groups = score_groups(choices)
+    """``table``'s trials as an HTML table with two lines per trial (class ``trial``, then ``detail``); a group none
+    of them has a score in (held-out tasks, among baselines off the front) is left out."""
     records = table.records()
+    groups = [(t, g) for t, g in score_groups(choices) if any(c.value(r) is not None for c in g for r in records)]
     flat = [c for _, group in groups for c in group]
     best = [_best(c, records) for c in flat]
     head = "<tr><th rowspan='2' class='left'>trial</th><th rowspan='2' class='left'>source</th>" + "".join(
         f"<th colspan='{len(group)}' class='group'>{html.escape(title)}</th>" for title, group in groups
     )
-    head += "</tr><tr>" + "".join(f"<th title='{html.escape(c.tooltip)}'>{html.escape(c.title)}</th>" for c in flat)
+    head += "</tr><tr>" + "".join(c.header() for c in flat)
     body = []
     for r in records:
         cells = "".join(_cell(c, r, b) for c, b in zip(flat, best, strict=True))
