@@ -1083,7 +1083,7 @@ CASES = [
     case(
         "plot-unsupported-suffix",
         command("plot", "{run}", "--out", "{tmp}/p.jpg"),
-        "--out {tmp}/p.jpg: use a .png or .html file name",
+        "--out {tmp}/p.jpg: use a .png, .svg, .pdf or .html file name",
         needs_run=True,
     ),
     case(
@@ -1094,8 +1094,28 @@ CASES = [
     ),
     case(
         "plot-unknown-objective",
-        command("plot", "{run}", "--x", "toy_revers/acc", "--out", "{tmp}/p.png"),
-        "--x: 'toy_revers/acc' is not an objective of this run (did you mean 'toy_reverse/acc'?)",
+        command("plot", "{run}", "--x", "toy_revers/acc", "--y", "toy_add/perplexity", "--out", "{tmp}/p.png"),
+        "--x: 'toy_revers/acc' is neither an objective nor a held-out task of this run (did you mean "
+        "'toy_reverse/acc'?); choices: toy_add/perplexity, toy_reverse/acc",
+        needs_run=True,
+    ),
+    case(
+        "plot-x-without-y",
+        command("plot", "{run}", "--x", "toy_reverse/acc", "--out", "{tmp}/p.html"),
+        "--x needs --y: name the measure of each axis; choices: toy_add/perplexity, toy_reverse/acc",
+        needs_run=True,
+    ),
+    case(
+        "plot-y-without-x",
+        command("plot", "{run}", "--y", "toy_reverse/acc", "--out", "{tmp}/p.svg"),
+        "--y needs --x",
+        needs_run=True,
+    ),
+    case(
+        "plot-one-measure-on-both-axes",
+        command("plot", "{run}", "--x", "toy_reverse/acc", "--y", "toy_reverse/acc", "--out", "{tmp}/p.pdf"),
+        "--x and --y are both 'toy_reverse/acc': plot two different measures; choices: toy_add/perplexity, "
+        "toy_reverse/acc",
         needs_run=True,
     ),
     case(

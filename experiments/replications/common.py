@@ -26,7 +26,7 @@ from evaluators.merge import MergePoint, MergeSpec
 from evaluators.pool import load_pool
 from evaluators.worker import Worker
 from optimizer.experiment.config import load_experiment
-from optimizer.front.plots import save_figure  # also selects matplotlib's file-only backend
+from optimizer.front.plots import save_static  # also selects matplotlib's file-only backend
 from optimizer.store.rows import TrialSource
 from optimizer.store.trials import TRIALS, read_trials
 
@@ -207,7 +207,7 @@ def write_results(run_dir: Path, markdown: str, figure: Figure) -> tuple[Path, P
     """``results.md`` and ``results.png`` in the run directory."""
     md, png = run_dir / "results.md", run_dir / "results.png"
     md.write_text(markdown.rstrip() + "\n")
-    save_figure(figure, png, run_dir.name)
+    save_static(figure, png)
     return md, png
 
 

@@ -175,12 +175,19 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from optimizer.front.plots import check_output_file, front_figure, save_figure
+    from optimizer.front.interactive import front_plotly, write_plot_page
+    from optimizer.front.measures import chosen_pairs, measures
+    from optimizer.front.plots import STATIC, check_output_file, save_static, static_figure
     from optimizer.store.trials import FRONT, TRIALS, read_trials
 
-    check_output_file(args.out, (".png", ".html"))
+    check_output_file(args.out, (*STATIC, ".html"))
     front, trials = read_trials(args.run_dir, FRONT), read_trials(args.run_dir, TRIALS)
-    save_figure(front_figure(trials, front, args.x, args.y), args.out, f"Pareto front of {args.run_dir}")
+    choices = measures(trials.columns)
+    pairs = chosen_pairs(choices, args.x, args.y)
+    if args.out.suffix == ".html":
+        write_plot_page(front_plotly(trials, front, pairs, choices), args.out, f"Pareto front of {args.run_dir}")
+    else:
+        save_static(static_figure(trials, front, pairs), args.out)
     print(f"wrote {args.out}")
     return 0
 

@@ -4,8 +4,6 @@ bad values (one line and exit code 2, like any other bad input)."""
 from __future__ import annotations
 
 import argparse
-import math
-import struct
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
@@ -15,9 +13,9 @@ from evaluators.core.errors import ConfigError
 from evaluators.core.registry import did_you_mean
 from optimizer.cli import commands
 from optimizer.cli.parameter_flags import add_parameter_flags
+from optimizer.cli.values import positive, weights
 
 DEFAULT_EXPERIMENT = Path("experiments/toy.yaml")
-FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32: merges are computed in float32
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,54 +47,6 @@ class _Parser(argparse.ArgumentParser):
             options = [o for action in self._actions for o in action.option_strings]
             self.error(f"unrecognized arguments: {' '.join(extra)}{did_you_mean(extra[0].split('=')[0], options)}")
         return namespace, extra
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _finite(name: str, value: str, weight: float) -> float:
-    """A weight the float32 merge can use; anything else would write a non-finite model."""
-    if math.isnan(weight):
-        raise argparse.ArgumentTypeError(f"{name}={value} is not a number; give each weight as a finite number")
-    if math.isinf(weight):
-        raise argparse.ArgumentTypeError(f"{name}={value} is infinite; give each weight as a finite number")
-    if abs(weight) > FLOAT32_MAX:
-        raise argparse.ArgumentTypeError(
-            f"{name}={value} is beyond float32's range (±{FLOAT32_MAX:.1e}), in which the merge is computed; give a smaller weight"
-        )
-    if weight != 0 and struct.unpack("f", struct.pack("f", weight))[0] == 0:
-        raise argparse.ArgumentTypeError(
-            f"{name}={value} rounds to 0 in float32, in which the merge is computed; give 0 or a weight of at least 1.4e-45"
-        )
-    return weight
-
-
-def _weights(text: str) -> dict[str, float]:
-    """``name=w,name=w`` into a mapping. argparse refuses (exit 2) a malformed pair, a name given twice (which value
-    would be meant?), a weight that is not a finite float32, and all weights 0 (a model of none of the members)."""
-    out: dict[str, float] = {}
-    for pair in text.split(","):
-        name, sep, value = (part.strip() for part in pair.partition("="))
-        try:
-            weight = float(value)
-        except ValueError:
-            sep = ""
-        if not sep or not name:
-            raise argparse.ArgumentTypeError(f"'{pair}' is not name=weight (e.g. --weights add=0.6,sort=0.4)")
-        if name in out:
-            raise argparse.ArgumentTypeError(
-                f"'{name}' is given twice ({out[name]:g} and {weight:g}); give each member once"
-            )
-        out[name] = _finite(name, value, weight)
-    if not any(out.values()):
-        raise argparse.ArgumentTypeError(
-            "every weight is 0, so the merge would hold none of the members; give at least one member a nonzero weight"
-        )
-    return out
 
 
 def _driver_args(parser: argparse.ArgumentParser) -> None:
@@ -201,10 +151,10 @@ def _search_command(sub: Any) -> None:
         default=DEFAULT_EXPERIMENT,
         help=f"experiment YAML (default {DEFAULT_EXPERIMENT})",
     )
-    search.add_argument("--trials", type=_positive, help="override the experiment's trial budget")
-    search.add_argument("--workers", type=_positive, help="override the experiment's worker count")
+    search.add_argument("--trials", type=positive, help="override the experiment's trial budget")
+    search.add_argument("--workers", type=positive, help="override the experiment's worker count")
     search.add_argument("--device", help="override the workers' device: cpu, cuda or cuda:N (one worker per GPU)")
-    search.add_argument("--threads", type=_positive, help="override the torch CPU threads (and Ray CPUs) per worker")
+    search.add_argument("--threads", type=positive, help="override the torch CPU threads (and Ray CPUs) per worker")
     search.add_argument("--name", help="run name (default: the experiment's name)")
     search.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs/)")
     search.add_argument("--overwrite", action="store_true", help="replace an existing run directory of the same name")
@@ -230,7 +180,7 @@ def _continuing_commands(sub: Any) -> None:
         "settled from Parquet or re-queued; the budget counts the trials already evaluated.",
     )
     resume.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    resume.add_argument("--trials", type=_positive, help="raise (or set) the trial budget")
+    resume.add_argument("--trials", type=positive, help="raise (or set) the trial budget")
     _driver_args(resume)
     _run_files_args(resume)
     resume.set_defaults(func=commands._resume)
@@ -256,10 +206,10 @@ def _continuing_commands(sub: Any) -> None:
     )
     watch.add_argument("experiment", type=Path, help="experiment YAML")
     watch.add_argument("--once", action="store_true", help="poll once and exit (for cron or a systemd timer)")
-    watch.add_argument("--interval", type=_positive, default=600, help="seconds between polls (default 600)")
+    watch.add_argument("--interval", type=positive, default=600, help="seconds between polls (default 600)")
     watch.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs/)")
     watch.add_argument(
-        "--trials-per-member", type=_positive, default=10, help="new trials per added or changed member (default 10)"
+        "--trials-per-member", type=positive, default=10, help="new trials per added or changed member (default 10)"
     )
     _driver_args(watch)
     _storage_arg(watch)
@@ -280,12 +230,20 @@ def _viewing_commands(sub: Any) -> None:
     plot = sub.add_parser(
         "plot",
         help="plot the trials and the front",
-        description="Trials as points, the front as a line, baselines labelled; a scatter matrix for more than two objectives.",
+        description="Trials as points, the front as a line, front points labelled with their trial numbers and "
+        "baselines with member and trial number; the lower triangle of a scatter matrix for more than two objectives. "
+        "FILE.html is interactive (hover a point for its trial, weights and scores) and works offline.",
     )
     plot.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    plot.add_argument("--x", metavar="OBJECTIVE", help="objective on the x axis (with --y: one scatter of that pair)")
-    plot.add_argument("--y", metavar="OBJECTIVE", help="objective on the y axis")
-    plot.add_argument("--out", type=Path, required=True, help="FILE.png, or FILE.html (self-contained)")
+    plot.add_argument(
+        "--x",
+        metavar="MEASURE",
+        help="objective or held-out task on the x axis (give --y too); held-out scores exist for front trials only",
+    )
+    plot.add_argument("--y", metavar="MEASURE", help="objective or held-out task on the y axis (give --x too)")
+    plot.add_argument(
+        "--out", type=Path, required=True, help="FILE.png, .svg or .pdf (static), or FILE.html (interactive)"
+    )
     plot.set_defaults(func=commands._plot)
 
     report = sub.add_parser(
@@ -304,7 +262,7 @@ def _viewing_commands(sub: Any) -> None:
     )
     dashboard.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    dashboard.add_argument("--port", type=_positive, default=8080, help="port (default 8080)")
+    dashboard.add_argument("--port", type=positive, default=8080, help="port (default 8080)")
     dashboard.set_defaults(func=commands._dashboard)
 
 
@@ -331,7 +289,7 @@ def _model_commands(sub: Any) -> None:
         "--pool", type=Path, default=Path("checkpoints.yaml"), help="pool YAML (default checkpoints.yaml)"
     )
     merge.add_argument("--method", default="linear", help="merge method (default linear)")
-    merge.add_argument("--weights", type=_weights, required=True, help="name=w,name=w (members left out get 0)")
+    merge.add_argument("--weights", type=weights, required=True, help="name=w,name=w (members left out get 0)")
     merge.extend = add_parameter_flags  # --lambda, --density, --drop, --seed, --t: from the methods' declarations
     _model_output_args(merge)
     _allow_pickle_arg(merge)

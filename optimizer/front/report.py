@@ -1,7 +1,8 @@
-"""One self-contained HTML page about a run: front plot, front table, front weights, baselines, metadata, cost.
+"""One self-contained HTML page about a run: metadata and cost, the interactive front plot, the front table, the
+front's weights and the baselines.
 
-Everything is inline (SVG figures, CSS), with no script and no CDN, so the page works offline and
-can be mailed or attached to a model card.
+plotly.js is inlined once and the CSS is inline, so the page works offline and can be mailed or attached to a
+model card. The tables fit a 1280 px wide page; a run with very many measures scrolls its table, not the page.
 """
 
 from __future__ import annotations
@@ -9,44 +10,40 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import pandas as pd
-
-from optimizer.front.plots import front_figure, svg
-from optimizer.front.table import table_frame
+from optimizer.front.interactive import figure_div, front_plotly, plotly_script, weights_plotly
+from optimizer.front.measures import Measure, chosen_pairs, measures
+from optimizer.front.report_table import trials_table
 from optimizer.run.directory import RunMeta, read_meta
 from optimizer.store.rows import TrialState
 from optimizer.store.trials import FRONT, TRIALS, TrialTable, read_trials
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th { background: #f3f3f3; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; padding: 0 1.5em; max-width: 76em; color: #222; }
+h2 { margin-top: 1.6em; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 0.5em; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.5em; text-align: right; }
+th { background: #f3f3f3; font-weight: 600; }
+th.group { text-align: center; background: #e8ecf3; }
+td.number, td.source, th.left { text-align: left; white-space: nowrap; }
+td.number { font-weight: 600; vertical-align: top; }
+td small { color: #777; margin-left: 0.2em; }
+td.best { font-weight: 700; background: #e3f4e1; }
+tr.detail td { text-align: left; font-size: 0.9em; color: #444; border-top: none; padding-bottom: 0.5em; }
+tr.detail b { font-weight: 600; color: #222; }
+tr.trial td:not(.number) { border-bottom: none; }
+code.export { display: block; margin-top: 0.2em; color: #555; font-size: 0.95em; user-select: all; overflow-wrap: anywhere; }
+.note { font-size: 0.85em; color: #555; margin: 0 0 1em; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; }
 dt { font-weight: 600; }
+dd { margin: 0; overflow-wrap: anywhere; }
 """
-
-
-def _weights_figure(front: TrialTable) -> str:
-    """Stacked horizontal bars: one bar per front trial, one colour per weight label."""
-    columns, weights = front.columns, front.weights()
-    fig, ax = plt.subplots(figsize=(8, 0.35 * len(front) + 1.2))
-    left = pd.Series(0.0, index=range(len(front)))
-    names = [f"trial {t}" for t in front.numbers]
-    for label in columns.weights:
-        values = weights[label].fillna(0.0).clip(lower=0.0).reset_index(drop=True)
-        ax.barh(names, values, left=left, label=label)
-        left += values
-    ax.set_xlabel("weight (negative box weights are not drawn)")
-    ax.invert_yaxis()
-    ax.legend(
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.25 if len(front) < 4 else -0.08),
-        ncol=min(6, len(columns.weights)),
-        fontsize=8,
-    )
-    return svg(fig)
+NOTE = (
+    "Per trial: scores ± standard error; <b>bold on green</b>: the best of its column (↑ highest, ↓ lowest). "
+    "mean ↑: the mean of the group's maximised scores (a minimised, perplexity-like score is on another scale and "
+    "left out). Below each trial: its weights and the command that exports it as a model directory. "
+    "Held-out tasks are scored for front trials only."
+)
 
 
 def _metadata(run_dir: Path, meta: RunMeta, trials: TrialTable, front: TrialTable) -> str:
@@ -68,25 +65,34 @@ def _metadata(run_dir: Path, meta: RunMeta, trials: TrialTable, front: TrialTabl
     )
 
 
+def _front_plot(trials: TrialTable, front: TrialTable, choices: list[Measure]) -> str:
+    """The plot ``mergefront plot`` draws by default; a run with one objective has none (no pair to plot)."""
+    if len(trials.columns.objectives) < 2:
+        return "<p>One objective: no trade-off to plot.</p>"
+    return figure_div(front_plotly(trials, front, chosen_pairs(choices, None, None), choices), "front-plot")
+
+
 def write_report(run_dir: Path, out: Path) -> None:
     """Write the run's HTML page to ``out``, from ``run_dir``'s stored tables and ``run.json`` (no study is opened)."""
     meta = read_meta(run_dir)
     front = read_trials(run_dir, FRONT).sorted_by(None)
     trials = read_trials(run_dir, TRIALS)
     baselines = trials.complete().baselines()
+    choices = measures(trials.columns)
     title = f"mergefront run '{meta.name}'"
     parts = [
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{STYLE}</style>{plotly_script()}</head><body>",
         f"<h1>{html.escape(title)}</h1>",
         _metadata(run_dir, meta, trials, front),
-        "<h2>Trade-offs</h2>",
-        f"<figure id='front-plot'>{svg(front_figure(trials, front))}</figure>",
-        f"<h2>Pareto front ({len(front)} trials)</h2>",
-        table_frame(front).to_html(index=False, table_id="front-table", border=0),
+        "<h2>Trade-offs</h2><p class='note'>Hover a point for its trial, weights and scores; drag to zoom.</p>",
+        _front_plot(trials, front, choices),
+        f"<h2>Pareto front ({len(front)} trials)</h2><p class='note'>{NOTE}</p>",
+        f"<div class='scroll'>{trials_table(front, choices, run_dir, meta.name, 'front-table')}</div>",
         "<h2>Weights of the front</h2>",
-        f"<figure id='front-weights'>{_weights_figure(front)}</figure>",
+        figure_div(weights_plotly(front), "front-weights"),
         "<h2>Baselines</h2>",
-        table_frame(baselines).to_html(index=False, table_id="baselines-table", border=0),
+        f"<div class='scroll'>{trials_table(baselines, choices, run_dir, meta.name, 'baselines-table')}</div>",
         "</body></html>",
     ]
     out.write_text("\n".join(parts))

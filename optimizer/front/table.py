@@ -21,7 +21,8 @@ def _float(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
-def _score(value: float | None, stderr: float | None) -> str:
+def score_text(value: float | None, stderr: float | None) -> str:
+    """``0.812±0.021``, ``0.812`` without a standard error, ``-`` without a value."""
     if _number(value) is None:
         return "-"
     if _number(stderr) is None:
@@ -55,8 +56,8 @@ def table_frame(table: TrialTable) -> pd.DataFrame:
         row.update({names[k]: f"{_float(r.knobs.get(k)):.3f}" for k in columns.knobs})
         if screened:
             row["fidelity"] = None if r.fidelity is None else str(r.fidelity)
-        row.update({o: _score(r.scores.get(o), r.stderr.get(o)) for o in columns.objectives})
-        row.update({f"report:{t}": _score(r.held_out.get(t), r.held_out_stderr.get(t)) for t in columns.held_out})
+        row.update({o: score_text(r.scores.get(o), r.stderr.get(o)) for o in columns.objectives})
+        row.update({f"report:{t}": score_text(r.held_out.get(t), r.held_out_stderr.get(t)) for t in columns.held_out})
         rows.append(row)
     arrows = {
         o: f"{o} {'↑' if d == 'maximize' else '↓'}" for o, d in zip(columns.objectives, columns.directions, strict=True)
