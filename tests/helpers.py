@@ -232,6 +232,19 @@ ARC_ROW = {
     "choices": {"text": ["red", "dog"], "label": ["A", "B"]},
     "answerKey": "A",
 }
+ARC_ROWS = [  # the second as long as ARC's questions are, more characters than the toy models' 64 positions
+    ARC_ROW,
+    {
+        "id": "q2",
+        "question": "Two cups of water stand in the sun, one narrow and one wide. Why does the wide one dry out first?",
+        "choices": {
+            "text": ["More of its water touches the air.", "It holds more water.", "It is colder.", "It is taller."],
+            "label": ["A", "B", "C", "D"],
+        },
+        "answerKey": "A",
+    },
+]
+ARC_SPLITS = ("train", "validation", "test")  # allenai/ai2_arc's, in each config
 
 
 def cache_hub_dataset(datasets_cache: Path, repo: str, config: str, rows: list[dict], splits: Sequence[str]) -> Path:

@@ -16,10 +16,9 @@ from evaluators.core.errors import ConfigError
 from evaluators.scoring.datasets import TaskDataset
 from evaluators.scoring.tasks import TaskLibrary, lm_eval_tasks
 from optimizer.cli import main
-from tests.helpers import ARC_ROW, cache_hub_dataset
+from tests.helpers import ARC_ROW, ARC_ROWS, ARC_SPLITS, cache_hub_dataset
 
 ARC = "allenai/ai2_arc"
-SPLITS = ("train", "validation", "test")
 FETCH = "mergefront tasks fetch exp.yaml"
 
 
@@ -30,7 +29,7 @@ def test_a_cached_dataset_passes_the_check_and_lm_eval_reads_it_offline(hf_cache
     [dataset] = library.datasets("arc_easy")
     assert (dataset.task, dataset.path, dataset.name, dataset.kwargs) == ("arc_easy", ARC, "ARC-Easy", {})
     assert dataset.offline_problem() is not None
-    cache_hub_dataset(hf_cache, ARC, "ARC-Easy", [ARC_ROW, {**ARC_ROW, "id": "q2"}], SPLITS)
+    cache_hub_dataset(hf_cache, ARC, "ARC-Easy", ARC_ROWS, ARC_SPLITS)
     assert dataset.offline_problem() is None
     library.check_datasets("arc_easy", FETCH)
     task = lm_eval_tasks().load(["arc_easy"])["tasks"]["arc_easy"]
@@ -42,7 +41,7 @@ def test_another_config_of_the_dataset_in_the_cache_is_refused_as_lm_eval_would_
     its module saw, so the workers failed after the run started) but not that config, and neither does lm-eval."""
     from datasets.load import dataset_module_factory
 
-    cache_hub_dataset(hf_cache, ARC, "ARC-Easy", [ARC_ROW], SPLITS)
+    cache_hub_dataset(hf_cache, ARC, "ARC-Easy", [ARC_ROW], ARC_SPLITS)
     dataset_module_factory(ARC)  # the repository is found ...
     with pytest.raises(ConfigError) as refused:
         TaskLibrary(None, builtin=True).check_datasets("arc_challenge", FETCH)
@@ -86,7 +85,7 @@ def test_a_name_s_datasets_are_those_lm_eval_s_factory_builds(name: str) -> None
 
 
 def test_a_group_is_refused_for_the_first_of_its_tasks_whose_dataset_is_missing(hf_cache: Path) -> None:
-    cache_hub_dataset(hf_cache, ARC, "ARC-Easy", [ARC_ROW], SPLITS)
+    cache_hub_dataset(hf_cache, ARC, "ARC-Easy", [ARC_ROW], ARC_SPLITS)
     with pytest.raises(ConfigError, match=r"^task 'ai2_arc' \(its task 'arc_challenge'\) reads dataset"):
         TaskLibrary(None, builtin=True).check_datasets("ai2_arc", FETCH)
 
@@ -111,8 +110,8 @@ def _fake_download(hf_cache: Path, calls: list[tuple[str, str | None]]) -> Any:
 
     def load_dataset(path: str, name: str | None = None, **kwargs: Any) -> Any:
         calls.append((path, name))
-        folder = cache_hub_dataset(hf_cache, path, str(name), [ARC_ROW, {**ARC_ROW, "id": "q2"}], SPLITS)
-        return SimpleNamespace(num_rows={split: 2 for split in SPLITS}, folder=folder)
+        folder = cache_hub_dataset(hf_cache, path, str(name), ARC_ROWS, ARC_SPLITS)
+        return SimpleNamespace(num_rows={split: 2 for split in ARC_SPLITS}, folder=folder)
 
     return load_dataset
 

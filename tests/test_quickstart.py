@@ -2,7 +2,9 @@
 `syntax`; every block is checked without running it (``bash -n``, each ``mergefront`` command line parsed,
 each YAML file it writes parsed and each experiment validated by the schema), and the `run` blocks run,
 in a fresh directory where the tiny toy pool stands in for the repository's ``toy/``, with a
-``mergefront`` on the PATH that is this checkout's."""
+``mergefront`` on the PATH that is this checkout's. A `run` block marked ``fetches TASK`` downloads that built-in
+task's dataset (``mergefront tasks fetch``); with no network here, it runs without its fetch line, before and after a
+prepared copy of the dataset is written where the download would leave it."""
 
 from __future__ import annotations
 
@@ -21,19 +23,25 @@ import yaml
 from evaluators.core.config import validate
 from optimizer.cli.parser import build_parser
 from optimizer.experiment.config import Experiment
+from tests.helpers import ARC_ROWS, ARC_SPLITS, cache_hub_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-MARKER = re.compile(r"<!-- quickstart: (run|syntax)(?:; makes ([^>]*?))? -->")
+MARKER = re.compile(r"<!-- quickstart: (run|syntax)(?:; fetches (\S+))?(?:; makes ([^>]*?))? -->")
 HEREDOC = re.compile(r"^cat > (\S+) <<'EOF'\n(.*?)^EOF$", re.MULTILINE | re.DOTALL)
+FETCH = re.compile(r"^mergefront tasks fetch .*\n", re.MULTILINE)
+# the built-in tasks whose fetch the test stands in for: cache_hub_dataset's arguments for a prepared copy
+PREPARED = {"arc_easy": ("allenai/ai2_arc", "ARC-Easy", ARC_ROWS, ARC_SPLITS)}
 
 
 @dataclass(frozen=True)
 class Block:
-    """One fenced block of the section: the heading it is under, its marker's kind (None: unmarked), the
-    files its marker says it makes (relative to where it runs), its language and its text."""
+    """One fenced block of the section: the heading it is under, its marker's kind (None: unmarked), the built-in
+    task whose dataset it fetches, the files its marker says it makes (relative to where it runs), its language and
+    its text."""
 
     title: str
     kind: str | None
+    fetches: str | None
     makes: tuple[str, ...]
     language: str
     code: str
@@ -49,8 +57,9 @@ def quick_starts(readme: Path = REPO / "README.md") -> list[Block]:
         if fence is not None:
             if line.startswith("```"):
                 marker = MARKER.fullmatch(previous)
-                kind, makes = (marker[1], tuple((marker[2] or "").split())) if marker else (None, ())
-                blocks.append(Block(title, kind, makes, fence[0], "\n".join(fence[1]) + "\n"))
+                kind, fetches, makes = marker.groups() if marker else (None, None, None)
+                code = "\n".join(fence[1]) + "\n"
+                blocks.append(Block(title, kind, fetches, tuple((makes or "").split()), fence[0], code))
                 fence, previous = None, ""
             else:
                 fence[1].append(line)
@@ -71,9 +80,12 @@ def test_every_quick_start_block_is_marked() -> None:
     assert not unmarked, f"blocks without a <!-- quickstart: run|syntax --> line before them: {unmarked}"
     assert all(b.language == "sh" for b in BLOCKS), [(b.title, b.language) for b in BLOCKS]
     run = {b.title for b in BLOCKS if b.kind == "run"}
-    assert {"Your own checkpoints", "Your own task"} <= run
+    assert {"Your own checkpoints", "Your own task", "A built-in lm-eval task"} <= run
     assert {"On a GPU", "On a Ray cluster"} <= {b.title for b in BLOCKS if b.kind == "syntax"}
     assert all(b.makes for b in BLOCKS if b.kind == "run"), "a run block's marker names the files it makes"
+    fetching = {b.title: b.fetches for b in BLOCKS if b.kind == "run" and FETCH.search(b.code)}
+    assert fetching == {b.title: b.fetches for b in BLOCKS if b.fetches}, "a run block that fetches is marked so"
+    assert set(fetching.values()) <= PREPARED.keys(), "the test has no prepared copy of a fetched task's dataset"
 
 
 def _commands(code: str) -> list[list[str]]:
@@ -117,12 +129,10 @@ def _workspace(tiny_pool: Path, root: Path) -> tuple[Path, dict[str, str]]:
     return work, {**os.environ, "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": path}
 
 
-@pytest.mark.e2e
-@pytest.mark.parametrize("block", [b for b in BLOCKS if b.kind == "run"], ids=lambda b: b.title)
-def test_quick_start_runs(block: Block, tiny_pool: Path, tmp_path: Path) -> None:
-    work, env = _workspace(tiny_pool, tmp_path)
+def _run(code: str, work: Path, env: dict[str, str], expected: int = 0) -> subprocess.CompletedProcess[str]:
+    """A block's code as pasted into a shell that stops at the first failure; its exit code must be ``expected``."""
     done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", block.code],
+        ["bash", "-euo", "pipefail", "-c", code],
         check=False,
         cwd=work,
         env=env,
@@ -130,6 +140,26 @@ def test_quick_start_runs(block: Block, tiny_pool: Path, tmp_path: Path) -> None
         text=True,
         timeout=1200,
     )
-    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == expected, f"exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b.kind == "run"], ids=lambda b: b.title)
+def test_quick_start_runs(block: Block, tiny_pool: Path, tmp_path: Path, hf_cache: Path) -> None:
+    """Each run block in its own empty Hugging Face caches (``hf_cache``). A block that fetches runs offline without
+    its fetch line: the search stops with exit 2 and the block's own fetch command, and once a prepared copy of the
+    dataset lies where the download would leave it, the block runs through."""
+    work, env = _workspace(tiny_pool, tmp_path)
+    if block.fetches is None:
+        done = _run(block.code, work, env)
+    else:
+        [fetch] = FETCH.findall(block.code)
+        offline = block.code.replace(fetch, "")
+        refused = _run(offline, work, env, expected=2)
+        command = " ".join(shlex.split(fetch, comments=True))
+        assert refused.stderr.rstrip().endswith(f"on a machine with network: {command}"), refused.stderr[-3000:]
+        cache_hub_dataset(hf_cache, *PREPARED[block.fetches])
+        done = _run(offline, work, env)
     missing = [f for f in block.makes if not (work / f).is_file() or not (work / f).stat().st_size]
     assert not missing, f"the block did not make {missing}\n{done.stdout[-3000:]}"
