@@ -4,6 +4,8 @@ in conftest.py; tests/park.py parks a driver on Ray."""
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 import torch
+from huggingface_hub.file_download import repo_folder_name
 from safetensors.torch import load_file
 
 from evaluators.backends import BackendSpec
@@ -267,3 +270,19 @@ def cache_hub_dataset(datasets_cache: Path, repo: str, config: str, rows: list[d
         builder = Json(cache_dir=scratch, dataset_name=name, config_name=config, data_files=files)
         builder.download_and_prepare(output_dir=str(out))
     return out
+
+
+def cache_model(cache: Path, repo_id: str, source: Path) -> Path:
+    """Put the model directory ``source`` into the hub cache ``cache`` as ``repo_id`` at a made-up commit."""
+    repo = cache / repo_folder_name(repo_id=repo_id, repo_type="model")
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    for file in source.iterdir():
+        blob = repo / "blobs" / hashlib.sha256(file.read_bytes()).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(file, blob)
+        link = repo / "snapshots" / commit / file.name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(Path("..", "..", "blobs", blob.name))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return repo / "snapshots" / commit

@@ -5,7 +5,6 @@ directory exists."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -14,28 +13,11 @@ import huggingface_hub.constants
 import pytest
 import torch
 import yaml
-from huggingface_hub.file_download import repo_folder_name
 
 from optimizer.cli import main
-from tests.helpers import safetensors_dir, write_experiment
+from tests.helpers import cache_model, safetensors_dir, write_experiment
 
 REPO = "toy-org/add"
-
-
-def cache_model(cache: Path, repo_id: str, source: Path) -> Path:
-    """Put the model directory ``source`` into the hub cache ``cache`` as ``repo_id`` at a made-up commit."""
-    repo = cache / repo_folder_name(repo_id=repo_id, repo_type="model")
-    commit = hashlib.sha1(repo_id.encode()).hexdigest()
-    for file in source.iterdir():
-        blob = repo / "blobs" / hashlib.sha256(file.read_bytes()).hexdigest()
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(file, blob)
-        link = repo / "snapshots" / commit / file.name
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(Path("..", "..", "blobs", blob.name))
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-    return repo / "snapshots" / commit
 
 
 @pytest.fixture

@@ -23,12 +23,15 @@ import yaml
 from evaluators.core.config import validate
 from optimizer.cli.parser import build_parser
 from optimizer.experiment.config import Experiment
-from tests.helpers import ARC_ROWS, ARC_SPLITS, cache_hub_dataset
+from tests.helpers import ARC_ROWS, ARC_SPLITS, cache_hub_dataset, cache_model
 
 REPO = Path(__file__).resolve().parents[1]
-MARKER = re.compile(r"<!-- quickstart: (run|syntax)(?:; fetches (\S+))?(?:; makes ([^>]*?))? -->")
+MARKER = re.compile(
+    r"<!-- quickstart: (run|syntax)(?:; fetches (\S+))?(?:; downloads ([^;>]+?))?(?:; makes ([^>]*?))? -->"
+)
 HEREDOC = re.compile(r"^cat > (\S+) <<'EOF'\n(.*?)^EOF$", re.MULTILINE | re.DOTALL)
 FETCH = re.compile(r"^mergefront tasks fetch .*\n", re.MULTILINE)
+DOWNLOAD = re.compile(r"^hf download (\S+).*\n", re.MULTILINE)
 # the built-in tasks whose fetch the test stands in for: cache_hub_dataset's arguments for a prepared copy
 PREPARED = {"arc_easy": ("allenai/ai2_arc", "ARC-Easy", ARC_ROWS, ARC_SPLITS)}
 
@@ -36,12 +39,13 @@ PREPARED = {"arc_easy": ("allenai/ai2_arc", "ARC-Easy", ARC_ROWS, ARC_SPLITS)}
 @dataclass(frozen=True)
 class Block:
     """One fenced block of the section: the heading it is under, its marker's kind (None: unmarked), the built-in
-    task whose dataset it fetches, the files its marker says it makes (relative to where it runs), its language and
-    its text."""
+    task whose dataset it fetches, the model repos it downloads, the files its marker says it makes (relative to
+    where it runs), its language and its text."""
 
     title: str
     kind: str | None
     fetches: str | None
+    downloads: tuple[str, ...]
     makes: tuple[str, ...]
     language: str
     code: str
@@ -57,9 +61,10 @@ def quick_starts(readme: Path = REPO / "README.md") -> list[Block]:
         if fence is not None:
             if line.startswith("```"):
                 marker = MARKER.fullmatch(previous)
-                kind, fetches, makes = marker.groups() if marker else (None, None, None)
+                kind, fetches, downloads, makes = marker.groups() if marker else (None, None, None, None)
                 code = "\n".join(fence[1]) + "\n"
-                blocks.append(Block(title, kind, fetches, tuple((makes or "").split()), fence[0], code))
+                files = tuple((downloads or "").split()), tuple((makes or "").split())
+                blocks.append(Block(title, kind, fetches, *files, fence[0], code))
                 fence, previous = None, ""
             else:
                 fence[1].append(line)
@@ -86,6 +91,9 @@ def test_every_quick_start_block_is_marked() -> None:
     fetching = {b.title: b.fetches for b in BLOCKS if b.kind == "run" and FETCH.search(b.code)}
     assert fetching == {b.title: b.fetches for b in BLOCKS if b.fetches}, "a run block that fetches is marked so"
     assert set(fetching.values()) <= PREPARED.keys(), "the test has no prepared copy of a fetched task's dataset"
+    assert "Members by repo id" in run
+    for b in BLOCKS:  # a block's download lines are the repos its marker names
+        assert tuple(DOWNLOAD.findall(b.code)) == b.downloads, b.title
 
 
 def _commands(code: str) -> list[list[str]]:
@@ -149,11 +157,11 @@ def _run(code: str, work: Path, env: dict[str, str], expected: int = 0) -> subpr
 def test_quick_start_runs(block: Block, tiny_pool: Path, tmp_path: Path, hf_cache: Path) -> None:
     """Each run block in its own empty Hugging Face caches (``hf_cache``). A block that fetches runs offline without
     its fetch line: the search stops with exit 2 and the block's own fetch command, and once a prepared copy of the
-    dataset lies where the download would leave it, the block runs through."""
+    dataset lies where the download would leave it, the block runs through; one that downloads model repos runs
+    without its `hf download` lines: it stops with exit 2 and the download command, and runs once the toy members lie
+    in the hub cache under those ids."""
     work, env = _workspace(tiny_pool, tmp_path)
-    if block.fetches is None:
-        done = _run(block.code, work, env)
-    else:
+    if block.fetches is not None:
         [fetch] = FETCH.findall(block.code)
         offline = block.code.replace(fetch, "")
         refused = _run(offline, work, env, expected=2)
@@ -161,5 +169,14 @@ def test_quick_start_runs(block: Block, tiny_pool: Path, tmp_path: Path, hf_cach
         assert refused.stderr.rstrip().endswith(f"on a machine with network: {command}"), refused.stderr[-3000:]
         cache_hub_dataset(hf_cache, *PREPARED[block.fetches])
         done = _run(offline, work, env)
+    elif block.downloads:
+        offline = DOWNLOAD.sub("", block.code)
+        refused = _run(offline, work, env, expected=2)
+        assert f"hf download {block.downloads[0]}" in refused.stderr, refused.stderr[-3000:]
+        for repo in block.downloads:  # the toy member of the id's name, where `hf download` would leave it
+            cache_model(Path(env["HF_HUB_CACHE"]), repo, tiny_pool / "pool" / repo.rsplit("/", 1)[1])
+        done = _run(offline, work, env)
+    else:
+        done = _run(block.code, work, env)
     missing = [f for f in block.makes if not (work / f).is_file() or not (work / f).stat().st_size]
     assert not missing, f"the block did not make {missing}\n{done.stdout[-3000:]}"
