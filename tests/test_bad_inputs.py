@@ -1077,7 +1077,7 @@ CASES = [
     case(
         "front-sort-unknown-objective",
         command("front", "{run}", "--sort", "accuracy"),
-        "cannot sort by 'accuracy': objectives are toy_add/perplexity, toy_reverse/acc",
+        "cannot sort by 'accuracy': sort by an objective, a held-out task or 'trial' (toy_add/perplexity, toy_reverse/acc, trial)",
         needs_run=True,
     ),
     case(

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from evaluators.pool import load_pool
 from optimizer.cli import main
 from optimizer.experiment.fingerprint import member_digests, pool_change
-from tests.helpers import SCORES, SIGNS, non_dominated, write_experiment
+from tests.helpers import OBJECTIVES, SCORES, SIGNS, non_dominated, write_experiment
 
 
 def trials(run: Path) -> pd.DataFrame:
@@ -33,27 +33,35 @@ def watch_once(exp: Path, runs: Path, capsys: pytest.CaptureFixture[str], per_me
     return capsys.readouterr().out.splitlines()
 
 
-def expected_verdict(run: Path) -> str:
-    """The verdict line, computed with pandas from the run's Parquet files: a single checkpoint is a trial whose
-    source is ``single:<member>``, imported or not; every other complete trial is a merge."""
+def expected_verdict(run: Path) -> list[str]:
+    """The verdict's count line and its dominated-checkpoints line, computed with pandas from the run's Parquet
+    files: a single checkpoint is a trial whose source is ``single:<member>``, imported or not; every other complete
+    trial is a merge."""
     done, front = trials(run), pd.read_parquet(run / "front.parquet")
     done = done[done["state"] == "COMPLETE"]
     single = done["source"].str.startswith("single:")
     merges = done.loc[~single, SCORES].to_numpy() * SIGNS
     beaten = [
-        source.removeprefix("single:")
-        for source, row in zip(done.loc[single, "source"], done.loc[single, SCORES].to_numpy() * SIGNS, strict=True)
+        f"{source.removeprefix('single:')} (trial {trial})"
+        for source, trial, row in zip(
+            done.loc[single, "source"],
+            done.loc[single, "trial"],
+            done.loc[single, SCORES].to_numpy() * SIGNS,
+            strict=True,
+        )
         if any((m >= row).all() and (m > row).any() for m in merges)
     ]
-    on_front = int((~front["source"].str.startswith("single:")).sum())
-    return (
-        f"{on_front} of {len(front)} front points are merges that no single checkpoint dominates; "
-        f"single checkpoints dominated by a merge: {', '.join(beaten) or 'none'}"
-    )
+    singles = int(front["source"].str.startswith("single:").sum())
+    return [
+        f"verdict: {len(front) - singles} of {len(front)} front points are merges, {singles} single checkpoints",
+        f"  single checkpoints a merge dominates: {', '.join(beaten) or 'none'}",
+    ]
 
 
-def verdict(printed: list[str]) -> str:
-    return next(line for line in printed if "front points are merges" in line)
+def verdict(printed: list[str]) -> list[str]:
+    start = next(i for i, line in enumerate(printed) if line.startswith("verdict: "))
+    block = printed[start : start + len(OBJECTIVES) + 2]
+    return [block[0], block[-1]]
 
 
 def assert_imported_unchanged(imported: pd.DataFrame, runs: Path) -> None:

@@ -159,8 +159,12 @@ def _front(args: argparse.Namespace) -> int:
     from optimizer.front.table import format_table, front_json
     from optimizer.store.trials import FRONT, TRIALS, read_trials
 
+    front = set(read_trials(args.run_dir, FRONT).numbers)
     table = read_trials(args.run_dir, TRIALS if args.all else FRONT).sorted_by(args.sort)
-    print(front_json(table) if args.json else format_table(table))
+    if args.json:
+        print(front_json(table, front))
+    else:
+        print(format_table(table, front if args.all else None, args.wide))
     return 0
 
 

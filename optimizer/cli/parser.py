@@ -222,9 +222,19 @@ def _viewing_commands(sub: Any) -> None:
     """Commands that show a run: front, plot, report, dashboard."""
     front = sub.add_parser("front", help="print the Pareto front of a run", description="Print a run's Pareto front.")
     front.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    front.add_argument("--json", action="store_true", help="JSON array of {trial, weights, scores}")
-    front.add_argument("--all", action="store_true", help="every trial, not only the front")
-    front.add_argument("--sort", metavar="OBJECTIVE", help="sort by this objective, best first (default: the first)")
+    front.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON array of {trial, source, imported_from, on_front, weights, knobs, scores, stderr, held_out, "
+        "held_out_stderr}",
+    )
+    front.add_argument("--all", action="store_true", help="every trial, not only the front (front trials marked *)")
+    front.add_argument(
+        "--sort",
+        metavar="KEY",
+        help="an objective or held-out task (best first), or 'trial' (default: the first objective)",
+    )
+    front.add_argument("--wide", action="store_true", help="one line per trial, however wide (default: 100 columns)")
     front.set_defaults(func=commands._front)
 
     plot = sub.add_parser(

@@ -1,15 +1,21 @@
-"""Text and JSON views of a front (or of all trials) read from the Parquet store."""
+"""Text and JSON views of a front (or of all trials) read from the Parquet store, and the verdict a search ends
+with."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
+import numpy as np
 import pandas as pd
 
 from optimizer.store.pareto import is_dominated
+from optimizer.store.rows import TrialRecord
 from optimizer.store.trials import TrialTable
+
+WIDTH = 100  # terminal columns the table is wrapped to (``--wide``: not wrapped)
+ARROWS = {"maximize": "↑", "minimize": "↓"}
 
 
 def _number(value: float | None) -> float | None:
@@ -22,12 +28,13 @@ def _float(value: float | None) -> float:
 
 
 def score_text(value: float | None, stderr: float | None) -> str:
-    """``0.812±0.021``, ``0.812`` without a standard error, ``-`` without a value."""
+    """The one number format of tables, hovers and logs: ``0.812±0.021``, ``0.812`` without a standard error,
+    ``-`` without a value (3 decimals throughout)."""
     if _number(value) is None:
         return "-"
     if _number(stderr) is None:
-        return f"{value:.4g}"
-    return f"{value:.4g}±{stderr:.2g}"
+        return f"{value:.3f}"
+    return f"{value:.3f}±{stderr:.3f}"
 
 
 def parameter_names(keys: Sequence[str]) -> dict[str, str]:
@@ -40,65 +47,117 @@ def parameter_names(keys: Sequence[str]) -> dict[str, str]:
     return declared_names(keys)
 
 
-def table_frame(table: TrialTable) -> pd.DataFrame:
-    """One row per trial: number, source, where an imported trial was evaluated (when any was), weights ``w.<label>``
-    and knobs (3 decimals), fidelity when not full, scores ± stderr, then held-out scores (``report:<task>``)."""
+def _title(table: TrialTable, label: str, held_out: bool = False) -> str:
+    """A score column's title: label, direction arrow, ``(held-out)``."""
+    arrow = ARROWS.get(table.columns.direction_of(label), "")
+    return f"{label} {arrow}".strip() + (" (held-out)" if held_out else "")
+
+
+def table_frame(table: TrialTable, front: Collection[int] | None = None) -> pd.DataFrame:
+    """One row per trial: its number (marked ``*`` when ``front`` is given and holds it), source, where an imported
+    trial was evaluated (when any was), fidelity when not full, scores ± stderr, held-out scores, then the weights
+    ``w.<label>`` and knobs; every number with 3 decimals."""
     columns, records = table.columns, table.records()
     names = parameter_names(columns.knobs)
     screened = any(r.fidelity is not None and not r.fidelity.is_full for r in records)
     imported = any(r.imported for r in records)
     rows = []
     for r in records:
-        row: dict[str, object] = {"trial": r.trial, "source": str(r.source)}
+        row: dict[str, object] = {"trial": f"{r.trial}{'*' if front is not None and r.trial in front else ''}"}
+        row["source"] = str(r.source)
         if imported:
             row["imported from"] = str(r.imported_from or "-")
-        row.update({f"w.{m}": f"{_float(r.weights.get(m)):.3f}" for m in columns.weights})
-        row.update({names[k]: f"{_float(r.knobs.get(k)):.3f}" for k in columns.knobs})
         if screened:
             row["fidelity"] = None if r.fidelity is None else str(r.fidelity)
-        row.update({o: score_text(r.scores.get(o), r.stderr.get(o)) for o in columns.objectives})
-        row.update({f"report:{t}": score_text(r.held_out.get(t), r.held_out_stderr.get(t)) for t in columns.held_out})
+        row.update({_title(table, o): score_text(r.scores.get(o), r.stderr.get(o)) for o in columns.objectives})
+        row.update(
+            {_title(table, t, True): score_text(r.held_out.get(t), r.held_out_stderr.get(t)) for t in columns.held_out}
+        )
+        row.update({f"w.{m}": f"{_float(r.weights.get(m)):.3f}" for m in columns.weights})
+        row.update({names[k]: f"{_float(r.knobs.get(k)):.3f}" for k in columns.knobs})
         rows.append(row)
-    arrows = {
-        o: f"{o} {'↑' if d == 'maximize' else '↓'}" for o, d in zip(columns.objectives, columns.directions, strict=True)
-    }
-    return pd.DataFrame(rows).rename(columns=arrows)
+    return pd.DataFrame(rows)
 
 
-def format_table(table: TrialTable) -> str:
-    """``table_frame`` as plain text, for the terminal."""
-    return table_frame(table).to_string(index=False) if len(table) else "(no complete trials)"
+def format_table(table: TrialTable, front: Collection[int] | None = None, wide: bool = False) -> str:
+    """``table_frame`` as plain text for the terminal: one table, or with more than ``WIDTH`` columns (unless
+    ``wide``) one block each for the scores, the held-out scores and the weights, each block keyed by trial and
+    wrapped by pandas if still too wide; a ``*`` after the number marks front trials when ``front`` is given."""
+    if not len(table):
+        return "(no complete trials)"
+    frame = table_frame(table, front)
+    note = "\n(* on the Pareto front)" if front is not None else ""
+    text = frame.to_string(index=False)
+    if wide or max(map(len, text.splitlines())) <= WIDTH:
+        return text + note
+    knobs = set(parameter_names(table.columns.knobs).values())
+    held = [c for c in frame.columns if c.endswith("(held-out)")]
+    weights = [c for c in frame.columns if c.startswith("w.") or c in knobs]
+    scores = [c for c in frame.columns if c not in (*held, *weights)]
+    frame = frame.rename(columns={c: c.removesuffix(" (held-out)") for c in held})  # the block's title says it
+    held = [c.removesuffix(" (held-out)") for c in held]
+    blocks = [("", scores), ("held-out tasks", ["trial", *held]), ("weights", ["trial", *weights])]
+    texts = [
+        (f"{t}:\n" if t else "") + frame[c].to_string(index=False, line_width=WIDTH) for t, c in blocks if len(c) > 1
+    ]
+    return "\n\n".join(texts) + note
 
 
-def front_json(table: TrialTable) -> str:
-    """JSON array of {trial, weights: {label: w}, knobs, scores: {objective: value}, report: {task: value}}
-    (``report`` holds the held-out scores)."""
+def front_json(table: TrialTable, front: Collection[int]) -> str:
+    """JSON array, one object per trial: trial, source, imported_from, on_front, weights, knobs (by name), scores,
+    stderr, held_out, held_out_stderr (null where missing)."""
     columns = table.columns
     names = parameter_names(columns.knobs)
     out = [
         {
             "trial": r.trial,
-            "weights": {m: _float(r.weights.get(m)) for m in columns.weights},
-            "knobs": {names[k]: _float(r.knobs.get(k)) for k in columns.knobs},
-            "scores": {o: _float(r.scores.get(o)) for o in columns.objectives},
-            "report": {t: r.held_out.get(t) for t in columns.held_out},
+            "source": str(r.source),
+            "imported_from": None if r.imported_from is None else str(r.imported_from),
+            "on_front": r.trial in front,
+            "weights": {m: _number(r.weights.get(m)) for m in columns.weights},
+            "knobs": {names[k]: _number(r.knobs.get(k)) for k in columns.knobs},
+            "scores": {o: _number(r.scores.get(o)) for o in columns.objectives},
+            "stderr": {o: _number(r.stderr.get(o)) for o in columns.objectives},
+            "held_out": {t: _number(r.held_out.get(t)) for t in columns.held_out},
+            "held_out_stderr": {t: _number(r.held_out_stderr.get(t)) for t in columns.held_out},
         }
         for r in table.records()
     ]
     return json.dumps(out, indent=2)
 
 
+def _best(records: Sequence[TrialRecord], label: str, direction: str) -> TrialRecord | None:
+    """The record with the best score on ``label`` (the first of equals), None without records."""
+    scored = [r for r in records if _number(r.scores.get(label)) is not None]
+    if not scored:
+        return None
+    sign = 1.0 if direction == "maximize" else -1.0
+    return max(scored, key=lambda r: sign * r.scores[label])
+
+
 def merge_verdict(trials: TrialTable, front: TrialTable) -> str:
-    """How the searched merges compare with the single checkpoints, in one line."""
-    complete = trials.complete()
-    singles, merges = complete.singles(), complete.merges().scores().to_numpy(float)
-    maximize = [d == "maximize" for d in trials.columns.directions]
-    beaten = [
-        str(s.source.checkpoint)
-        for s, scores in zip(singles.records(), singles.scores().to_numpy(float), strict=True)
-        if is_dominated(scores, merges, maximize)
-    ]
-    return (
-        f"{len(front.merges())} of {len(front)} front points are merges that no single checkpoint dominates; "
-        f"single checkpoints dominated by a merge: {', '.join(beaten) or 'none'}"
-    )
+    """What the search found, in a few lines: how many front points are merges; per objective the best single
+    checkpoint against the best merge; which single checkpoints some merge dominates (better or equal everywhere,
+    better somewhere)."""
+    columns = trials.columns
+    full = trials.full()  # scores on a screening subset are not comparable
+    singles, merges = full.singles().records(), full.merges().records()
+    counts = f"{len(front.merges())} of {len(front)} front points are merges, {len(front.singles())} single checkpoints"
+    lines = [f"verdict: {counts}"]
+    for label, direction in zip(columns.objectives, columns.directions, strict=True):
+        single, merge = _best(singles, label, direction), _best(merges, label, direction)
+        parts = [
+            f"best {kind} {r.scores[label]:.3f} ({r.source.short + ', ' if r.source.is_baseline else ''}trial {r.trial})"
+            for kind, r in (("single", single), ("merge", merge))
+            if r is not None
+        ]
+        lines.append(f"  {_title(trials, label)}: {'; '.join(parts)}")
+    maximize = [d == "maximize" for d in columns.directions]
+    merge_scores = np.array([[r.scores[o] for o in columns.objectives] for r in merges], dtype=float)
+    beaten = []
+    for s in singles:
+        scores = np.array([s.scores[o] for o in columns.objectives], dtype=float)
+        if is_dominated(scores, merge_scores, maximize):
+            beaten.append(f"{s.source.short} (trial {s.trial})")
+    lines.append(f"  single checkpoints a merge dominates: {', '.join(beaten) or 'none'}")
+    return "\n".join(lines)

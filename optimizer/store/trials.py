@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from filelock import FileLock
 
 from evaluators.core.errors import ConfigError
+from evaluators.core.registry import did_you_mean
 from optimizer.store.columns import LAYOUT, META_KEY, TIMINGS, Columns
 from optimizer.store.pareto import pareto_mask
 from optimizer.store.rows import TrialRecord, TrialSource, TrialState
@@ -80,7 +81,7 @@ class TrialStore:
     def __init__(self, run_dir: Path, columns: Columns) -> None:
         self.run_dir = run_dir
         self.columns = replace(columns, layout=LAYOUT)  # an older run's file is rewritten in today's layout
-        self._schema = columns.schema()
+        self._schema = self.columns.schema()
         self._path = run_dir / TRIALS
         self._records: list[TrialRecord] = []
         self._front: list[TrialRecord] = []
@@ -273,14 +274,22 @@ class TrialTable:
         """The single checkpoints and the uniform average."""
         return self.where([s.is_baseline for s in self._sources()])
 
-    def sorted_by(self, objective: str | None) -> TrialTable:
-        """Sorted by one objective (best first, stable), default the first objective."""
+    def sorted_by(self, key: str | None) -> TrialTable:
+        """Sorted (stable) by an objective or held-out task, best first (a held-out task of unknown direction: highest
+        first; trials without a held-out score last), or by ``trial`` number; default the first objective."""
         columns = self.columns
-        objective = objective or columns.objectives[0]
-        if objective not in columns.objectives:
-            raise ConfigError(f"cannot sort by '{objective}': objectives are {', '.join(columns.objectives)}")
-        ascending = columns.directions[columns.objectives.index(objective)] == "minimize"
-        order = self.scores()[objective].sort_values(ascending=ascending, kind="stable").index
+        key = key or columns.objectives[0]
+        if key == "trial":
+            return TrialTable(columns, self._frame.sort_values("trial", kind="stable"))
+        if key not in (*columns.objectives, *columns.held_out):
+            choices = [*columns.objectives, *columns.held_out, "trial"]
+            raise ConfigError(
+                f"cannot sort by '{key}'{did_you_mean(key, choices)}: sort by an objective, a held-out task or 'trial' "
+                f"({', '.join(choices)})"
+            )
+        values = (self.scores() if key in columns.objectives else self.held_out())[key]
+        ascending = columns.direction_of(key) == "minimize"
+        order = values.sort_values(ascending=ascending, kind="stable", na_position="last").index
         return TrialTable(columns, self._frame.loc[order])
 
 
