@@ -78,7 +78,7 @@ def _cell(column: ScoreColumn, record: TrialRecord, best: float | None) -> str:
     value, stderr = column.value(record), column.stderr(record)
     text = "-" if value is None or math.isnan(value) else f"{value:.3f}"  # one precision: decimals line up
     if stderr is not None and value is not None:
-        text += f"<small>±{stderr:.2g}</small>"
+        text += f"<small>±{stderr:.3f}</small>"
     return f"<td class='best'>{text}</td>" if value is not None and value == best else f"<td>{text}</td>"
 
 
