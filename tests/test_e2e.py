@@ -65,6 +65,10 @@ def test_search_writes_trials_front_and_journal(tiny_run: Path, capsys: pytest.C
     rows = json.loads(capsys.readouterr().out)
     assert sorted(r["trial"] for r in rows) == sorted(front["trial"].tolist())
     for r in rows:
-        assert set(r) == {"trial", "weights", "knobs", "scores", "report"}
+        assert set(r) == {
+            *("trial", "source", "imported_from", "on_front", "weights", "knobs"),
+            *("scores", "stderr", "held_out", "held_out_stderr"),
+        }
+        assert r["on_front"] is True and r["imported_from"] is None
         assert set(r["weights"]) == {"add", "reverse", "sort", "shift"} and set(r["scores"]) == set(OBJECTIVES)
         assert isinstance(r["trial"], int) and abs(sum(r["weights"].values()) - 1) < 1e-9
