@@ -306,6 +306,15 @@ class InProcessWorkers(_Slots):
         self.idle = []
 
 
+def start_workers(spec: WorkerSpec, count: int, in_process: bool) -> WorkerPool:
+    """``count`` Ray actors, or one worker in this process; ``wait_ready`` builds them."""
+    if in_process:
+        log.info("starting 1 worker in this process (--in-process): loading the pool and building the model")
+        return InProcessWorkers(spec)
+    log.info("starting %d worker(s): loading the pool and building the model", count)
+    return RayWorkers(spec, count)
+
+
 class _DebugLines(io.TextIOBase):
     """A text stream whose lines go to the debug log."""
 
