@@ -93,19 +93,25 @@ class Worker:
         self.worker_id = worker_id
         with readable_here(spec.pool, worker_id):
             self.backend = BACKENDS.get(spec.runtime.backend)(spec.runtime, spec.source)
+        built = time.perf_counter()
         library = TaskLibrary(spec.tasks_dir, spec.builtin_tasks)
         settings = (library, spec.bootstrap_iters, spec.seed)
         self.scorer = self.backend.scorer(spec.objectives, *settings)
         self.screen_size = spec.screen
         self.screener = self.backend.scorer(spec.objectives, *settings, spec.screen) if spec.screen else None
         self.held_out_scorer = self.backend.scorer(spec.held_out, *settings) if spec.held_out else None
-        self.built_in = time.perf_counter() - start  # pool opened, model built, tasks indexed (imports excluded)
+        self.built_in = built - start  # pool opened, model built (imports excluded)
+        self.tasks_in = time.perf_counter() - built  # tasks indexed, their data loaded
         log.info("%s", self.ready())
 
     def ready(self) -> str:
-        """Returns once construction finished (Ray calls this to surface start-up errors): where the
-        worker runs, how long it took to build, and where its pool's sources are."""
-        return f"{self.worker_id} ready on {self.backend.device} in {self.built_in:.1f} s, {self.backend.placement}"
+        """Returns once construction finished (Ray calls this to surface start-up errors): its start-up stages for
+        the log, since a large model takes minutes to come up: what was built where and in how long, how long the
+        tasks took, and which pool tier holds how many bytes of sources."""
+        return (
+            f"{self.worker_id} ready: {self.backend.model_name} built on {self.backend.device} in {self.built_in:.1f} s,"
+            f" tasks loaded in {self.tasks_in:.1f} s; {self.backend.placement}"
+        )
 
     def evaluate(self, point: MergePoint, promotion: Promotion | None = None) -> TrialResult:
         """Merge ``point`` and score the objectives; with ``promotion`` (and a screen size), screen on

@@ -49,7 +49,10 @@ def worker(request: pytest.FixtureRequest, tiny_pool: Path) -> Worker:
 def test_device_and_placement_are_lines_for_the_log(worker: Worker) -> None:
     assert worker.backend.device == "cpu"
     assert worker.backend.placement.startswith("pool tier ") and "\n" not in worker.backend.placement
-    assert worker.ready().startswith("worker-0 ready on cpu in ")
+    built = worker.backend.model_name  # the tiny pool is a Llama
+    assert built in {"dummy scorer (no model)", "LlamaForCausalLM", "a vLLM engine (tensor parallel 1)"}
+    assert worker.ready().startswith(f"worker-0 ready: {built} built on cpu in ")
+    assert f"tasks loaded in {worker.tasks_in:.1f} s; pool tier " in worker.ready()
 
 
 def test_a_swap_writes_the_engines_merge_into_the_live_tensors(worker: Worker, tiny_pool: Path) -> None:

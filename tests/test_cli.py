@@ -4,6 +4,7 @@ experiment, did-you-mean for member names."""
 from __future__ import annotations
 
 import argparse
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -77,11 +78,15 @@ def test_an_unknown_member_in_weights_gets_a_suggestion(
     assert not (tmp_path / "out").exists()
 
 
-def test_merge_shows_a_bar_unless_told_not_to(
-    tiny_pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_merge_shows_a_bar_on_a_terminal_unless_told_not_to(
+    tiny_pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """No bar where stderr is no terminal (a log file: its frames would be carriage-return noise)."""
     pool = str(tiny_pool / "pool" / "checkpoints.yaml")
     assert main(["merge", "--pool", pool, "--weights", "add=1", "--out", str(tmp_path / "a")]) == 0
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["merge", "--pool", pool, "--weights", "add=1", "--out", str(tmp_path / "b")]) == 0
     assert "merge: 100%" in capsys.readouterr().err
-    assert main(["merge", "--pool", pool, "--weights", "add=1", "--out", str(tmp_path / "b"), "--no-progress"]) == 0
+    assert main(["merge", "--pool", pool, "--weights", "add=1", "--out", str(tmp_path / "c"), "--no-progress"]) == 0
     assert capsys.readouterr().err == ""

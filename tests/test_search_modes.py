@@ -7,6 +7,7 @@ budget test runs two Ray workers, for the trial still in flight when the budget 
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -131,13 +132,19 @@ def test_time_budgets_stop_the_search(
 
 @pytest.mark.e2e
 def test_the_trial_in_flight_when_a_budget_runs_out_completes(
-    tiny_pool: Path, tmp_path: Path, ray_session: object
+    tiny_pool: Path, tmp_path: Path, ray_session: object, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Two Ray workers: the worker-hour budget is spent by the 4th trial; the trial then running on the
-    other worker still completes, and no trial starts after it."""
+    other worker still completes, and no trial starts after it. Each worker's ready line reaches the driver's log."""
     search = start(tiny_pool, tmp_path, {"worker_hours": 0.01})
     search.clock = TrialClock(search, step=10.0)
-    summary = search.run(progress=False)
+    with caplog.at_level(logging.INFO, logger="optimizer.search.workers"):
+        summary = search.run(progress=False)
+    ready = sorted(r.getMessage() for r in caplog.records if " ready: " in r.getMessage())
+    assert [line.split(" ready: ")[0] for line in ready] == ["worker-0", "worker-1"]
+    assert all(
+        "dummy scorer (no model) built on cpu in " in line and "s after it was started" in line for line in ready
+    )
     assert summary.stop_reason == "0.01 worker-hours used"
     assert (summary.complete, summary.failed) == (5, 0)
     assert (pd.read_parquet(search.run_dir / "trials.parquet")["state"] == "COMPLETE").sum() == 5

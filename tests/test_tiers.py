@@ -160,7 +160,9 @@ def test_auto_picks_host_when_the_pool_fits_and_disk_when_it_does_not(
     assert choose_tier("auto", plan, cpu).tier == "host"
     monkeypatch.setattr(tiers, "available_host_bytes", lambda: size)
     chosen = choose_tier("auto", plan, cpu)
-    assert chosen.tier == "disk" and "exceed" in chosen.reason
+    assert (
+        chosen.tier == "disk" and "exceed" in chosen.reason and f"{tiers.size_text(size)} of sources" in chosen.reason
+    )
     assert choose_tier("device", plan, cpu).tier == "device"  # an explicit tier is kept
 
 
@@ -172,3 +174,10 @@ def test_available_memory_is_read_from_meminfo(tmp_path: Path) -> None:
     assert available_host_bytes(meminfo) == 20000000 * 1024
     meminfo.write_text("MemTotal:       24000000 kB\n")
     assert available_host_bytes(meminfo) is None
+
+
+def test_pool_sizes_read_in_the_unit_that_fits() -> None:
+    from evaluators.pool.tiers import size_text
+
+    assert size_text(5_400_000) == "5.4 MB"  # the toy pool: not 0.01 GB
+    assert size_text(14_960_000_000) == "14.96 GB"

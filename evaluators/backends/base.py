@@ -104,6 +104,7 @@ class ModelBackend(Protocol):
 
     device: str
     placement: str  # the pool tier its sources are in, and why (a log line)
+    model_name: str  # what scores the merges (the live model's class), for the worker's ready line
 
     def swap(self, point: MergePoint) -> SwapTimes:
         """Put the merge for ``point`` into the live model (every cache that keys on weights is reset)."""

@@ -130,6 +130,7 @@ class DummyBackend:
     def __init__(self, spec: BackendSpec, source: MergeSetup) -> None:
         device = torch.device(spec.device)
         self.device = str(device)
+        self.model_name = "dummy scorer (no model)"
         self.plan = source.plan()
         dtype = self.plan.model_dtype(spec.dtype)
         self.targets = {

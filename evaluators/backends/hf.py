@@ -76,6 +76,7 @@ class HFBackend(LmEvalScoring):
             share *= spec.gpu_memory_fraction
         plan = source.plan()
         self.model = empty_model(source, plan, plan.model_dtype(spec.dtype), device)
+        self.model_name = type(self.model).__name__
         tokenizer = AutoTokenizer.from_pretrained(
             source.model_dir(), local_files_only=True, trust_remote_code=source.pool.trusts_remote_code
         )

@@ -77,6 +77,7 @@ class VllmBackend(LmEvalScoring):
             **extra,
         )
         self._llm = self._lm.model
+        self.model_name = f"a vLLM engine (tensor parallel {engine.tensor_parallel_size})"
         loaded = self._llm.collective_rpc("mergefront_load", args=(source.model_dump(mode="json"),))
         self.device = ",".join(dict.fromkeys(device for device, _ in loaded))
         self.placement = loaded[0][1]  # every rank decides alike on a node

@@ -1,7 +1,7 @@
 """One exception root for mergefront, with a few precise children.
 
 Messages name the object and the fix; the CLI prints them as one line and exits 2 for
-``ConfigError`` (bad input, detected before any work starts).
+``ConfigError`` (bad input, detected before any work starts), 130 for ``Interrupted``.
 """
 
 
@@ -19,6 +19,11 @@ class PoolError(ConfigError):
 
 class EvaluationError(MergefrontError):
     """Scoring one trial failed; the trial is marked failed and the search goes on."""
+
+
+class Interrupted(MergefrontError):
+    """The user stopped a command (Ctrl-C) after what it had done was saved; the message says how to go on. The CLI
+    prints it and exits 130, as a shell does for SIGINT."""
 
 
 def first_line(exc: BaseException) -> str:

@@ -112,6 +112,11 @@ def pool_bytes(plan: PoolPlan) -> int:
     return sum(s.nbytes(key) for s in plan.sources for key in plan.tensors)
 
 
+def size_text(nbytes: int) -> str:
+    """``12.6 MB`` or ``3.41 GB``: a toy pool's size is not ``0.01 GB``."""
+    return f"{nbytes / GB:.2f} GB" if nbytes >= GB else f"{nbytes / 1e6:.1f} MB"
+
+
 def available_host_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     """MemAvailable (free memory plus reclaimable page cache), or None where the kernel does not say."""
     try:
@@ -130,23 +135,23 @@ def choose_tier(
     size = pool_bytes(plan)
     if requested != "auto":
         TIERS.get(requested)
-        return Placement(requested, f"set in the experiment ({size / GB:.2f} GB of sources)")
+        return Placement(requested, f"set in the experiment ({size_text(size)} of sources)")
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
         room = min(free, resident_share * total - (total - free))
         if size <= room:
             return Placement(
                 "device",
-                f"{size / GB:.2f} GB of sources fit beside the model on {device} ({room / GB:.1f} GB to spare)",
+                f"{size_text(size)} of sources fit beside the model on {device} ({room / GB:.1f} GB to spare)",
             )
     host = available_host_bytes()
     if host is None or size <= HOST_HEADROOM * host:
         where = "unknown" if host is None else f"{host / GB:.1f} GB"
         return Placement(
             "host",
-            f"{size / GB:.2f} GB of sources fit the node's available memory ({where}); one copy per node, shared by its workers",
+            f"{size_text(size)} of sources fit the node's available memory ({where}); one copy per node, shared by its workers",
         )
     return Placement(
         "disk",
-        f"{size / GB:.2f} GB of sources exceed {HOST_HEADROOM:.0%} of the node's available memory ({host / GB:.1f} GB); read from the files each trial",
+        f"{size_text(size)} of sources exceed {HOST_HEADROOM:.0%} of the node's available memory ({host / GB:.1f} GB); read from the files each trial",
     )

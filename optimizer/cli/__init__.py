@@ -12,7 +12,7 @@ import os
 import sys
 
 from evaluators.core.environment import apply_process_env
-from evaluators.core.errors import ConfigError, MergefrontError
+from evaluators.core.errors import ConfigError, Interrupted, MergefrontError
 from optimizer.cli.parser import build_parser
 
 __all__ = ["build_parser", "main", "run"]
@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"mergefront: error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:  # stopped cleanly: what to run to go on
+        print(f"mergefront: {exc}", file=sys.stderr)
+        return 130
     except MergefrontError as exc:
         print(f"mergefront: failed: {exc}", file=sys.stderr)
         return 1

@@ -7,9 +7,10 @@ import argparse
 import logging
 import os
 import re
+import sys
 from typing import TYPE_CHECKING
 
-from evaluators.core.errors import ConfigError
+from evaluators.core.errors import ConfigError, Interrupted
 from evaluators.core.registry import did_you_mean
 from optimizer.cli.parameter_flags import given_parameters, weights_used
 
@@ -33,28 +34,41 @@ def _places(args: argparse.Namespace) -> Places:
     return Places(args.pool, args.tasks_dir, args.allow_download)
 
 
+def _bars(args: argparse.Namespace) -> bool:
+    """Whether to draw progress bars: not with ``--no-progress``, nor where stderr (tqdm draws there) is no terminal:
+    in a log file a bar's frames are carriage-return noise (a search logs a line per trial instead)."""
+    return not args.no_progress and sys.stderr.isatty()
+
+
 def _run_and_report(search: Search, args: argparse.Namespace) -> int:
-    """Run a created or resumed search, then print its front, verdict, cost and idle time."""
+    """Run a created or resumed search, then print its front, verdict, cost and idle time; after Ctrl-C, the same
+    and how to go on (Interrupted: exit 130)."""
     from optimizer.front.table import format_table, merge_verdict
+    from optimizer.search.summary import SearchInterrupted
     from optimizer.store.rows import TrialState
     from optimizer.store.trials import FRONT, TRIALS, read_trials
 
-    summary = search.run(args.ray_address, progress=not args.no_progress, in_process=args.in_process)
     run_dir = search.run_dir
+    again = f"continue with `mergefront {'join' if args.command == 'join' else 'resume'} {run_dir}`"
+    stopped = False
+    try:
+        summary = search.run(args.ray_address, progress=_bars(args), in_process=args.in_process)
+    except SearchInterrupted as stop:
+        summary, stopped = stop.summary, True
+    except KeyboardInterrupt:  # while the workers started or the held-out tasks were scored: nothing to re-queue
+        raise Interrupted(f"interrupted; {again}") from None
     front = read_trials(run_dir, FRONT)
     trials = read_trials(run_dir, TRIALS)
-    complete, failed = trials.count(TrialState.COMPLETE), trials.count(TrialState.FAIL)
-    print(f"\nPareto front of {run_dir} ({len(front)} of {complete} complete trials, {failed} failed):")
+    complete, interrupted = trials.count(TrialState.COMPLETE), trials.interrupted()
+    failed = trials.count(TrialState.FAIL) - interrupted
+    apart = f", {interrupted} interrupted and re-queued" if interrupted else ""
+    print(f"\nPareto front of {run_dir} ({len(front)} of {complete} complete trials, {failed} failed{apart}):")
     print(format_table(front.sorted_by(None)))
     print(merge_verdict(trials, front))
-    print(
-        f"\nstopped: {summary.stop_reason}; this call: {summary.complete} trials complete ({summary.screened} screened only), {summary.failed} failed"
-    )
-    print(
-        f"wall time {summary.wall_seconds:.1f} s; {summary.timing_line()}; worker-hours so far {search.worker_hours():.3f}"
-    )
-    print(summary.idle_line())
-    print(summary.workers_line())
+    print("\n" + "\n".join(summary.closing_lines(search.worker_hours())))
+    if stopped:
+        n = summary.interrupted
+        raise Interrupted(f"interrupted: {n} trial{'s' * (n != 1)} re-queued; {again}")
     return 0
 
 
@@ -172,7 +186,7 @@ def _export(args: argparse.Namespace) -> int:
     from optimizer.export.model import Destination
     from optimizer.export.trial import export_trial
 
-    to = Destination(args.out, args.force, args.as_adapter, progress=not args.no_progress)
+    to = Destination(args.out, args.force, args.as_adapter, progress=_bars(args))
     out = export_trial(args.run_dir, args.trial, to, _places(args))
     print(f"exported trial {args.trial} of {args.run_dir} to {out}")
     return 0
@@ -249,7 +263,7 @@ def _merge(args: argparse.Namespace) -> int:
     weights, used = weights_used(args, spec, pool.names)
     provenance = Provenance(origin=f"`mergefront merge` on {args.pool}")
     point = MergePoint(weights=weights)
-    to = Destination(args.out, args.force, args.as_adapter, progress=not args.no_progress)
+    to = Destination(args.out, args.force, args.as_adapter, progress=_bars(args))
     out = write_merge(plan_for(pool, spec, exact=False), spec, point, weights, provenance, to)
     print(f"{used}\nmerged with {spec.method} into {out}")  # after the merge: bad input leaves stdout empty
     return 0
@@ -260,7 +274,7 @@ def _toy_build(args: argparse.Namespace) -> int:
     from toy.scores import score_table
 
     recipe = ToyRecipe(seed=args.seed)
-    if build_toy_pool(args.out, args.tasks_out, recipe, force=args.force):
+    if build_toy_pool(args.out, args.tasks_out, recipe, force=args.force, progress=_bars(args)):
         log.info("toy pool written to %s", args.out)
     else:
         log.info("toy pool at %s is up to date (recipe %s); --force rebuilds it", args.out, recipe.fingerprint())

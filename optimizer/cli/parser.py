@@ -340,6 +340,7 @@ def _pool_commands(sub: Any) -> None:
     )
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--force", action="store_true", help="rebuild even when an identical build exists")
+    build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.set_defaults(func=commands._toy_build)
 
 

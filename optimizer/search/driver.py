@@ -3,7 +3,8 @@ worker in this process). A trial is proposed as soon as a worker is free (no gen
 first (each single checkpoint, then the uniform average; after a warm start, those not imported, each new member alone
 first). A finished trial goes to Parquet first and to Optuna second, so after a crash ``resume`` tells Optuna what
 Parquet holds and re-queues what neither finished: no trial is lost or stored twice. Held-out tasks are scored for the
-front trials when the search stops.
+front trials when the search stops. Ctrl-C stores the trials in flight as interrupted and re-queues them
+(SearchInterrupted); a run with nothing left to do returns at once, starting no worker.
 
 Several drivers may serve one study on shared storage (``mergefront join``): trial numbers come
 from the storage, the budget counts every driver's trials, and the Parquet store is shared under
@@ -24,7 +25,6 @@ from typing import Any
 import optuna
 import pyarrow as pa
 from optuna.trial import Trial, TrialState
-from tqdm import tqdm
 
 from evaluators.core.errors import MergefrontError
 from evaluators.merge.engine import plan_for
@@ -33,20 +33,14 @@ from evaluators.worker import Promotion, TrialResult
 from optimizer.experiment.config import Experiment
 from optimizer.run.directory import Places, RunMeta, read_meta, read_run, write_meta
 from optimizer.sampler import SAMPLERS, SamplerContext
+from optimizer.search.progress import TrialLines, trial_progress
 from optimizer.search.recovery import reconcile, requeue, settle_orphans
-from optimizer.search.summary import Clock, RealClock, SearchSummary
+from optimizer.search.summary import Clock, RealClock, SearchInterrupted, SearchSummary
 from optimizer.search.warmstart import Imported, import_trials
-from optimizer.search.workers import (
-    InProcessWorkers,
-    RayWorkers,
-    TrialFailed,
-    WorkerLost,
-    WorkerPool,
-    start_ray,
-)
+from optimizer.search.workers import TrialFailed, WorkerLost, WorkerPool, start_ray, start_workers
 from optimizer.space.weights import space_for
 from optimizer.store.columns import Columns
-from optimizer.store.rows import Fidelity, TrialRecord, TrialSource
+from optimizer.store.rows import INTERRUPTED, Fidelity, TrialRecord, TrialSource
 from optimizer.store.rows import TrialState as Stored
 from optimizer.store.study import (
     JOURNAL,
@@ -171,16 +165,19 @@ class Search:
         rows = [[r.scores[o] * s for o, s in zip(self.labels, self.signs, strict=True)] for r in front]
         return Promotion(rows, self.signs, self.experiment.evaluation.margin)
 
-    def _submit(self, workers: WorkerPool, actor: Any) -> tuple[Any, _InFlight]:
+    def _submit(self, workers: WorkerPool, actor: Any, in_flight: dict[Any, _InFlight]) -> None:
+        """Ask the study for a trial and start it on ``actor``; it is in ``in_flight`` while the call is made (an
+        in-process call runs the whole trial there: a Ctrl-C during it finds the trial to re-queue)."""
         trial = self.study.ask(self.space.distributions())
         weights, knobs = self.space.weights(trial.params), self.space.knob_values(trial.params)
         note_merge(trial, weights, knobs)
         source = trial_source(trial)
         prediction = getattr(self.sampler, "predictions", {}).get(trial.number)
         predicted = dict(zip(self.labels, prediction, strict=True)) if prediction else {}
-        started_at = datetime.now(UTC)
+        pending = object()  # the call's handle, until the call returns it
+        in_flight[pending] = _InFlight(trial, actor, source, weights, knobs, predicted, datetime.now(UTC))
         ref = workers.call(actor, "evaluate", self.space.point(weights, knobs), self._promotion(source))
-        return ref, _InFlight(trial, actor, source, weights, knobs, predicted, started_at)
+        in_flight[ref] = in_flight.pop(pending)
 
     def _finish(self, job: _InFlight, result: TrialResult | None, error: str | None) -> TrialRecord:
         """Parquet first, then Optuna (see the module docstring)."""
@@ -230,88 +227,98 @@ class Search:
             return f"{budget.worker_hours} worker-hours used"
         return None
 
+    def finished(self) -> str | None:
+        """Why this run has nothing left to do (its trial or worker-hour budget is met and every front trial has its
+        held-out scores), or None: ``run`` then returns at once, without Ray or workers."""
+        spent = self._budget_left(self.clock.now())
+        return spent if spent is not None and not self._held_out_todo() else None
+
     def run(self, ray_address: str | None = None, progress: bool = True, in_process: bool = False) -> SearchSummary:
-        """Evaluate trials until the budget stops the search; ``in_process`` runs one worker in this
-        process instead of Ray actors (``workers.count`` is then ignored)."""
+        """Evaluate trials until the budget stops the search; ``in_process`` runs one worker in this process instead
+        of Ray actors (``workers.count`` is then ignored); ``progress``: a bar, else a log line per trial. Ctrl-C
+        stops it cleanly: SearchInterrupted, with the summary."""
+        summary = SearchSummary(self.run_dir)
+        if (finished := self.finished()) is not None:
+            log.info("%s is finished (%s): nothing to evaluate", self.run_dir, finished)
+            summary.stop_reason, summary.finished_before, summary.front = finished, True, self.store.front()
+            return summary
         spec = self.experiment.workers
         started = self.clock.now()  # the budget counts the workers' start-up
         owns_ray = self.workers is None and not in_process and start_ray(ray_address, spec.count * (spec.threads or 1))
-        summary = SearchSummary(self.run_dir)
         workers = self.workers
         try:
-            worker_spec = self.experiment.worker_spec(self.pool)
-            if workers is None and in_process:
-                log.info("starting 1 worker in this process (--in-process): loading the pool and building the model")
-                workers = InProcessWorkers(worker_spec)
-            elif workers is None:
-                log.info("starting %d worker(s): loading the pool and building the model", spec.count)
-                workers = RayWorkers(worker_spec, spec.count)
+            if workers is None:
+                workers = start_workers(self.experiment.worker_spec(self.pool), spec.count, in_process)
             workers.wait_ready()
             self._loop(workers, summary, progress, started)
-            summary.restarts, summary.retired = workers.restarts, list(workers.retired)
             summary.front = self._score_held_out(workers)
         finally:
+            summary.wall_seconds = self.clock.now() - started
             if workers is not None:
+                summary.restarts, summary.retired = workers.restarts, list(workers.retired)
                 workers.stop()
             if owns_ray:
                 import ray
 
                 ray.shutdown()
-        summary.wall_seconds = self.clock.now() - started
         return summary
 
-    def _loop(self, workers: WorkerPool, summary: SearchSummary, progress: bool, started: float) -> None:
+    def _loop(self, workers: WorkerPool, summary: SearchSummary, bar: bool, started: float) -> None:
+        """The trials, shown as they finish; on Ctrl-C the trials in flight are re-queued (SearchInterrupted)."""
         in_flight: dict[Any, _InFlight] = {}
+        budget = self.experiment.budget.trials
+        with trial_progress(self.labels, self.signs, budget, self.evaluated(), bar) as progress:
+            try:
+                self._trials(workers, summary, progress, started, in_flight)
+            except KeyboardInterrupt:
+                self._drain(in_flight, summary)
+                summary.stop_reason = "interrupted (Ctrl-C)"
+                raise SearchInterrupted(summary) from None
+
+    def _trials(
+        self,
+        workers: WorkerPool,
+        summary: SearchSummary,
+        progress: TrialLines,
+        started: float,
+        in_flight: dict[Any, _InFlight],
+    ) -> None:
+        """Start trials on idle workers and take finished ones until the budget or the workers run out."""
         failures_in_a_row, limit = 0, max(3, workers.alive)
-        bar = tqdm(
-            total=self.experiment.budget.trials,
-            initial=self.evaluated(),
-            unit="trial",
-            desc="search",
-            disable=not progress,
-            dynamic_ncols=True,
-        )
-        try:
-            while True:
+        while True:
+            stop = self._budget_left(started)
+            while workers.idle and stop is None:
+                self._submit(workers, workers.idle.pop(), in_flight)
                 stop = self._budget_left(started)
-                while workers.idle and stop is None:
-                    ref, job = self._submit(workers, workers.idle.pop())
-                    in_flight[ref] = job
-                    stop = self._budget_left(started)
-                if not in_flight and (stop is not None or not workers.starting):
-                    summary.stop_reason = stop or "no worker left"
-                    return
-                done = workers.wait([*in_flight, *workers.starting])
-                if done in workers.starting:
-                    workers.started(done)
-                    continue
-                job = in_flight.pop(done)
-                result, error, died = self._collect(done, job, workers)
-                summary.records.append(self._finish(job, result, error))
-                if died:
-                    self._requeue(job.trial.params, job.source, job.trial.number)
-                if result is None:
-                    summary.failed += 1
-                    failures_in_a_row += 1
-                    log.warning("trial %d failed: %s", job.trial.number, error)
-                    if failures_in_a_row >= limit or not (
-                        workers.alive and (workers.idle or workers.starting or in_flight)
-                    ):
-                        self._drain(in_flight, summary)
-                        raise MergefrontError(
-                            f"stopped after {failures_in_a_row} failed trials in a row; last error: {error}"
-                        )
-                else:
-                    failures_in_a_row = 0
-                    summary.complete += 1
-                    summary.screened += result.screened is not None
-                    bar.update(1)
-                bar.set_postfix(front=len(self.store.front_records()), failed=summary.failed)
-        except KeyboardInterrupt:
-            self._drain(in_flight, summary)
-            raise
-        finally:
-            bar.close()
+            if not in_flight and (stop is not None or not workers.starting):
+                summary.stop_reason = stop or "no worker left"
+                return
+            done = workers.wait([*in_flight, *workers.starting])
+            if done in workers.starting:
+                workers.started(done)
+                continue
+            job = in_flight.pop(done)
+            result, error, died = self._collect(done, job, workers)
+            record = self._finish(job, result, error)
+            summary.records.append(record)
+            if died:
+                self._requeue(job.trial.params, job.source, job.trial.number)
+            if result is None:
+                summary.failed += 1
+                failures_in_a_row += 1
+                log.warning("trial %d failed: %s", job.trial.number, error)
+                if failures_in_a_row >= limit or not (
+                    workers.alive and (workers.idle or workers.starting or in_flight)
+                ):
+                    self._drain(in_flight, summary)
+                    raise MergefrontError(
+                        f"stopped after {failures_in_a_row} failed trials in a row; last error: {error}"
+                    )
+            else:
+                failures_in_a_row = 0
+                summary.complete += 1
+                summary.screened += result.screened is not None
+            progress.trial(record, self.store.front_records(), self.evaluated(), summary.failed)
 
     def _collect(self, ref: Any, job: _InFlight, workers: WorkerPool) -> tuple[TrialResult | None, str | None, bool]:
         """The trial's result, or why it failed and whether its worker died. A trial whose worker died
@@ -331,11 +338,12 @@ class Search:
         return result, None, False
 
     def _drain(self, in_flight: dict[Any, _InFlight], summary: SearchSummary) -> None:
-        """Mark trials still running as failed and queue their weights again, for ``resume``."""
+        """Store the trials still running as interrupted (failed in the study) and queue their weights again, for
+        ``resume``; the summary counts them apart from failures."""
         for job in in_flight.values():
-            summary.records.append(self._finish(job, None, "interrupted; re-queued"))
+            summary.records.append(self._finish(job, None, INTERRUPTED))
             self._requeue(job.trial.params, job.source, job.trial.number)
-            summary.failed += 1
+            summary.interrupted += 1
         in_flight.clear()
 
     def _requeue(self, params: dict[str, Any], source: TrialSource, number: int) -> None:
@@ -348,7 +356,7 @@ class Search:
         held_out = self.store.columns.held_out
         if not held_out:
             return front
-        todo = [r for r in self.store.front_records() if held_out[0] not in r.held_out]
+        todo = self._held_out_todo()
         actors = workers.settle() if todo else []
         log.info("scoring %d front trial(s) on the held-out tasks %s", len(todo), ", ".join(held_out))
         refs = {}
@@ -362,3 +370,8 @@ class Search:
                 trial, {k: s.value for k, s in result.scores.items()}, {k: s.stderr for k, s in result.scores.items()}
             )
         return front
+
+    def _held_out_todo(self) -> list[TrialRecord]:
+        """The front trials without held-out scores (none when the run has no held-out task)."""
+        held_out = self.store.columns.held_out
+        return [r for r in self.store.front_records() if held_out and held_out[0] not in r.held_out]

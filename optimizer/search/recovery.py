@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from optimizer.space.weights import WeightSpace
-from optimizer.store.rows import TrialRecord, TrialSource
+from optimizer.store.rows import ORPHANED, TrialRecord, TrialSource
 from optimizer.store.rows import TrialState as Stored
 from optimizer.store.study import source_attrs, trial_fidelity, trial_imported_from, trial_source
 from optimizer.store.trials import TrialStore
@@ -92,7 +92,6 @@ def _record_orphan(search: Recoverable, trial: FrozenTrial) -> None:
         error = "the driver stopped while the sampler was proposing this trial; dropped"
         search.store.append(TrialRecord.failure(error, weights={}, **fields))
         return
-    error = "the driver stopped before this trial finished; re-queued"
     weights, knobs = search.space.weights(params), search.space.knob_values(params)
-    search.store.append(TrialRecord.failure(error, weights=weights, knobs=knobs, **fields))
+    search.store.append(TrialRecord.failure(ORPHANED, weights=weights, knobs=knobs, **fields))
     requeue(search.study, params, trial_source(trial), trial.number)

@@ -1,5 +1,6 @@
 """What one call of a search reports (``SearchSummary``: counts, stop reason, timing, idle and worker
-lines) and where its time budgets read time (``Clock``; a test sets its own)."""
+lines; ``SearchInterrupted`` carries it out of a search that Ctrl-C stopped) and where its time budgets read time
+(``Clock``; a test sets its own)."""
 
 from __future__ import annotations
 
@@ -43,11 +44,14 @@ class RealClock:
 @dataclass
 class SearchSummary:
     """The counts, stop reason, worker events and trial records of one search or resume call, for its closing log
-    lines; ``front`` is the run's front after the call."""
+    lines; ``front`` is the run's front after the call. ``interrupted`` counts the trials cut short by a stop (Ctrl-C,
+    too many failures): re-queued, not failed, since nothing was wrong with their weights. ``finished_before``: the
+    run had nothing left to do, so the call started no worker."""
 
     run_dir: Path
     complete: int = 0
     failed: int = 0
+    interrupted: int = 0
     screened: int = 0
     wall_seconds: float = 0.0
     stop_reason: str = ""
@@ -55,6 +59,21 @@ class SearchSummary:
     retired: list[str] = field(default_factory=list)
     records: list[TrialRecord] = field(default_factory=list)
     front: pa.Table | None = None
+    finished_before: bool = False
+
+    def closing_lines(self, worker_hours: float) -> list[str]:
+        """What the CLI prints after the front: why the search stopped, what this call did and cost (``worker_hours``:
+        the run's so far); for a run finished before the call, only that."""
+        if self.finished_before:
+            return [f"finished already: {self.stop_reason}; no worker started (resume --trials N searches further)"]
+        interrupted = f", {self.interrupted} interrupted and re-queued" if self.interrupted else ""
+        counts = f"{self.complete} trials complete ({self.screened} screened only), {self.failed} failed{interrupted}"
+        return [
+            f"stopped: {self.stop_reason}; this call: {counts}",
+            f"wall time {self.wall_seconds:.1f} s; {self.timing_line()}; worker-hours so far {worker_hours:.3f}",
+            self.idle_line(),
+            self.workers_line(),
+        ]
 
     def timing_line(self) -> str:
         """Median merge, swap and evaluation seconds over this call's complete trials."""
@@ -84,3 +103,13 @@ class SearchSummary:
             idle += sum(max(0.0, (b.started_at - a.finished_at).total_seconds()) for a, b in itertools.pairwise(runs))
         share = idle / (idle + busy) if idle + busy else 0.0
         return f"worker idle between trials: {idle:.1f} s in total, {share:.1%} of worker time"
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a search cleanly: the trials in flight were stored as interrupted and queued again, and the
+    workers stopped. Still a KeyboardInterrupt, so a caller that does not look for it stops as before; the CLI
+    prints ``summary`` and how to go on."""
+
+    def __init__(self, summary: SearchSummary) -> None:
+        super().__init__()
+        self.summary = summary

@@ -18,6 +18,7 @@ import io
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -147,16 +148,23 @@ class RayWorkers(_Slots):
     def __init__(self, spec: WorkerSpec, count: int, retire_after: int = 3) -> None:
         super().__init__(retire_after)
         self._spec = spec
+        self._started = time.perf_counter()
         self._slots = [_Slot(f"worker-{i}", start_worker(spec, f"worker-{i}")) for i in range(count)]
 
     def wait_ready(self) -> None:
-        """Block until every first actor is built; a worker that cannot start is a fatal error."""
+        """Block until every first actor is built, logging each one's ready line as it comes (a large model takes
+        minutes); a worker that cannot start is a fatal error."""
         import ray
         from ray.exceptions import RayActorError
 
+        pending = [s.worker.ready.remote() for s in self._slots]
         try:
-            for line in ray.get([s.worker.ready.remote() for s in self._slots]):
-                log.info("%s", line)
+            while pending:
+                [done], pending = ray.wait(pending, num_returns=1)
+                since = time.perf_counter() - self._started
+                log.info(
+                    "%s; up %.1f s after it was started (process start and imports included)", ray.get(done), since
+                )
         except RayActorError as exc:
             raise MergefrontError(f"a worker failed to start: {cause(exc)}") from None
         self.idle = [s.worker for s in self._slots]
@@ -298,6 +306,15 @@ class InProcessWorkers(_Slots):
         self.idle = []
 
 
+def start_workers(spec: WorkerSpec, count: int, in_process: bool) -> WorkerPool:
+    """``count`` Ray actors, or one worker in this process; ``wait_ready`` builds them."""
+    if in_process:
+        log.info("starting 1 worker in this process (--in-process): loading the pool and building the model")
+        return InProcessWorkers(spec)
+    log.info("starting %d worker(s): loading the pool and building the model", count)
+    return RayWorkers(spec, count)
+
+
 class _DebugLines(io.TextIOBase):
     """A text stream whose lines go to the debug log."""
 
@@ -347,6 +364,9 @@ def start_ray(address: str | None, cpus_needed: int) -> bool:
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     if address is None:
         kwargs["num_cpus"] = max(os.cpu_count() or 1, cpus_needed)
+        log.info("starting a local Ray with %d CPUs", kwargs["num_cpus"])
+    else:
+        log.info("connecting to Ray at %s", address)
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:

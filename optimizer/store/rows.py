@@ -20,6 +20,12 @@ import pandas as pd
 
 from optimizer.store.columns import GROUPS, TIMINGS, Columns
 
+# The errors of trials cut short by their driver's stop and queued again: failed in the study, but not for their
+# weights (they run again), so counted apart from failures.
+INTERRUPTED = "interrupted; re-queued"  # the driver stopped cleanly (Ctrl-C, or after too many failures)
+ORPHANED = "the driver stopped before this trial finished; re-queued"  # found so by resume after a kill
+INTERRUPTIONS = (INTERRUPTED, ORPHANED)
+
 
 class TrialState(StrEnum):
     """A stored trial's state (the ``state`` column); a running trial is never stored."""
@@ -219,6 +225,11 @@ class TrialRecord:
     def complete(self) -> bool:
         """The trial finished with scores."""
         return self.state is TrialState.COMPLETE
+
+    @property
+    def interrupted(self) -> bool:
+        """Cut short by its driver's stop and queued again (``INTERRUPTIONS``): not a failure of its weights."""
+        return self.error in INTERRUPTIONS
 
     @property
     def imported(self) -> bool:

@@ -39,7 +39,7 @@ from evaluators.core.errors import ConfigError
 from evaluators.core.registry import did_you_mean
 from optimizer.store.columns import LAYOUT, META_KEY, TIMINGS, Columns
 from optimizer.store.pareto import pareto_mask
-from optimizer.store.rows import TrialRecord, TrialSource, TrialState
+from optimizer.store.rows import INTERRUPTIONS, TrialRecord, TrialSource, TrialState
 
 TRIALS = "trials.parquet"
 FRONT = "front.parquet"
@@ -242,6 +242,10 @@ class TrialTable:
     def count(self, state: TrialState) -> int:
         """How many rows are in ``state``."""
         return int((self._frame["state"] == state.value).sum())
+
+    def interrupted(self) -> int:
+        """How many rows were cut short by their driver's stop and queued again (failed, but not for their weights)."""
+        return int(self._frame["error"].isin(INTERRUPTIONS).sum())
 
     def where(self, mask: pd.Series | Sequence[bool]) -> TrialTable:
         """The rows where ``mask`` (one boolean per row, in table order) holds."""
