@@ -388,6 +388,17 @@ def pool_changed(env: Env) -> list[str]:
     return ["export", str(env.run), "--trial", "0", "--out", str(env.tmp / "out")]
 
 
+def run_json(text: str, argv: tuple[str, ...]) -> Build:
+    """The run's run.json replaced by ``text`` (a hand edit gone wrong), then ``argv`` on the run."""
+
+    def build(env: Env) -> list[str]:
+        assert env.run is not None
+        (env.run / "run.json").write_text(text)
+        return [argv[0], str(env.run), *argv[1:]]
+
+    return build
+
+
 def pool_moved(env: Env) -> list[str]:
     assert env.run is not None
     meta = json.loads((env.run / "run.json").read_text())
@@ -1073,6 +1084,19 @@ CASES = [
         "front-missing-run",
         command("front", "{tmp}/nowhere"),
         "{tmp}/nowhere/front.parquet does not exist; is {tmp}/nowhere " + RUN,
+    ),
+    case(
+        "export-run-json-not-json",
+        run_json("{", ("export", "--trial", "0", "--out", "out")),
+        "run.json is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); "
+        "it is written by mergefront, not by hand: restore it from a copy of the run",
+        needs_run=True,
+    ),
+    case(
+        "resume-run-json-without-keys",
+        run_json("{}", ("resume", "--no-progress")),
+        "run.json lacks 'experiment'; it is written by mergefront, not by hand",
+        needs_run=True,
     ),
     case(
         "front-sort-unknown-objective",

@@ -84,3 +84,15 @@ def test_a_repo_id_absent_from_the_cache_is_refused_with_the_download_command(
     assert merge(pool, tmp_path / "m", "--allow-download") == 2  # offline here: the download fails, and says so
     assert "nor a Hugging Face repo that downloads into" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_a_path_spelled_with_dot_slash_is_never_a_repo_id(
+    tiny_pool: Path, tmp_path: Path, hub: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache_model(hub, REPO, tiny_pool / "pool" / "add")  # the repo is cached, but the pool asks for a folder
+    pool = pool_file(tmp_path, tiny_pool, f"./{REPO}")
+    capsys.readouterr()
+    assert merge(pool, tmp_path / "m") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"directory './{REPO}' does not exist" in err[0] and "hf download" not in err[0], err
+    assert not (tmp_path / "m").exists()

@@ -142,3 +142,46 @@ def test_a_tasks_fingerprint_is_its_content_not_its_place(tiny_pool: Path, tmp_p
     data.write_text(data.read_text().replace('"target": "89"', '"target": "98"', 1))  # one answer of one objective
     changed = [label for label, d in digests(tmp_path / "two").items() if d != digests(tmp_path / "one")[label]]
     assert changed == ["toy_add/perplexity"]
+
+
+def test_a_run_under_a_symlinked_runs_folder_finds_its_project(
+    tiny_pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``runs/`` a link to storage elsewhere: the run's ``../../checkpoints.yaml`` is beside the link, as a shell's
+    ``cd ..`` would find it, not beside the storage."""
+    root = tmp_path / "project"
+    shutil.copytree(tiny_pool / "pool", root / "models")
+    shutil.copytree(tiny_pool / "tasks", root / "tasks")
+    (root / "checkpoints.yaml").write_text(POOL)
+    (tmp_path / "storage" / "runs").mkdir(parents=True)
+    (root / "runs").symlink_to(tmp_path / "storage" / "runs")
+    exp = write_experiment(root, Path("checkpoints.yaml"), Path("tasks"), backend="dummy", trials=5)
+    go = ("--no-progress", "--in-process")
+    assert cli(capsys, "search", str(exp), "--runs-dir", str(root / "runs"), *go)[0] == 0
+    run = root / "runs" / "tiny"
+    assert cli(capsys, "export", str(run), "--trial", "4", "--out", str(tmp_path / "out"), "--no-progress")[0] == 0
+    assert cli(capsys, "resume", str(run), "--trials", "6", *go)[0] == 0
+
+
+def test_a_dataset_folder_is_fingerprinted_by_every_file_below_it(tiny_pool: Path, tmp_path: Path) -> None:
+    """A task whose ``dataset_path`` is a folder of CSV files (in a subfolder too): changing one answer there changes
+    the task's fingerprint, so a warm start does not reuse scores of other data."""
+    tasks = tmp_path / "tasks"
+    shutil.copytree(tiny_pool / "tasks", tasks)
+    (tasks / "sums" / "part").mkdir(parents=True)
+    (tasks / "sums" / "part" / "test.csv").write_text("question,answer\n1+1=,2\n2+2=,4\n")
+    (tasks / "sums.yaml").write_text(
+        "task: sums\ndataset_path: sums\ndataset_kwargs: {data_files: {test: part/test.csv}}\ntest_split: test\n"
+        "output_type: generate_until\ndoc_to_text: '{{question}}'\ndoc_to_target: '{{answer}}'\n"
+        "metric_list: [{metric: exact_match, aggregation: mean, higher_is_better: true}]\n"
+    )
+    exp = write_experiment(
+        tmp_path, tiny_pool / "pool" / "checkpoints.yaml", tasks, "objectives: [{task: sums, metric: exact_match}]\n"
+    )
+
+    def digest() -> object:
+        return objective_digests(load_experiment(exp)[0])
+
+    before = digest()
+    (tasks / "sums" / "part" / "test.csv").write_text("question,answer\n1+1=,2\n2+2=,5\n")
+    assert digest() != before

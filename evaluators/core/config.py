@@ -16,7 +16,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, ValidationError, ValidationInfo
 
 from evaluators.core.errors import ConfigError, first_line
-from evaluators.core.paths import Located, located, stored
+from evaluators.core.paths import Located, located, spelling, stored
 from evaluators.core.registry import Registry, did_you_mean
 
 M = TypeVar("M", bound=BaseModel)
@@ -49,9 +49,12 @@ def read_yaml(path: Path) -> Any:
 
 
 def resolve_path(value: Path, info: ValidationInfo) -> Path:
-    """Resolve ``value`` against the ``base_dir`` in the validation context (the YAML's folder)."""
+    """Resolve ``value`` against the ``base_dir`` in the validation context (the YAML's folder), ``~`` expanded and
+    ``..`` taken lexically, as a shell's ``cd`` does: a run directory reached through a symlinked ``runs/`` finds
+    ``../../checkpoints.yaml`` beside the link, where it was written from."""
+    value = value.expanduser()
     base = (info.context or {}).get("base_dir")
-    return value if value.is_absolute() or base is None else Path(base) / value
+    return value if value.is_absolute() or base is None else Path(os.path.normpath(Path(base) / value))
 
 
 def from_a_person(info: ValidationInfo) -> bool:
@@ -74,11 +77,13 @@ def existing(value: Path, info: ValidationInfo, kind: str) -> Located:
     if not (path.is_dir() if kind == "directory" else path.is_file()):
         if path.exists():
             other = "file" if kind == "directory" else "directory"
-            raise ValueError(f"'{value}' is a {other}, not a {kind} (resolved to {path}); point it at a {kind}")
+            raise ValueError(
+                f"'{spelling(value)}' is a {other}, not a {kind} (resolved to {path}); point it at a {kind}"
+            )
         where = os.path.normpath(path)
-        raise ValueError(f"{kind} '{value}' does not exist (resolved to {where}); {missing_path_fix(info)}")
+        raise ValueError(f"{kind} '{spelling(value)}' does not exist (resolved to {where}); {missing_path_fix(info)}")
     base = (info.context or {}).get("base_dir") or os.getcwd()
-    return located(path.resolve(), str(value), None if value.is_absolute() else Path(base))
+    return located(path.resolve(), spelling(value), None if value.expanduser().is_absolute() else Path(base))
 
 
 STORED = PlainSerializer(stored, when_used="json")  # a run stores paths as spelled, not as this machine's
@@ -268,4 +273,4 @@ def load_config(model: type[M], path: Path, context: Mapping[str, Any] | None = 
         raise ConfigError(
             f"{path}: the top level is {kind}, but it must be a mapping of keys (key: value lines){needs}"
         )
-    return validate(model, data, str(path), base_dir=path.parent.resolve(), context=context)
+    return validate(model, data, str(path), base_dir=path.resolve().parent, context=context)

@@ -10,12 +10,12 @@ stores it and an export's recipe names it, rather than this machine's cache fold
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, ValidationInfo
+from pydantic import AfterValidator, BeforeValidator, ValidationInfo
 
 from evaluators.core.config import STORED, existing, missing_path_fix, resolve_path
-from evaluators.core.paths import Located, located
+from evaluators.core.paths import Located, located, spelling
 
 # what the pool reads from a model directory: weights, configs, tokenizer files, a model's own code
 DOWNLOADED = ["*.safetensors", "*.json", "*.model", "*.txt", "*.tiktoken", "*.py"]
@@ -46,10 +46,18 @@ def _snapshot(repo_id: str, allow_download: bool) -> Path | None:
         return None
 
 
+def explicit_path(value: Any) -> Any:
+    """A spelling that can only be a path (``./org/name``, ``../x``, ``~/x``) keeps its leading part, which ``Path``
+    would drop, so that ``model_dir`` never takes it for a repo id."""
+    if isinstance(value, str) and value.startswith(("./", "../", "~")):
+        return located(value, value, None)
+    return value
+
+
 def model_dir(value: Path, info: ValidationInfo) -> Located:
     """An existing directory (relative to the pool file), else a repo id in the hub cache; one-line ValueError."""
     path = resolve_path(value, info)
-    if path.exists() or not _repo_id(value):
+    if path.exists() or not _repo_id(value) or spelling(value).startswith((".", "~")):
         return existing(value, info, "directory")
     allow_download = bool((info.context or {}).get("allow_download"))
     snapshot = _snapshot(str(value), allow_download)
@@ -69,4 +77,6 @@ def model_dir(value: Path, info: ValidationInfo) -> Located:
     )
 
 
-ModelDir = Annotated[Path, AfterValidator(model_dir), STORED]  # a model directory, or a repo id in the hub cache
+ModelDir = Annotated[
+    Path, BeforeValidator(explicit_path), AfterValidator(model_dir), STORED
+]  # a model directory, or a repo id in the hub cache

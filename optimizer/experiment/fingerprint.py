@@ -73,7 +73,19 @@ def _data_digest(value: Any) -> Any:
         return {k: _data_digest(v) for k, v in value.items()}
     if not isinstance(value, str) or "://" in value or not Path(value).is_absolute():
         return value  # the task library made every local path absolute; anything else is a name or a URL
-    return files_digest(Path(p) for p in sorted(glob.glob(value)))
+    return _tree_digest(Path(p) for p in sorted(glob.glob(value)))
+
+
+def _tree_digest(paths: Iterable[Path]) -> str:
+    """Hash of task data: every file under the folders (any suffix, subfolders included: a ``dataset_path`` folder of
+    CSV or Parquet files is data too), with its path below the folder, or the files themselves."""
+    h = hashlib.sha256()
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+            _file_digest(f, h)
+    return h.hexdigest()[:16]
 
 
 def _task_digest(library: TaskLibrary, task: str) -> str:

@@ -184,7 +184,14 @@ def read_meta(run_dir: Path) -> RunMeta:
     path = run_dir / RUN_META
     if not path.is_file():
         raise ConfigError(f"{path} does not exist; is {run_dir} a run directory written by `mergefront search`?")
-    return RunMeta.from_json(json.loads(path.read_text()))
+    try:
+        data = json.loads(path.read_text())
+        return RunMeta.from_json(data)
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        problem = f"is not valid JSON ({exc})" if isinstance(exc, json.JSONDecodeError) else f"lacks {exc}"
+        raise ConfigError(
+            f"{path} {problem}; it is written by mergefront, not by hand: restore it from a copy of the run"
+        ) from None
 
 
 def write_meta(run_dir: Path, meta: RunMeta) -> None:
