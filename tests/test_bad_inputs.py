@@ -1086,6 +1086,18 @@ CASES = [
         "{tmp}/nowhere/front.parquet does not exist; is {tmp}/nowhere " + RUN,
     ),
     case(
+        "resume-trials-below-evaluated",
+        command("resume", "{run}", "--trials", "3", "--no-progress"),
+        "--trials 3: {run} has evaluated 7 trials already, and the budget counts them; give at least 7",
+        needs_run=True,
+    ),
+    case(
+        "dashboard-port-out-of-range",
+        command("dashboard", "{run}", "--port", "99999"),
+        "argument --port: must be at most 65535 (a TCP port), got 99999",
+        needs_run=True,
+    ),
+    case(
         "export-run-json-not-json",
         run_json("{", ("export", "--trial", "0", "--out", "out")),
         "run.json is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); "

@@ -66,7 +66,7 @@ def test_search_writes_trials_front_and_journal(tiny_run: Path, capsys: pytest.C
     assert sorted(r["trial"] for r in rows) == sorted(front["trial"].tolist())
     for r in rows:
         assert set(r) == {
-            *("trial", "source", "imported_from", "on_front", "weights", "knobs"),
+            *("trial", "state", "error", "source", "imported_from", "on_front", "weights", "knobs"),
             *("scores", "stderr", "held_out", "held_out_stderr"),
         }
         assert r["on_front"] is True and r["imported_from"] is None

@@ -87,7 +87,7 @@ def test_all_marks_the_front_and_json_carries_every_field() -> None:
     rows = json.loads(front_json(table, front))
     assert [r["trial"] for r in rows] == table.numbers
     for row, record in zip(rows, table.records(), strict=True):
-        assert row["on_front"] == (record.trial in front)
+        assert row["on_front"] == (record.trial in front) and (row["state"], row["error"]) == ("COMPLETE", None)
         assert row["source"] == str(record.source) and row["imported_from"] is None
         assert row["stderr"] == record.stderr and row["held_out"] == record.held_out
         assert row["held_out_stderr"] == record.held_out_stderr and row["weights"] == record.weights

@@ -13,6 +13,7 @@ import huggingface_hub.constants
 import pytest
 import torch
 import yaml
+from huggingface_hub import ModelCard
 
 from optimizer.cli import main
 from tests.helpers import cache_model, safetensors_dir, write_experiment
@@ -66,6 +67,7 @@ def test_a_cached_repo_id_merges_and_searches_and_its_recipe_names_it(
         REPO,
         "./sort",
     ]
+    assert ModelCard.load(tmp_path / "e" / "README.md").data.base_model == [REPO]  # the folder member is no model id
 
 
 def test_a_repo_id_absent_from_the_cache_is_refused_with_the_download_command(

@@ -259,7 +259,7 @@ def test_report_fits_the_page_in_headless_chromium(run: Path, tmp_path: Path) ->
     panels = 3 + 2 + 1  # four objectives: the lower triangle of a 4 x 4 matrix, each trial once per panel
     assert points is not None and int(points.group(1)) == panels * len(read_trials(run, TRIALS).complete())
     front = read_trials(run)
-    table = re.search(r'<table id="front-table">.*?</table>', dom.stdout, re.DOTALL)
+    table = re.search(r'<table id="front-table"[^>]*>.*?</table>', dom.stdout, re.DOTALL)
     assert table is not None, "the front table is missing"
     rows = re.findall(r'<tr class="trial">.*?</tr>\s*<tr class="detail">.*?</tr>', table.group(0), re.DOTALL)
     assert len(rows) == len(front)

@@ -274,3 +274,5 @@ def test_sql_engines_read_both_files_without_quoting(tmp_path: Path) -> None:
     # labels that would share a column name get their own
     clash = Columns(weights=("a-b", "a_b"), objectives=("x",), directions=("maximize",))
     assert clash.names("weights") == {"a-b": "weight__a_b", "a_b": "weight__a_b_2"}
+    folded = Columns(weights=("Add", "add"), objectives=("x",), directions=("maximize",))  # SQL folds case
+    assert folded.names("weights") == {"Add": "weight__Add", "add": "weight__add_2"}

@@ -52,8 +52,9 @@ def expected_verdict(run: Path) -> list[str]:
         if any((m >= row).all() and (m > row).any() for m in merges)
     ]
     singles = int(front["source"].str.startswith("single:").sum())
+    counts = f"{len(front) - singles} of {len(front)} front points are merges, {singles} single checkpoint"
     return [
-        f"verdict: {len(front) - singles} of {len(front)} front points are merges, {singles} single checkpoints",
+        f"verdict: {counts}{'s' * (singles != 1)}",
         f"  single checkpoints a merge dominates: {', '.join(beaten) or 'none'}",
     ]
 

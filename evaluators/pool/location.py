@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, ValidationInfo
 
 from evaluators.core.config import STORED, existing, missing_path_fix, resolve_path
-from evaluators.core.paths import Located, located, spelling
+from evaluators.core.paths import Located, folder_of, located, spelling
 
 # what the pool reads from a model directory: weights, configs, tokenizer files, a model's own code
 DOWNLOADED = ["*.safetensors", "*.json", "*.model", "*.txt", "*.tiktoken", "*.py"]
@@ -44,6 +44,14 @@ def _snapshot(repo_id: str, allow_download: bool) -> Path | None:
         return Path(snapshot_download(repo_id, local_files_only=not allow_download, allow_patterns=DOWNLOADED))
     except (OSError, ValueError):  # not cached, offline, no such repo, no access
         return None
+
+
+def repo_id(path: Path) -> str | None:
+    """The Hugging Face repo id a validated model directory was given as (None for a folder)."""
+    if not isinstance(path, Located) or folder_of(path) is not None:
+        return None
+    spelled = spelling(path)
+    return None if spelled.startswith(("/", "~")) else spelled
 
 
 def explicit_path(value: Any) -> Any:

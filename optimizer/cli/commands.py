@@ -109,9 +109,17 @@ def _search(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from optimizer.search.driver import Search
     from optimizer.search.workers import check_ray_address
+    from optimizer.store.trials import TRIALS, read_trials
 
     _quiet_optuna(args.verbose)
     check_ray_address(args.ray_address)  # before resume settles anything in the run directory
+    if args.trials:  # before resume settles anything: a budget below what is done would end the run at once
+        stored = read_trials(args.run_dir, TRIALS).complete()
+        if args.trials < (done := len(stored) - len(stored.imported())):
+            raise ConfigError(
+                f"--trials {args.trials}: {args.run_dir} has evaluated {done} trials already, and the budget counts "
+                f"them; give at least {done}"
+            )
     search = Search.resume(args.run_dir, _places(args))
     if args.trials:
         search.set_trials(args.trials)
@@ -239,7 +247,10 @@ def _dashboard(args: argparse.Namespace) -> int:
     print(
         f"optuna-dashboard for {args.run_dir}, {what}, at http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True
     )
-    run_server(view.storage, host=args.host, port=args.port)
+    try:
+        run_server(view.storage, host=args.host, port=args.port)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        raise ConfigError(f"cannot serve on {args.host}:{args.port} ({exc.strerror}); pass a free --port") from None
     return 0
 
 

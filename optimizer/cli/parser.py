@@ -13,7 +13,7 @@ from evaluators.core.errors import ConfigError
 from evaluators.core.registry import did_you_mean
 from optimizer.cli import commands
 from optimizer.cli.parameter_flags import add_parameter_flags
-from optimizer.cli.values import positive, weights
+from optimizer.cli.values import port, positive, weights
 
 DEFAULT_EXPERIMENT = Path("experiments/toy.yaml")
 
@@ -272,7 +272,7 @@ def _viewing_commands(sub: Any) -> None:
     )
     dashboard.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    dashboard.add_argument("--port", type=positive, default=8080, help="port (default 8080)")
+    dashboard.add_argument("--port", type=port, default=8080, help="port (default 8080)")
     dashboard.set_defaults(func=commands._dashboard)
 
 

@@ -18,6 +18,14 @@ def positive(text: str) -> int:
     return value
 
 
+def port(text: str) -> int:
+    """A TCP port number, 1 to 65535."""
+    value = positive(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be at most 65535 (a TCP port), got {value}")
+    return value
+
+
 def _finite(name: str, value: str, weight: float) -> float:
     """A weight the float32 merge can use; anything else would write a non-finite model."""
     if math.isnan(weight):

@@ -1,7 +1,8 @@
 """The README.md of an exported merge: Hugging Face front matter, what went in with which weights, and how it scored.
 
 The front matter is written by ``huggingface_hub.ModelCardData`` (the library the Hub's own cards come from), so
-``huggingface_hub.ModelCard`` reads it back: ``base_model`` lists the members merged (weight 0 left out),
+``huggingface_hub.ModelCard`` reads it back: ``base_model`` lists the merged members given as Hub repo ids (weight 0
+left out; a local folder is not a model id the Hub knows),
 ``library_name`` is transformers, and ``license`` is set only when every merged member's own card names the same one.
 """
 
@@ -13,11 +14,13 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
+import yaml
 from huggingface_hub import ModelCard, ModelCardData
 
 from evaluators.merge import MergeSpec, parameter_names
 from evaluators.pool import Pool
 from evaluators.pool.config import BaseMember, Member
+from evaluators.pool.location import repo_id
 
 VERSIONS = ("mergefront", "lm_eval", "transformers")
 
@@ -46,7 +49,7 @@ def _card_dir(pool: Pool, member: Member) -> Path | None:
     if isinstance(member, BaseMember):
         return pool.bases[member.base].path
     path = getattr(member, "path", None) or getattr(member, "source_finetune", None)
-    return Path(path) if path is not None else None
+    return path if isinstance(path, Path) else None
 
 
 def _license(pool: Pool, members: list[Member]) -> str | None:
@@ -55,14 +58,18 @@ def _license(pool: Pool, members: list[Member]) -> str | None:
     for member in members:
         directory = _card_dir(pool, member)
         card = directory / "README.md" if directory is not None else None
-        found.add(ModelCard.load(card).data.license if card is not None and card.is_file() else None)
+        try:
+            found.add(ModelCard.load(card).data.license if card is not None and card.is_file() else None)
+        except (ValueError, yaml.YAMLError):  # a member's own card that does not parse says no license we can trust
+            found.add(None)
     return found.pop() if len(found) == 1 else None
 
 
 def _front_matter(pool: Pool, members: list[Member]) -> str:
     """The card's YAML front matter, as huggingface_hub writes it."""
+    ids = [i for m in members if (d := _card_dir(pool, m)) is not None and (i := repo_id(d)) is not None]
     data = ModelCardData(
-        base_model=[m.name for m in members],
+        base_model=ids or None,  # the Hub takes model ids only: members given as local folders are not listed
         library_name="transformers",
         license=_license(pool, members),
         tags=["merge", "mergefront"],

@@ -26,6 +26,9 @@ th, td { border: 1px solid #ddd; padding: 0.25em 0.5em; text-align: right; }
 th { background: #f3f3f3; font-weight: 600; }
 th.group { text-align: center; background: #e8ecf3; }
 td.number, td.source, th.left { text-align: left; white-space: nowrap; }
+td.source { white-space: normal; overflow-wrap: anywhere; max-width: 11em; }
+table.many td small { display: block; margin-left: 0; }
+tr.detail .weights { overflow-wrap: anywhere; }
 td.number { font-weight: 600; vertical-align: top; }
 td small { color: #777; margin-left: 0.2em; }
 td.best { font-weight: 700; background: #e3f4e1; }

@@ -119,4 +119,5 @@ def trials_table(table: TrialTable, choices: Sequence[Measure], run_dir: Path, n
             f"<td class='source'>{html.escape(str(r.source))}</td>{cells}</tr>"
             f"<tr class='detail'><td colspan='{len(flat) + 1}'>{_detail(r, table, run_dir, name)}</td></tr>"
         )
-    return f"<table id='{table_id}'><thead>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    many = " class='many'" if len(flat) > 8 else ""  # many columns: each standard error under its value, to fit
+    return f"<table id='{table_id}'{many}><thead>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

@@ -81,8 +81,8 @@ def table_frame(table: TrialTable, front: Collection[int] | None = None) -> pd.D
 
 def format_table(table: TrialTable, front: Collection[int] | None = None, wide: bool = False) -> str:
     """``table_frame`` as plain text for the terminal: one table, or with more than ``WIDTH`` columns (unless
-    ``wide``) one block each for the scores, the held-out scores and the weights, each block keyed by trial and
-    wrapped by pandas if still too wide; a ``*`` after the number marks front trials when ``front`` is given."""
+    ``wide``) one block each for the scores, the held-out scores and the weights, each cut into pieces that fit and
+    each piece keyed by trial; a ``*`` after the number marks front trials when ``front`` is given."""
     if not len(table):
         return "(no complete trials)"
     frame = table_frame(table, front)
@@ -93,24 +93,46 @@ def format_table(table: TrialTable, front: Collection[int] | None = None, wide: 
     knobs = set(parameter_names(table.columns.knobs).values())
     held = [c for c in frame.columns if c.endswith("(held-out)")]
     weights = [c for c in frame.columns if c.startswith("w.") or c in knobs]
-    scores = [c for c in frame.columns if c not in (*held, *weights)]
+    scores = [c for c in frame.columns if c not in ("trial", *held, *weights)]
     frame = frame.rename(columns={c: c.removesuffix(" (held-out)") for c in held})  # the block's title says it
     held = [c.removesuffix(" (held-out)") for c in held]
-    blocks = [("", scores), ("held-out tasks", ["trial", *held]), ("weights", ["trial", *weights])]
+    blocks = [("", scores), ("held-out tasks", held), ("weights", weights)]
     texts = [
-        (f"{t}:\n" if t else "") + frame[c].to_string(index=False, line_width=WIDTH) for t, c in blocks if len(c) > 1
+        (f"{title}:\n" if title else "") + frame[["trial", *piece]].to_string(index=False)
+        for title, columns in blocks
+        for piece in _pieces(frame, columns)
     ]
     return "\n\n".join(texts) + note
 
 
+def _pieces(frame: pd.DataFrame, columns: list[str]) -> list[list[str]]:
+    """``columns`` cut, in order, into runs that fit ``WIDTH`` beside the trial column (a column wider than that
+    alone is a run of its own)."""
+
+    def width(c: str) -> int:
+        return 1 + max(len(c), int(frame[c].astype(str).str.len().max()))
+
+    pieces: list[list[str]] = []
+    used = WIDTH
+    for c in columns:
+        if used + width(c) > WIDTH:
+            pieces.append([])
+            used = width("trial")
+        pieces[-1].append(c)
+        used += width(c)
+    return pieces
+
+
 def front_json(table: TrialTable, front: Collection[int]) -> str:
-    """JSON array, one object per trial: trial, source, imported_from, on_front, weights, knobs (by name), scores,
+    """JSON array, one object per trial: trial, state, error, source, imported_from, on_front, weights, knobs (by name), scores,
     stderr, held_out, held_out_stderr (null where missing)."""
     columns = table.columns
     names = parameter_names(columns.knobs)
     out = [
         {
             "trial": r.trial,
+            "state": r.state.value,
+            "error": r.error,
             "source": str(r.source),
             "imported_from": None if r.imported_from is None else str(r.imported_from),
             "on_front": r.trial in front,
@@ -142,7 +164,8 @@ def merge_verdict(trials: TrialTable, front: TrialTable) -> str:
     columns = trials.columns
     full = trials.full()  # scores on a screening subset are not comparable
     singles, merges = full.singles().records(), full.merges().records()
-    counts = f"{len(front.merges())} of {len(front)} front points are merges, {len(front.singles())} single checkpoints"
+    n = len(front.singles())
+    counts = f"{len(front.merges())} of {len(front)} front points are merges, {n} single checkpoint{'s' * (n != 1)}"
     lines = [f"verdict: {counts}"]
     for label, direction in zip(columns.objectives, columns.directions, strict=True):
         single, merge = _best(singles, label, direction), _best(merges, label, direction)

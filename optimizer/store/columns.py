@@ -77,7 +77,7 @@ class Columns:
         names: dict[str, str] = {}
         for label in labels:
             name, n = new + _sql(label), 1
-            while name in names.values():
+            while name.lower() in {v.lower() for v in names.values()}:  # SQL engines fold case
                 n += 1
                 name = f"{new}{_sql(label)}_{n}"
             names[label] = name

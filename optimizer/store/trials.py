@@ -302,5 +302,11 @@ def read_trials(run_dir: Path, name: str = FRONT) -> TrialTable:
     path = run_dir / name
     if not path.is_file():
         raise ConfigError(f"{path} does not exist; is {run_dir} a run directory written by `mergefront search`?")
-    table = _read(path)
-    return TrialTable(Columns.from_schema(table.schema), table.to_pandas())
+    try:
+        table = _read(path)
+        return TrialTable(Columns.from_schema(table.schema), table.to_pandas())
+    except (pa.ArrowException, KeyError, ValueError) as exc:  # not Parquet, or not ours
+        raise ConfigError(
+            f"{path} cannot be read as a mergefront trial table ({str(exc).splitlines()[0]}); restore it from a copy "
+            "of the run"
+        ) from None
