@@ -95,7 +95,7 @@ $(MERGEKIT_STAMP):
 
 # our merge's recipes run by mergekit itself, its tensors compared with ours
 test-mergekit: $(STAMP) $(MERGEKIT_STAMP)
-	MERGEKIT_VENV=$(MERGEKIT_VENV) $(BIN)/python -m pytest tests/test_mergekit.py
+	MERGEKIT_VENV=$(MERGEKIT_VENV) $(BIN)/python -m pytest tests/test_mergekit.py tests/test_slerp.py
 
 # Container images (docker/README.md). docker/engine.sh starts a throwaway Docker engine for the
 # build when none is running (and stops it after), and makes a local base image when the public

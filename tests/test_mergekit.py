@@ -20,8 +20,8 @@ from evaluators.pool import load_pool
 from optimizer.export.mergekit import mergekit_recipe
 from tests.helpers import tiny_llama
 
-MERGEKIT = (
-    Path(os.environ.get("MERGEKIT_VENV", Path(__file__).resolve().parents[1] / ".venv-mergekit"))
+MERGEKIT = (  # absolute: mergekit runs in the pool file's folder, and `make test-mergekit` gives a relative path
+    Path(os.environ.get("MERGEKIT_VENV", Path(__file__).resolve().parents[1] / ".venv-mergekit")).absolute()
     / "bin"
     / "mergekit-yaml"
 )
