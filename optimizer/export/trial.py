@@ -17,9 +17,7 @@ from optimizer.store.trials import FRONT, TRIALS, TrialTable, read_trials
 
 def _front_line(row: TrialRecord, front: TrialTable, run: str) -> str:
     if row.trial not in set(front.numbers):
-        return (
-            f"This trial is not on the current Pareto front of run '{run}' (another trial is at least as good on every objective and better on one)."
-        )
+        return f"This trial is not on the current Pareto front of run '{run}' (another trial is at least as good on every objective and better on one)."
     ranks, scores = [], front.scores()
     for o, d in zip(front.columns.objectives, front.columns.directions, strict=True):
         better = (scores[o] > row.scores[o]) if d == "maximize" else (scores[o] < row.scores[o])
