@@ -1,8 +1,10 @@
 """What scoring a live model produces: one ``Score`` per objective. Backends build scorers
-(``ScoreTasks``); the worker and the store read their scores."""
+(``ScoreTasks``); the worker and the store read their scores. ``score_text`` is how a score is written wherever a
+person reads one (tables, hovers, log lines)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,3 +20,13 @@ class Score:
 
 ScoreTasks = Callable[[], dict[str, Score]]
 """Scores the live model as it is now, one Score per named task spec."""
+
+
+def score_text(value: float | None, stderr: float | None) -> str:
+    """The one number format of tables, hovers and logs: ``0.812±0.021``, ``0.812`` without a standard error,
+    ``-`` without a value (3 decimals throughout; NaN counts as missing)."""
+    if value is None or math.isnan(value):
+        return "-"
+    if stderr is None or math.isnan(stderr):
+        return f"{value:.3f}"
+    return f"{value:.3f}±{stderr:.3f}"

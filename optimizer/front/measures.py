@@ -15,12 +15,12 @@ import numpy as np
 
 from evaluators.core.errors import ConfigError
 from evaluators.core.registry import did_you_mean
-from optimizer.front.table import parameter_names, score_text
+from evaluators.scoring.score import score_text
+from optimizer.front.table import parameter_names, score_title
 from optimizer.store.pareto import pareto_mask
 from optimizer.store.rows import Columns, TrialRecord
 from optimizer.store.trials import TrialTable
 
-ARROWS = {"maximize": "↑", "minimize": "↓"}
 COLOURS = {"trials": "#b0b0b0", "front": "#d62728", "baselines": "#1f77b4"}  # by layer kind, in every picture
 
 
@@ -35,8 +35,7 @@ class Measure:
     @property
     def title(self) -> str:
         """The axis or column title: label, direction arrow, ``(held-out)`` for a held-out task."""
-        arrow = ARROWS.get(self.direction or "", "")
-        return " ".join(part for part in (self.label, arrow, "(held-out)" if self.held_out else "") if part)
+        return score_title(self.label, self.direction, self.held_out)
 
     @property
     def maximized(self) -> bool:

@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from optimizer.front.measures import ARROWS, Measure
-from optimizer.front.table import parameter_names
+from optimizer.front.measures import Measure
+from optimizer.front.table import ARROWS, parameter_names
 from optimizer.store.rows import TrialRecord
 from optimizer.store.trials import TrialTable
 

@@ -10,6 +10,7 @@ from collections.abc import Collection, Sequence
 import numpy as np
 import pandas as pd
 
+from evaluators.scoring.score import score_text
 from optimizer.store.pareto import is_dominated
 from optimizer.store.rows import TrialRecord
 from optimizer.store.trials import TrialTable
@@ -27,16 +28,6 @@ def _float(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
-def score_text(value: float | None, stderr: float | None) -> str:
-    """The one number format of tables, hovers and logs: ``0.812±0.021``, ``0.812`` without a standard error,
-    ``-`` without a value (3 decimals throughout)."""
-    if _number(value) is None:
-        return "-"
-    if _number(stderr) is None:
-        return f"{value:.3f}"
-    return f"{value:.3f}±{stderr:.3f}"
-
-
 def parameter_names(keys: Sequence[str]) -> dict[str, str]:
     """Each merge parameter's name (``lambda``) by its stored key (``scale``), for what users read. The
     declarations import torch, so only a run that searched parameters pays for it."""
@@ -47,10 +38,15 @@ def parameter_names(keys: Sequence[str]) -> dict[str, str]:
     return declared_names(keys)
 
 
+def score_title(label: str, direction: str | None, held_out: bool = False) -> str:
+    """A score's column or axis title: label, direction arrow (none when unknown), ``(held-out)``."""
+    arrow = ARROWS.get(direction or "", "")
+    return " ".join(part for part in (label, arrow, "(held-out)" if held_out else "") if part)
+
+
 def _title(table: TrialTable, label: str, held_out: bool = False) -> str:
-    """A score column's title: label, direction arrow, ``(held-out)``."""
-    arrow = ARROWS.get(table.columns.direction_of(label), "")
-    return f"{label} {arrow}".strip() + (" (held-out)" if held_out else "")
+    """``score_title`` with the direction the table's columns store for ``label``."""
+    return score_title(label, table.columns.direction_of(label), held_out)
 
 
 def table_frame(table: TrialTable, front: Collection[int] | None = None) -> pd.DataFrame:

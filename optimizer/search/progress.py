@@ -13,6 +13,7 @@ from typing import Self
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from evaluators.scoring.score import score_text
 from optimizer.store.rows import TrialRecord
 
 log = logging.getLogger(__name__)
@@ -57,11 +58,10 @@ class TrialLines:
 
     def scores(self, record: TrialRecord) -> str:
         """``add 0.675±0.033, reverse 0.695±0.033`` (no ± where the trial has no standard error)."""
-        parts = []
-        for name, label in zip(self.names, self.labels, strict=True):
-            stderr = record.stderr.get(label)
-            parts.append(f"{name} {record.scores[label]:.3f}" + ("" if stderr is None else f"±{stderr:.3f}"))
-        return ", ".join(parts)
+        return ", ".join(
+            f"{name} {score_text(record.scores[label], record.stderr.get(label))}"
+            for name, label in zip(self.names, self.labels, strict=True)
+        )
 
 
 class TrialBar(TrialLines):
