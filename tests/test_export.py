@@ -19,6 +19,8 @@ from transformers import AutoModelForCausalLM
 from evaluators.merge import MergePoint, MergeSpec
 from evaluators.merge.resident import MergeSetup
 from evaluators.pool import load_pool
+from evaluators.scoring.tasks import TaskSpec
+from evaluators.worker import Worker, WorkerSpec
 from optimizer.cli import main
 from optimizer.store.trials import TRIALS, read_trials
 
@@ -38,7 +40,8 @@ def resident_merge(tiny_pool: Path, weights: dict[str, float]) -> dict[str, torc
 
 
 def lm_eval_scores(model_dir: Path, tasks_dir: Path, out: Path) -> dict[str, dict[str, float]]:
-    """Scores from lm-eval's own command line, run as a user would, from the tasks' folder."""
+    """Scores from lm-eval's own command line, run as a user would, from the tasks' folder (with each example's
+    results logged beside them, ``samples_<task>_*.jsonl``)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     subprocess.run(
         [
@@ -57,6 +60,7 @@ def lm_eval_scores(model_dir: Path, tasks_dir: Path, out: Path) -> dict[str, dic
             "cpu",
             "--output_path",
             str(out),
+            "--log_samples",
         ],
         cwd=tasks_dir,
         env=env,
@@ -109,6 +113,20 @@ def test_exported_trials_are_models_lm_eval_scores_as_the_search_did(
             scored = lm_eval_scores(out, tiny_pool / "tasks", tmp_path / f"lm_eval{trial}")
             assert scored["toy_reverse"]["acc,none"] == row.scores["toy_reverse/acc"]
             assert math.isclose(scored["toy_add"]["perplexity,none"], row.scores["toy_add/perplexity"], rel_tol=1e-9)
+            # the per-example results paired comparisons resample are lm-eval's own, in document order
+            logged = [
+                json.loads(line)
+                for line in next((tmp_path / f"lm_eval{trial}").rglob("samples_toy_reverse_*.jsonl")).open()
+            ]
+            expected_samples = tuple(float(s["acc"]) for s in sorted(logged, key=lambda s: s["doc_id"]))
+            spec = WorkerSpec(
+                pool=load_pool(tiny_pool / "pool" / "checkpoints.yaml"),
+                objectives={"reverse": TaskSpec(task="toy_reverse")},
+                tasks_dir=tiny_pool / "tasks",
+                bootstrap_iters=0,
+            )
+            score = Worker(spec).evaluate(MergePoint(weights=weights)).scores["reverse"]
+            assert score.per_sample == expected_samples and len(expected_samples) == score.samples
 
 
 def test_one_off_merge_writes_the_same_outputs(tiny_pool: Path, tmp_path: Path) -> None:

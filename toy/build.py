@@ -21,16 +21,19 @@ from transformers.utils import logging as hf_logging
 
 from toy.skills import SKILLS, sample_unique
 from toy.tokenizer import build_tokenizer
-from toy.train import CharEncoder, Stage, train_stage
+from toy.train import CharEncoder, Stage, reproducible_cpu, train_stage
 
 SPLITS = ("search", "report")
 MANIFEST = "manifest.json"
 
 
-def focus(skill: str, share: float) -> dict[str, float]:
-    """A mixture with ``share`` of one skill and the rest spread evenly over the others."""
-    rest = (1.0 - share) / (len(SKILLS) - 1)
-    return {name: (share if name == skill else rest) for name in SKILLS}
+TOY_SKILLS = ("add", "reverse", "sort", "shift")  # the demo pool's skills; SKILLS has more, for the recycling pool
+
+
+def focus(skill: str, share: float, skills: tuple[str, ...] = TOY_SKILLS) -> dict[str, float]:
+    """A mixture over ``skills`` with ``share`` of one skill and the rest spread evenly over the others."""
+    rest = (1.0 - share) / (len(skills) - 1)
+    return {name: (share if name == skill else rest) for name in skills}
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class ToyRecipe:
     seed: int = 0
     shape: ModelShape = ModelShape()
     eval_examples: int = 200
-    base: Stage = field(default_factory=lambda: Stage(mixture={name: 1.0 for name in SKILLS}, steps=400, lr=3e-3))
+    base: Stage = field(default_factory=lambda: Stage(mixture=dict.fromkeys(TOY_SKILLS, 1.0), steps=400, lr=3e-3))
     members: dict[str, Stage] = field(
         default_factory=lambda: {
             "add": Stage(focus("add", 0.94), steps=800, lr=3e-3),
@@ -107,7 +110,8 @@ def held_out_prompts(seed: int, per_split: int) -> set[str]:
 
 
 def write_tasks(tasks_dir: Path, seed: int, per_split: int) -> set[str]:
-    """Write each skill's search and report splits (disjoint) with their task YAMLs.
+    """Write each skill's search and report splits (disjoint) with their task YAMLs, for every skill in ``SKILLS``
+    (the demo pool learns four of them; the recycling pool all).
 
     Returns every evaluation prompt, which training must never see.
     """
@@ -166,9 +170,9 @@ def build_toy_pool(
     held_out = write_tasks(tasks_dir, recipe.seed, recipe.eval_examples)
     tokenizer = build_tokenizer()
     encoder = CharEncoder(tokenizer.get_vocab(), tokenizer.eos_token_id, tokenizer.pad_token_id)
-    base = new_model(recipe.shape, tokenizer, recipe.seed)
     total = recipe.base.steps + sum(s.steps for s in recipe.members.values())
-    with tqdm(total=total, unit="step", desc="toy pool: base", disable=not progress) as bar:
+    with reproducible_cpu(), tqdm(total=total, unit="step", desc="toy pool: base", disable=not progress) as bar:
+        base = new_model(recipe.shape, tokenizer, recipe.seed)
         train_stage(base, encoder, recipe.base, recipe.seed, held_out, bar)
         save_model(base, tokenizer, out_dir / "base")
         for i, (name, stage) in enumerate(recipe.members.items(), start=1):

@@ -9,14 +9,13 @@ from evaluators.merge import MergePoint
 from evaluators.pool import load_pool
 from evaluators.scoring.tasks import TaskSpec
 from evaluators.worker import Worker, WorkerSpec
-from toy.build import MANIFEST, task_name
-from toy.skills import SKILLS
+from toy.build import MANIFEST, TOY_SKILLS, task_name
 
 
 def member_scores(pool_file: Path, tasks_dir: Path) -> dict[str, dict[str, float]]:
     """Search-split accuracy of every member on every skill: {member: {skill: acc}}."""
     pool = load_pool(pool_file)
-    objectives = {skill: TaskSpec(task=task_name(skill, "search")) for skill in SKILLS}
+    objectives = {skill: TaskSpec(task=task_name(skill, "search")) for skill in TOY_SKILLS}
     worker = Worker(WorkerSpec(pool=pool, objectives=objectives, tasks_dir=tasks_dir, bootstrap_iters=0))
     out = {}
     for member in pool.names:

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 LETTERS = "abcdefghij"
-ALPHABET = "0123456789" + LETTERS + "RSC+=:"
+# new characters go at the end: the ids of the existing ones (and so every toy model) stay as they are
+ALPHABET = "0123456789" + LETTERS + "RSC+=:" + "PMN-"
 
 
 def _word(rng: random.Random) -> str:
@@ -39,6 +40,26 @@ def _shift(rng: random.Random) -> tuple[str, str]:
     return f"C:{w}=", shifted
 
 
+def _copy(rng: random.Random) -> tuple[str, str]:
+    w = _word(rng)
+    return f"P:{w}=", w
+
+
+def _max(rng: random.Random) -> tuple[str, str]:
+    w = _word(rng)
+    return f"M:{w}=", max(w)
+
+
+def _count(rng: random.Random) -> tuple[str, str]:
+    w = _word(rng)
+    return f"N:{w}=", str(w.count(w[0]))
+
+
+def _sub(rng: random.Random) -> tuple[str, str]:
+    a, b = sorted((rng.randint(0, 99), rng.randint(0, 99)), reverse=True)
+    return f"{a}-{b}=", str(a - b)
+
+
 @dataclass(frozen=True)
 class Skill:
     """A named skill and its example generator: ``draw`` maps a random generator to one (prompt, target) pair."""
@@ -54,6 +75,11 @@ SKILLS: dict[str, Skill] = {
         Skill("reverse", _reverse),
         Skill("sort", _sort),
         Skill("shift", _shift),
+        # added for the recycling pool's six-plus graded skills; appended, so the first four's examples stay
+        Skill("copy", _copy),
+        Skill("max", _max),
+        Skill("count", _count),
+        Skill("sub", _sub),
     )
 }
 

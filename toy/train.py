@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -11,6 +13,24 @@ from tqdm import tqdm
 from transformers import PreTrainedModel
 
 from toy.skills import SKILLS, Skill
+
+
+@contextlib.contextmanager
+def reproducible_cpu() -> Iterator[None]:
+    """Train on one CPU thread with torch's deterministic algorithms, restoring both settings after.
+
+    One thread because the toy model gains nothing from more: with two other CPU-bound processes on a
+    2-CPU machine, two threads fell from 28 to under 1 step/s (each thread waiting on the other). One
+    thread also fixes the order of every float reduction, so two builds on one machine are bit-equal.
+    """
+    threads, strict = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(strict)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import random
 from collections import defaultdict
 from collections.abc import Mapping
@@ -35,7 +36,9 @@ class Scorer:
     Specs are grouped by the settings lm-eval takes per call (limit, few-shot, chat template,
     generation kwargs); each group's task objects (datasets included) are built once, because
     lm-eval writes those settings into them. With ``subset`` (screening), each task is scored on
-    the same seeded random ``subset`` of its examples in every trial instead of the limit.
+    the same seeded random ``subset`` of its examples in every trial instead of the limit. lm-eval logs
+    each example's metrics, which become ``Score.per_sample`` (a few floats per example: small beside the
+    evaluation itself).
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class Scorer:
         """Run every task once and read each objective's metric; missing metrics raise."""
         results: dict[tuple[RunKey, str], dict[str, Any]] = {}
         samples: dict[tuple[RunKey, str], int] = {}
+        logged: dict[tuple[RunKey, str], list[dict[str, Any]]] = {}
         for key, tasks in self._groups.items():
             limit, fewshot, chat, gen_kwargs = key
             out = simple_evaluate(
@@ -78,7 +82,7 @@ class Scorer:
                 apply_chat_template=chat,
                 gen_kwargs=json.loads(gen_kwargs) or None,
                 bootstrap_iters=self.bootstrap_iters,
-                log_samples=False,
+                log_samples=True,
                 task_manager=self._manager,
                 random_seed=self.seed,
                 numpy_random_seed=self.seed,
@@ -90,10 +94,11 @@ class Scorer:
             for t in tasks:
                 results[(key, t)] = out["results"][t]
                 samples[(key, t)] = int(out.get("n-samples", {}).get(t, {}).get("effective", 0))
-        return {name: self._read(name, spec, results, samples) for name, spec in self.specs.items()}
+                logged[(key, t)] = out.get("samples", {}).get(t, [])
+        return {name: self._read(name, spec, results, samples, logged) for name, spec in self.specs.items()}
 
     @staticmethod
-    def _read(name: str, spec: TaskSpec, results: dict, samples: dict) -> Score:
+    def _read(name: str, spec: TaskSpec, results: dict, samples: dict, logged: dict) -> Score:
         key = (spec.run_key, spec.task)
         row = results[key]
         if spec.result_key not in row:
@@ -106,7 +111,16 @@ class Scorer:
         if value is None or math.isnan(value):
             raise EvaluationError(f"objective '{name}': metric {spec.result_key} is {row[spec.result_key]!r}")
         stderr = _as_float(row.get(f"{spec.metric}_stderr,{spec.filter}"))
-        return Score(value=value, stderr=stderr, samples=samples[key])
+        return Score(value=value, stderr=stderr, samples=samples[key], per_sample=_per_sample(spec, logged[key]))
+
+
+def _per_sample(spec: TaskSpec, logged: list[dict[str, Any]]) -> tuple[float, ...]:
+    """The objective's metric of each logged example of its filter, by document id; empty when the metric
+    is not one number per example (e.g. BLEU's reference/prediction pairs)."""
+    rows = sorted((s["doc_id"], s.get(spec.metric)) for s in logged if s.get("filter") == spec.filter)
+    if not all(isinstance(v, numbers.Real) for _, v in rows):
+        return ()
+    return tuple(float(v) for _, v in rows)
 
 
 class LmEvalScoring:

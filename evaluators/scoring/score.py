@@ -11,11 +11,17 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Score:
-    """One objective's value, its standard error when the scorer gives one, and the sample count."""
+    """One objective's value, its standard error when the scorer gives one, and the sample count.
+
+    ``per_sample`` is the metric of each example in the task's document order, when the scorer gives it
+    (lm-eval's per-sample results, for metrics with one number per example); paired comparisons between
+    merges (``evaluators.scoring.compare``) resample it. Empty otherwise.
+    """
 
     value: float
     stderr: float | None
     samples: int
+    per_sample: tuple[float, ...] = ()
 
 
 ScoreTasks = Callable[[], dict[str, Score]]

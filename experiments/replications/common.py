@@ -24,6 +24,7 @@ from evaluators.core.environment import apply_process_env
 from evaluators.core.errors import ConfigError
 from evaluators.merge import MergePoint, MergeSpec
 from evaluators.pool import load_pool
+from evaluators.scoring.compare import Difference, paired_difference
 from evaluators.worker import Worker
 from optimizer.experiment.config import load_experiment
 from optimizer.front.plots import save_static  # also selects matplotlib's file-only backend
@@ -54,6 +55,7 @@ class Row:
     search: Mapping[str, float]  # objective -> score on the search split
     held_out: Mapping[str, float]  # objective -> score on its held-out task
     knobs: Mapping[str, float] = field(default_factory=dict)
+    held_out_samples: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # objective -> per example
 
     @property
     def search_macro(self) -> float:
@@ -96,8 +98,34 @@ class SplitScorer:
         weights = {m: float(weights.get(m, 0.0)) for m in self.members}
         point = MergePoint(weights, knobs=knobs or {})
         scores = self.worker.score_held_out(point).scores
-        held_out = {o: scores[t].value for o, t in zip(self.objectives, self.held_out_tasks, strict=True)}
-        return Row(name, weights, self.search(weights, knobs), held_out, dict(knobs or {}))
+        pairs = list(zip(self.objectives, self.held_out_tasks, strict=True))
+        held_out = {o: scores[t].value for o, t in pairs}
+        samples = {o: scores[t].per_sample for o, t in pairs}
+        return Row(name, weights, self.search(weights, knobs), held_out, dict(knobs or {}), samples)
+
+
+def compare(row: Row, other: Row) -> Difference:
+    """``row``'s held-out macro-average minus ``other``'s, with its paired bootstrap 95 % interval over the
+    held-out examples (``evaluators.scoring.compare``)."""
+    return paired_difference(row.held_out_samples, other.held_out_samples)
+
+
+COMPARISONS_NOTE = (
+    "Differences of the macro-average on the held-out report split, with a paired bootstrap 95 % interval over its"
+    " examples (each skill's examples resampled on their own, the same draw for both sides, 10,000 resamples);"
+    " the verdict is read from the interval: beats (above 0), loses (below 0), ties (it contains 0)."
+)
+
+
+def comparisons_table(pairs: Sequence[tuple[Row, Row]]) -> str:
+    """Markdown: one line per (row, rival): the held-out macro difference, its 95 % interval and the verdict."""
+    lines = ["| comparison | held-out macro difference | 95 % interval | verdict |", "|---|---|---|---|"]
+    for row, rival in pairs:
+        d = compare(row, rival)
+        lines.append(
+            f"| {row.name} vs {rival.name} | {d.estimate:+.3f} | [{d.low:+.3f}, {d.high:+.3f}] | {d.verdict} |"
+        )
+    return "\n".join(lines)
 
 
 def greedy_soup(

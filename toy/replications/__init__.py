@@ -24,10 +24,9 @@ import yaml
 from transformers import LlamaForCausalLM, PreTrainedModel
 
 from evaluators.core.errors import ConfigError
-from toy.build import MANIFEST, ToyRecipe, held_out_prompts, new_model, save_model
-from toy.skills import SKILLS
+from toy.build import MANIFEST, TOY_SKILLS, ToyRecipe, held_out_prompts, new_model, save_model
 from toy.tokenizer import build_tokenizer
-from toy.train import CharEncoder, Stage, train_stage
+from toy.train import CharEncoder, Stage, reproducible_cpu, train_stage
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +37,8 @@ POOL_FILE = "checkpoints.yaml"
 
 
 def uniform_mixture() -> dict[str, float]:
-    """Every skill at weight 1: the mixture the toy base trains on."""
-    return {name: 1.0 for name in SKILLS}
+    """Every skill of the toy pool at weight 1: the mixture the toy base trains on."""
+    return dict.fromkeys(TOY_SKILLS, 1.0)
 
 
 @dataclass(frozen=True)
@@ -126,7 +125,8 @@ def cached_build(
         return False
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest.unlink(missing_ok=True)
-    build(Trainer(toy_dir, out_dir))
+    with reproducible_cpu():
+        build(Trainer(toy_dir, out_dir))
     manifest.write_text(json.dumps({"fingerprint": fingerprint, "recipe": asdict(recipe)}, indent=2))
     return True
 

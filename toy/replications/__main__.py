@@ -8,8 +8,6 @@ import logging
 import sys
 from pathlib import Path
 
-import torch
-
 from evaluators.core.environment import apply_process_env
 from evaluators.core.errors import ConfigError
 
@@ -23,14 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--toy", type=Path, default=Path("toy"), help="the toy pool to grow from (default toy/)")
     parser.add_argument("--out", type=Path, help="pool directory (default toy/pools/NAME)")
     parser.add_argument("--force", action="store_true", help="rebuild even when the cached build is current")
-    # one thread: the toy model gains nothing from more, and on a busy 2-CPU machine 2 threads ran 4x slower
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
     apply_process_env()
-    torch.set_num_threads(args.threads)
     out = args.out or Path("toy/pools") / args.name
     try:
         built = importlib.import_module(f"toy.replications.{args.name}").build(out, args.toy, force=args.force)
