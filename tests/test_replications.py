@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from evaluators.core.errors import ConfigError
 from experiments.replications.common import Row, greedy_soup, scores_table, uniform, weights_table
 from toy.build import held_out_prompts, write_tasks
-from toy.replications import TOY, Trainer, cached_build
+from toy.skills import SKILLS
+from toy.replications import Trainer, cached_build
 
 
 def test_greedy_soup_ranks_alone_and_keeps_what_does_not_hurt() -> None:
@@ -69,7 +68,7 @@ def test_uniform_weights() -> None:
 
 def test_held_out_prompts_are_what_write_tasks_writes(tmp_path: Path) -> None:
     assert held_out_prompts(3, 5) == write_tasks(tmp_path, 3, 5)
-    assert len(held_out_prompts(3, 5)) == 4 * 2 * 5  # 4 skills, 2 splits
+    assert len(held_out_prompts(3, 5)) == len(SKILLS) * 2 * 5 == 80  # 8 skills, 2 splits
 
 
 @dataclass(frozen=True)
@@ -77,30 +76,19 @@ class Recipe:
     steps: int
 
 
-def _fake_toy(directory: Path) -> Path:
-    directory.mkdir()
-    (directory / "manifest.json").write_text(json.dumps({"fingerprint": TOY.fingerprint()}))
-    return directory
-
-
 def test_cached_build_reuses_a_build_of_the_same_recipe(tmp_path: Path) -> None:
-    toy, out = _fake_toy(tmp_path / "toy"), tmp_path / "out"
+    out = tmp_path / "out"
     builds: list[str] = []
 
     def build(trainer: Trainer) -> None:
-        assert trainer.rel(toy / "base") == "../toy/base"
+        assert trainer.out_dir == out and not (out / "manifest.json").exists()  # written last
         builds.append("built")
 
-    assert cached_build(out, toy, Recipe(1), build)
-    assert not cached_build(out, toy, Recipe(1), build)  # cached
-    assert cached_build(out, toy, Recipe(2), build)  # another recipe
-    assert cached_build(out, toy, Recipe(2), build, force=True)
+    assert cached_build(out, Recipe(1), build)
+    assert not cached_build(out, Recipe(1), build)  # cached
+    assert cached_build(out, Recipe(2), build)  # another recipe
+    assert cached_build(out, Recipe(2), build, force=True)
     assert len(builds) == 3
-
-
-def test_cached_build_needs_the_default_toy_pool(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="make toy"):
-        cached_build(tmp_path / "out", tmp_path / "missing", Recipe(1), lambda trainer: None)
 
 
 def test_ranked_trials_orders_complete_full_trials_by_signed_macro(tmp_path: Path) -> None:

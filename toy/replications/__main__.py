@@ -18,7 +18,6 @@ def main(argv: list[str] | None = None) -> int:
     """Build the named replication pool; returns the exit code (2 for a ConfigError, e.g. no toy pool) rather than raising."""
     parser = argparse.ArgumentParser(prog="python -m toy.replications", description=__doc__)
     parser.add_argument("name", choices=POOLS)
-    parser.add_argument("--toy", type=Path, default=Path("toy"), help="the toy pool to grow from (default toy/)")
     parser.add_argument("--out", type=Path, help="pool directory (default toy/pools/NAME)")
     parser.add_argument("--force", action="store_true", help="rebuild even when the cached build is current")
     args = parser.parse_args(argv)
@@ -28,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     apply_process_env()
     out = args.out or Path("toy/pools") / args.name
     try:
-        built = importlib.import_module(f"toy.replications.{args.name}").build(out, args.toy, force=args.force)
+        built = importlib.import_module(f"toy.replications.{args.name}").build(out, force=args.force)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
