@@ -19,7 +19,7 @@ MERGEKIT_VENV := .venv-mergekit
 MERGEKIT_STAMP := $(MERGEKIT_VENV)/.installed
 MERGEKIT := mergekit==0.1.5
 
-.PHONY: demo test test-fast test-vllm test-mergekit lint install toy clean recycle adapters transfer image-cpu image-gpu smoke-image
+.PHONY: demo readme test test-fast test-vllm test-mergekit lint install toy clean recycle adapters transfer image-cpu image-gpu smoke-image
 
 # the merge kernel (evaluators/merge/_fused.c) is compiled by the install: a change rebuilds it
 $(STAMP): pyproject.toml evaluators/merge/_fused.c
@@ -38,6 +38,11 @@ toy: $(STAMP)
 
 demo: toy
 	$(BIN)/mergefront search experiments/toy.yaml --overwrite
+
+# README's measured blocks (toy score table, demo run; each replication's tables when runs/NAME exists, so run
+# `make recycle adapters transfer` first to refresh those too), measured on this machine, which they name
+readme: demo
+	$(BIN)/python -m experiments.replications.readme
 
 # The replications (README, "Replications"): each builds its pool from the toy pool (cached),
 # runs its searches, and writes results.md and results.png into its run directory.

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from evaluators.core.errors import ConfigError
 from experiments.replications.common import Row, greedy_soup, scores_table, uniform, weights_table
 from toy.build import held_out_prompts, write_tasks
-from toy.skills import SKILLS
 from toy.replications import Trainer, cached_build
+from toy.skills import SKILLS
 
 
 def test_greedy_soup_ranks_alone_and_keeps_what_does_not_hurt() -> None:
@@ -162,3 +163,20 @@ def test_train_stage_until_stops_the_same_schedule_early() -> None:
     assert all(torch.equal(full[k], v) for k, v in trained(3).items())  # until = steps is the full stage
     assert all(torch.equal(full[k], v) for k, v in trained(10).items())  # never past the stage
     assert not all(torch.equal(full[k], v) for k, v in trained(2).items())
+
+
+def test_readme_blocks_are_replaced_whole_and_a_missing_block_is_named() -> None:
+    from experiments.replications.readme import fill
+
+    text = "intro\n<!-- generated: demo -->\nold\nlines\n<!-- end: demo -->\nafter\n"
+    assert fill(text, "demo", "new") == "intro\n<!-- generated: demo -->\nnew\n<!-- end: demo -->\nafter\n"
+    with pytest.raises(ConfigError, match="README.md has no block 'recycle'"):
+        fill(text, "recycle", "x")
+
+
+def test_the_readme_has_every_generated_block() -> None:
+    from experiments.replications.readme import REPLICATIONS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name in ("toy-scores", "demo", *REPLICATIONS):
+        assert f"<!-- generated: {name} -->\n" in readme and f"\n<!-- end: {name} -->" in readme, name

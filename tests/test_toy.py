@@ -36,7 +36,7 @@ def test_search_and_report_splits_are_disjoint_and_correct() -> None:
         assert not prompts["search"] & prompts["report"]
     add = json.loads((SHIPPED / "data" / "add_search.jsonl").read_text().splitlines()[0])
     a, b = add["prompt"].rstrip("=").split("+")
-    assert int(add["target"]) == int(a) + int(b)
+    assert int(add["target"][::-1]) == int(a) + int(b)  # least-significant digit first
 
 
 def _digests(directory: Path) -> dict[str, str]:

@@ -118,9 +118,10 @@ def _per_sample(spec: TaskSpec, logged: list[dict[str, Any]]) -> tuple[float, ..
     """The objective's metric of each logged example of its filter, by document id; empty when the metric
     is not one number per example (e.g. BLEU's reference/prediction pairs)."""
     rows = sorted((s["doc_id"], s.get(spec.metric)) for s in logged if s.get("filter") == spec.filter)
-    if not all(isinstance(v, numbers.Real) for _, v in rows):
+    values: list[Any] = [v for _, v in rows]
+    if not all(isinstance(v, numbers.Real) for v in values):
         return ()
-    return tuple(float(v) for _, v in rows)
+    return tuple(float(v) for v in values)
 
 
 class LmEvalScoring:
