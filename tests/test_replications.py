@@ -180,3 +180,13 @@ def test_the_readme_has_every_generated_block() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for name in ("toy-scores", "demo", *REPLICATIONS):
         assert f"<!-- generated: {name} -->\n" in readme and f"\n<!-- end: {name} -->" in readme, name
+
+
+def test_the_demo_block_reports_the_run_as_stored(dummy_run: Path) -> None:
+    from experiments.replications.readme import demo_block
+    from optimizer.store.trials import FRONT, TRIALS, read_trials
+
+    text = demo_block(dummy_run)
+    trials, front = read_trials(dummy_run, TRIALS), read_trials(dummy_run, FRONT)
+    assert f": {len(trials)} trials, 0 failed, in " in text and f"The front has {len(front)} points" in text
+    assert "verdict: " in text and "CPUs, torch " in text

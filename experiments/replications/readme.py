@@ -69,35 +69,35 @@ def toy_block(toy_dir: Path, tasks_dir: Path) -> str:
 
 def demo_block(run_dir: Path) -> str:
     """The demo run in numbers: trials, failures, its span, median merge and evaluation seconds, the front's size,
-    the verdict the search printed, and how far the front's held-out scores are from its searched ones."""
+    the verdict the search printed, and how far the front's held-out scores are from its searched ones (when the
+    experiment gives one held-out task per objective, in order, as the demo does)."""
     trials, front = read_trials(run_dir, TRIALS), read_trials(run_dir, FRONT)
     timings = trials.complete().timings()
-    gaps = [
-        abs(r.held_out[h] - r.scores[o])
-        for r in front.records()
-        for o, h in zip(trials.columns.objectives, trials.columns.held_out, strict=True)
-        if h in r.held_out
+    objectives, held_out = trials.columns.objectives, trials.columns.held_out
+    pairs = list(zip(objectives, held_out, strict=True)) if len(objectives) == len(held_out) else []
+    gaps = [abs(r.held_out[h] - r.scores[o]) for r in front.records() for o, h in pairs if h in r.held_out]
+    lines = [
+        (
+            f"Measured on {machine()}: {len(trials)} trials, {trials.count(TrialState.FAIL)} failed, in"
+            f" {trials.span_seconds():.0f} s from the first trial's start to the last one's end. The median trial took"
+            f" {statistics.median(timings['merge_seconds']):.3f} s to merge and"
+            f" {statistics.median(timings['eval_seconds']):.1f} s to evaluate. The front has {len(front)} points;"
+            " the search ends with this verdict:"
+        ),
+        "",
+        "```",
+        merge_verdict(trials, front),
+        "```",
     ]
-    return "\n".join(
-        [
-            (
-                f"Measured on {machine()}: {len(trials)} trials, {trials.count(TrialState.FAIL)} failed, in"
-                f" {trials.span_seconds():.0f} s from the first trial's start to the last one's end. The median trial"
-                f" took {statistics.median(timings['merge_seconds']):.3f} s to merge and"
-                f" {statistics.median(timings['eval_seconds']):.1f} s to evaluate. The front has {len(front)} points;"
-                " the search ends with this verdict:"
-            ),
-            "",
-            "```",
-            merge_verdict(trials, front),
-            "```",
+    if gaps:
+        lines += [
             "",
             (
-                f"The front's held-out scores (other examples of the same skills) differ from its searched scores by"
+                "The front's held-out scores (other examples of the same skills) differ from its searched scores by"
                 f" {statistics.median(gaps):.3f} in the median and {max(gaps):.3f} at most."
             ),
         ]
-    )
+    return "\n".join(lines)
 
 
 def replication_block(run_dir: Path) -> str:
