@@ -23,8 +23,8 @@ def _add(rng: random.Random) -> tuple[str, str]:
     """The sum written least-significant digit first, as a carry is computed: small transformers learn addition
     far sooner that way (Lee et al., 2023, "Teaching Arithmetic to Small Transformers"). Written most-significant
     first, the demo's add member scored 0.06, 0.48 and 0.43 for three initialisation seeds after the same
-    training: on the edge, where one rounding difference changes the table; least-significant first, 0.72 and
-    0.98 after 800 steps."""
+    training: on the edge, where one rounding difference changes the table. Least-significant first (and the
+    member's learning rate down to 1e-3), 0.92, 0.96 and 0.89."""
     a, b = rng.randint(0, 99), rng.randint(0, 99)
     return f"{a}+{b}=", str(a + b)[::-1]
 
