@@ -170,6 +170,9 @@ def test_readme_blocks_are_replaced_whole_and_a_missing_block_is_named() -> None
 
     text = "intro\n<!-- generated: demo -->\nold\nlines\n<!-- end: demo -->\nafter\n"
     assert fill(text, "demo", "new") == "intro\n<!-- generated: demo -->\nnew\n<!-- end: demo -->\nafter\n"
+    assert fill("<!-- generated: demo -->\n<!-- end: demo -->", "demo", "a\nb") == (
+        "<!-- generated: demo -->\na\nb\n<!-- end: demo -->"
+    )  # an empty block too
     with pytest.raises(ConfigError, match="README.md has no block 'recycle'"):
         fill(text, "recycle", "x")
 

@@ -108,10 +108,10 @@ def replication_block(run_dir: Path) -> str:
 
 def fill(readme: str, name: str, body: str) -> str:
     """``readme`` with block ``name``'s content replaced by ``body``; ConfigError when README lacks the block."""
-    pattern = re.compile(rf"(<!-- generated: {name} -->\n).*?(\n<!-- end: {name} -->)", re.DOTALL)
+    pattern = re.compile(rf"(<!-- generated: {name} -->\n)(?:.*?\n)?(<!-- end: {name} -->)", re.DOTALL)
     if not pattern.search(readme):
         raise ConfigError(f"README.md has no block '{name}': add <!-- generated: {name} --> ... <!-- end: {name} -->")
-    return pattern.sub(lambda m: m.group(1) + body + m.group(2), readme)
+    return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), readme)
 
 
 def main(argv: list[str] | None = None) -> int:
