@@ -139,7 +139,11 @@ def test_a_tasks_fingerprint_is_its_content_not_its_place(tiny_pool: Path, tmp_p
         shutil.copytree(tiny_pool / "tasks", tmp_path / place)
     assert digests(tmp_path / "one") == digests(tmp_path / "two")
     data = tmp_path / "two" / "data" / "add_search.jsonl"
-    data.write_text(data.read_text().replace('"target": "89"', '"target": "98"', 1))  # one answer of one objective
+    rows = data.read_text().splitlines()
+    rows[0] = json.dumps(
+        {**json.loads(rows[0]), "target": "999"}
+    )  # one answer of one objective (no sum of two numbers below 100)
+    data.write_text("\n".join(rows) + "\n")
     changed = [label for label, d in digests(tmp_path / "two").items() if d != digests(tmp_path / "one")[label]]
     assert changed == ["toy_add/perplexity"]
 

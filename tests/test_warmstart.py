@@ -77,8 +77,8 @@ def test_warm_start_reuses_old_trials_without_re_evaluating(tiny_pool: Path, tmp
 
     # the new front is computed over old and new trials together
     front = pd.read_parquet(runs / "tiny5" / "front.parquet")
+    # one front over old and new trials (whether an imported one is on it depends on the tiny pool's training)
     assert set(front["trial"]) == non_dominated(new)
-    assert front["imported_from"].notna().any()
 
     study = optuna.load_study(study_name="tiny5", storage=journal_storage(runs / "tiny5" / "study.journal"))
     done = {t.number: t for t in study.get_trials(states=[optuna.trial.TrialState.COMPLETE])}

@@ -116,7 +116,7 @@ def test_watch_once_follows_the_pool(tiny_pool: Path, tmp_path: Path, capsys: py
     assert (second["state"] == "COMPLETE").all()
     front = pd.read_parquet(runs / "tiny-2" / "front.parquet")
     assert set(front["trial"]) == non_dominated(second)  # one front over old and new trials
-    assert front["imported_from"].notna().any()
+    # (whether an imported trial is on it depends on the tiny pool's training: not asserted)
     assert verdict(printed) == expected_verdict(runs / "tiny-2")
     assert second["source"].str.startswith("single:").sum() == 5  # each member alone, once
     # the report's plot labels every baseline, imported or not, and its baselines table lists them all
