@@ -59,7 +59,7 @@ adapters: toy
 	$(REPLICATIONS_ENV) $(BIN)/mergefront search experiments/adapters.yaml --overwrite --no-progress
 	$(REPLICATIONS_ENV) $(BIN)/python -m experiments.replications.adapters
 
-transfer: toy
+transfer: $(STAMP)
 	$(BIN)/python -m toy.replications transfer
 	$(BIN)/mergefront pool check toy/pools/transfer/checkpoints.yaml
 	$(REPLICATIONS_ENV) $(BIN)/mergefront search experiments/transfer.yaml --overwrite --no-progress

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -95,11 +95,14 @@ def train_stage(
     exclude: set[str],
     progress: tqdm | None = None,
     until: int | None = None,
+    after_step: Callable[[int], None] | None = None,
 ) -> float:
     """Train ``model`` in place for one stage; returns the mean loss of the last 10% of steps.
 
     ``exclude`` holds the evaluation prompts, so no scored example is ever trained on. ``until``
     stops after that many steps of the same schedule: an early checkpoint of the full stage.
+    ``after_step`` is called with the number of steps taken after each one, to save checkpoints along
+    one run (cheaper than one run per ``until``, and the same weights).
     """
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -120,5 +123,7 @@ def train_stage(
             tail.append(loss.item())
         if progress is not None:
             progress.update(1)
+        if after_step is not None:
+            after_step(step + 1)
     model.eval()
     return sum(tail) / max(1, len(tail))

@@ -1,23 +1,32 @@
 """``python -m experiments.replications.transfer``: the transfer experiment's results, after its search over λ.
 
-Scores the three versions, version 1's and version 2's fine-tunes, version 1's diff applied to
-version 2 and to version 0, and version 2 plus the best searched λ times the diff (by macro-average
-on the search split), on both splits; and sets beside them the connectivity signal that
-``mergefront pool check`` prints for the two transfers.
+Scores v1, its fine-tune, v2, v2 fine-tuned directly, the distant model, v1's diff applied to v2 and to
+the distant model, and v2 plus the best searched λ times the diff (by macro-average on the search
+split), on both splits; compares them with paired bootstrap intervals on the held-out split; sets beside
+them the connectivity signal that ``mergefront pool check`` prints for the two transfers; and counts the
+fine-tuning steps from v2 and from v2 + diff (``transfer_steps``).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from evaluators.merge import MergeSpec
 from evaluators.merge.engine import plan_for
 from evaluators.merge.inspect import inspect_members
 from evaluators.pool import load_pool
+from evaluators.scoring.compare import paired_difference
 from experiments.replications.common import (
+    COMPARISONS_NOTE,
     SPLITS_NOTE,
+    Row,
     SplitScorer,
+    Trial,
+    comparisons_table,
     main_of,
     mean,
     ranked_trials,
@@ -26,19 +35,32 @@ from experiments.replications.common import (
     weights_table,
     write_results,
 )
+from experiments.replications.transfer_steps import Curve, score_curves, steps_lines, steps_verdict
 from optimizer.experiment.config import load_experiment
 from optimizer.store.trials import FRONT, read_trials
 from toy.replications import POOL_FILE
+from toy.replications.transfer import STEPS_POOL
 
+V1, V1_FT, V2, V2_FT = "v1", "v1 fine-tuned", "v2 (v1 trained further)", "v2 fine-tuned directly"
+V2_DIFF, DISTANT, DISTANT_DIFF = "v2 + v1's diff", "distant (v1's recipe, another init)", "distant + v1's diff"
 ROWS = {  # row name -> weights over the transfer pool's members (linear merge)
-    "v0 (early checkpoint of v1)": {"v0": 1.0},
-    "v1 (toy base)": {"v1": 1.0},
-    "v1 fine-tuned": {"v1_ft": 1.0},
-    "v2 (v1 trained further)": {"v2": 1.0},
-    "v2 fine-tuned directly": {"v2_ft": 1.0},
-    "v2 + v1's diff": {"v2_plus_diff": 1.0},
-    "v0 + v1's diff": {"v0_plus_diff": 1.0},
+    V1: {"v1": 1.0},
+    V1_FT: {"v1_ft": 1.0},
+    V2: {"v2": 1.0},
+    V2_FT: {"v2_ft": 1.0},
+    V2_DIFF: {"v2_plus_diff": 1.0},
+    DISTANT: {"distant": 1.0},
+    DISTANT_DIFF: {"distant_plus_diff": 1.0},
 }
+SEARCHED = "searched"  # key of the searched λ's row (its name says λ and the trial)
+PAIRS = [  # the comparisons: (row, rival)
+    (V2_DIFF, V2),
+    (V2_DIFF, V2_FT),
+    (DISTANT_DIFF, DISTANT),
+    (SEARCHED, V2),
+    (SEARCHED, V2_FT),
+]
+HALF = 0.5  # the transfer "works" when it recovers at least this share of the direct fine-tune's gain
 
 
 def connectivity(pool_file: Path) -> list[str]:
@@ -69,48 +91,110 @@ def lambda_front(run: Path) -> list[str]:
     return lines
 
 
-def results(experiment: Path, run: Path) -> str:
-    pool_file = load_experiment(experiment)[0].pool.parent / POOL_FILE
-    scorer = SplitScorer(experiment, merge=MergeSpec(method="linear"), pool_file=pool_file)
-    best = ranked_trials(run)[0]
-    lam = best.knobs["scale"]
-    rows = [scorer.row(name, weights) for name, weights in ROWS.items()]
-    # v2 + λ·diff as a linear merge of the pool's members: (1 − λ)·v2 + λ·(v2 + diff)
-    rows.append(
-        scorer.row(
-            f"v2 + {lam:.2f} × v1's diff (searched, trial {best.number})", {"v2": 1.0 - lam, "v2_plus_diff": lam}
+def recovered(
+    transfer: Sequence[float], base: Sequence[float], direct: Sequence[float], resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float, float]:
+    """The share of the direct fine-tune's gain that the transfer recovers on one task, (T − B) / (D − B), with a
+    paired bootstrap 95 % interval (the same examples drawn for all three models): (estimate, low, high).
+
+    The interval is NaN when a resample has no gain to recover (D ≤ B)."""
+    t, b, d = (np.asarray(x, dtype=float) for x in (transfer, base, direct))
+    estimate = float((t.mean() - b.mean()) / (d.mean() - b.mean())) if d.mean() > b.mean() else float("nan")
+    draws = np.random.default_rng(seed).integers(0, len(t), size=(resamples, len(t)))
+    gains = d[draws].mean(axis=1) - b[draws].mean(axis=1)
+    if (gains <= 0).any():
+        return estimate, float("nan"), float("nan")
+    shares = (t[draws].mean(axis=1) - b[draws].mean(axis=1)) / gains
+    low, high = np.percentile(shares, [2.5, 97.5])
+    return estimate, float(low), float(high)
+
+
+def skill_comparisons(pairs: Sequence[tuple[Row, Row]], skill: str) -> list[str]:
+    """Markdown lines: like ``comparisons_table``, on one skill's held-out examples only."""
+    lines = [f"| comparison | held-out {skill} difference | 95 % interval | verdict |", "|---|---|---|---|"]
+    for row, rival in pairs:
+        d = paired_difference({skill: row.held_out_samples[skill]}, {skill: rival.held_out_samples[skill]})
+        lines.append(
+            f"| {row.name} vs {rival.name} | {d.estimate:+.3f} | [{d.low:+.3f}, {d.high:+.3f}] | {d.verdict} |"
         )
+    return lines
+
+
+def recovery_line(label: str, transfer: Row, base: Row, direct: Row, skill: str) -> str:
+    """One verdict line: how much of the direct fine-tune's gain on ``skill`` the transfer recovers (report split)."""
+    share, low, high = recovered(
+        transfer.held_out_samples[skill], base.held_out_samples[skill], direct.held_out_samples[skill]
     )
-    by_name = {r.name: r for r in rows}
-    direct, v2, good, bad = (
-        by_name[n] for n in ("v2 fine-tuned directly", "v2 (v1 trained further)", "v2 + v1's diff", "v0 + v1's diff")
+    verdict = "at least half" if low >= HALF else "less than half" if high < HALF else "about half (undecided)"
+    return (
+        f"- {label}: {skill} {base.held_out[skill]:.3f} → {transfer.held_out[skill]:.3f} on the report split, where"
+        f" {direct.name} reaches {direct.held_out[skill]:.3f}: {share:.0%} of that gain (95 % interval"
+        f" [{low:.0%}, {high:.0%}]), {verdict}."
     )
-    skill = next(
-        o
-        for o in direct.search
-        if direct.search[o] - v2.search[o] == max(direct.search[k] - v2.search[k] for k in direct.search)
-    )
-    gain = direct.search[skill] - v2.search[skill]
-    lines = [
+
+
+def results(experiment: Path, run: Path) -> str:
+    pool_dir = load_experiment(experiment)[0].pool.parent
+    scorer = SplitScorer(experiment, merge=MergeSpec(method="linear"), pool_file=pool_dir / POOL_FILE)
+    ranked = ranked_trials(run)
+    proposed = next(t for t in ranked if t.source.is_sampler)  # trial 0 is the diff as it is (λ = 1)
+    lam = proposed.knobs["scale"]
+    rows = {name: scorer.row(name, weights) for name, weights in ROWS.items()}
+    # v2 + λ·diff as a linear merge of the pool's members: (1 − λ)·v2 + λ·(v2 + diff)
+    name = f"v2 + {lam:.2f} × v1's diff (searched, trial {proposed.number})"
+    rows[SEARCHED] = scorer.row(name, {"v2": 1.0 - lam, "v2_plus_diff": lam})
+    curves = score_curves(experiment, pool_dir / STEPS_POOL)
+    text = "\n".join(_markdown(rows, curves, scorer.objectives[0], pool_dir, run))
+    write_results(run, text, rows_figure(list(rows.values()), "transfer: macro-average accuracy"))
+    return text
+
+
+def _search_line(ranked: Sequence[Trial]) -> str:
+    """Which trial has the best macro-average, and its λ."""
+    best = ranked[0]
+    what = "the diff as it is, the search's first trial" if not best.source.is_sampler else "a proposed trial"
+    return f"- The search's best trial by macro-average (search split): trial {best.number}, λ = {best.knobs['scale']:.2f} ({what})."
+
+
+def _markdown(rows: dict[str, Row], curves: Sequence[Curve], skill: str, pool_dir: Path, run: Path) -> list[str]:
+    pairs = [(rows[a], rows[b]) for a, b in PAIRS]
+    return [
         "# Fine-tuning transfer across base versions (toy scale)",
         "",
         f"Rows are linear merges of the transfer pool's members (see the weights). {SPLITS_NOTE}",
         "",
-        scores_table(rows),
+        scores_table(list(rows.values())),
+        "",
+        "## Comparisons (held-out report split)",
+        "",
+        COMPARISONS_NOTE,
+        "",
+        comparisons_table(pairs),
+        "",
+        f"The same on the fine-tuned skill, {skill}, alone:",
+        "",
+        *skill_comparisons(pairs, skill),
         "",
         "## Connectivity (`mergefront pool check`)",
         "",
-        *connectivity(pool_file),
+        *connectivity(pool_dir / POOL_FILE),
+        "",
+        f"## Fine-tuning from v2 + v1's diff against fine-tuning v2 ({skill}, v1's fine-tuning recipe)",
+        "",
+        *steps_lines(curves, skill),
         "",
         "## Verdict",
         "",
-        f"- Fine-tuning v2 directly raises {skill} from {v2.search[skill]:.3f} to {direct.search[skill]:.3f} (search split).",
+        recovery_line("v2 + v1's diff", rows[V2_DIFF], rows[V2], rows[V2_FT], skill),
+        recovery_line("distant + v1's diff", rows[DISTANT_DIFF], rows[DISTANT], rows[V2_FT], skill),
+        steps_verdict(curves),
+        _search_line(ranked_trials(run)),
         (
-            f"- v2 + v1's diff reaches {good.search[skill]:.3f}: {_share(good.search[skill] - v2.search[skill], gain)} of that gain; "
-            f"macro {good.search_macro:.3f} (report {good.held_out_macro:.3f}) against v2's {v2.search_macro:.3f} ({v2.held_out_macro:.3f})."
+            f"- The best λ the search proposed: macro {rows[SEARCHED].search_macro:.3f}"
+            f" (report {rows[SEARCHED].held_out_macro:.3f}), against v2's {rows[V2].search_macro:.3f}"
+            f" ({rows[V2].held_out_macro:.3f}) and v2 + v1's diff's {rows[V2_DIFF].search_macro:.3f}"
+            f" ({rows[V2_DIFF].held_out_macro:.3f})."
         ),
-        f"- v0 + v1's diff reaches {bad.search[skill]:.3f} on {skill}, macro {bad.search_macro:.3f} (report {bad.held_out_macro:.3f}).",
-        f"- The searched λ with the best macro-average, {lam:.2f}, gives macro {rows[-1].search_macro:.3f} (report {rows[-1].held_out_macro:.3f}).",
         "",
         "## The searched front over λ (v2 + λ × v1's diff, search split)",
         "",
@@ -118,14 +202,8 @@ def results(experiment: Path, run: Path) -> str:
         "",
         "## Weights",
         "",
-        weights_table(rows),
+        weights_table(list(rows.values())),
     ]
-    write_results(run, "\n".join(lines), rows_figure(rows, "transfer: macro-average accuracy"))
-    return "\n".join(lines)
-
-
-def _share(part: float, whole: float) -> str:
-    return f"{part / whole:.0%}" if whole > 0 else "n/a (no gain to recover)"
 
 
 main = main_of(
