@@ -193,3 +193,10 @@ def test_the_demo_block_reports_the_run_as_stored(dummy_run: Path) -> None:
     trials, front = read_trials(dummy_run, TRIALS), read_trials(dummy_run, FRONT)
     assert f": {len(trials)} trials, 0 failed, in " in text and f"The front has {len(front)} points" in text
     assert "verdict: " in text and "CPUs, torch " in text
+
+
+def test_a_replication_block_is_its_results_without_title_one_level_down(tmp_path: Path) -> None:
+    from experiments.replications.readme import replication_block
+
+    (tmp_path / "results.md").write_text("# Title\n\nintro\n\n## Comparisons\n\n| a |\n")
+    assert replication_block(tmp_path) == "intro\n\n#### Comparisons\n\n| a |"

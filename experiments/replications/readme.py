@@ -101,9 +101,10 @@ def demo_block(run_dir: Path) -> str:
 
 
 def replication_block(run_dir: Path) -> str:
-    """A replication's ``results.md`` without its title (README gives the section its own)."""
-    text = (run_dir / "results.md").read_text()
-    return re.sub(r"\A# .*\n+", "", text).rstrip()
+    """A replication's ``results.md`` without its title, its sections one level below README's replication
+    section (``##`` becomes ``####``)."""
+    text = re.sub(r"\A# .*\n+", "", (run_dir / "results.md").read_text())
+    return re.sub(r"^## ", "#### ", text, flags=re.MULTILINE).rstrip()
 
 
 def fill(readme: str, name: str, body: str) -> str:
