@@ -9,8 +9,8 @@ import pytest
 
 from experiments.replications.common import Row, greedy_soup, scores_table, uniform, weights_table
 from toy.build import held_out_prompts, write_tasks
-from toy.skills import SKILLS
 from toy.replications import Trainer, cached_build
+from toy.skills import SKILLS
 
 
 def test_greedy_soup_ranks_alone_and_keeps_what_does_not_hurt() -> None:
