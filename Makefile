@@ -54,7 +54,7 @@ recycle: toy
 	$(REPLICATIONS_ENV) $(BIN)/mergefront search experiments/recycle-cmaes.yaml --overwrite --no-progress
 	$(REPLICATIONS_ENV) $(BIN)/python -m experiments.replications.recycle
 
-adapters: toy
+adapters: $(STAMP)
 	$(BIN)/python -m toy.replications adapters
 	$(REPLICATIONS_ENV) $(BIN)/mergefront search experiments/adapters.yaml --overwrite --no-progress
 	$(REPLICATIONS_ENV) $(BIN)/python -m experiments.replications.adapters
