@@ -13,6 +13,7 @@ import json
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -67,8 +68,20 @@ class ToyRecipe:
     )
 
     def fingerprint(self) -> str:
-        """16 hex digits of the SHA-256 of the recipe as sorted JSON: the cache key in ``manifest.json``."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        """The cache key in ``manifest.json``: ``recipe_fingerprint`` of this recipe."""
+        return recipe_fingerprint(self)
+
+
+TRAINING_CODE = ("skills.py", "tokenizer.py", "train.py", "build.py")  # what makes the data and the weights
+
+
+def recipe_fingerprint(recipe: Any) -> str:
+    """16 hex digits of the SHA-256 of a recipe (a dataclass, as sorted JSON) and of the toy's data and training
+    code (``TRAINING_CODE``): a changed skill generator or training loop rebuilds, as a changed recipe does."""
+    digest = hashlib.sha256(json.dumps(asdict(recipe), sort_keys=True).encode())
+    for name in TRAINING_CODE:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def task_name(skill: str, split: str) -> str:

@@ -12,7 +12,6 @@ Imports: ``toy`` and ``evaluators``; never ``optimizer``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from typing import Any
 import yaml
 from transformers import LlamaForCausalLM, PreTrainedModel
 
-from toy.build import MANIFEST, TOY_SKILLS, ToyRecipe, held_out_prompts, new_model, save_model
+from toy.build import MANIFEST, TOY_SKILLS, ToyRecipe, held_out_prompts, new_model, recipe_fingerprint, save_model
 from toy.tokenizer import build_tokenizer
 from toy.train import CharEncoder, Stage, reproducible_cpu, train_stage
 
@@ -85,12 +84,12 @@ class Trainer:
 
 
 def cached_build(out_dir: Path, recipe: Any, build: Callable[[Trainer], None], force: bool = False) -> bool:
-    """Run ``build`` into ``out_dir`` unless a build of the same recipe is there.
+    """Run ``build`` into ``out_dir`` unless a build of the same recipe (and training code) is there.
 
     Returns False when the cached build was kept. The manifest is written last, so an interrupted
     build is never taken for a finished one.
     """
-    fingerprint = hashlib.sha256(json.dumps(asdict(recipe), sort_keys=True).encode()).hexdigest()[:16]
+    fingerprint = recipe_fingerprint(recipe)
     manifest = out_dir / MANIFEST
     if not force and manifest.is_file() and json.loads(manifest.read_text()).get("fingerprint") == fingerprint:
         return False
