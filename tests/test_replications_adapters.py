@@ -27,7 +27,8 @@ def _a_factors(directory: Path) -> dict[str, torch.Tensor]:
 def test_adapters_share_one_initialisation_and_the_twin_has_another(tmp_path: Path) -> None:
     untrained = AdapterRecipe()
     base = dataclasses.replace(untrained.base, until=0)  # no training step: the factors stay as initialised
-    build(tmp_path, dataclasses.replace(untrained, base=base, until=0))
+    trunk = dataclasses.replace(untrained.trunk, steps=0)
+    build(tmp_path, dataclasses.replace(untrained, base=base, trunk=trunk, until=0))
     factors = {name: _a_factors(tmp_path / name) for name in ("lora0", "lora1", "lora2", "lora3", OTHER_INIT)}
     assert all(torch.equal(factors["lora0"][k], v) for name in ("lora1", "lora3") for k, v in factors[name].items())
     assert not any(torch.equal(factors["lora0"][k], v) for k, v in factors[OTHER_INIT].items())

@@ -100,13 +100,13 @@ def markdown(rows: Rows) -> str:
             "# Averaging LoRA adapters (toy scale)",
             "",
             (
-                f"{len(rows.singles)} LoRA adapters on the base, trained on reverse and sort from one initialisation,"
-                f" each with its own data order and dropout. {SPLITS_NOTE}"
+                f"{len(rows.singles)} LoRA adapters on a base that never saw reverse or sort, forked from one adapter"
+                f" trained on those skills, each trained on with its own data order and dropout. {SPLITS_NOTE}"
             ),
             "",
             scores_table(rows.table),
             "",
-            f"lora0 and {OTHER_INIT} (the same data order and dropout, other A factors):",
+            f"lora0 and {OTHER_INIT} (the same trunk and fork data order and dropout, other A factors):",
             "",
             scores_table(rows.pair),
             "",
