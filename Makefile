@@ -48,7 +48,7 @@ readme: demo
 # runs its searches, and writes results.md and results.png into its run directory.
 REPLICATIONS_ENV := RAY_AUTH_MODE=disabled
 
-recycle: toy
+recycle: $(STAMP)
 	$(BIN)/python -m toy.replications recycle
 	$(REPLICATIONS_ENV) $(BIN)/mergefront search experiments/recycle.yaml --overwrite --no-progress
 	$(REPLICATIONS_ENV) $(BIN)/mergefront search experiments/recycle-cmaes.yaml --overwrite --no-progress

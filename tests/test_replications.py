@@ -200,3 +200,51 @@ def test_a_replication_block_is_its_results_without_title_one_level_down(tmp_pat
 
     (tmp_path / "results.md").write_text("# Title\n\nintro\n\n## Comparisons\n\n| a |\n")
     assert replication_block(tmp_path) == "intro\n\n#### Comparisons\n\n| a |"
+
+
+def test_recycle_tilt_fixes_the_shares_and_scales_the_rest() -> None:
+    from toy.replications.recycle import MIXTURE, tilt
+
+    mix = tilt({"add": 0.5})
+    assert list(mix) == list(MIXTURE) and mix["add"] == 0.5 and sum(mix.values()) == pytest.approx(1.0)
+    assert mix["sub"] / mix["sort"] == pytest.approx(MIXTURE["sub"] / MIXTURE["sort"])  # the rest keeps its proportions
+    assert tilt({}) == pytest.approx({s: w / sum(MIXTURE.values()) for s, w in MIXTURE.items()})
+
+
+def test_recycle_recipe_checkpoints_every_run_mid_schedule() -> None:
+    from toy.replications.recycle import SKILLS, RecycleRecipe
+
+    members = RecycleRecipe().members
+    assert len(members) >= 8 and len({m.seed for m in members.values()}) == len(members)
+    for spec in members.values():
+        assert spec.parent == "base" and spec.until is not None and spec.until < spec.stages[-1].steps
+        assert all(set(stage.mixture) == set(SKILLS) for stage in spec.stages)
+    assert len({stage.lr for m in members.values() for stage in m.stages}) > 1
+
+
+def test_recycle_experiments_score_the_pool_skills_in_order() -> None:
+    import yaml
+
+    from toy.replications.recycle import SKILLS
+
+    root = Path(__file__).resolve().parents[1] / "experiments"
+    for name in ("recycle.yaml", "recycle-cmaes.yaml"):
+        experiment = yaml.safe_load((root / name).read_text())
+        assert [o["task"] for o in experiment["objectives"]] == [f"toy_{s}" for s in SKILLS]
+        assert [o["task"] for o in experiment["held_out"]] == [f"toy_{s}_report" for s in SKILLS]
+
+
+def test_recycle_verdict_reads_each_comparison_interval() -> None:
+    from experiments.replications.recycle import _verdict
+
+    def row(name: str, weights: dict[str, float], right: int) -> Row:
+        return Row(
+            name, weights, {"a": 0.0}, {"a": right / 40}, held_out_samples={"a": (1.0,) * right + (0.0,) * (40 - right)}
+        )
+
+    merge = row("merge", {"m": 0.5, "n": 0.46, "o": 0.04}, 30)
+    line = _verdict(merge, [row("worse", {"m": 1.0}, 5), row("same", {"n": 1.0}, 30)])
+    assert (
+        line
+        == "- merge (2 of 3 checkpoints above 0.05) beats 1 of 2 baselines on the held-out macro-average; it ties same"
+    )

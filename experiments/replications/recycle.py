@@ -1,8 +1,9 @@
 """``python -m experiments.replications.recycle``: the recycling experiment's results, after its two searches.
 
-Scores every single checkpoint, the uniform soup, the greedy soup and the best trial (by the
+Scores every single checkpoint, the uniform soup, the greedy soup and the best merge (by the
 macro-average on the search split) of the Pareto search and of the scalarised CMA-ES search, on
-both splits, and counts the members each best merge uses.
+both splits; compares each best merge with every baseline on the held-out split (paired bootstrap
+95 % intervals), and counts the checkpoints each best merge gives weight.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import sys
 from pathlib import Path
 
 from experiments.replications.common import (
+    COMPARISONS_NOTE,
     SPLITS_NOTE,
-    USED,
     Row,
     SplitScorer,
+    compare,
+    comparisons_table,
     greedy_soup,
     main_of,
     mean,
@@ -27,24 +30,36 @@ from experiments.replications.common import (
 )
 
 TOP = 5  # how many of a search's best trials the weight count covers
+USED_HERE = 0.05  # a member "carries weight" in a merge above this
 
 
 def _used_line(label: str, run_dir: Path) -> str:
     top = ranked_trials(run_dir)[:TOP]
-    counts = ", ".join(f"{sum(w > USED for w in t.weights.values())} (trial {t.number})" for t in top)
-    return f"- {label}: members above {USED} in the {TOP} best trials by search macro: {counts}"
+    counts = ", ".join(f"{sum(w > USED_HERE for w in t.weights.values())} (trial {t.number})" for t in top)
+    return f"- {label}: members above {USED_HERE} in the {TOP} best trials by search macro: {counts}"
 
 
-MACROS = {"search": "search_macro", "report": "held_out_macro"}  # split, as the toy tasks name it -> Row property
+def _searched(scorer: SplitScorer, label: str, run: Path) -> tuple[Row, list[Row]]:
+    """The search's best proposed merge (by search macro, the sampler's own trials only) and the rows to show: the
+    best trial overall too, when a baseline (a single checkpoint, the uniform soup) came first."""
+    ranked = ranked_trials(run)
+    best, merge = ranked[0], next(t for t in ranked if t.source.is_sampler)
+    merge_row = scorer.row(f"{label}: trial {merge.number}", merge.weights)
+    if merge is best:
+        return merge_row, [merge_row]
+    return merge_row, [scorer.row(f"{label}, best trial: {best.number} ({best.source})", best.weights), merge_row]
 
 
-def _beats(best: Row, rows: list[Row], split: str) -> str:
-    macro = MACROS[split]
-    value = getattr(best, macro)
-    rival = max(rows, key=lambda r: getattr(r, macro))
-    margin = value - getattr(rival, macro)
-    verb = "beats" if margin > 0 else "does not beat"
-    return f"{verb} the best baseline on the {split} split ({value:.3f} vs {rival.name} {getattr(rival, macro):.3f}, {margin:+.3f})"
+def _verdict(merge: Row, rivals: list[Row]) -> str:
+    """One line: how many baselines the merge beats on the held-out macro-average, and which it does not."""
+    verdicts = {r.name: compare(merge, r).verdict for r in rivals}
+    beaten = sum(v == "beats" for v in verdicts.values())
+    rest = ", ".join(f"{v} {name}" for name, v in verdicts.items() if v != "beats")
+    used = sum(w > USED_HERE for w in merge.weights.values())
+    return (
+        f"- {merge.name} ({used} of {len(merge.weights)} checkpoints above {USED_HERE}) beats {beaten} of"
+        f" {len(rivals)} baselines on the held-out macro-average" + (f"; it {rest}" if rest else "")
+    )
 
 
 def results(experiment: Path, pareto_run: Path, cmaes_run: Path) -> str:
@@ -54,14 +69,13 @@ def results(experiment: Path, pareto_run: Path, cmaes_run: Path) -> str:
         {r.name: r.search_macro for r in singles}, lambda w: mean(list(scorer.search(w).values()))
     )
     baselines = [*singles, scorer.row("uniform soup", uniform(scorer.members)), scorer.row("greedy soup", soup)]
-    searched = []
+    merges: list[Row] = []
+    shown: list[Row] = []
     for label, run in (("Pareto (TPE)", pareto_run), ("scalarised (CMA-ES)", cmaes_run)):
-        ranked = ranked_trials(run)
-        best, merge = ranked[0], next(t for t in ranked if t.source.is_sampler)
-        searched.append(scorer.row(f"{label}, best macro: trial {best.number} ({best.source})", best.weights))
-        if merge is not best:
-            searched.append(scorer.row(f"{label}, best proposed merge: trial {merge.number}", merge.weights))
-    rows = [*baselines, *searched]
+        merge, rows = _searched(scorer, label, run)
+        merges.append(merge)
+        shown += rows
+    rows = [*baselines, *shown]
     lines = [
         "# Recycling checkpoints (toy scale)",
         "",
@@ -69,15 +83,21 @@ def results(experiment: Path, pareto_run: Path, cmaes_run: Path) -> str:
         "",
         scores_table(rows),
         "",
-        "## Weights",
+        "## Each search's best merge against every baseline (held-out report split)",
         "",
-        weights_table(rows),
+        COMPARISONS_NOTE,
+        "",
+        comparisons_table([(m, r) for m in merges for r in baselines]),
         "",
         "## Verdict",
         "",
-        *(f"- {r.name} {_beats(r, baselines, 'search')}; it {_beats(r, baselines, 'report')}." for r in searched),
+        *(_verdict(m, baselines) for m in merges),
         _used_line("Pareto (TPE)", pareto_run),
         _used_line("scalarised (CMA-ES)", cmaes_run),
+        "",
+        "## Weights",
+        "",
+        weights_table(rows),
         "",
         "## Greedy soup",
         "",
