@@ -44,7 +44,7 @@ demo: toy
 readme: demo
 	$(BIN)/python -m experiments.replications.readme
 
-# The replications (README, "Replications"): each builds its pool from the toy pool (cached),
+# The replications (README, "Replications"): each trains its own pool (cached by recipe and code),
 # runs its searches, and writes results.md and results.png into its run directory.
 REPLICATIONS_ENV := RAY_AUTH_MODE=disabled
 

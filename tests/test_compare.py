@@ -53,3 +53,19 @@ def test_unpaired_inputs_are_refused() -> None:
         paired_difference({"x": [1.0]}, {"y": [1.0]})
     with pytest.raises(ValueError, match="task 'x': 2 examples on one side and 1"):
         paired_difference({"x": [1.0, 0.0]}, {"x": [1.0]})
+
+
+def test_per_sample_values_are_the_metric_by_document_for_averaged_metrics_only() -> None:
+    from evaluators.scoring.lmeval import _per_sample
+    from evaluators.scoring.tasks import TaskSpec
+
+    logged = [
+        {"doc_id": 2, "filter": "none", "acc": 0, "perplexity": -3.5},
+        {"doc_id": 0, "filter": "none", "acc": 1, "perplexity": -0.5},
+        {"doc_id": 1, "filter": "other", "acc": 0, "perplexity": -9.0},  # another filter's answer
+        {"doc_id": 1, "filter": "none", "acc": 1, "perplexity": -1.0},
+    ]
+    assert _per_sample(TaskSpec(task="t"), logged, {"acc"}) == (1.0, 1.0, 0.0)  # doc 0, 1, 2
+    # perplexity is aggregated from log-likelihoods, not averaged: no per-example values to resample
+    assert _per_sample(TaskSpec(task="t", metric="perplexity"), logged, {"acc"}) == ()
+    assert _per_sample(TaskSpec(task="t"), [{"doc_id": 0, "filter": "none", "acc": ["a", "b"]}], {"acc"}) == ()

@@ -75,12 +75,13 @@ class ToyRecipe:
 TRAINING_CODE = ("skills.py", "tokenizer.py", "train.py", "build.py")  # what makes the data and the weights
 
 
-def recipe_fingerprint(recipe: Any) -> str:
-    """16 hex digits of the SHA-256 of a recipe (a dataclass, as sorted JSON) and of the toy's data and training
-    code (``TRAINING_CODE``): a changed skill generator or training loop rebuilds, as a changed recipe does."""
+def recipe_fingerprint(recipe: Any, *builders: Path) -> str:
+    """16 hex digits of the SHA-256 of a recipe (a dataclass, as sorted JSON), of the toy's data and training
+    code (``TRAINING_CODE``) and of ``builders`` (source files): a changed skill generator, training loop or
+    pool builder rebuilds, as a changed recipe does."""
     digest = hashlib.sha256(json.dumps(asdict(recipe), sort_keys=True).encode())
-    for name in TRAINING_CODE:
-        digest.update((Path(__file__).parent / name).read_bytes())
+    for path in (*(Path(__file__).parent / name for name in TRAINING_CODE), *builders):
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -12,6 +12,7 @@ from functools import partial
 from typing import Any
 
 from lm_eval import simple_evaluate
+from lm_eval.api.metrics import mean
 from lm_eval.api.model import LM
 from lm_eval.tasks import TaskManager, get_task_dict
 
@@ -71,6 +72,7 @@ class Scorer:
         results: dict[tuple[RunKey, str], dict[str, Any]] = {}
         samples: dict[tuple[RunKey, str], int] = {}
         logged: dict[tuple[RunKey, str], list[dict[str, Any]]] = {}
+        averaged: dict[tuple[RunKey, str], set[str]] = {}
         for key, tasks in self._groups.items():
             limit, fewshot, chat, gen_kwargs = key
             out = simple_evaluate(
@@ -95,10 +97,16 @@ class Scorer:
                 results[(key, t)] = out["results"][t]
                 samples[(key, t)] = int(out.get("n-samples", {}).get(t, {}).get("effective", 0))
                 logged[(key, t)] = out.get("samples", {}).get(t, [])
-        return {name: self._read(name, spec, results, samples, logged) for name, spec in self.specs.items()}
+                aggregation = tasks[t].aggregation() if hasattr(tasks[t], "aggregation") else {}  # a group: none
+                averaged[(key, t)] = {m for m, f in aggregation.items() if f is mean}
+        scores = {}
+        for name, spec in self.specs.items():
+            at = (spec.run_key, spec.task)
+            scores[name] = self._read(name, spec, results, samples, _per_sample(spec, logged[at], averaged[at]))
+        return scores
 
     @staticmethod
-    def _read(name: str, spec: TaskSpec, results: dict, samples: dict, logged: dict) -> Score:
+    def _read(name: str, spec: TaskSpec, results: dict, samples: dict, per_sample: tuple[float, ...]) -> Score:
         key = (spec.run_key, spec.task)
         row = results[key]
         if spec.result_key not in row:
@@ -111,13 +119,18 @@ class Scorer:
         if value is None or math.isnan(value):
             raise EvaluationError(f"objective '{name}': metric {spec.result_key} is {row[spec.result_key]!r}")
         stderr = _as_float(row.get(f"{spec.metric}_stderr,{spec.filter}"))
-        return Score(value=value, stderr=stderr, samples=samples[key], per_sample=_per_sample(spec, logged[key]))
+        return Score(value=value, stderr=stderr, samples=samples[key], per_sample=per_sample)
 
 
-def _per_sample(spec: TaskSpec, logged: list[dict[str, Any]]) -> tuple[float, ...]:
-    """The objective's metric of each logged example of its filter, by document id; empty when the metric
-    is not one number per example (e.g. BLEU's reference/prediction pairs)."""
-    rows = sorted((s["doc_id"], s.get(spec.metric)) for s in logged if s.get("filter") == spec.filter)
+def _per_sample(spec: TaskSpec, logged: list[dict[str, Any]], averaged: set[str]) -> tuple[float, ...]:
+    """The objective's metric of each logged example of its filter, by document id, when the task aggregates
+    that metric as a mean of one number per example (``averaged``: such metrics), so that the mean of these
+    values is the score; empty otherwise (perplexity logs log-likelihoods, BLEU reference/prediction pairs)."""
+    if spec.metric not in averaged:
+        return ()
+    rows = sorted(
+        ((s["doc_id"], s.get(spec.metric)) for s in logged if s.get("filter") == spec.filter), key=lambda r: r[0]
+    )
     values: list[Any] = [v for _, v in rows]
     if not all(isinstance(v, numbers.Real) for v in values):
         return ()

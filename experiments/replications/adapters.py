@@ -62,7 +62,7 @@ def score_rows(experiment: Path, run: Path) -> Rows:
     exact, factorwise = SplitScorer(experiment), SplitScorer(experiment, merge=FACTORWISE)
     members = exact.members
     singles = [exact.row(m, {m: 1.0}) for m in members]
-    best = ranked_trials(run)[0]
+    best = next(t for t in ranked_trials(run) if t.source.is_sampler)  # a proposed merge, not a baseline
     pair_exact = SplitScorer(experiment, pool_file=folder / PAIR_POOL)
     pair_factorwise = SplitScorer(experiment, merge=FACTORWISE, pool_file=folder / PAIR_POOL)
     first, twin = pair_exact.members

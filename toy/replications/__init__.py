@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from transformers import LlamaForCausalLM, PreTrainedModel
 
-from toy.build import MANIFEST, TOY_SKILLS, ToyRecipe, held_out_prompts, new_model, recipe_fingerprint, save_model
+from toy.build import MANIFEST, ToyRecipe, held_out_prompts, new_model, recipe_fingerprint, save_model
 from toy.tokenizer import build_tokenizer
 from toy.train import CharEncoder, Stage, reproducible_cpu, train_stage
 
@@ -31,11 +31,6 @@ log = logging.getLogger(__name__)
 TOY = ToyRecipe()  # the toy pool's model shape and evaluation split; the replication pools share them
 INIT = "init"  # parent: a fresh initialisation of the toy model shape (seeded by ``Derived.init_seed``)
 POOL_FILE = "checkpoints.yaml"
-
-
-def uniform_mixture() -> dict[str, float]:
-    """Every skill of the toy pool at weight 1: the mixture the toy base trains on."""
-    return dict.fromkeys(TOY_SKILLS, 1.0)
 
 
 @dataclass(frozen=True)
@@ -89,7 +84,7 @@ def cached_build(out_dir: Path, recipe: Any, build: Callable[[Trainer], None], f
     Returns False when the cached build was kept. The manifest is written last, so an interrupted
     build is never taken for a finished one.
     """
-    fingerprint = recipe_fingerprint(recipe)
+    fingerprint = recipe_fingerprint(recipe, Path(build.__code__.co_filename))  # its builder's module too
     manifest = out_dir / MANIFEST
     if not force and manifest.is_file() and json.loads(manifest.read_text()).get("fingerprint") == fingerprint:
         return False

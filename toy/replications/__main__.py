@@ -15,7 +15,7 @@ POOLS = ("recycle", "adapters", "transfer")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Build the named replication pool; returns the exit code (2 for a ConfigError, e.g. no toy pool) rather than raising."""
+    """Build the named replication pool; returns the exit code (2 for a ConfigError, e.g. peft missing) rather than raising."""
     parser = argparse.ArgumentParser(prog="python -m toy.replications", description=__doc__)
     parser.add_argument("name", choices=POOLS)
     parser.add_argument("--out", type=Path, help="pool directory (default toy/pools/NAME)")
