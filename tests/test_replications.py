@@ -199,7 +199,8 @@ def test_a_replication_block_is_its_results_without_title_one_level_down(tmp_pat
     from experiments.replications.readme import replication_block
 
     (tmp_path / "results.md").write_text("# Title\n\nintro\n\n## Comparisons\n\n| a |\n")
-    assert replication_block(tmp_path) == "intro\n\n#### Comparisons\n\n| a |"
+    text = replication_block(tmp_path)
+    assert text.startswith("intro\n\n#### Comparisons\n\n| a |\n\nWritten on ") and "CPUs, torch " in text
 
 
 def test_recycle_tilt_fixes_the_shares_and_scales_the_rest() -> None:

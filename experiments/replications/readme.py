@@ -32,13 +32,14 @@ from toy.scores import cached_scores, trade_offs
 REPLICATIONS = ("recycle", "adapters", "transfer")
 
 
-def machine() -> str:
-    """Where a block was measured: the CPU's model and vector extension, its CPU count, torch and the date."""
+def machine(day: datetime.date | None = None) -> str:
+    """Where a block was measured: the CPU's model and vector extension, its CPU count, torch, and ``day`` (the
+    measurement's date; default today)."""
     model = next(
         (line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), platform.processor()
     )
     capability = torch.backends.cpu.get_cpu_capability()
-    return f"{model} ({capability}), {os.cpu_count()} CPUs, torch {torch.__version__}, {datetime.date.today()}"
+    return f"{model} ({capability}), {os.cpu_count()} CPUs, torch {torch.__version__}, {day or datetime.date.today()}"
 
 
 def _cpuinfo() -> list[str]:
@@ -73,12 +74,13 @@ def demo_block(run_dir: Path) -> str:
     experiment gives one held-out task per objective, in order, as the demo does)."""
     trials, front = read_trials(run_dir, TRIALS), read_trials(run_dir, FRONT)
     timings = trials.complete().timings()
+    last = max(r.finished_at for r in trials.records())  # the run's date, not today's
     objectives, held_out = trials.columns.objectives, trials.columns.held_out
     pairs = list(zip(objectives, held_out, strict=True)) if len(objectives) == len(held_out) else []
     gaps = [abs(r.held_out[h] - r.scores[o]) for r in front.records() for o, h in pairs if h in r.held_out]
     lines = [
         (
-            f"Measured on {machine()}: {len(trials)} trials, {trials.count(TrialState.FAIL)} failed, in"
+            f"Measured on {machine(last.date())}: {len(trials)} trials, {trials.count(TrialState.FAIL)} failed, in"
             f" {trials.span_seconds():.0f} s from the first trial's start to the last one's end. The median trial took"
             f" {statistics.median(timings['merge_seconds']):.3f} s to merge and"
             f" {statistics.median(timings['eval_seconds']):.1f} s to evaluate. The front has {len(front)} points;"
@@ -102,9 +104,11 @@ def demo_block(run_dir: Path) -> str:
 
 def replication_block(run_dir: Path) -> str:
     """A replication's ``results.md`` without its title, its sections one level below README's replication
-    section (``##`` becomes ``####``)."""
-    text = re.sub(r"\A# .*\n+", "", (run_dir / "results.md").read_text())
-    return re.sub(r"^## ", "#### ", text, flags=re.MULTILINE).rstrip()
+    section (``##`` becomes ``####``), and where and when it was written (this machine, the file's date)."""
+    results = run_dir / "results.md"
+    text = re.sub(r"\A# .*\n+", "", results.read_text())
+    day = datetime.date.fromtimestamp(results.stat().st_mtime)
+    return re.sub(r"^## ", "#### ", text, flags=re.MULTILINE).rstrip() + f"\n\nWritten on {machine(day)}."
 
 
 def fill(readme: str, name: str, body: str) -> str:
