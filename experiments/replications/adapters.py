@@ -128,6 +128,7 @@ def markdown(rows: Rows) -> str:
 
 
 def results(experiment: Path, run: Path) -> str:
+    """Score every row on both splits, compare the averages with the best single adapter, write results.md; returns it."""
     rows = score_rows(experiment, run)
     text = markdown(rows)
     write_results(run, text, rows_figure([*rows.table, *rows.pair[1:]], "LoRA adapters: macro-average accuracy"))

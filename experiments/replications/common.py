@@ -39,10 +39,12 @@ SPLITS_NOTE = (
 
 
 def uniform(members: Sequence[str]) -> dict[str, float]:
+    """Equal weights over ``members`` (the uniform soup)."""
     return {m: 1.0 / len(members) for m in members}
 
 
 def mean(values: Sequence[float]) -> float:
+    """The arithmetic mean (a macro-average over skills)."""
     return sum(values) / len(values)
 
 
@@ -59,10 +61,12 @@ class Row:
 
     @property
     def search_macro(self) -> float:
+        """Mean over the objectives on the search split."""
         return mean(list(self.search.values()))
 
     @property
     def held_out_macro(self) -> float:
+        """Mean over the objectives on the held-out split."""
         return mean(list(self.held_out.values()))
 
     @property
@@ -90,6 +94,7 @@ class SplitScorer:
         self.members = pool.names
 
     def search(self, weights: Mapping[str, float], knobs: Mapping[str, float] | None = None) -> dict[str, float]:
+        """Scores of ``weights`` on the search split, per objective."""
         result = self.worker.evaluate(MergePoint(weights, knobs=knobs or {}))
         return {o: result.scores[o].value for o in self.objectives}
 
@@ -151,6 +156,8 @@ def greedy_soup(
 
 @dataclass(frozen=True)
 class Trial:
+    """One stored trial as the results steps read it: its number, source, weights, knobs and signed macro."""
+
     number: int
     source: TrialSource
     weights: dict[str, float]

@@ -63,6 +63,7 @@ def _verdict(merge: Row, rivals: list[Row]) -> str:
 
 
 def results(experiment: Path, pareto_run: Path, cmaes_run: Path) -> str:
+    """Score the singles, soups and both searches' best merges, compare them, write results.md; returns it."""
     scorer = SplitScorer(experiment)
     singles = [scorer.row(m, {m: 1.0}) for m in scorer.members]
     soup, trace = greedy_soup(

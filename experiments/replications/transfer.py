@@ -134,6 +134,7 @@ def recovery_line(label: str, transfer: Row, base: Row, direct: Row, skill: str)
 
 
 def results(experiment: Path, run: Path) -> str:
+    """Score the versions, transfers and searched λ, compare them, count fine-tuning steps, write results.md; returns it."""
     pool_dir = load_experiment(experiment)[0].pool.parent
     scorer = SplitScorer(experiment, merge=MergeSpec(method="linear"), pool_file=pool_dir / POOL_FILE)
     ranked = ranked_trials(run)
