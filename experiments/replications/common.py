@@ -109,10 +109,12 @@ class SplitScorer:
         return Row(name, weights, self.search(weights, knobs), held_out, dict(knobs or {}), samples)
 
 
-def compare(row: Row, other: Row) -> Difference:
-    """``row``'s held-out macro-average minus ``other``'s, with its paired bootstrap 95 % interval over the
-    held-out examples (``evaluators.scoring.compare``)."""
-    return paired_difference(row.held_out_samples, other.held_out_samples)
+def compare(row: Row, other: Row, skill: str | None = None) -> Difference:
+    """``row``'s held-out macro-average minus ``other``'s (or their difference on ``skill`` alone), with its paired
+    bootstrap 95 % interval over the held-out examples (``evaluators.scoring.compare``)."""
+    if skill is None:
+        return paired_difference(row.held_out_samples, other.held_out_samples)
+    return paired_difference({skill: row.held_out_samples[skill]}, {skill: other.held_out_samples[skill]})
 
 
 COMPARISONS_NOTE = (
@@ -122,11 +124,12 @@ COMPARISONS_NOTE = (
 )
 
 
-def comparisons_table(pairs: Sequence[tuple[Row, Row]]) -> str:
-    """Markdown: one line per (row, rival): the held-out macro difference, its 95 % interval and the verdict."""
-    lines = ["| comparison | held-out macro difference | 95 % interval | verdict |", "|---|---|---|---|"]
+def comparisons_table(pairs: Sequence[tuple[Row, Row]], skill: str | None = None) -> str:
+    """Markdown: one line per (row, rival): the held-out macro difference (or ``skill``'s alone), its 95 % interval
+    and the verdict."""
+    lines = [f"| comparison | held-out {skill or 'macro'} difference | 95 % interval | verdict |", "|---|---|---|---|"]
     for row, rival in pairs:
-        d = compare(row, rival)
+        d = compare(row, rival, skill)
         lines.append(
             f"| {row.name} vs {rival.name} | {d.estimate:+.3f} | [{d.low:+.3f}, {d.high:+.3f}] | {d.verdict} |"
         )

@@ -19,7 +19,6 @@ from evaluators.merge import MergeSpec
 from evaluators.merge.engine import plan_for
 from evaluators.merge.inspect import inspect_members
 from evaluators.pool import load_pool
-from evaluators.scoring.compare import paired_difference
 from experiments.replications.common import (
     COMPARISONS_NOTE,
     SPLITS_NOTE,
@@ -109,17 +108,6 @@ def recovered(
     return estimate, float(low), float(high)
 
 
-def skill_comparisons(pairs: Sequence[tuple[Row, Row]], skill: str) -> list[str]:
-    """Markdown lines: like ``comparisons_table``, on one skill's held-out examples only."""
-    lines = [f"| comparison | held-out {skill} difference | 95 % interval | verdict |", "|---|---|---|---|"]
-    for row, rival in pairs:
-        d = paired_difference({skill: row.held_out_samples[skill]}, {skill: rival.held_out_samples[skill]})
-        lines.append(
-            f"| {row.name} vs {rival.name} | {d.estimate:+.3f} | [{d.low:+.3f}, {d.high:+.3f}] | {d.verdict} |"
-        )
-    return lines
-
-
 def recovery_line(label: str, transfer: Row, base: Row, direct: Row, skill: str) -> str:
     """One verdict line: how much of the direct fine-tune's gain on ``skill`` the transfer recovers (report split)."""
     share, low, high = recovered(
@@ -145,7 +133,7 @@ def results(experiment: Path, run: Path) -> str:
     name = f"v2 + {lam:.2f} × v1's diff (searched, trial {proposed.number})"
     rows[SEARCHED] = scorer.row(name, {"v2": 1.0 - lam, "v2_plus_diff": lam})
     curves = score_curves(experiment, pool_dir / STEPS_POOL)
-    text = "\n".join(_markdown(rows, curves, scorer.objectives[0], pool_dir, run))
+    text = "\n".join(_markdown(rows, curves, scorer.objectives[0], pool_dir, run, ranked))
     write_results(run, text, rows_figure(list(rows.values()), "transfer: macro-average accuracy"))
     return text
 
@@ -157,7 +145,9 @@ def _search_line(ranked: Sequence[Trial]) -> str:
     return f"- The search's best trial by macro-average (search split): trial {best.number}, λ = {best.knobs['scale']:.2f} ({what})."
 
 
-def _markdown(rows: dict[str, Row], curves: Sequence[Curve], skill: str, pool_dir: Path, run: Path) -> list[str]:
+def _markdown(
+    rows: dict[str, Row], curves: Sequence[Curve], skill: str, pool_dir: Path, run: Path, ranked: Sequence[Trial]
+) -> list[str]:
     pairs = [(rows[a], rows[b]) for a, b in PAIRS]
     return [
         "# Fine-tuning transfer across base versions (toy scale)",
@@ -174,7 +164,7 @@ def _markdown(rows: dict[str, Row], curves: Sequence[Curve], skill: str, pool_di
         "",
         f"The same on the fine-tuned skill, {skill}, alone:",
         "",
-        *skill_comparisons(pairs, skill),
+        comparisons_table(pairs, skill),
         "",
         "## Connectivity (`mergefront pool check`)",
         "",
@@ -189,7 +179,7 @@ def _markdown(rows: dict[str, Row], curves: Sequence[Curve], skill: str, pool_di
         recovery_line("v2 + v1's diff", rows[V2_DIFF], rows[V2], rows[V2_FT], skill),
         recovery_line("distant + v1's diff", rows[DISTANT_DIFF], rows[DISTANT], rows[V2_FT], skill),
         steps_verdict(curves),
-        _search_line(ranked_trials(run)),
+        _search_line(ranked),
         (
             f"- The best λ the search proposed: macro {rows[SEARCHED].search_macro:.3f}"
             f" (report {rows[SEARCHED].held_out_macro:.3f}), against v2's {rows[V2].search_macro:.3f}"
