@@ -9,6 +9,7 @@ both splits; compares each best merge with every baseline on the held-out split 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from experiments.replications.common import (
@@ -33,9 +34,14 @@ TOP = 5  # how many of a search's best trials the weight count covers
 USED_HERE = 0.05  # a member "carries weight" in a merge above this
 
 
+def _carrying(weights: Mapping[str, float]) -> int:
+    """How many members carry weight above ``USED_HERE``."""
+    return sum(w > USED_HERE for w in weights.values())
+
+
 def _used_line(label: str, run_dir: Path) -> str:
     top = ranked_trials(run_dir)[:TOP]
-    counts = ", ".join(f"{sum(w > USED_HERE for w in t.weights.values())} (trial {t.number})" for t in top)
+    counts = ", ".join(f"{_carrying(t.weights)} (trial {t.number})" for t in top)
     return f"- {label}: members above {USED_HERE} in the {TOP} best trials by search macro: {counts}"
 
 
@@ -55,7 +61,7 @@ def _verdict(merge: Row, rivals: list[Row]) -> str:
     verdicts = {r.name: compare(merge, r).verdict for r in rivals}
     beaten = sum(v == "beats" for v in verdicts.values())
     rest = ", ".join(f"{v} {name}" for name, v in verdicts.items() if v != "beats")
-    used = sum(w > USED_HERE for w in merge.weights.values())
+    used = _carrying(merge.weights)
     return (
         f"- {merge.name} ({used} of {len(merge.weights)} checkpoints above {USED_HERE}) beats {beaten} of"
         f" {len(rivals)} baselines on the held-out macro-average" + (f"; it {rest}" if rest else "")

@@ -77,31 +77,31 @@ def steps_lines(curves: Sequence[Curve], skill: str) -> list[str]:
     for step in sorted(direct.search):
         cells = [f"{scores[step]:.3f}" for c in curves for scores in (c.search, c.held_out)]
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
-    last = max(direct.search)
     lines += [
         "",
         "| steps to reach the direct fine-tune's final score | from v2 | from v2 + v1's diff |",
         "|---|---|---|",
     ]
-    for split, attr in (("search", "search"), ("report", "held_out")):
-        goal = getattr(direct, attr)[last]
-        lines.append(
-            f"| {skill}, {split} split: {goal:.3f} | {_reach(getattr(direct, attr), goal)}"
-            f" | {_reach(getattr(transfer, attr), goal)} |"
-        )
+    lines += [f"| {skill}, {split} split: {goal:.3f} | {d} | {t} |" for split, goal, d, t in _reached(direct, transfer)]
     return lines
 
 
 def steps_verdict(curves: Sequence[Curve]) -> str:
     """One verdict line: the steps each run needs to reach the direct fine-tune's final score, on both splits."""
     by_run = {c.run: c for c in curves}
-    direct, transfer = by_run["direct"], by_run["transfer"]
+    parts = [
+        f"{goal:.3f} on the {split} split after {t} steps from v2 + v1's diff and {d} from v2"
+        for split, goal, d, t in _reached(by_run["direct"], by_run["transfer"])
+    ]
+    return f"- Fine-tuning reaches the direct fine-tune's final score: {'; '.join(parts)}."
+
+
+def _reached(direct: Curve, transfer: Curve) -> list[tuple[str, float, str, str]]:
+    """Per split: its name, the direct run's final score, and the steps the direct and the transfer run need to
+    reach it."""
     last = max(direct.search)
-    parts = []
+    out = []
     for split, attr in (("search", "search"), ("report", "held_out")):
         goal = getattr(direct, attr)[last]
-        parts.append(
-            f"{goal:.3f} on the {split} split after {_reach(getattr(transfer, attr), goal)} steps from v2 + v1's diff"
-            f" and {_reach(getattr(direct, attr), goal)} from v2"
-        )
-    return f"- Fine-tuning reaches the direct fine-tune's final score: {'; '.join(parts)}."
+        out.append((split, goal, _reach(getattr(direct, attr), goal), _reach(getattr(transfer, attr), goal)))
+    return out
